@@ -1,0 +1,109 @@
+# Provium-C. `make` builds build/provium (with the guest agent embedded).
+# `make test` and `make demo` install what they need first; see README.md.
+
+CC       ?= gcc
+MUSL_CC  ?= musl-gcc
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror
+OPT      ?= -O2 -g
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lm
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+B := build
+COMMON_SRCS := common/proto.c
+AGENT_SRCS  := $(wildcard agent/*.c)
+HOST_SRCS   := $(wildcard host/*.c host/*/*.c)
+HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
+EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o
+HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
+
+.PHONY: all deps image test check e2e cli-tests demo bench clean fuzz
+
+all: $(B)/provium
+
+deps:
+	@scripts/install-deps.sh
+
+# ---- guest agent: static musl binary ----
+$(B)/musl-include/.stamp:
+	@mkdir -p $(B)/musl-include
+	@ln -sfn /usr/include/linux $(B)/musl-include/linux
+	@ln -sfn /usr/include/asm-generic $(B)/musl-include/asm-generic
+	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(B)/musl-include/asm
+	@touch $@
+
+$(B)/provium-agent: $(AGENT_SRCS) $(COMMON_SRCS) agent/agent.h common/proto.h $(B)/musl-include/.stamp
+	$(MUSL_CC) -static $(CSTD) $(WARN) -Os -I$(B)/musl-include $(AGENT_SRCS) $(COMMON_SRCS) -o $@
+	strip $@
+
+# ---- blobs linked into provium ----
+define EMBED
+	@mkdir -p $(dir $@)
+	@printf '\t.section .rodata\n\t.balign 16\n\t.global %s\n%s:\n\t.incbin "%s"\n\t.global %s_end\n%s_end:\n\t.byte 0\n\t.section .note.GNU-stack,"",@progbits\n' $(2) $(2) $(CURDIR)/$(1) $(2) $(2) > $@.S
+	$(CC) -c $@.S -o $@
+endef
+
+$(B)/obj/embed_agent.o: $(B)/provium-agent
+	$(call EMBED,$(B)/provium-agent,provium_agent_blob)
+$(B)/obj/embed_framework.o: lua/framework.lua
+	$(call EMBED,lua/framework.lua,provium_framework_lua)
+
+# ---- host ----
+$(B)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) -c $< -o $@
+
+$(B)/provium: $(HOST_OBJS) $(EMBED_OBJS)
+	$(CC) $(OPT) $^ $(HOST_LIBS) -o $@
+
+# ---- guest image (cached outside the checkout, linked into build/image) ----
+image: deps
+	@mkdir -p $(B)/image
+	@k=$$(image/build-kernel.sh) && ln -sfn $$k/vmlinux $(B)/image/vmlinux && ln -sfn $$k/bzImage $(B)/image/bzImage && ln -sfn $$k/src $(B)/image/kernel-build
+	@i=$$(image/build-initrd.sh) && ln -sfn $$i/initrd.cpio $(B)/image/initrd.cpio
+	@v=$$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1) && ln -sfn $$v $(B)/image/debian-vmlinuz && \
+	  ln -sfn /lib/modules/$${v#/boot/vmlinuz-} $(B)/image/debian-modules
+
+# ---- unit tests under AddressSanitizer + UBSan ----
+UNIT_TESTS := $(B)/check/test_toml $(B)/check/test_proto $(B)/check/test_cpio $(B)/check/test_config
+UNIT_SUPPORT := host/util/util.c
+$(B)/check/test_toml: tests/unit/test_toml.c host/config/toml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -o $@
+$(B)/check/test_proto: tests/unit/test_proto.c common/proto.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -o $@
+$(B)/check/test_cpio: tests/unit/test_cpio.c host/vmm/cpio.c $(UNIT_SUPPORT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -lcrypto -o $@
+$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/toml.c $(UNIT_SUPPORT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -lcrypto -lm -o $@
+
+check: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+# ---- end-to-end ----
+e2e: all image
+	$(B)/provium -v tests/e2e
+
+cli-tests: all image
+	tests/cli/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all image
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory cli-tests
+	@$(MAKE) --no-print-directory e2e
+
+demo: deps
+	@$(MAKE) --no-print-directory all image
+	$(B)/provium examples/
+
+bench: all image
+	bench/boot.sh
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,179 @@
+/* The agent's main loop: one poll() over the transport, the running commands'
+ * pipes and a signalfd, so no request ever blocks another. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MAX_POLL 800
+
+static bool shutdown_requested;
+
+static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
+{
+    char err[256];
+    pv_msg m;
+    if (pv_msg_decode(hdr, payload, &m, err, sizeof(err)) != 0) {
+        conn_send_error(c, hdr->chan, hdr->req, EPROTO, "bad request: %s", err);
+        return;
+    }
+    switch (hdr->type) {
+    case PV_MSG_PING: {
+        const pv_field *echo = pv_msg_get(&m, PV_T_ECHO);
+        pv_frame_begin(&c->out, PV_MSG_PONG, hdr->chan, hdr->req);
+        if (echo)
+            pv_put_bytes(&c->out, PV_T_ECHO, echo->data, echo->len);
+        conn_send(c);
+        break;
+    }
+    case PV_MSG_EXEC:
+        exec_start(c, &m);
+        break;
+    case PV_MSG_READ_FILE:
+        files_read(c, &m);
+        break;
+    case PV_MSG_WRITE_FILE:
+        files_write(c, &m);
+        break;
+    case PV_MSG_SHUTDOWN:
+        pv_frame_begin(&c->out, PV_MSG_OK, hdr->chan, hdr->req);
+        conn_send(c);
+        shutdown_requested = pv_msg_u64(&m, PV_T_POWEROFF, 1) != 0;
+        break;
+    default:
+        conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP, "message %s is not a request", pv_msg_name(hdr->type));
+    }
+    pv_msg_free(&m);
+}
+
+static void power_off(void)
+{
+    sync();
+    exec_abandon_all();
+    /* RB_AUTOBOOT rather than RB_POWER_OFF: machines without ACPI (microvm)
+     * cannot power off, and the host always runs QEMU with -no-reboot, which
+     * turns the reboot into a clean QEMU exit. */
+    reboot(RB_AUTOBOOT);
+    agent_log("reboot: %s", strerror(errno));
+}
+
+/* Serves requests until the transport ends (local mode) or a shutdown. */
+static int serve(agent_conn *c)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGIO);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (c->is_port) {
+        /* SIGIO tells us when a host (re)connects to the port. */
+        fcntl(c->fd, F_SETOWN, getpid());
+        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_ASYNC);
+    }
+    conn_send_ready(c);
+    while (!shutdown_requested) {
+        struct pollfd pfd[MAX_POLL];
+        size_t n = 0;
+        pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
+        pfd[n++] = (struct pollfd){c->connected ? c->fd : -1, POLLIN, 0};
+        size_t first_job = n;
+        n += exec_pollfds(pfd + n, MAX_POLL - n);
+        int timeout = exec_next_timeout_ms();
+        /* While the host is away, look again now and then in case the SIGIO
+         * for its return was missed. */
+        if (!c->connected && (timeout < 0 || timeout > 100))
+            timeout = 100;
+        int r = poll(pfd, n, timeout);
+        if (r < 0 && errno != EINTR) {
+            agent_log("poll: %s", strerror(errno));
+            return 1;
+        }
+        exec_check_timeouts(c);
+        if (pfd[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+            }
+            exec_on_sigchld(c);
+        }
+        exec_on_pollfds(c, pfd + first_job, n - first_job);
+        if (!c->connected) {
+            struct pollfd p = {c->fd, POLLIN, 0};
+            if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
+                c->connected = true;
+                c->in_len = 0;
+                conn_send_ready(c);
+            }
+            continue;
+        }
+        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int got = conn_fill(c);
+            if (got == 0) {
+                if (!c->is_port)
+                    return 0; /* local mode: the host closed the socket */
+                c->connected = false;
+                c->in_len = 0;
+                exec_abandon_all();
+                continue;
+            }
+            pv_hdr hdr;
+            const uint8_t *payload;
+            int popped = 0;
+            while (!shutdown_requested && (popped = conn_pop(c, &hdr, &payload)) == 1) {
+                handle_frame(c, &hdr, payload);
+                conn_consume(c, &hdr);
+            }
+            if (popped < 0)
+                conn_send_error(c, 0, 0, EMSGSIZE, "frame larger than %u bytes; input discarded", PV_MAX_PAYLOAD);
+        }
+    }
+    power_off();
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: provium-agent [--fd N]\n"
+                    "  Without --fd: run inside a Provium guest and serve the virtio-serial port %s.\n"
+                    "  --fd N: serve the protocol on an already connected socket (local mode, for tests).\n",
+            AGENT_PORT_NAME);
+}
+
+int agent_main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    agent_conn c;
+    if (argc == 3 && strcmp(argv[1], "--fd") == 0) {
+        conn_init(&c, atoi(argv[2]), false);
+        return serve(&c);
+    }
+    if (argc != 1) {
+        usage();
+        return 2;
+    }
+    if (getpid() == 1) {
+        /* No init in the initramfs: we are init. */
+        sysinit_mount_basics();
+    }
+    sysinit_load_modules("/provium/modules");
+    int fd = port_open(10000);
+    if (fd < 0) {
+        agent_log("no virtio-serial port named %s after 10 s; is the virtio_console driver present?",
+                  AGENT_PORT_NAME);
+        return 1;
+    }
+    conn_init(&c, fd, true);
+    int rc = serve(&c);
+    if (getpid() == 1)
+        for (;;)
+            pause(); /* init must never exit */
+    return rc;
+}

@@ -1,0 +1,73 @@
+/* Shared declarations of the guest agent. */
+#ifndef PROVIUM_AGENT_H
+#define PROVIUM_AGENT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <poll.h>
+
+#include "../common/proto.h"
+
+#define AGENT_VERSION "0.1.0"
+#define AGENT_PORT_NAME "org.provium.agent.0"
+
+/* log.c: messages go to /dev/kmsg when it exists (they land on the guest
+ * console), else to stderr. */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* sysinit.c */
+void sysinit_mount_basics(void);
+/* Value of a "key=value" parameter from /proc/cmdline, or NULL (static buffer). */
+const char *sysinit_cmdline_param(const char *key);
+void sysinit_load_modules(const char *dir);
+
+/* port.c: opens the virtio-serial port named AGENT_PORT_NAME; waits up to
+ * timeout_ms for the device to appear. Returns fd or -1. */
+int port_open(int timeout_ms);
+
+/* conn.c: the transport; frames in, frames out. */
+typedef struct {
+    int fd;
+    bool is_port;      /* virtio-serial: read()==0 means "host away", not EOF */
+    bool connected;
+    uint8_t *in;       /* receive buffer */
+    size_t in_len, in_cap;
+    pv_buf out;        /* scratch for building replies */
+} agent_conn;
+
+void conn_init(agent_conn *c, int fd, bool is_port);
+/* Reads what is available. Returns 1 if bytes arrived, 0 on host disconnect,
+ * -1 on a protocol error (oversized or garbage frame; the buffer is reset). */
+int conn_fill(agent_conn *c);
+/* Pops one complete frame; returns 1 and fills hdr/payload (valid until the
+ * next conn_fill), 0 if none is complete. */
+int conn_pop(agent_conn *c, pv_hdr *hdr, const uint8_t **payload);
+void conn_consume(agent_conn *c, const pv_hdr *hdr);
+/* Sends the frame built in c->out; blocking. */
+int conn_send(agent_conn *c);
+void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void conn_send_ready(agent_conn *c);
+
+/* exec.c: asynchronous command execution driven by the main loop. */
+void exec_start(agent_conn *c, const pv_msg *m);
+/* Adds the pollfds of running jobs; returns the count added. */
+size_t exec_pollfds(struct pollfd *pfd, size_t max);
+void exec_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n);
+void exec_on_sigchld(agent_conn *c);
+/* Milliseconds until the nearest exec deadline, -1 if none. */
+int exec_next_timeout_ms(void);
+void exec_check_timeouts(agent_conn *c);
+size_t exec_active_count(void);
+/* Host went away: its pending requests are void. Kills the jobs' groups. */
+void exec_abandon_all(void);
+
+/* files.c */
+void files_read(agent_conn *c, const pv_msg *m);
+void files_write(agent_conn *c, const pv_msg *m);
+
+/* agent.c */
+int agent_main(int argc, char **argv);
+int wrapper_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,113 @@
+/* The agent's end of the transport: accumulates bytes into frames and writes
+ * replies. Replies are written with blocking writes: a virtio-serial write
+ * blocks only while no host is connected, and then nobody is waiting anyway. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+void conn_init(agent_conn *c, int fd, bool is_port)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = fd;
+    c->is_port = is_port;
+    c->connected = true;
+    pv_buf_init(&c->out);
+}
+
+int conn_fill(agent_conn *c)
+{
+    if (c->in_cap - c->in_len < 65536) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : 131072;
+        if (cap > PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE)
+            cap = PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE;
+        if (cap > c->in_cap) {
+            uint8_t *n = realloc(c->in, cap);
+            if (!n)
+                return -1;
+            c->in = n;
+            c->in_cap = cap;
+        }
+    }
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n < 0)
+        return (errno == EINTR || errno == EAGAIN) ? 1 : 0;
+    if (n == 0)
+        return 0;
+    c->in_len += (size_t)n;
+    return 1;
+}
+
+int conn_pop(agent_conn *c, pv_hdr *hdr, const uint8_t **payload)
+{
+    if (c->in_len < PV_HDR_SIZE)
+        return 0;
+    if (pv_hdr_decode(c->in, hdr) != 0) {
+        /* Cannot resynchronise after a bogus length: drop everything. */
+        agent_log("dropping input: frame announces %u bytes (limit %u)", hdr->len, PV_MAX_PAYLOAD);
+        c->in_len = 0;
+        return -1;
+    }
+    if (c->in_len < PV_HDR_SIZE + (size_t)hdr->len)
+        return 0;
+    *payload = c->in + PV_HDR_SIZE;
+    return 1;
+}
+
+void conn_consume(agent_conn *c, const pv_hdr *hdr)
+{
+    size_t used = PV_HDR_SIZE + hdr->len;
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+}
+
+int conn_send(agent_conn *c)
+{
+    if (pv_frame_end(&c->out) != 0) {
+        pv_buf_reset(&c->out);
+        return -1;
+    }
+    const uint8_t *p = c->out.buf;
+    size_t left = c->out.len;
+    while (left) {
+        ssize_t n = write(c->fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            pv_buf_reset(&c->out);
+            return -1;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    pv_buf_reset(&c->out);
+    return 0;
+}
+
+void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pv_buf_reset(&c->out);
+    pv_frame_begin(&c->out, PV_MSG_ERROR, chan, req);
+    pv_put_i64(&c->out, PV_T_ERRNO, err);
+    pv_put_str(&c->out, PV_T_MESSAGE, msg);
+    conn_send(c);
+}
+
+void conn_send_ready(agent_conn *c)
+{
+    pv_buf_reset(&c->out);
+    pv_frame_begin(&c->out, PV_MSG_READY, 0, 0);
+    pv_put_u64(&c->out, PV_T_PROTO_VERSION, PV_PROTO_VERSION);
+    pv_put_str(&c->out, PV_T_AGENT_VERSION, AGENT_VERSION);
+    pv_put_u64(&c->out, PV_T_PID, (uint64_t)getpid());
+    conn_send(c);
+}

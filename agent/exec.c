@@ -1,0 +1,465 @@
+/* Command execution. Every job runs in its own process group so a timeout can
+ * kill the whole tree; its pipes are serviced by the main loop, so a long
+ * command never blocks other requests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MAX_JOBS 256
+/* Output kept per stream; the rest is drained and dropped so a chatty command
+ * cannot exhaust guest memory or exceed the frame limit. */
+#define MAX_OUTPUT (12u * 1024u * 1024u)
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} obuf;
+
+typedef struct {
+    bool used;
+    pid_t pid;
+    uint32_t chan, req;
+    int64_t deadline_ms; /* 0: none */
+    int fd_in, fd_out, fd_err;
+    uint8_t *stdin_data;
+    size_t stdin_len, stdin_off;
+    obuf out, err;
+    bool exited, timed_out;
+    int wstatus;
+} job;
+
+static job jobs[MAX_JOBS];
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void job_free(job *j)
+{
+    close_fd(&j->fd_in);
+    close_fd(&j->fd_out);
+    close_fd(&j->fd_err);
+    free(j->stdin_data);
+    free(j->out.data);
+    free(j->err.data);
+    memset(j, 0, sizeof(*j));
+}
+
+size_t exec_active_count(void)
+{
+    size_t n = 0;
+    for (int i = 0; i < MAX_JOBS; i++)
+        n += jobs[i].used;
+    return n;
+}
+
+/* Builds argv from the request: either PV_T_SHELL (run by /bin/sh -c) or a
+ * list of PV_T_ARGV fields. */
+static char **build_argv(const pv_msg *m, const char **why)
+{
+    size_t n = pv_msg_count(m, PV_T_ARGV);
+    bool shell = pv_msg_has(m, PV_T_SHELL);
+    if (shell == (n > 0)) {
+        *why = "exactly one of shell or argv must be given";
+        return NULL;
+    }
+    char **argv = calloc((shell ? 3 : n) + 1, sizeof(char *));
+    if (!argv) {
+        *why = "out of memory";
+        return NULL;
+    }
+    if (shell) {
+        argv[0] = strdup("/bin/sh");
+        argv[1] = strdup("-c");
+        argv[2] = pv_msg_strdup(m, PV_T_SHELL);
+        if (!argv[2])
+            *why = "command contains a NUL byte";
+        return argv;
+    }
+    size_t pos = 0, i = 0;
+    const pv_field *f;
+    while ((f = pv_msg_next(m, PV_T_ARGV, &pos))) {
+        if (memchr(f->data, 0, f->len)) {
+            *why = "argument contains a NUL byte";
+            break;
+        }
+        argv[i] = strndup((const char *)f->data, f->len);
+        i++;
+    }
+    return argv;
+}
+
+static void free_strv(char **v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static char **build_env(const pv_msg *m)
+{
+    extern char **environ;
+    size_t base = 0;
+    bool clear = pv_msg_u64(m, PV_T_ENV_CLEAR, 0) != 0;
+    if (!clear)
+        while (environ[base])
+            base++;
+    size_t extra = pv_msg_count(m, PV_T_ENV);
+    char **env = calloc(base + extra + 2, sizeof(char *));
+    if (!env)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < base; i++)
+        env[n++] = strdup(environ[i]);
+    size_t pos = 0;
+    const pv_field *f;
+    while ((f = pv_msg_next(m, PV_T_ENV, &pos))) {
+        char *kv = strndup((const char *)f->data, f->len);
+        char *eq = kv ? strchr(kv, '=') : NULL;
+        if (!eq) {
+            free(kv);
+            continue;
+        }
+        /* a later assignment replaces an inherited one */
+        size_t klen = (size_t)(eq - kv) + 1;
+        size_t k;
+        for (k = 0; k < n; k++)
+            if (env[k] && strncmp(env[k], kv, klen) == 0)
+                break;
+        if (k < n) {
+            free(env[k]);
+            env[k] = kv;
+        } else {
+            env[n++] = kv;
+        }
+    }
+    if (!clear) {
+        bool has_path = false;
+        for (size_t k = 0; k < n; k++)
+            has_path |= strncmp(env[k], "PATH=", 5) == 0;
+        if (!has_path)
+            env[n++] = strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
+    return env;
+}
+
+static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+void exec_start(agent_conn *c, const pv_msg *m)
+{
+    uint32_t chan = m->hdr.chan, req = m->hdr.req;
+    job *j = NULL;
+    for (int i = 0; i < MAX_JOBS && !j; i++)
+        if (!jobs[i].used)
+            j = &jobs[i];
+    if (!j) {
+        conn_send_error(c, chan, req, EAGAIN, "exec: %d commands already running", MAX_JOBS);
+        return;
+    }
+    const char *why = NULL;
+    char **argv = build_argv(m, &why);
+    char **envp = argv && !why ? build_env(m) : NULL;
+    char *cwd = pv_msg_has(m, PV_T_CWD) ? pv_msg_strdup(m, PV_T_CWD) : NULL;
+    if (!why && pv_msg_has(m, PV_T_CWD) && !cwd)
+        why = "cwd contains a NUL byte";
+    if (!why && !envp)
+        why = "out of memory";
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    if (!why && (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)))
+        why = strerror(errno);
+    /* Report a missing program or cwd as an error reply, not as exit 127:
+     * the child sends errno back over a close-on-exec pipe. */
+    int perrno[2] = {-1, -1};
+    if (!why && pipe2(perrno, O_CLOEXEC))
+        why = strerror(errno);
+    pid_t pid = -1;
+    if (!why) {
+        pid = fork();
+        if (pid < 0)
+            why = strerror(errno);
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        int e = 0;
+        if (cwd && chdir(cwd) != 0)
+            e = errno;
+        if (!e) {
+            execvpe(argv[0], argv, envp);
+            e = errno;
+        }
+        int tagged = cwd && e && access(cwd, X_OK) != 0 ? -e : e;
+        (void)!write(perrno[1], &tagged, sizeof(tagged));
+        _exit(127);
+    }
+    /* the child's ends */
+    close_fd(&pin[0]);
+    close_fd(&pout[1]);
+    close_fd(&perr[1]);
+    close_fd(&perrno[1]);
+    if (why) {
+        conn_send_error(c, chan, req, EINVAL, "exec: %s", why);
+        close_fd(&pin[1]);
+        close_fd(&pout[0]);
+        close_fd(&perr[0]);
+        close_fd(&perrno[0]);
+        free_strv(argv);
+        free_strv(envp);
+        free(cwd);
+        return;
+    }
+    int child_errno = 0;
+    ssize_t got;
+    do
+        got = read(perrno[0], &child_errno, sizeof(child_errno));
+    while (got < 0 && errno == EINTR);
+    close(perrno[0]);
+    if (got == (ssize_t)sizeof(child_errno)) {
+        waitpid(pid, NULL, 0);
+        if (child_errno < 0)
+            conn_send_error(c, chan, req, -child_errno, "exec: cannot enter directory %s: %s", cwd,
+                            strerror(-child_errno));
+        else
+            conn_send_error(c, chan, req, child_errno, "exec: cannot run %s: %s", argv[0], strerror(child_errno));
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        free_strv(argv);
+        free_strv(envp);
+        free(cwd);
+        return;
+    }
+    free_strv(argv);
+    free_strv(envp);
+    free(cwd);
+
+    memset(j, 0, sizeof(*j));
+    j->used = true;
+    j->pid = pid;
+    j->chan = chan;
+    j->req = req;
+    uint64_t tmo = pv_msg_u64(m, PV_T_TIMEOUT_MS, 0);
+    j->deadline_ms = tmo ? now_ms() + (int64_t)tmo : 0;
+    j->fd_in = pin[1];
+    j->fd_out = pout[0];
+    j->fd_err = perr[0];
+    set_nonblock(j->fd_in);
+    set_nonblock(j->fd_out);
+    set_nonblock(j->fd_err);
+    const pv_field *in = pv_msg_get(m, PV_T_STDIN);
+    if (in && in->len) {
+        j->stdin_data = malloc(in->len);
+        if (j->stdin_data) {
+            memcpy(j->stdin_data, in->data, in->len);
+            j->stdin_len = in->len;
+        }
+    }
+    if (!j->stdin_len)
+        close_fd(&j->fd_in);
+}
+
+size_t exec_pollfds(struct pollfd *pfd, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &jobs[i];
+        if (!j->used)
+            continue;
+        int fds[3] = {j->fd_in, j->fd_out, j->fd_err};
+        short ev[3] = {POLLOUT, POLLIN, POLLIN};
+        for (int k = 0; k < 3; k++)
+            if (fds[k] >= 0 && n < max)
+                pfd[n++] = (struct pollfd){fds[k], ev[k], 0};
+    }
+    return n;
+}
+
+/* Reads what is available; returns false at EOF or error. */
+static bool drain(int fd, obuf *b)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+        size_t keep = b->len + (size_t)n > MAX_OUTPUT ? MAX_OUTPUT - b->len : (size_t)n;
+        if (keep && b->len + keep > b->cap) {
+            size_t cap = b->cap ? b->cap : 4096;
+            while (cap < b->len + keep)
+                cap *= 2;
+            char *nb = realloc(b->data, cap);
+            if (!nb)
+                keep = 0;
+            else {
+                b->data = nb;
+                b->cap = cap;
+            }
+        }
+        if (keep) {
+            memcpy(b->data + b->len, tmp, keep);
+            b->len += keep;
+        }
+    }
+}
+
+static void feed_stdin(job *j)
+{
+    while (j->stdin_off < j->stdin_len) {
+        ssize_t n = write(j->fd_in, j->stdin_data + j->stdin_off, j->stdin_len - j->stdin_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) /* EPIPE: the command did not want its input */
+            break;
+        j->stdin_off += (size_t)n;
+    }
+    close_fd(&j->fd_in);
+}
+
+static void finish(agent_conn *c, job *j)
+{
+    /* The process has exited: take what its pipes hold now. Grandchildren
+     * that keep the pipes open must not delay the result. */
+    if (j->fd_out >= 0)
+        drain(j->fd_out, &j->out);
+    if (j->fd_err >= 0)
+        drain(j->fd_err, &j->err);
+    uint64_t status;
+    int64_t code;
+    int sig = 0;
+    if (j->timed_out) {
+        status = PV_EXEC_TIMED_OUT;
+        code = -2;
+        sig = WIFSIGNALED(j->wstatus) ? WTERMSIG(j->wstatus) : 0;
+    } else if (WIFSIGNALED(j->wstatus)) {
+        status = PV_EXEC_SIGNALLED;
+        code = -1;
+        sig = WTERMSIG(j->wstatus);
+    } else {
+        status = PV_EXEC_EXITED;
+        code = WEXITSTATUS(j->wstatus);
+    }
+    if (c->connected) {
+        pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, j->chan, j->req);
+        pv_put_u64(&c->out, PV_T_STATUS, status);
+        pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
+        if (sig)
+            pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)sig);
+        pv_put_bytes(&c->out, PV_T_STDOUT, j->out.data, j->out.len);
+        pv_put_bytes(&c->out, PV_T_STDERR, j->err.data, j->err.len);
+        conn_send(c);
+    }
+    /* Leftover background processes of a timed-out command die with it. */
+    if (j->timed_out)
+        kill(-j->pid, SIGKILL);
+    job_free(j);
+}
+
+void exec_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
+{
+    (void)c;
+    for (size_t k = 0; k < n; k++) {
+        if (!pfd[k].revents)
+            continue;
+        for (int i = 0; i < MAX_JOBS; i++) {
+            job *j = &jobs[i];
+            if (!j->used)
+                continue;
+            if (pfd[k].fd == j->fd_in)
+                feed_stdin(j);
+            else if (pfd[k].fd == j->fd_out && !drain(j->fd_out, &j->out))
+                close_fd(&j->fd_out);
+            else if (pfd[k].fd == j->fd_err && !drain(j->fd_err, &j->err))
+                close_fd(&j->fd_err);
+        }
+    }
+}
+
+void exec_on_sigchld(agent_conn *c)
+{
+    for (;;) {
+        int ws;
+        pid_t pid = waitpid(-1, &ws, WNOHANG);
+        if (pid <= 0)
+            return;
+        for (int i = 0; i < MAX_JOBS; i++) {
+            if (jobs[i].used && jobs[i].pid == pid) {
+                jobs[i].exited = true;
+                jobs[i].wstatus = ws;
+                finish(c, &jobs[i]);
+                break;
+            }
+        }
+    }
+}
+
+int exec_next_timeout_ms(void)
+{
+    int64_t best = -1, now = now_ms();
+    for (int i = 0; i < MAX_JOBS; i++) {
+        if (!jobs[i].used || !jobs[i].deadline_ms || jobs[i].timed_out)
+            continue;
+        int64_t left = jobs[i].deadline_ms - now;
+        if (left < 0)
+            left = 0;
+        if (best < 0 || left < best)
+            best = left;
+    }
+    return best > 1000000 ? 1000000 : (int)best;
+}
+
+void exec_check_timeouts(agent_conn *c)
+{
+    (void)c;
+    int64_t now = now_ms();
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &jobs[i];
+        if (j->used && j->deadline_ms && !j->timed_out && now >= j->deadline_ms) {
+            j->timed_out = true;
+            kill(-j->pid, SIGKILL);
+        }
+    }
+}
+
+void exec_abandon_all(void)
+{
+    for (int i = 0; i < MAX_JOBS; i++) {
+        if (!jobs[i].used)
+            continue;
+        kill(-jobs[i].pid, SIGKILL);
+        waitpid(jobs[i].pid, NULL, 0);
+        job_free(&jobs[i]);
+    }
+}

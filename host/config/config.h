@@ -1,0 +1,51 @@
+/* provium.toml: discovery, both profile table spellings, validation. */
+#ifndef PROVIUM_CONFIG_H
+#define PROVIUM_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *name;
+    char *kernel;      /* absolute path */
+    char *initrd;      /* absolute path or NULL */
+    char *rootfs;      /* absolute path or NULL */
+    char *init;        /* guest path of the real init */
+    char *cmdline;     /* replaces the default base command line when set */
+    char *append;      /* appended to the command line */
+    char *guest_os;
+    char *machine;     /* "microvm", "pc", "q35" or NULL for automatic */
+    char **modules;    /* kernel modules the agent must load before connecting */
+    size_t nmodules;
+    char *modules_dir; /* where modules.dep lives (/lib/modules/<version>) */
+    int64_t memory;    /* default guest RAM in bytes */
+    int cpus;
+    int64_t boot_timeout_ms;
+} pv_profile;
+
+typedef struct {
+    char *path; /* the file read, NULL when none was found */
+    char *dir;  /* directory relative paths resolve against */
+    char **roots;
+    size_t nroots;
+    char *cache_dir;
+    int64_t cache_max_size;
+    pv_profile *profiles;
+    size_t nprofiles;
+} pv_config;
+
+#define PV_DEFAULT_MEMORY (256LL * 1024 * 1024)
+#define PV_DEFAULT_BOOT_TIMEOUT_MS 60000
+
+/* explicit_path NULL: look for provium.toml in the working directory and its
+ * parents; finding none is not an error (an empty config results). */
+int config_load(const char *explicit_path, pv_config *out, char *err, size_t errlen);
+/* Parses text as if read from path (used by tests). */
+int config_parse(const char *text, size_t len, const char *path, pv_config *out, char *err, size_t errlen);
+const pv_profile *config_profile(const pv_config *c, const char *name);
+/* Comma-separated profile names, for "unknown profile" messages; caller frees. */
+char *config_profile_names(const pv_config *c);
+void config_free(pv_config *c);
+void profile_copy(pv_profile *dst, const pv_profile *src);
+void profile_free(pv_profile *p);
+#endif

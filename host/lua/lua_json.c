@@ -1,0 +1,194 @@
+/* json.encode / json.decode over jansson. A table whose keys are exactly
+ * 1..n is an array; any other table is an object with string keys. Integers
+ * stay integers (64-bit) both ways. */
+#include <jansson.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_api.h"
+
+#define MAX_DEPTH 128
+
+static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
+
+static bool is_array(lua_State *L, int idx, size_t *len)
+{
+    size_t n = 0;
+    lua_Integer max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return false;
+        }
+        if (lua_tointeger(L, -1) > max)
+            max = lua_tointeger(L, -1);
+        n++;
+    }
+    *len = n;
+    return n > 0 && (size_t)max == n;
+}
+
+static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+{
+    size_t n;
+    if (is_array(L, idx, &n)) {
+        json_t *a = json_array();
+        for (size_t i = 1; i <= n; i++) {
+            lua_geti(L, idx, (lua_Integer)i);
+            json_t *v = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+            lua_pop(L, 1);
+            if (!v) {
+                json_decref(a);
+                return NULL;
+            }
+            json_array_append_new(a, v);
+        }
+        return a;
+    }
+    json_t *o = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "json.encode: object keys must be strings, got %s", luaL_typename(L, -2));
+            lua_pop(L, 2);
+            json_decref(o);
+            return NULL;
+        }
+        json_t *v = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+        if (!v) {
+            lua_pop(L, 2);
+            json_decref(o);
+            return NULL;
+        }
+        json_object_set_new(o, lua_tostring(L, -2), v);
+        lua_pop(L, 1);
+    }
+    return o;
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+{
+    if (depth > MAX_DEPTH) {
+        snprintf(err, errlen, "json.encode: nesting deeper than %d (cycle?)", MAX_DEPTH);
+        return NULL;
+    }
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return json_null();
+    case LUA_TBOOLEAN:
+        return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_integer(lua_tointeger(L, idx));
+        if (!isfinite(lua_tonumber(L, idx))) {
+            snprintf(err, errlen, "json.encode: cannot encode NaN or infinity");
+            return NULL;
+        }
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        json_t *v = json_stringn(s, len);
+        if (!v)
+            snprintf(err, errlen, "json.encode: string is not valid UTF-8");
+        return v;
+    }
+    case LUA_TTABLE:
+        luaL_checkstack(L, 4, "json.encode");
+        return table_to_json(L, idx, depth, err, errlen);
+    default:
+        snprintf(err, errlen, "json.encode: cannot encode a %s", luaL_typename(L, idx));
+        return NULL;
+    }
+}
+
+char *pv_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)
+{
+    json_t *v = to_json(L, lua_absindex(L, idx), 0, err, errlen);
+    if (!v)
+        return NULL;
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    return s;
+}
+
+static void push_json(lua_State *L, json_t *v)
+{
+    luaL_checkstack(L, 3, "json.decode");
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        lua_createtable(L, 0, (int)json_object_size(v));
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+        {
+            push_json(L, e);
+            lua_setfield(L, -2, k);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        lua_createtable(L, (int)json_array_size(v), 0);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            push_json(L, json_array_get(v, i));
+            lua_seti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        lua_pushinteger(L, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    case JSON_NULL:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    char err[256];
+    char *s = pv_lua_to_json(L, 1, err, sizeof(err));
+    if (!s)
+        return luaL_error(L, "%s", err);
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    json_error_t je;
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &je);
+    if (!v)
+        return luaL_error(L, "json.decode: %s at line %d column %d", je.text, je.line, je.column);
+    push_json(L, v);
+    json_decref(v);
+    return 1;
+}
+
+void pv_lua_open_json(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_setglobal(L, "json");
+}

@@ -1,0 +1,564 @@
+/* VM objects as Lua userdata: lifecycle, commands and files. Errors are
+ * raised as Lua errors whose message names the VM. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/util.h"
+#include "../vmm/vm.h"
+#include "lua_api.h"
+
+#define VM_MT "provium.VM"
+#define RESULT_MT "provium.RunResult"
+#define OP_TIMEOUT_MS 60000
+
+typedef struct lvm {
+    pv_vm *vm;
+    vm_boot_opts opts; /* creation-time options */
+    struct lvm *next;  /* all VMs of this process, for last-resort cleanup */
+} lvm;
+
+static lvm *all_vms;
+
+static lvm *check_vm(lua_State *L, int idx) { return luaL_checkudata(L, idx, VM_MT); }
+
+/* ---- option parsing ---- */
+
+static int64_t opt_size(lua_State *L, int idx, const char *what)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Integer n = lua_isinteger(L, idx) ? lua_tointeger(L, idx) : 0;
+        if (n <= 0)
+            luaL_error(L, "%s must be a positive number of bytes or a string like \"512M\"", what);
+        return n;
+    }
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        int64_t n = parse_size(lua_tostring(L, idx));
+        if (n <= 0)
+            luaL_error(L, "%s: cannot parse \"%s\" as a size (use bytes, \"512M\", \"2G\")", what, lua_tostring(L, idx));
+        return n;
+    }
+    return luaL_error(L, "%s must be a number or a string, not %s", what, luaL_typename(L, idx));
+}
+
+/* Numbers are seconds; strings may carry ms/s/m/h. */
+int64_t pv_lua_duration_ms(lua_State *L, int idx, const char *what)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        double s = lua_tonumber(L, idx);
+        if (!(s > 0) || !isfinite(s))
+            luaL_error(L, "%s must be a positive number of seconds", what);
+        return (int64_t)(s * 1000 + 0.5);
+    }
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        int64_t ms = parse_duration_ms(lua_tostring(L, idx));
+        if (ms <= 0)
+            luaL_error(L, "%s: cannot parse \"%s\" as a duration (use seconds, \"500ms\", \"5s\", \"2m\", \"1h\")",
+                       what, lua_tostring(L, idx));
+        return ms;
+    }
+    return luaL_error(L, "%s must be a number of seconds or a string like \"5s\", not %s", what,
+                      luaL_typename(L, idx));
+}
+
+static void free_opts(vm_boot_opts *o)
+{
+    free(o->kernel_cmdline);
+    for (size_t i = 0; i < o->nfiles; i++) {
+        free(o->files[i].path);
+        free(o->files[i].content);
+    }
+    free(o->files);
+    memset(o, 0, sizeof(*o));
+}
+
+static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "rng_seed", "initial_time", NULL};
+
+/* Reads a boot-options table at idx into o (fields present override). */
+static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        bool known = false;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            for (int i = 0; boot_keys[i]; i++)
+                known |= strcmp(lua_tostring(L, -2), boot_keys[i]) == 0;
+        if (!known) {
+            lua_pushvalue(L, -2);
+            luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, rng_seed, initial_time)",
+                       luaL_tolstring(L, -1, NULL));
+        }
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, idx, "memory") != LUA_TNIL)
+        o->memory = opt_size(L, -1, "memory");
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
+            luaL_error(L, "cpus must be an integer from 1 to 64");
+        o->cpus = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
+        free(o->kernel_cmdline);
+        o->kernel_cmdline = xstrdup(luaL_checkstring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "files") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
+            lua_getfield(L, -1, "path");
+            lua_getfield(L, -2, "content");
+            const char *path = lua_tostring(L, -2);
+            size_t len;
+            const char *content = lua_tolstring(L, -1, &len);
+            if (!path || path[0] != '/' || !content)
+                luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
+            o->files = xrealloc(o->files, (o->nfiles + 1) * sizeof(pv_inject_file));
+            pv_inject_file *f = &o->files[o->nfiles++];
+            f->path = xstrdup(path);
+            f->content = xmalloc(len + 1);
+            memcpy(f->content, content, len);
+            f->len = len;
+            lua_pop(L, 3);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* ---- state checks ---- */
+
+static void require_booted(lua_State *L, lvm *v, const char *op)
+{
+    pv_vm *vm = v->vm;
+    if (vm->state == VM_BOOTED)
+        return;
+    if (vm->state == VM_DEAD)
+        luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", vm->name, op,
+                   vm->dead_reason ? vm->dead_reason : "QEMU exited");
+    const char *hint = vm->state == VM_CREATED ? " (call :boot() first)"
+                       : vm->state == VM_PAUSED ? " (call :resume() first)"
+                                                 : "";
+    luaL_error(L, "vm '%s': cannot %s: the VM is %s%s", vm->name, op, vm_state_name(vm->state), hint);
+}
+
+/* ---- methods ---- */
+
+static int l_vm_boot(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    if (v->vm->state != VM_CREATED && v->vm->state != VM_SHUTDOWN)
+        return luaL_error(L, "vm '%s': cannot boot: the VM is %s", v->vm->name, vm_state_name(v->vm->state));
+    vm_boot_opts o = v->opts;
+    vm_boot_opts per = {0};
+    parse_boot_opts(L, 2, &per);
+    if (per.memory)
+        o.memory = per.memory;
+    if (per.cpus)
+        o.cpus = per.cpus;
+    if (per.kernel_cmdline)
+        o.kernel_cmdline = per.kernel_cmdline;
+    if (per.nfiles) {
+        o.files = per.files;
+        o.nfiles = per.nfiles;
+    }
+    char err[8192];
+    int rc = vm_boot(v->vm, &o, err, sizeof(err));
+    free_opts(&per);
+    if (rc != 0)
+        return luaL_error(L, "%s", err);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_vm_shutdown(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    if (v->vm->state == VM_CREATED)
+        return luaL_error(L, "vm '%s': cannot shutdown: the VM is created (it was never booted)", v->vm->name);
+    char err[4096];
+    if (v->vm->state != VM_SHUTDOWN && v->vm->state != VM_DEAD && vm_shutdown(v->vm, err, sizeof(err)) != 0)
+        return luaL_error(L, "%s", err);
+    return 0;
+}
+
+/* Idempotent teardown used by the scope walker: never raises. */
+static int l_vm_close(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    char err[4096];
+    if (v->vm->state == VM_BOOTED || v->vm->state == VM_PAUSED)
+        vm_shutdown(v->vm, err, sizeof(err));
+    else
+        vm_kill(v->vm);
+    return 0;
+}
+
+static int l_vm_name(lua_State *L)
+{
+    lua_pushstring(L, check_vm(L, 1)->vm->name);
+    return 1;
+}
+
+static int l_vm_profile(lua_State *L)
+{
+    lua_pushstring(L, check_vm(L, 1)->vm->profile.name);
+    return 1;
+}
+
+static int l_vm_state(lua_State *L)
+{
+    lua_pushstring(L, vm_state_name(check_vm(L, 1)->vm->state));
+    return 1;
+}
+
+static int l_vm_boot_seconds(lua_State *L)
+{
+    lua_pushnumber(L, check_vm(L, 1)->vm->boot_seconds);
+    return 1;
+}
+
+static int l_vm_console_log(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    size_t len = 0;
+    char *text = read_whole_file(v->vm->console_path, &len);
+    lua_pushlstring(L, text ? text : "", text ? len : 0);
+    free(text);
+    return 1;
+}
+
+static int l_vm_tostring(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    lua_pushfstring(L, "VM(%s, %s, %s)", v->vm->name, v->vm->profile.name, vm_state_name(v->vm->state));
+    return 1;
+}
+
+static int l_vm_gc(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    if (!v->vm)
+        return 0;
+    for (lvm **p = &all_vms; *p; p = &(*p)->next)
+        if (*p == v) {
+            *p = v->next;
+            break;
+        }
+    vm_free(v->vm);
+    v->vm = NULL;
+    free_opts(&v->opts);
+    return 0;
+}
+
+void pv_lua_kill_all_vms(void)
+{
+    for (lvm *v = all_vms; v; v = v->next)
+        if (v->vm)
+            vm_kill(v->vm);
+}
+
+/* Performs a call and raises on failure. */
+static void call_or_raise(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
+{
+    char err[8192];
+    int gerr;
+    if (vm_call(v->vm, r, timeout_ms, &gerr, err, sizeof(err)) != 0)
+        luaL_error(L, "%s", err);
+}
+
+/* vm:run(cmd [, opts]) / vm:run(prog, {args...} [, opts]) / vm:run({args=..., ...}) */
+static int l_vm_run(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    require_booted(L, v, "run");
+    int opts_idx = 0;
+    vm_begin(v->vm, PV_MSG_EXEC);
+    pv_buf *b = &v->vm->out;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (lua_istable(L, 3) && luaL_len(L, 3) > 0) {
+            pv_put_str(b, PV_T_ARGV, lua_tostring(L, 2));
+            lua_Integer n = luaL_len(L, 3);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_geti(L, 3, i);
+                size_t len;
+                const char *s = lua_tolstring(L, -1, &len);
+                if (!s)
+                    return luaL_error(L, "vm:run: argument %d must be a string", (int)i);
+                pv_put_bytes(b, PV_T_ARGV, s, len);
+                lua_pop(L, 1);
+            }
+            opts_idx = lua_istable(L, 4) ? 4 : 0;
+        } else {
+            size_t len;
+            const char *cmd = lua_tolstring(L, 2, &len);
+            pv_put_bytes(b, PV_T_SHELL, cmd, len);
+            opts_idx = lua_istable(L, 3) ? 3 : 0;
+        }
+    } else if (lua_istable(L, 2)) {
+        opts_idx = 2;
+        if (lua_getfield(L, 2, "args") != LUA_TTABLE || luaL_len(L, -1) < 1)
+            return luaL_error(L, "vm:run{...}: needs args = {program, arg1, ...}");
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            if (!s)
+                return luaL_error(L, "vm:run: args[%d] must be a string", (int)i);
+            pv_put_bytes(b, PV_T_ARGV, s, len);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    } else {
+        return luaL_error(L, "vm:run: expected a command string or a table, got %s", luaL_typename(L, 2));
+    }
+    int64_t timeout_ms = 0;
+    if (opts_idx) {
+        if (lua_getfield(L, opts_idx, "timeout") != LUA_TNIL)
+            timeout_ms = pv_lua_duration_ms(L, -1, "timeout");
+        lua_pop(L, 1);
+        if (lua_getfield(L, opts_idx, "timeout_ms") != LUA_TNIL) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+                return luaL_error(L, "timeout_ms must be a positive integer");
+            timeout_ms = lua_tointeger(L, -1);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, opts_idx, "cwd") != LUA_TNIL)
+            pv_put_str(b, PV_T_CWD, luaL_checkstring(L, -1));
+        lua_pop(L, 1);
+        if (lua_getfield(L, opts_idx, "stdin") != LUA_TNIL) {
+            size_t len;
+            const char *s = luaL_checklstring(L, -1, &len);
+            pv_put_bytes(b, PV_T_STDIN, s, len);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, opts_idx, "env_clear") != LUA_TNIL)
+            pv_put_u64(b, PV_T_ENV_CLEAR, lua_toboolean(L, -1));
+        lua_pop(L, 1);
+        if (lua_getfield(L, opts_idx, "env") == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) != LUA_TSTRING)
+                    return luaL_error(L, "env keys must be strings");
+                lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), luaL_tolstring(L, -1, NULL));
+                pv_put_str(b, PV_T_ENV, lua_tostring(L, -1));
+                lua_pop(L, 3);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (timeout_ms)
+        pv_put_u64(b, PV_T_TIMEOUT_MS, (uint64_t)timeout_ms);
+    vm_reply r;
+    /* The agent enforces the command timeout; allow it time to report. */
+    call_or_raise(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
+    uint64_t status = pv_msg_u64(&r.msg, PV_T_STATUS, 0);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, pv_msg_i64(&r.msg, PV_T_EXIT_CODE, 0));
+    lua_setfield(L, -2, "exit_code");
+    const pv_field *f = pv_msg_get(&r.msg, PV_T_STDOUT);
+    lua_pushlstring(L, f ? (const char *)f->data : "", f ? f->len : 0);
+    lua_setfield(L, -2, "stdout");
+    f = pv_msg_get(&r.msg, PV_T_STDERR);
+    lua_pushlstring(L, f ? (const char *)f->data : "", f ? f->len : 0);
+    lua_setfield(L, -2, "stderr");
+    lua_pushstring(L, status == PV_EXEC_EXITED ? "exited" : status == PV_EXEC_SIGNALLED ? "signalled" : "timed_out");
+    lua_setfield(L, -2, "status");
+    if (pv_msg_has(&r.msg, PV_T_SIGNAL)) {
+        lua_pushinteger(L, (lua_Integer)pv_msg_u64(&r.msg, PV_T_SIGNAL, 0));
+        lua_setfield(L, -2, "signal");
+    }
+    lua_pushboolean(L, status == PV_EXEC_TIMED_OUT);
+    lua_setfield(L, -2, "timed_out");
+    vm_reply_free(&r);
+    luaL_setmetatable(L, RESULT_MT);
+    return 1;
+}
+
+static int l_vm_read_file(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    require_booted(L, v, "read_file");
+    vm_begin(v->vm, PV_MSG_READ_FILE);
+    pv_put_str(&v->vm->out, PV_T_PATH, path);
+    vm_reply r;
+    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    const pv_field *f = pv_msg_get(&r.msg, PV_T_DATA);
+    lua_pushlstring(L, (const char *)f->data, f->len);
+    vm_reply_free(&r);
+    return 1;
+}
+
+static int l_vm_write_file(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    require_booted(L, v, "write_file");
+    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    pv_put_str(&v->vm->out, PV_T_PATH, path);
+    pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
+    if (!lua_isnoneornil(L, 4)) {
+        lua_Integer mode = luaL_checkinteger(L, 4);
+        if (mode < 0 || mode > 07777)
+            return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
+        pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)mode);
+    }
+    vm_reply r;
+    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+static int l_vm_ping(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    require_booted(L, v, "ping");
+    vm_begin(v->vm, PV_MSG_PING);
+    vm_reply r;
+    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- RunResult ---- */
+
+static const char *signal_name(int sig)
+{
+    static const char *names[] = {
+        [SIGHUP] = "SIGHUP",   [SIGINT] = "SIGINT",   [SIGQUIT] = "SIGQUIT", [SIGILL] = "SIGILL",
+        [SIGTRAP] = "SIGTRAP", [SIGABRT] = "SIGABRT", [SIGBUS] = "SIGBUS",   [SIGFPE] = "SIGFPE",
+        [SIGKILL] = "SIGKILL", [SIGUSR1] = "SIGUSR1", [SIGSEGV] = "SIGSEGV", [SIGUSR2] = "SIGUSR2",
+        [SIGPIPE] = "SIGPIPE", [SIGALRM] = "SIGALRM", [SIGTERM] = "SIGTERM", [SIGCHLD] = "SIGCHLD",
+        [SIGCONT] = "SIGCONT", [SIGSTOP] = "SIGSTOP", [SIGTSTP] = "SIGTSTP", [SIGSYS] = "SIGSYS",
+    };
+    if (sig > 0 && sig < (int)(sizeof(names) / sizeof(names[0])) && names[sig])
+        return names[sig];
+    return "signal";
+}
+
+static int l_result_ok(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "status");
+    lua_getfield(L, 1, "exit_code");
+    lua_pushboolean(L, lua_tostring(L, -2) && strcmp(lua_tostring(L, -2), "exited") == 0 && lua_tointeger(L, -1) == 0);
+    return 1;
+}
+
+static int l_result_assert_ok(lua_State *L)
+{
+    l_result_ok(L);
+    if (lua_toboolean(L, -1)) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_getfield(L, 1, "signal");
+    lua_getfield(L, 1, "stdout");
+    lua_getfield(L, 1, "stderr");
+    const char *status = lua_tostring(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (status && strcmp(status, "exited") == 0)
+        lua_pushfstring(L, "command failed: exited with status %d", (int)lua_tointeger(L, 3));
+    else if (status && strcmp(status, "signalled") == 0)
+        lua_pushfstring(L, "command failed: killed by %s", signal_name((int)lua_tointeger(L, 5)));
+    else
+        lua_pushfstring(L, "command failed: timed out");
+    luaL_addvalue(&b);
+    luaL_addstring(&b, "\n  stdout: ");
+    lua_pushvalue(L, 6);
+    luaL_addvalue(&b);
+    luaL_addstring(&b, "\n  stderr: ");
+    lua_pushvalue(L, 7);
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* ---- registration ---- */
+
+/* P.new_vm(name, profile, opts) -> VM (created state) */
+static int l_new_vm(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *profile = luaL_checkstring(L, 2);
+    const pv_lua_env *env = pv_lua_env_get();
+    const pv_profile *p = config_profile(env->config, profile);
+    if (!p) {
+        char *names = config_profile_names(env->config);
+        lua_pushfstring(L, "unknown profile '%s' (profiles in %s: %s)", profile,
+                        env->config->path ? env->config->path : "(no provium.toml found)", names);
+        free(names);
+        return lua_error(L);
+    }
+    lvm *v = lua_newuserdatauv(L, sizeof(lvm), 0);
+    memset(v, 0, sizeof(*v));
+    luaL_setmetatable(L, VM_MT);
+    parse_boot_opts(L, 3, &v->opts);
+    v->vm = vm_new(name, p, env->scratch_root);
+    v->next = all_vms;
+    all_vms = v;
+    return 1;
+}
+
+static const luaL_Reg vm_methods[] = {
+    {"boot", l_vm_boot},
+    {"shutdown", l_vm_shutdown},
+    {"close", l_vm_close},
+    {"name", l_vm_name},
+    {"profile", l_vm_profile},
+    {"state", l_vm_state},
+    {"boot_seconds", l_vm_boot_seconds},
+    {"console_log", l_vm_console_log},
+    {"run", l_vm_run},
+    {"read_file", l_vm_read_file},
+    {"write_file", l_vm_write_file},
+    {"ping", l_vm_ping},
+    {NULL, NULL},
+};
+
+void pv_lua_register_vm(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    luaL_newmetatable(L, VM_MT);
+    luaL_newlib(L, vm_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_vm_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_vm_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, "VM");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, RESULT_MT);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_result_ok);
+    lua_setfield(L, -2, "ok");
+    lua_pushcfunction(L, l_result_assert_ok);
+    lua_setfield(L, -2, "assert_ok");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    lua_pushcfunction(L, l_new_vm);
+    lua_setfield(L, idx, "new_vm");
+}

@@ -1,0 +1,83 @@
+/* The child side of the runner: one test file, one Lua state, one report. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lua/lua_api.h"
+#include "../util/util.h"
+#include "runner.h"
+
+static void write_report(int fd, const char *json)
+{
+    size_t len = strlen(json);
+    while (len) {
+        ssize_t n = write(fd, json, len);
+        if (n <= 0)
+            return;
+        json += n;
+        len -= (size_t)n;
+    }
+}
+
+/* A report for errors that happen before the framework can produce one. */
+static void write_chunk_error(int fd, const char *path, const char *msg)
+{
+    lua_State *L = luaL_newstate();
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "passed");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "chunk_error");
+    lua_newtable(L);
+    lua_setfield(L, -2, "tests");
+    char err[256];
+    char *json = pv_lua_to_json(L, -1, err, sizeof(err));
+    if (json)
+        write_report(fd, json);
+    free(json);
+    lua_close(L);
+}
+
+int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd)
+{
+    pv_lua_env env = {cfg, scratch_root, path};
+    char err[4096];
+    lua_State *L = pv_lua_new(&env, err, sizeof(err));
+    if (!L) {
+        write_chunk_error(report_fd, path, err);
+        return 2;
+    }
+    /* Relative dofile()/loadfile() paths resolve against the project root
+     * (the directory of provium.toml), as the seeds' examples expect. */
+    if (cfg->dir && chdir(cfg->dir) != 0)
+        fprintf(stderr, "provium: cannot enter %s\n", cfg->dir);
+    int rc = 0;
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        write_chunk_error(report_fd, path, lua_tostring(L, -1));
+        rc = 1;
+    } else {
+        lua_getfield(L, LUA_REGISTRYINDEX, "provium.P");
+        lua_getfield(L, -1, "run_file");
+        lua_pushvalue(L, -3);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            write_chunk_error(report_fd, path, lua_tostring(L, -1));
+            rc = 2;
+        } else {
+            char *json = pv_lua_to_json(L, -1, err, sizeof(err));
+            if (json) {
+                write_report(report_fd, json);
+                free(json);
+            } else {
+                write_chunk_error(report_fd, path, err);
+                rc = 2;
+            }
+        }
+    }
+    pv_lua_kill_all_vms();
+    lua_close(L);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* Small host-side helpers: time, growable strings, files, sizes. */
+#ifndef PROVIUM_UTIL_H
+#define PROVIUM_UTIL_H
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+int64_t now_ms(void);
+double now_s(void);
+void sleep_ms(int ms);
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+} strbuf;
+
+void sb_init(strbuf *b);
+void sb_free(strbuf *b);
+void sb_add(strbuf *b, const void *data, size_t n);
+void sb_adds(strbuf *b, const char *s);
+void sb_addf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Returns the string and leaves b empty; caller frees. */
+char *sb_take(strbuf *b);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file; NULL with errno set on failure. */
+char *read_whole_file(const char *path, size_t *len);
+int write_whole_file(const char *path, const void *data, size_t len, int mode);
+bool file_exists(const char *path);
+bool is_dir(const char *path);
+int mkdir_p(const char *path, int mode);
+int rm_rf(const char *path);
+/* dirname of path as a new string */
+char *path_dirname(const char *path);
+/* base joined with rel unless rel is absolute; new string */
+char *path_join(const char *base, const char *rel);
+/* Absolute, normalised form of path (need not exist); new string. */
+char *path_absolute(const char *path);
+
+/* Last max_lines lines of text (pointer into text). */
+const char *tail_lines(const char *text, size_t len, int max_lines);
+
+/* "512M", "2G", "1024" (bytes) -> bytes; -1 on malformed input. */
+int64_t parse_size(const char *s);
+/* "500ms", "30s", "10m", "2h", "1.5" (seconds) -> milliseconds; -1 on error. */
+int64_t parse_duration_ms(const char *s);
+
+/* The cache root: $PROVIUM_CACHE_DIR, else $XDG_CACHE_HOME/provium, else ~/.cache/provium. */
+const char *cache_root(void);
+
+/* Lowercase hex SHA-256 of the data (65 bytes incl. NUL). */
+void sha256_hex(const void *data, size_t len, char out[65]);
+#endif

@@ -1,0 +1,25 @@
+/* In-memory writer for the "newc" cpio format the kernel unpacks as initramfs. */
+#ifndef PROVIUM_CPIO_H
+#define PROVIUM_CPIO_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/util.h"
+
+typedef struct {
+    strbuf out;
+    uint32_t next_ino;
+} cpio_writer;
+
+void cpio_init(cpio_writer *w);
+/* Paths are archive paths without a leading slash ("provium/modules/x.ko");
+ * a leading slash is stripped. */
+void cpio_add_dir(cpio_writer *w, const char *path, unsigned mode);
+/* Adds a directory entry for every parent of path ("a/b/c" -> "a", "a/b"). */
+void cpio_add_parents(cpio_writer *w, const char *path);
+void cpio_add_file(cpio_writer *w, const char *path, unsigned mode, const void *data, size_t len);
+void cpio_add_symlink(cpio_writer *w, const char *path, const char *target);
+/* Appends the trailer; the archive is w->out.s / w->out.len. */
+void cpio_finish(cpio_writer *w);
+void cpio_free(cpio_writer *w);
+#endif

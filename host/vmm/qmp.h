@@ -1,0 +1,21 @@
+/* Minimal QMP client: newline-delimited JSON over a unix socket. */
+#ifndef PROVIUM_QMP_H
+#define PROVIUM_QMP_H
+#include <jansson.h>
+#include <stdint.h>
+
+#include "../util/util.h"
+
+typedef struct {
+    int fd;
+    strbuf in;
+} qmp_conn;
+
+/* Connects (the socket must exist), reads the greeting and negotiates
+ * capabilities. deadline_ms is absolute (now_ms() clock). */
+int qmp_open(qmp_conn *q, int fd, int64_t deadline_ms, char *err, size_t errlen);
+/* Runs a command; args is stolen (may be NULL). Returns the "return" value
+ * (new reference) or NULL with err set. Events received meanwhile are skipped. */
+json_t *qmp_command(qmp_conn *q, const char *cmd, json_t *args, int64_t deadline_ms, char *err, size_t errlen);
+void qmp_close(qmp_conn *q);
+#endif

@@ -1,0 +1,656 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../util/util.h"
+
+#define AGENT_PORT_NAME "org.provium.agent.0"
+#define QMP_TIMEOUT_MS 10000
+#define SHUTDOWN_TIMEOUT_MS 15000
+#define DEFAULT_CMDLINE "console=ttyS0 quiet tsc=reliable noapictimer"
+
+const char *vm_state_name(vm_state s)
+{
+    static const char *names[] = {"created", "booted", "paused", "shutdown", "dead"};
+    return names[s];
+}
+
+bool vm_kvm_available(void)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_root)
+{
+    static unsigned counter;
+    pv_vm *vm = xcalloc(1, sizeof(*vm));
+    vm->name = xstrdup(name);
+    profile_copy(&vm->profile, profile);
+    vm->state = VM_CREATED;
+    vm->qemu_pid = -1;
+    vm->pidfd = -1;
+    vm->agent_fd = -1;
+    vm->qmp.fd = -1;
+    vm->next_req = 1;
+    pv_buf_init(&vm->out);
+    vm->dir = xasprintf("%s/vm-%d-%u", scratch_root, (int)getpid(), counter++);
+    /* beside, not inside, the VM directory: it outlives the VM for reports */
+    vm->console_path = xasprintf("%s.console.log", vm->dir);
+    return vm;
+}
+
+/* ---- launching ---- */
+
+static bool is_elf(const char *path)
+{
+    unsigned char magic[4] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, magic, 4);
+    close(fd);
+    return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
+}
+
+typedef struct {
+    char **v;
+    size_t n;
+} argv_list;
+
+static void arg(argv_list *a, const char *s)
+{
+    a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
+    a->v[a->n++] = xstrdup(s);
+    a->v[a->n] = NULL;
+}
+
+static void argv_free(argv_list *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+}
+
+static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o)
+{
+    const pv_profile *p = &vm->profile;
+    strbuf b;
+    sb_init(&b);
+    sb_adds(&b, o->kernel_cmdline ? o->kernel_cmdline : p->cmdline ? p->cmdline : DEFAULT_CMDLINE);
+    if (p->append && !o->kernel_cmdline)
+        sb_addf(&b, " %s", p->append);
+    /* panic=-1 + -no-reboot: a panicking guest ends QEMU at once instead of
+     * hanging until the boot deadline. reboot=t: microvm has no other way. */
+    sb_addf(&b, " panic=-1 reboot=t rdinit=/provium-wrapper provium.init=%s", p->init);
+    return sb_take(&b);
+}
+
+static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
+                       argv_list *a)
+{
+    const pv_profile *p = &vm->profile;
+    bool kvm = vm_kvm_available();
+    const char *machine = p->machine ? p->machine : is_elf(p->kernel) ? "microvm" : "pc";
+    bool microvm = strcmp(machine, "microvm") == 0;
+    char *s;
+    arg(a, "qemu-system-x86_64");
+    arg(a, "-nodefaults");
+    arg(a, "-no-user-config");
+    arg(a, "-display");
+    arg(a, "none");
+    arg(a, "-no-reboot");
+    arg(a, "-machine");
+    arg(a, microvm ? "microvm,acpi=off" : machine);
+    arg(a, "-accel");
+    arg(a, kvm ? "kvm" : "tcg");
+    arg(a, "-cpu");
+    arg(a, kvm ? "host" : "max");
+    arg(a, "-m");
+    s = xasprintf("%lldM", (long long)((o->memory ? o->memory : p->memory) / (1024 * 1024)));
+    arg(a, s);
+    free(s);
+    arg(a, "-smp");
+    s = xasprintf("%d", o->cpus ? o->cpus : p->cpus);
+    arg(a, s);
+    free(s);
+    arg(a, "-kernel");
+    arg(a, p->kernel);
+    arg(a, "-initrd");
+    arg(a, initrd);
+    arg(a, "-append");
+    arg(a, cmdline);
+    arg(a, "-chardev");
+    s = xasprintf("file,id=con0,path=%s", vm->console_path);
+    arg(a, s);
+    free(s);
+    arg(a, "-serial");
+    arg(a, "chardev:con0");
+    arg(a, "-device");
+    arg(a, microvm ? "virtio-serial-device" : "virtio-serial-pci");
+    arg(a, "-chardev");
+    s = xasprintf("socket,id=agent0,path=%s/agent.sock,server=on,wait=off", vm->dir);
+    arg(a, s);
+    free(s);
+    arg(a, "-device");
+    arg(a, "virtserialport,chardev=agent0,name=" AGENT_PORT_NAME);
+    arg(a, "-qmp");
+    s = xasprintf("unix:%s/qmp.sock,server=on,wait=off", vm->dir);
+    arg(a, s);
+    free(s);
+    if (p->rootfs) {
+        arg(a, "-drive");
+        s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
+        arg(a, s);
+        free(s);
+        arg(a, "-device");
+        arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
+    }
+}
+
+static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
+{
+    char *errpath = xasprintf("%s/qemu.stderr", vm->dir);
+    int errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    free(errpath);
+    int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* QEMU must never outlive the process that drives it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(nullfd, 0);
+        dup2(nullfd, 1);
+        dup2(errfd >= 0 ? errfd : nullfd, 2);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(argv[0], argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (errfd >= 0)
+        close(errfd);
+    if (nullfd >= 0)
+        close(nullfd);
+    if (pid < 0)
+        snprintf(err, errlen, "VM '%s': fork: %s", vm->name, strerror(errno));
+    return pid;
+}
+
+/* Has QEMU exited? Reaps it and records why. */
+static bool qemu_exited(pv_vm *vm, int *status)
+{
+    if (vm->qemu_pid <= 0)
+        return true;
+    int st = 0;
+    pid_t r = waitpid(vm->qemu_pid, &st, WNOHANG);
+    if (r == vm->qemu_pid) {
+        vm->qemu_pid = -1;
+        if (status)
+            *status = st;
+        return true;
+    }
+    return false;
+}
+
+static char *describe_exit(int st)
+{
+    if (WIFEXITED(st))
+        return xasprintf("exit status %d", WEXITSTATUS(st));
+    if (WIFSIGNALED(st))
+        return xasprintf("killed by signal %d", WTERMSIG(st));
+    return xstrdup("unknown status");
+}
+
+static char *qemu_stderr_tail(const pv_vm *vm)
+{
+    char *path = xasprintf("%s/qemu.stderr", vm->dir);
+    size_t len = 0;
+    char *text = read_whole_file(path, &len);
+    free(path);
+    char *out = xstrdup(text ? tail_lines(text, len, 5) : "");
+    free(text);
+    size_t l = strlen(out);
+    while (l && out[l - 1] == '\n')
+        out[--l] = 0;
+    return out;
+}
+
+char *vm_console_tail(const pv_vm *vm, int lines)
+{
+    size_t len = 0;
+    char *text = read_whole_file(vm->console_path, &len);
+    char *out = xstrdup(text ? tail_lines(text, len, lines) : "");
+    free(text);
+    return out;
+}
+
+/* Builds "... last console lines:\n  | ..." for boot failures. */
+static void append_console(const pv_vm *vm, char *err, size_t errlen)
+{
+    char *tail = vm_console_tail(vm, 15);
+    strbuf b;
+    sb_init(&b);
+    sb_adds(&b, err);
+    if (!*tail)
+        sb_adds(&b, "\n  (the console is empty: the kernel printed nothing)");
+    else {
+        sb_adds(&b, "\n  last console lines:");
+        for (char *line = strtok(tail, "\n"); line; line = strtok(NULL, "\n"))
+            sb_addf(&b, "\n  | %s", line);
+    }
+    snprintf(err, errlen, "%s", b.s);
+    sb_free(&b);
+    free(tail);
+}
+
+static int connect_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* QEMU creates its listening sockets while it initialises: retry until they
+ * accept, QEMU dies, or the deadline passes. */
+static int connect_when_ready(pv_vm *vm, const char *what, int64_t deadline, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/%s", vm->dir, what);
+    int fd;
+    int delay = 1;
+    while ((fd = connect_unix(path)) < 0) {
+        int st = 0;
+        if (qemu_exited(vm, &st)) {
+            char *why = describe_exit(st), *qerr = qemu_stderr_tail(vm);
+            snprintf(err, errlen, "VM '%s': QEMU failed to start (%s): %s", vm->name, why,
+                     *qerr ? qerr : "no message");
+            free(why);
+            free(qerr);
+            break;
+        }
+        if (now_ms() > deadline) {
+            snprintf(err, errlen, "VM '%s': QEMU did not open %s within %d s", vm->name, what,
+                     QMP_TIMEOUT_MS / 1000);
+            break;
+        }
+        sleep_ms(delay);
+        if (delay < 20)
+            delay *= 2;
+    }
+    free(path);
+    return fd;
+}
+
+/* ---- agent framing ---- */
+
+static void mark_dead(pv_vm *vm, const char *why)
+{
+    vm->state = VM_DEAD;
+    free(vm->dead_reason);
+    vm->dead_reason = xstrdup(why);
+}
+
+/* Waits until a whole frame is buffered. Returns 1, 0 on timeout, -1 when
+ * the connection or QEMU is gone (err set). */
+static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
+{
+    for (;;) {
+        if (vm->in_len >= PV_HDR_SIZE) {
+            if (pv_hdr_decode(vm->in, hdr) != 0) {
+                snprintf(err, errlen, "VM '%s': agent sent a frame of %u bytes, over the %u byte limit", vm->name,
+                         hdr->len, PV_MAX_PAYLOAD);
+                return -1;
+            }
+            if (vm->in_len >= PV_HDR_SIZE + (size_t)hdr->len)
+                return 1;
+        }
+        size_t need = vm->in_len + 65536;
+        if (vm->in_len >= PV_HDR_SIZE)
+            need = PV_HDR_SIZE + (size_t)hdr->len;
+        if (need > vm->in_cap) {
+            vm->in = xrealloc(vm->in, need);
+            vm->in_cap = need;
+        }
+        int64_t left = deadline < 0 ? -1 : deadline - now_ms();
+        if (deadline >= 0 && left <= 0)
+            return 0;
+        struct pollfd p[2] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
+        int r = poll(p, vm->pidfd >= 0 ? 2 : 1, left < 0 || left > 200 ? 200 : (int)left);
+        if (r < 0 && errno != EINTR) {
+            snprintf(err, errlen, "VM '%s': poll: %s", vm->name, strerror(errno));
+            return -1;
+        }
+        if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = read(vm->agent_fd, vm->in + vm->in_len, vm->in_cap - vm->in_len);
+            if (n > 0) {
+                vm->in_len += (size_t)n;
+                continue;
+            }
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            /* EOF: QEMU closed the socket, so it is exiting; give it a moment to be reaped. */
+            for (int i = 0; i < 50 && !qemu_exited(vm, NULL); i++)
+                sleep_ms(10);
+            snprintf(err, errlen, "VM '%s': the agent connection closed (QEMU exited)", vm->name);
+            return -1;
+        }
+        int st = 0;
+        if (qemu_exited(vm, &st)) {
+            char *why = describe_exit(st);
+            snprintf(err, errlen, "VM '%s': QEMU exited unexpectedly (%s)", vm->name, why);
+            free(why);
+            return -1;
+        }
+    }
+}
+
+static void drop_frame(pv_vm *vm, const pv_hdr *hdr)
+{
+    size_t used = PV_HDR_SIZE + hdr->len;
+    memmove(vm->in, vm->in + used, vm->in_len - used);
+    vm->in_len -= used;
+}
+
+static int send_all(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(vm->agent_fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "VM '%s': cannot send to the agent: %s", vm->name, strerror(errno));
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
+{
+    for (;;) {
+        pv_hdr hdr;
+        int r = read_frame(vm, &hdr, deadline, err, errlen);
+        if (r == 0) {
+            snprintf(err, errlen, "VM '%s' (profile '%s'): the guest agent did not connect within %.0f s", vm->name,
+                     vm->profile.name, vm->profile.boot_timeout_ms / 1000.0);
+            return -1;
+        }
+        if (r < 0)
+            return -1;
+        if (hdr.type != PV_MSG_READY) {
+            drop_frame(vm, &hdr);
+            continue;
+        }
+        pv_msg m;
+        char why[256];
+        int rc = pv_msg_decode(&hdr, vm->in + PV_HDR_SIZE, &m, why, sizeof(why));
+        if (rc != 0) {
+            snprintf(err, errlen, "VM '%s': malformed handshake from the agent: %s", vm->name, why);
+            drop_frame(vm, &hdr);
+            return -1;
+        }
+        uint64_t proto = pv_msg_u64(&m, PV_T_PROTO_VERSION, 0);
+        free(vm->agent_version);
+        vm->agent_version = pv_msg_strdup(&m, PV_T_AGENT_VERSION);
+        pv_msg_free(&m);
+        drop_frame(vm, &hdr);
+        if (proto != PV_PROTO_VERSION) {
+            snprintf(err, errlen,
+                     "VM '%s': the guest agent speaks protocol version %llu but this provium speaks %d; "
+                     "the initrd probably carries a stale agent",
+                     vm->name, (unsigned long long)proto, PV_PROTO_VERSION);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+static int check_readable(const pv_vm *vm, const char *what, const char *path, char *err, size_t errlen)
+{
+    if (access(path, R_OK) == 0)
+        return 0;
+    snprintf(err, errlen, "VM '%s': profile '%s': %s %s: %s%s", vm->name, vm->profile.name, what, path,
+             strerror(errno), errno == ENOENT ? " (relative paths in provium.toml resolve against its directory)" : "");
+    return -1;
+}
+
+int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
+{
+    vm_boot_opts none = {0};
+    if (!opts)
+        opts = &none;
+    double t0 = now_s();
+    if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) ||
+        (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))
+        return -1;
+    char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, err, errlen);
+    if (!initrd)
+        return -1;
+    if (mkdir_p(vm->dir, 0700) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
+        free(initrd);
+        return -1;
+    }
+    char *cmdline = build_cmdline(vm, opts);
+    argv_list a = {0};
+    build_argv(vm, opts, initrd, cmdline, &a);
+    free(cmdline);
+    free(initrd);
+    vm->qemu_pid = spawn_qemu(vm, a.v, err, errlen);
+    argv_free(&a);
+    if (vm->qemu_pid < 0)
+        return -1;
+    vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
+    int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
+    int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
+    if (fd < 0 || qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0)
+        goto fail;
+    vm->agent_fd = connect_when_ready(vm, "agent.sock", qmp_deadline, err, errlen);
+    if (vm->agent_fd < 0)
+        goto fail;
+    if (wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen) != 0)
+        goto fail;
+    vm->state = VM_BOOTED;
+    vm->boot_seconds = now_s() - t0;
+    return 0;
+fail:
+    append_console(vm, err, errlen);
+    vm_kill(vm);
+    vm->state = VM_CREATED;
+    return -1;
+}
+
+/* ---- requests ---- */
+
+uint32_t vm_begin(pv_vm *vm, uint16_t type)
+{
+    uint32_t req = vm->next_req++;
+    if (vm->next_req == 0)
+        vm->next_req = 1;
+    pv_buf_reset(&vm->out);
+    pv_frame_begin(&vm->out, type, 0, req);
+    return req;
+}
+
+void vm_reply_free(vm_reply *r)
+{
+    pv_msg_free(&r->msg);
+    free(r->payload);
+    r->payload = NULL;
+}
+
+int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, char *err, size_t errlen)
+{
+    memset(reply, 0, sizeof(*reply));
+    if (guest_errno)
+        *guest_errno = 0;
+    uint32_t req = 0;
+    if (vm->out.len >= PV_HDR_SIZE) {
+        pv_hdr h;
+        pv_hdr_decode(vm->out.buf, &h);
+        req = h.req;
+    }
+    if (pv_frame_end(&vm->out) != 0) {
+        snprintf(err, errlen, "VM '%s': request larger than the %u byte protocol limit", vm->name, PV_MAX_PAYLOAD);
+        return -1;
+    }
+    if (send_all(vm, vm->out.buf, vm->out.len, err, errlen) != 0)
+        goto dead;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    for (;;) {
+        pv_hdr hdr;
+        int r = read_frame(vm, &hdr, deadline, err, errlen);
+        if (r == 0) {
+            snprintf(err, errlen, "VM '%s': no reply from the guest agent within %.1f s", vm->name,
+                     timeout_ms / 1000.0);
+            return -1;
+        }
+        if (r < 0)
+            goto dead;
+        if (hdr.req != req || hdr.chan != 0) {
+            drop_frame(vm, &hdr); /* late reply to a request that timed out */
+            continue;
+        }
+        reply->payload = xmalloc(hdr.len ? hdr.len : 1);
+        memcpy(reply->payload, vm->in + PV_HDR_SIZE, hdr.len);
+        drop_frame(vm, &hdr);
+        char why[256];
+        if (pv_msg_decode(&hdr, reply->payload, &reply->msg, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "VM '%s': malformed reply from the agent: %s", vm->name, why);
+            vm_reply_free(reply);
+            return -1;
+        }
+        if (hdr.type == PV_MSG_ERROR) {
+            char *msg = pv_msg_strdup(&reply->msg, PV_T_MESSAGE);
+            if (guest_errno)
+                *guest_errno = (int)pv_msg_i64(&reply->msg, PV_T_ERRNO, 0);
+            snprintf(err, errlen, "VM '%s': %s", vm->name, msg ? msg : "error");
+            free(msg);
+            vm_reply_free(reply);
+            return -1;
+        }
+        return 0;
+    }
+dead:
+    mark_dead(vm, err);
+    append_console(vm, err, errlen);
+    free(vm->dead_reason);
+    vm->dead_reason = xstrdup(err);
+    vm_kill(vm);
+    vm->state = VM_DEAD;
+    return -1;
+}
+
+/* ---- teardown ---- */
+
+static bool wait_exit(pv_vm *vm, int64_t deadline)
+{
+    while (!qemu_exited(vm, NULL)) {
+        if (now_ms() > deadline)
+            return false;
+        if (vm->pidfd >= 0) {
+            struct pollfd p = {vm->pidfd, POLLIN, 0};
+            poll(&p, 1, 50);
+        } else {
+            sleep_ms(5);
+        }
+    }
+    return true;
+}
+
+int vm_shutdown(pv_vm *vm, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (vm->state == VM_BOOTED || vm->state == VM_PAUSED) {
+        if (vm->state == VM_PAUSED) {
+            json_t *r = qmp_command(&vm->qmp, "cont", NULL, now_ms() + QMP_TIMEOUT_MS, err, errlen);
+            json_decref(r);
+        }
+        vm_reply reply;
+        vm_begin(vm, PV_MSG_SHUTDOWN);
+        pv_put_u64(&vm->out, PV_T_POWEROFF, 1);
+        if (vm_call(vm, &reply, SHUTDOWN_TIMEOUT_MS, NULL, err, errlen) == 0) {
+            vm_reply_free(&reply);
+            if (!wait_exit(vm, now_ms() + SHUTDOWN_TIMEOUT_MS)) {
+                /* The guest acknowledged but did not power off: ask QEMU. */
+                char qerr[256];
+                json_decref(qmp_command(&vm->qmp, "quit", NULL, now_ms() + QMP_TIMEOUT_MS, qerr, sizeof(qerr)));
+                if (!wait_exit(vm, now_ms() + 2000)) {
+                    snprintf(err, errlen, "VM '%s': guest did not power off within %d s; QEMU killed", vm->name,
+                             SHUTDOWN_TIMEOUT_MS / 1000);
+                    rc = -1;
+                }
+            }
+        } else if (vm->state != VM_DEAD) {
+            rc = -1;
+        }
+    }
+    vm_kill(vm);
+    if (vm->state != VM_DEAD)
+        vm->state = VM_SHUTDOWN;
+    return rc;
+}
+
+void vm_kill(pv_vm *vm)
+{
+    if (vm->qemu_pid > 0) {
+        kill(vm->qemu_pid, SIGKILL);
+        waitpid(vm->qemu_pid, NULL, 0);
+        vm->qemu_pid = -1;
+    }
+    if (vm->pidfd >= 0)
+        close(vm->pidfd);
+    vm->pidfd = -1;
+    if (vm->agent_fd >= 0)
+        close(vm->agent_fd);
+    vm->agent_fd = -1;
+    vm->in_len = 0;
+    qmp_close(&vm->qmp);
+    if (vm->dir && is_dir(vm->dir))
+        rm_rf(vm->dir);
+}
+
+void vm_free(pv_vm *vm)
+{
+    if (!vm)
+        return;
+    vm_kill(vm);
+    unlink(vm->console_path);
+    free(vm->name);
+    profile_free(&vm->profile);
+    free(vm->dir);
+    free(vm->console_path);
+    free(vm->in);
+    pv_buf_free(&vm->out);
+    free(vm->agent_version);
+    free(vm->dead_reason);
+    free(vm);
+}

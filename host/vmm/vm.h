@@ -1,0 +1,69 @@
+/* One guest: a QEMU process, its QMP socket, its console log and the agent
+ * connection. Every wait has a deadline; every failure leaves an error
+ * message that names the VM. */
+#ifndef PROVIUM_VM_H
+#define PROVIUM_VM_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../../common/proto.h"
+#include "../config/config.h"
+#include "qmp.h"
+#include "shim.h"
+
+typedef enum { VM_CREATED, VM_BOOTED, VM_PAUSED, VM_SHUTDOWN, VM_DEAD } vm_state;
+
+typedef struct {
+    int64_t memory; /* bytes, 0 = profile default */
+    int cpus;       /* 0 = profile default */
+    char *kernel_cmdline; /* replaces the profile's base command line */
+    pv_inject_file *files;
+    size_t nfiles;
+} vm_boot_opts;
+
+typedef struct {
+    char *name;
+    pv_profile profile; /* deep copy: the VM outlives nothing it points to */
+    vm_state state;
+    pid_t qemu_pid;
+    int pidfd;
+    int agent_fd;
+    qmp_conn qmp;
+    char *dir; /* private scratch directory of this VM */
+    char *console_path;
+    uint32_t next_req;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    pv_buf out;
+    char *agent_version;
+    double boot_seconds;
+    char *dead_reason;
+} pv_vm;
+
+/* Returned replies keep their payload alive until vm_reply_free. */
+typedef struct {
+    pv_msg msg;
+    uint8_t *payload;
+} vm_reply;
+
+pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_root);
+const char *vm_state_name(vm_state s);
+int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen);
+/* Starts a request frame on channel 0 in vm->out; returns its request id. */
+uint32_t vm_begin(pv_vm *vm, uint16_t type);
+/* Sends vm->out and waits for the reply with the same id. timeout_ms < 0
+ * waits as long as the guest lives. A PV_MSG_ERROR reply is returned as
+ * -1 with its message in err and its errno in *guest_errno (if non-NULL). */
+int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, char *err, size_t errlen);
+void vm_reply_free(vm_reply *r);
+int vm_shutdown(pv_vm *vm, char *err, size_t errlen);
+/* Kills QEMU at once and removes the scratch directory; safe in any state. */
+void vm_kill(pv_vm *vm);
+/* The last lines of the serial console (new string). */
+char *vm_console_tail(const pv_vm *vm, int lines);
+void vm_free(pv_vm *vm);
+
+/* True when /dev/kvm can be used. */
+bool vm_kvm_available(void);
+#endif

@@ -1,0 +1,184 @@
+-- Provium test framework. Embedded in the provium binary and run once per
+-- test file, in that file's own process, before the file itself.
+local P = ...
+
+local FAIL = setmetatable({}, {__tostring = function() return "test failure" end})
+local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end})
+
+local tests, by_name = {}, {}
+local file_scope = {kind = "file", vms = {}, order = {}}
+local current = file_scope
+
+-- file:line of the code that called into the framework `level` frames up
+local function where(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info or info.currentline < 0 then return "?" end
+  return info.short_src .. ":" .. info.currentline
+end
+
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+---------------------------------------------------------------- provium
+local provium = {}
+local reserved = {vm = true, timeout = true}
+
+local function find_vm(name)
+  return current.vms[name] or file_scope.vms[name]
+end
+
+function provium.vm(self, name, profile, opts)
+  if self ~= provium then error("call provium:vm(name, profile) with a colon", 2) end
+  if type(name) ~= "string" or name == "" then error("provium:vm: name must be a non-empty string", 2) end
+  if profile == nil then
+    local vm = find_vm(name)
+    if not vm then error(string.format("provium:vm: no VM named '%s' in this test or at file scope", name), 2) end
+    return vm
+  end
+  if type(profile) ~= "string" then error("provium:vm: profile must be a string", 2) end
+  if reserved[name] then error(string.format("provium:vm: '%s' is a reserved name", name), 2) end
+  if current.vms[name] then
+    error(string.format("provium:vm: a VM named '%s' already exists in this scope", name), 2)
+  end
+  if current ~= file_scope and file_scope.vms[name] then
+    error(string.format("provium:vm: a VM named '%s' already exists at file scope; use provium:vm(%q) to reuse it",
+      name, name), 2)
+  end
+  local ok, vm = pcall(P.new_vm, name, profile, opts)
+  if not ok then error(vm, 2) end
+  current.vms[name] = vm
+  table.insert(current.order, vm)
+  return vm
+end
+
+setmetatable(provium, {
+  __index = function(_, key)
+    if type(key) == "string" then return find_vm(key) end
+  end,
+  __newindex = function(t, key, value)
+    if key == "timeout" then rawset(t, key, value); return end
+    error(string.format("provium.%s cannot be assigned", tostring(key)), 2)
+  end,
+})
+
+local function close_scope(scope)
+  for i = #scope.order, 1, -1 do
+    pcall(scope.order[i].close, scope.order[i])
+  end
+  scope.vms, scope.order = {}, {}
+end
+
+---------------------------------------------------------------- t
+local T = {}
+T.__index = T
+
+local function fail(t, msg, level)
+  t.failed = true
+  local text = where(level + 1) .. ": " .. msg
+  table.insert(t.failures, text)
+  error(FAIL, 0)
+end
+
+function T:assert(cond, msg)
+  if not cond then fail(self, msg or "assertion failed", 2) end
+  return cond
+end
+
+function T:assert_eq(actual, expected, msg)
+  if actual ~= expected then
+    fail(self, (msg and msg .. ": " or "") .. "expected " .. show(expected) .. ", got " .. show(actual), 2)
+  end
+end
+
+function T:log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+  table.insert(self.logs, table.concat(parts, " "))
+end
+
+function T:fail(msg)
+  fail(self, msg or "failed", 2)
+end
+
+function T:skip(reason)
+  self.skip_reason = reason or "skipped"
+  error(SKIP, 0)
+end
+
+---------------------------------------------------------------- test()
+function test(name, meta, fn)
+  if fn == nil then meta, fn = nil, meta end
+  if type(name) ~= "string" or name == "" then error("test: name must be a non-empty string", 2) end
+  if type(fn) ~= "function" then error("test '" .. name .. "': missing test function", 2) end
+  if meta ~= nil and type(meta) ~= "table" then error("test '" .. name .. "': meta must be a table", 2) end
+  if by_name[name] then error("test '" .. name .. "' is already defined", 2) end
+  local entry = {name = name, meta = meta or {}, fn = fn}
+  by_name[name] = entry
+  table.insert(tests, entry)
+end
+
+local function console_tails()
+  local parts = {}
+  for _, scope in ipairs({file_scope, current}) do
+    for _, vm in ipairs(scope.order) do
+      local ok, log = pcall(vm.console_log, vm)
+      if ok and log ~= "" then
+        parts[#parts + 1] = "--- console of vm '" .. vm:name() .. "' ---\n" .. log:sub(-4096)
+      end
+    end
+    if scope == current then break end
+  end
+  return table.concat(parts, "\n")
+end
+
+local function run_test(entry)
+  local t = setmetatable({name = entry.name, meta = entry.meta, failures = {}, logs = {}, failed = false}, T)
+  current = {kind = "test", vms = {}, order = {}}
+  local started = P.clock()
+  local ok, err = xpcall(entry.fn, function(e)
+    if e == FAIL or e == SKIP then return e end
+    return debug.traceback(tostring(e), 2)
+  end, t)
+  local result = {name = entry.name, log = table.concat(t.logs, "\n")}
+  if not ok and err ~= FAIL and err ~= SKIP then
+    t.failed = true
+    table.insert(t.failures, tostring(err))
+  end
+  if t.failed then
+    result.status = "failed"
+    result.message = table.concat(t.failures, "\n")
+    result.console = console_tails()
+  elseif not ok and err == SKIP then
+    result.status = "skipped"
+    result.message = t.skip_reason
+  else
+    result.status = "passed"
+  end
+  close_scope(current)
+  current = file_scope
+  result.duration = P.clock() - started
+  return result
+end
+
+-- Called by the host after loading the file's chunk.
+function P.run_file(chunk)
+  local report = {path = P.file_path, tests = {}, passed = true}
+  local ok, err = xpcall(chunk, function(e) return debug.traceback(tostring(e), 2) end)
+  if not ok then
+    report.chunk_error = tostring(err)
+    report.passed = false
+    report.console = console_tails()
+  else
+    for _, entry in ipairs(tests) do
+      local r = run_test(entry)
+      if r.status == "failed" then report.passed = false end
+      table.insert(report.tests, r)
+    end
+  end
+  close_scope(file_scope)
+  return report
+end
+
+_G.provium = provium
