@@ -66,24 +66,16 @@ image: deps
 	@v=$$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1) && ln -sfn $$v $(B)/image/debian-vmlinuz && \
 	  ln -sfn /lib/modules/$${v#/boot/vmlinuz-} $(B)/image/debian-modules
 
-# ---- unit tests under AddressSanitizer + UBSan ----
-UNIT_TESTS := $(B)/check/test_toml $(B)/check/test_proto $(B)/check/test_cpio $(B)/check/test_config
-UNIT_SUPPORT := host/util/util.c
-$(B)/check/test_toml: tests/unit/test_toml.c host/config/toml.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -o $@
-$(B)/check/test_proto: tests/unit/test_proto.c common/proto.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -o $@
-$(B)/check/test_cpio: tests/unit/test_cpio.c host/vmm/cpio.c $(UNIT_SUPPORT)
-	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -lcrypto -o $@
-$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/toml.c $(UNIT_SUPPORT)
-	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -g $(SAN) $^ -lcrypto -lm -o $@
+# ---- unit tests under AddressSanitizer + UBSan (tests/unit/unit.mk) ----
+UNIT_TESTS :=
+include tests/unit/unit.mk
 
 check: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+# ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
+-include tests/fuzz/fuzz.mk
+-include bench/bench.mk
 
 # ---- end-to-end ----
 e2e: all image
@@ -101,9 +93,6 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory all image
 	$(B)/provium examples/
-
-bench: all image
-	bench/boot.sh
 
 clean:
 	rm -rf $(B)
