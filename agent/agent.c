@@ -43,6 +43,23 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
     case PV_MSG_WRITE_FILE:
         files_write(c, &m);
         break;
+    case PV_MSG_HELLO:
+        conn_send_ready(c);
+        break;
+    case PV_MSG_STAT: fs_stat(c, &m); break;
+    case PV_MSG_LISTDIR: fs_listdir(c, &m); break;
+    case PV_MSG_MKDIR: fs_mkdir(c, &m); break;
+    case PV_MSG_UNLINK: fs_unlink(c, &m); break;
+    case PV_MSG_RENAME: fs_rename(c, &m); break;
+    case PV_MSG_OPEN: fd_open(c, &m); break;
+    case PV_MSG_FD_READ: fd_read(c, &m); break;
+    case PV_MSG_FD_WRITE: fd_write(c, &m); break;
+    case PV_MSG_FD_SEEK: fd_seek(c, &m); break;
+    case PV_MSG_FD_CLOSE: fd_close(c, &m); break;
+    case PV_MSG_SYSCALL: raw_syscall(c, &m); break;
+    case PV_MSG_CLOCK_GET:
+    case PV_MSG_CLOCK_SET:
+    case PV_MSG_CLOCK_ADVANCE: clock_op(c, &m); break;
     case PV_MSG_SHUTDOWN:
         pv_frame_begin(&c->out, PV_MSG_OK, hdr->chan, hdr->req);
         conn_send(c);

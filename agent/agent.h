@@ -62,6 +62,25 @@ size_t exec_active_count(void);
 /* Host went away: its pending requests are void. Kills the jobs' groups. */
 void exec_abandon_all(void);
 
+/* reply.c */
+void reply_ok(agent_conn *c, const pv_msg *m);
+void reply_count(agent_conn *c, const pv_msg *m, int64_t n);
+char *request_path(agent_conn *c, const pv_msg *m, uint16_t tag, const char *op);
+
+/* fsops.c, fdops.c, rawsys.c, clock.c */
+void fs_stat(agent_conn *c, const pv_msg *m);
+void fs_listdir(agent_conn *c, const pv_msg *m);
+void fs_mkdir(agent_conn *c, const pv_msg *m);
+void fs_unlink(agent_conn *c, const pv_msg *m);
+void fs_rename(agent_conn *c, const pv_msg *m);
+void fd_open(agent_conn *c, const pv_msg *m);
+void fd_read(agent_conn *c, const pv_msg *m);
+void fd_write(agent_conn *c, const pv_msg *m);
+void fd_seek(agent_conn *c, const pv_msg *m);
+void fd_close(agent_conn *c, const pv_msg *m);
+void raw_syscall(agent_conn *c, const pv_msg *m);
+void clock_op(agent_conn *c, const pv_msg *m);
+
 /* files.c */
 void files_read(agent_conn *c, const pv_msg *m);
 void files_write(agent_conn *c, const pv_msg *m);

@@ -9,6 +9,7 @@
 #define REQ PV_F_REQUIRED
 #define REP PV_F_REPEATED
 #define SPEC(t, arr) {t, #t + 7, arr, sizeof(arr) / sizeof(arr[0])}
+#define SPEC0(t) {t, #t + 7, NULL, 0}
 
 static const pv_field_spec f_ready[] = {
     {PV_T_PROTO_VERSION, PV_K_U64, REQ, "proto_version"},
@@ -29,6 +30,7 @@ static const pv_field_spec f_exec[] = {
     {PV_T_CWD, PV_K_BYTES, 0, "cwd"},
     {PV_T_STDIN, PV_K_BYTES, 0, "stdin"},
     {PV_T_TIMEOUT_MS, PV_K_U64, 0, "timeout_ms"},
+    {PV_T_ASYNC, PV_K_U64, 0, "async"},
 };
 static const pv_field_spec f_exec_result[] = {
     {PV_T_STATUS, PV_K_U64, REQ, "status"},
@@ -46,6 +48,84 @@ static const pv_field_spec f_write_file[] = {
 };
 static const pv_field_spec f_shutdown[] = {{PV_T_POWEROFF, PV_K_U64, 0, "poweroff"}};
 
+static const pv_field_spec f_hello[] = {{PV_T_PROTO_VERSION, PV_K_U64, 0, "proto_version"}};
+static const pv_field_spec f_path[] = {{PV_T_PATH, PV_K_BYTES, REQ, "path"}};
+static const pv_field_spec f_stat_result[] = {
+    {PV_T_SIZE, PV_K_U64, REQ, "size"},
+    {PV_T_MTIME_NS, PV_K_I64, REQ, "mtime_ns"},
+    {PV_T_MODE, PV_K_U64, REQ, "mode"},
+};
+static const pv_field_spec f_listdir_result[] = {
+    {PV_T_NAME, PV_K_BYTES, REP, "name"},
+    {PV_T_MODE, PV_K_U64, REP, "mode"},
+};
+static const pv_field_spec f_mkdir[] = {
+    {PV_T_PATH, PV_K_BYTES, REQ, "path"},
+    {PV_T_MODE, PV_K_U64, 0, "mode"},
+    {PV_T_PARENTS, PV_K_U64, 0, "parents"},
+};
+static const pv_field_spec f_rename[] = {
+    {PV_T_PATH, PV_K_BYTES, REQ, "path"},
+    {PV_T_PATH2, PV_K_BYTES, REQ, "path2"},
+};
+static const pv_field_spec f_open[] = {
+    {PV_T_PATH, PV_K_BYTES, REQ, "path"},
+    {PV_T_FLAGS, PV_K_U64, REQ, "flags"},
+    {PV_T_MODE, PV_K_U64, 0, "mode"},
+};
+static const pv_field_spec f_fd[] = {{PV_T_FD, PV_K_I64, REQ, "fd"}};
+static const pv_field_spec f_fd_read[] = {
+    {PV_T_FD, PV_K_I64, REQ, "fd"},
+    {PV_T_COUNT, PV_K_U64, REQ, "count"},
+};
+static const pv_field_spec f_fd_write[] = {
+    {PV_T_FD, PV_K_I64, REQ, "fd"},
+    {PV_T_DATA, PV_K_BYTES, REQ, "data"},
+};
+static const pv_field_spec f_count[] = {{PV_T_COUNT, PV_K_I64, REQ, "count"}};
+static const pv_field_spec f_fd_seek[] = {
+    {PV_T_FD, PV_K_I64, REQ, "fd"},
+    {PV_T_OFFSET, PV_K_I64, REQ, "offset"},
+    {PV_T_WHENCE, PV_K_U64, REQ, "whence"},
+};
+static const pv_field_spec f_syscall[] = {
+    {PV_T_NR, PV_K_I64, REQ, "nr"},
+    {PV_T_ARG, PV_K_I64, REP, "arg"},
+    {PV_T_BUF, PV_K_BYTES, REP, "buf"},
+    {PV_T_BUF_SLOT, PV_K_I64, REP, "buf_slot"},
+    {PV_T_PTR, PV_K_BYTES, REP, "ptr"},
+};
+static const pv_field_spec f_syscall_result[] = {
+    {PV_T_RET, PV_K_I64, REQ, "ret"},
+    {PV_T_ERRNO, PV_K_I64, REQ, "errno"},
+    {PV_T_BUF, PV_K_BYTES, REP, "buf"},
+};
+static const pv_field_spec f_time[] = {{PV_T_TIME_NS, PV_K_I64, REQ, "time_ns"}};
+static const pv_field_spec f_advance[] = {{PV_T_DELTA_NS, PV_K_I64, REQ, "delta_ns"}};
+static const pv_field_spec f_proc_started[] = {{PV_T_PID, PV_K_U64, REQ, "pid"}};
+static const pv_field_spec f_stream_data[] = {
+    {PV_T_STREAM, PV_K_U64, REQ, "stream"},
+    {PV_T_DATA, PV_K_BYTES, REQ, "data"},
+};
+static const pv_field_spec f_proc_signal[] = {
+    {PV_T_CHAN, PV_K_U64, REQ, "chan"},
+    {PV_T_SIGNAL, PV_K_U64, REQ, "signal"},
+};
+static const pv_field_spec f_proc_stdin[] = {
+    {PV_T_CHAN, PV_K_U64, REQ, "chan"},
+    {PV_T_DATA, PV_K_BYTES, 0, "data"},
+    {PV_T_EOF, PV_K_U64, 0, "eof"},
+};
+static const pv_field_spec f_tail_open[] = {
+    {PV_T_PATH, PV_K_BYTES, 0, "path"},
+    {PV_T_FD, PV_K_I64, 0, "fd"},
+    {PV_T_START, PV_K_U64, 0, "start"},
+    {PV_T_OFFSET, PV_K_I64, 0, "offset"},
+};
+static const pv_field_spec f_stream_eof[] = {{PV_T_STREAM, PV_K_U64, 0, "stream"}};
+static const pv_field_spec f_batch[] = {{PV_T_OP, PV_K_BYTES, REP, "op"}};
+static const pv_field_spec f_batch_result[] = {{PV_T_REPLY, PV_K_BYTES, REP, "reply"}};
+
 static const pv_msg_spec specs[] = {
     SPEC(PV_MSG_READY, f_ready),
     SPEC(PV_MSG_PING, f_ping),
@@ -58,6 +138,36 @@ static const pv_msg_spec specs[] = {
     SPEC(PV_MSG_FILE_DATA, f_file_data),
     SPEC(PV_MSG_WRITE_FILE, f_write_file),
     SPEC(PV_MSG_SHUTDOWN, f_shutdown),
+    SPEC(PV_MSG_HELLO, f_hello),
+    SPEC(PV_MSG_STAT, f_path),
+    SPEC(PV_MSG_STAT_RESULT, f_stat_result),
+    SPEC(PV_MSG_LISTDIR, f_path),
+    SPEC(PV_MSG_LISTDIR_RESULT, f_listdir_result),
+    SPEC(PV_MSG_MKDIR, f_mkdir),
+    SPEC(PV_MSG_UNLINK, f_path),
+    SPEC(PV_MSG_RENAME, f_rename),
+    SPEC(PV_MSG_OPEN, f_open),
+    SPEC(PV_MSG_HANDLE, f_fd),
+    SPEC(PV_MSG_FD_READ, f_fd_read),
+    SPEC(PV_MSG_FD_WRITE, f_fd_write),
+    SPEC(PV_MSG_COUNT, f_count),
+    SPEC(PV_MSG_FD_SEEK, f_fd_seek),
+    SPEC(PV_MSG_FD_CLOSE, f_fd),
+    SPEC(PV_MSG_SYSCALL, f_syscall),
+    SPEC(PV_MSG_SYSCALL_RESULT, f_syscall_result),
+    SPEC0(PV_MSG_CLOCK_GET),
+    SPEC(PV_MSG_TIME, f_time),
+    SPEC(PV_MSG_CLOCK_SET, f_time),
+    SPEC(PV_MSG_CLOCK_ADVANCE, f_advance),
+    SPEC(PV_MSG_PROC_STARTED, f_proc_started),
+    SPEC(PV_MSG_STREAM_DATA, f_stream_data),
+    SPEC(PV_MSG_PROC_SIGNAL, f_proc_signal),
+    SPEC(PV_MSG_PROC_STDIN, f_proc_stdin),
+    SPEC(PV_MSG_TAIL_OPEN, f_tail_open),
+    SPEC(PV_MSG_STREAM_EOF, f_stream_eof),
+    SPEC0(PV_MSG_STREAM_CLOSE),
+    SPEC(PV_MSG_BATCH, f_batch),
+    SPEC(PV_MSG_BATCH_RESULT, f_batch_result),
 };
 
 const pv_msg_spec *pv_msg_lookup(uint16_t type)

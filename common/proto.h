@@ -35,6 +35,36 @@ enum pv_msg_type {
     PV_MSG_FILE_DATA = 13,
     PV_MSG_WRITE_FILE = 14,
     PV_MSG_SHUTDOWN = 20,
+    PV_MSG_HELLO = 21,      /* host -> agent after a reconnect; answered by READY */
+    PV_MSG_STAT = 30,
+    PV_MSG_STAT_RESULT = 31,
+    PV_MSG_LISTDIR = 32,
+    PV_MSG_LISTDIR_RESULT = 33,
+    PV_MSG_MKDIR = 34,
+    PV_MSG_UNLINK = 35,
+    PV_MSG_RENAME = 36,
+    PV_MSG_OPEN = 40,
+    PV_MSG_HANDLE = 41,
+    PV_MSG_FD_READ = 42,
+    PV_MSG_FD_WRITE = 43,
+    PV_MSG_COUNT = 44,
+    PV_MSG_FD_SEEK = 45,
+    PV_MSG_FD_CLOSE = 46,
+    PV_MSG_SYSCALL = 50,
+    PV_MSG_SYSCALL_RESULT = 51,
+    PV_MSG_CLOCK_GET = 55,
+    PV_MSG_TIME = 56,
+    PV_MSG_CLOCK_SET = 57,
+    PV_MSG_CLOCK_ADVANCE = 58,
+    PV_MSG_PROC_STARTED = 60, /* reply to an EXEC with async=1 */
+    PV_MSG_STREAM_DATA = 61,  /* pushed: bytes of a process pipe or a tail */
+    PV_MSG_PROC_SIGNAL = 62,
+    PV_MSG_PROC_STDIN = 63,
+    PV_MSG_TAIL_OPEN = 70,
+    PV_MSG_STREAM_EOF = 71,   /* pushed: the stream's source ended */
+    PV_MSG_STREAM_CLOSE = 72,
+    PV_MSG_BATCH = 80,
+    PV_MSG_BATCH_RESULT = 81,
 };
 
 /* Field tags. One namespace for all messages; each message's schema below
@@ -62,7 +92,37 @@ enum pv_tag {
     PV_T_MODE = 20,
     PV_T_POWEROFF = 21,
     PV_T_ECHO = 22,
+    PV_T_SIZE = 23,
+    PV_T_MTIME_NS = 24,
+    PV_T_NAME = 25,
+    PV_T_PARENTS = 26,
+    PV_T_PATH2 = 27,
+    PV_T_FLAGS = 28,
+    PV_T_FD = 29,
+    PV_T_COUNT = 30,
+    PV_T_OFFSET = 31,
+    PV_T_WHENCE = 32,
+    PV_T_NR = 33,
+    PV_T_ARG = 34,
+    PV_T_BUF = 35,
+    PV_T_BUF_SLOT = 36,   /* per BUF, in order: argument slot 0-5, or -1 */
+    PV_T_PTR = 37,        /* 12 bytes: u32 buf, u32 offset, u32 target buf */
+    PV_T_RET = 38,
+    PV_T_TIME_NS = 39,
+    PV_T_DELTA_NS = 40,
+    PV_T_ASYNC = 41,
+    PV_T_STREAM = 42,     /* 1 stdout, 2 stderr, 3 tail */
+    PV_T_CHAN = 43,
+    PV_T_EOF = 44,
+    PV_T_START = 45,      /* tail start: 0 beginning, 1 end, 2 absolute OFFSET, 3 OFFSET before end */
+    PV_T_OP = 46,         /* batch: one complete request frame */
+    PV_T_REPLY = 47,      /* batch: one complete reply frame */
 };
+
+/* Largest number of operations in one BATCH. */
+#define PV_MAX_BATCH 100000
+/* Largest buffer count in one SYSCALL. */
+#define PV_MAX_SYSCALL_BUFS 16
 
 /* Exec status values carried in PV_T_STATUS. */
 enum pv_exec_status { PV_EXEC_EXITED = 0, PV_EXEC_SIGNALLED = 1, PV_EXEC_TIMED_OUT = 2 };

@@ -53,21 +53,85 @@ function provium.vm(self, name, profile, opts)
   return vm
 end
 
-setmetatable(provium, {
-  __index = function(_, key)
-    if type(key) == "string" then return find_vm(key) end
-  end,
-  __newindex = function(t, key, value)
-    if key == "timeout" then rawset(t, key, value); return end
-    error(string.format("provium.%s cannot be assigned", tostring(key)), 2)
-  end,
-})
 
 local function close_scope(scope)
   for i = #scope.order, 1, -1 do
     pcall(scope.order[i].close, scope.order[i])
   end
   scope.vms, scope.order = {}, {}
+end
+
+---------------------------------------------------------------- binary helpers
+-- provium:pack(fmt, ...) / provium:unpack(fmt, s[, pos]) use Lua's
+-- string.pack formats. The classic provium.pack(fmt, ...) (seed 003) takes
+-- space-separated named fields, little-endian unless suffixed "be":
+--   u8 u16 u32 u64 i8 i16 i32 i64   integers
+--   bytes      a string as is (unpack: the rest of the input)
+--   bytesN     exactly N bytes (pack pads with NULs; longer strings error)
+--   cstr       a NUL-terminated string
+--   padN       N zero bytes (unpack skips them; no value)
+local classic_codes = {u8 = "I1", u16 = "I2", u32 = "I4", u64 = "I8", i8 = "i1", i16 = "i2", i32 = "i4", i64 = "i8"}
+
+local function classic_format(fmt, values, unpacking)
+  if type(fmt) ~= "string" then error("provium.pack: format must be a string", 3) end
+  local out, vi = {"<"}, 1
+  for tok in fmt:gmatch("%S+") do
+    local base, be = tok:match("^(%a%d+)(be)$")
+    if base then tok = base end
+    local code = classic_codes[tok]
+    if code then
+      out[#out + 1] = (be and ">" or "<") .. code
+      vi = vi + 1
+    elseif tok == "bytes" then
+      if unpacking then
+        out[#out + 1] = "<c0REST"
+      else
+        local v = values[vi]
+        if type(v) ~= "string" then error("provium.pack: value " .. vi .. " for 'bytes' must be a string", 3) end
+        out[#out + 1] = "c" .. #v
+      end
+      vi = vi + 1
+    elseif tok:match("^bytes%d+$") then
+      out[#out + 1] = "c" .. tok:sub(6)
+      vi = vi + 1
+    elseif tok == "cstr" then
+      out[#out + 1] = "z"
+      vi = vi + 1
+    elseif tok:match("^pad%d+$") then
+      out[#out + 1] = string.rep("x", tonumber(tok:sub(4)))
+    else
+      error("provium.pack: unknown field '" .. tok .. "' (known: u8..u64, i8..i64, bytes, bytesN, cstr, padN; "
+        .. "suffix be for big-endian)", 3)
+    end
+  end
+  return table.concat(out)
+end
+
+function provium.pack(first, ...)
+  if first == provium then return string.pack(...) end
+  local values = table.pack(...)
+  local fmt = classic_format(first, values, false)
+  local ok, res = pcall(string.pack, fmt, ...)
+  if not ok then error("provium.pack: " .. res, 2) end
+  return res
+end
+
+function provium.unpack(first, ...)
+  if first == provium then return string.unpack(...) end
+  local data, pos = ...
+  if type(data) ~= "string" then error("provium.unpack: data must be a string", 2) end
+  local fmt = classic_format(first, {}, true)
+  local head, rest = fmt:match("^(.-)<c0REST(.*)$")
+  if head then
+    if rest ~= "" then error("provium.unpack: 'bytes' must be the last field", 2) end
+    local vals = table.pack(string.unpack(head, data, pos))
+    local nextpos = vals[vals.n]
+    vals[vals.n] = data:sub(nextpos)
+    return table.unpack(vals, 1, vals.n)
+  end
+  local vals = table.pack(pcall(string.unpack, fmt, data, pos))
+  if not vals[1] then error("provium.unpack: " .. vals[2], 2) end
+  return table.unpack(vals, 2, vals.n - 1)
 end
 
 ---------------------------------------------------------------- t
@@ -181,4 +245,15 @@ function P.run_file(chunk)
   return report
 end
 
+-- Lookups of unknown keys find VMs (provium.NAME); assignments are refused so
+-- a typo cannot silently shadow the API.
+setmetatable(provium, {
+  __index = function(_, key)
+    if type(key) == "string" then return find_vm(key) end
+  end,
+  __newindex = function(t, key, value)
+    if key == "timeout" then rawset(t, key, value); return end
+    error(string.format("provium.%s cannot be assigned", tostring(key)), 2)
+  end,
+})
 _G.provium = provium

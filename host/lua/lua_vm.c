@@ -10,20 +10,47 @@
 #include "../util/util.h"
 #include "../vmm/vm.h"
 #include "lua_api.h"
-
-#define VM_MT "provium.VM"
-#define RESULT_MT "provium.RunResult"
-#define OP_TIMEOUT_MS 60000
-
-typedef struct lvm {
-    pv_vm *vm;
-    vm_boot_opts opts; /* creation-time options */
-    struct lvm *next;  /* all VMs of this process, for last-resort cleanup */
-} lvm;
+#include "lua_internal.h"
 
 static lvm *all_vms;
 
-static lvm *check_vm(lua_State *L, int idx) { return luaL_checkudata(L, idx, VM_MT); }
+lvm *pv_check_vm(lua_State *L, int idx) { return luaL_checkudata(L, idx, VM_MT); }
+#define check_vm pv_check_vm
+
+void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
+{
+    idx = lua_absindex(L, idx);
+    for (; fns->name; fns++) {
+        lua_pushcfunction(L, fns->func);
+        lua_setfield(L, idx, fns->name);
+    }
+}
+
+char *pv_caller_site(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0 && ar.source[0] == '@')
+            return xasprintf("%s:%d", ar.short_src, ar.currentline);
+    }
+    return xstrdup("?");
+}
+
+char *pv_caller_dir(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "S", &ar);
+        if (ar.source[0] == '@') {
+            char *abs = path_absolute(ar.source + 1);
+            char *dir = path_dirname(abs);
+            free(abs);
+            return dir;
+        }
+    }
+    return xstrdup(".");
+}
 
 /* ---- option parsing ---- */
 
@@ -139,7 +166,7 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
 
 /* ---- state checks ---- */
 
-static void require_booted(lua_State *L, lvm *v, const char *op)
+void pv_require_booted(lua_State *L, lvm *v, const char *op)
 {
     pv_vm *vm = v->vm;
     if (vm->state == VM_BOOTED)
@@ -270,7 +297,7 @@ void pv_lua_kill_all_vms(void)
 }
 
 /* Performs a call and raises on failure. */
-static void call_or_raise(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
+void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
 {
     char err[8192];
     int gerr;
@@ -282,7 +309,7 @@ static void call_or_raise(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
 static int l_vm_run(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    require_booted(L, v, "run");
+    pv_require_booted(L, v, "run");
     int opts_idx = 0;
     vm_begin(v->vm, PV_MSG_EXEC);
     pv_buf *b = &v->vm->out;
@@ -352,7 +379,9 @@ static int l_vm_run(lua_State *L)
             while (lua_next(L, -2)) {
                 if (lua_type(L, -2) != LUA_TSTRING)
                     return luaL_error(L, "env keys must be strings");
-                lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), luaL_tolstring(L, -1, NULL));
+                const char *key = lua_tostring(L, -2);
+                const char *val = luaL_tolstring(L, -1, NULL);
+                lua_pushfstring(L, "%s=%s", key, val);
                 pv_put_str(b, PV_T_ENV, lua_tostring(L, -1));
                 lua_pop(L, 3);
             }
@@ -363,7 +392,7 @@ static int l_vm_run(lua_State *L)
         pv_put_u64(b, PV_T_TIMEOUT_MS, (uint64_t)timeout_ms);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
-    call_or_raise(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
+    pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
     uint64_t status = pv_msg_u64(&r.msg, PV_T_STATUS, 0);
     lua_createtable(L, 0, 8);
     lua_pushinteger(L, pv_msg_i64(&r.msg, PV_T_EXIT_CODE, 0));
@@ -391,11 +420,11 @@ static int l_vm_read_file(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    require_booted(L, v, "read_file");
+    pv_require_booted(L, v, "read_file");
     vm_begin(v->vm, PV_MSG_READ_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     vm_reply r;
-    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
     const pv_field *f = pv_msg_get(&r.msg, PV_T_DATA);
     lua_pushlstring(L, (const char *)f->data, f->len);
     vm_reply_free(&r);
@@ -408,7 +437,7 @@ static int l_vm_write_file(lua_State *L)
     const char *path = luaL_checkstring(L, 2);
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
-    require_booted(L, v, "write_file");
+    pv_require_booted(L, v, "write_file");
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
@@ -419,7 +448,7 @@ static int l_vm_write_file(lua_State *L)
         pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)mode);
     }
     vm_reply r;
-    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
     return 0;
 }
@@ -427,10 +456,10 @@ static int l_vm_write_file(lua_State *L)
 static int l_vm_ping(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    require_booted(L, v, "ping");
+    pv_require_booted(L, v, "ping");
     vm_begin(v->vm, PV_MSG_PING);
     vm_reply r;
-    call_or_raise(L, v, &r, OP_TIMEOUT_MS);
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
     lua_pushboolean(L, 1);
     return 1;
@@ -541,6 +570,8 @@ void pv_lua_register_vm(lua_State *L, int idx)
     idx = lua_absindex(L, idx);
     luaL_newmetatable(L, VM_MT);
     luaL_newlib(L, vm_methods);
+    pv_lua_files_init(L, -1);
+    pv_lua_sys_init(L, -1, idx);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");

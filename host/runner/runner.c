@@ -249,6 +249,9 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
                        name ? name : "?");
                 if (msg && (is_fail || o->verbose))
                     print_indented(stdout, msg, "        ");
+                const char *log = json_string_value(json_object_get(tc, "log"));
+                if (o->verbose && log && *log)
+                    print_indented(stdout, log, "        log: ");
                 const char *console = json_string_value(json_object_get(tc, "console"));
                 if (is_fail && o->verbose && console && *console)
                     print_indented(stdout, console, "        | ");

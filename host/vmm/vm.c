@@ -68,6 +68,13 @@ static bool is_elf(const char *path)
     return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
 }
 
+/* Explicit profile choice, else microvm for ELF kernels (PVH entry, the
+ * fastest boot) and pc for bzImage. */
+const char *vm_machine(const pv_profile *p)
+{
+    return p->machine ? p->machine : is_elf(p->kernel) ? "microvm" : "pc";
+}
+
 typedef struct {
     char **v;
     size_t n;
@@ -87,7 +94,7 @@ static void argv_free(argv_list *a)
     free(a->v);
 }
 
-static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o)
+static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 {
     const pv_profile *p = &vm->profile;
     strbuf b;
@@ -98,6 +105,10 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o)
     /* panic=-1 + -no-reboot: a panicking guest ends QEMU at once instead of
      * hanging until the boot deadline. reboot=t: microvm has no other way. */
     sb_addf(&b, " panic=-1 reboot=t rdinit=/provium-wrapper provium.init=%s", p->init);
+    /* microvm has neither ACPI tables (acpi=off) nor PCI: say so, or the
+     * kernel spends boot time probing and logs errors about it. */
+    if (microvm)
+        sb_adds(&b, " acpi=off pci=off");
     return sb_take(&b);
 }
 
@@ -106,7 +117,7 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
 {
     const pv_profile *p = &vm->profile;
     bool kvm = vm_kvm_available();
-    const char *machine = p->machine ? p->machine : is_elf(p->kernel) ? "microvm" : "pc";
+    const char *machine = vm_machine(p);
     bool microvm = strcmp(machine, "microvm") == 0;
     char *s;
     arg(a, "qemu-system-x86_64");
@@ -459,7 +470,8 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
         free(initrd);
         return -1;
     }
-    char *cmdline = build_cmdline(vm, opts);
+    const char *machine = vm_machine(&vm->profile);
+    char *cmdline = build_cmdline(vm, opts, strcmp(machine, "microvm") == 0);
     argv_list a = {0};
     build_argv(vm, opts, initrd, cmdline, &a);
     free(cmdline);

@@ -39,6 +39,7 @@ typedef struct {
     char *agent_version;
     double boot_seconds;
     char *dead_reason;
+    bool classic; /* created by the classic dialect: classic result shapes */
 } pv_vm;
 
 /* Returned replies keep their payload alive until vm_reply_free. */
@@ -66,4 +67,6 @@ void vm_free(pv_vm *vm);
 
 /* True when /dev/kvm can be used. */
 bool vm_kvm_available(void);
+/* The QEMU machine type a profile boots on. */
+const char *vm_machine(const pv_profile *p);
 #endif

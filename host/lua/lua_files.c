@@ -1,0 +1,412 @@
+/* File operations on a VM: path ops, push_file, and File handles. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../util/util.h"
+#include "lua_internal.h"
+
+typedef struct {
+    int fd;
+    bool closed;
+    char *site; /* where open_file was called, for leak reports */
+} lfile;
+
+static const char *entry_type(unsigned mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "directory";
+    case S_IFLNK: return "symlink";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    case S_IFBLK: return "block_device";
+    case S_IFCHR: return "char_device";
+    default: return "other";
+    }
+}
+
+static lvm *path_op(lua_State *L, uint16_t type, const char *op)
+{
+    lvm *v = pv_check_vm(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    pv_require_booted(L, v, op);
+    vm_begin(v->vm, type);
+    pv_put_str(&v->vm->out, PV_T_PATH, path);
+    return v;
+}
+
+static int l_stat(lua_State *L)
+{
+    lvm *v = path_op(L, PV_MSG_STAT, "stat");
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    int64_t mtime_ns = pv_msg_i64(&r.msg, PV_T_MTIME_NS, 0);
+    unsigned mode = (unsigned)pv_msg_u64(&r.msg, PV_T_MODE, 0);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)pv_msg_u64(&r.msg, PV_T_SIZE, 0));
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, mtime_ns);
+    lua_setfield(L, -2, "mtime_ns");
+    lua_pushnumber(L, (double)mtime_ns / 1e9);
+    lua_setfield(L, -2, "mtime");
+    lua_pushinteger(L, mode & 07777);
+    lua_setfield(L, -2, "perm");
+    lua_pushstring(L, entry_type(mode));
+    lua_setfield(L, -2, "entry_type");
+    vm_reply_free(&r);
+    return 1;
+}
+
+static int l_listdir(lua_State *L)
+{
+    lvm *v = path_op(L, PV_MSG_LISTDIR, "listdir");
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    lua_newtable(L);
+    size_t pn = 0, pm = 0;
+    const pv_field *name, *mode;
+    int i = 1;
+    while ((name = pv_msg_next(&r.msg, PV_T_NAME, &pn)) && (mode = pv_msg_next(&r.msg, PV_T_MODE, &pm))) {
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, (const char *)name->data, name->len);
+        lua_setfield(L, -2, "name");
+        uint64_t mv = 0;
+        memcpy(&mv, mode->data, 8);
+        lua_pushstring(L, entry_type((unsigned)mv));
+        lua_setfield(L, -2, "entry_type");
+        lua_rawseti(L, -2, i++);
+    }
+    vm_reply_free(&r);
+    return 1;
+}
+
+static lua_Integer opt_perm(lua_State *L, int idx, const char *key, lua_Integer dflt)
+{
+    lua_Integer perm = dflt;
+    if (lua_istable(L, idx) && lua_getfield(L, idx, key) != LUA_TNIL) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 07777)
+            luaL_error(L, "%s must be an integer between 0 and 0o7777 (e.g. tonumber(\"755\", 8))", key);
+        perm = lua_tointeger(L, -1);
+    }
+    if (lua_istable(L, idx))
+        lua_pop(L, 1);
+    return perm;
+}
+
+static int l_mkdir(lua_State *L)
+{
+    lvm *v = path_op(L, PV_MSG_MKDIR, "mkdir");
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    bool parents = false;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "parents");
+        parents = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)opt_perm(L, 3, "perm", 0755));
+    pv_put_u64(&v->vm->out, PV_T_PARENTS, parents);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+static int l_unlink(lua_State *L)
+{
+    lvm *v = path_op(L, PV_MSG_UNLINK, "unlink");
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+static int l_rename(lua_State *L)
+{
+    lvm *v = path_op(L, PV_MSG_RENAME, "rename");
+    pv_put_str(&v->vm->out, PV_T_PATH2, luaL_checkstring(L, 3));
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+/* vm:push_file(host_path, guest_path [, {perm=}]): host paths are relative
+ * to the directory of the calling file. */
+static int l_push_file(lua_State *L)
+{
+    lvm *v = pv_check_vm(L, 1);
+    const char *host = luaL_checkstring(L, 2);
+    const char *guest = luaL_checkstring(L, 3);
+    pv_require_booted(L, v, "push_file");
+    char *dir = pv_caller_dir(L);
+    char *full = path_join(dir, host);
+    free(dir);
+    size_t len;
+    char *data = read_whole_file(full, &len);
+    if (!data) {
+        lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, strerror(errno));
+        free(full);
+        return lua_error(L);
+    }
+    struct stat st;
+    lua_Integer perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
+    free(full);
+    perm = opt_perm(L, 4, "perm", perm);
+    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    pv_put_str(&v->vm->out, PV_T_PATH, guest);
+    pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
+    pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
+    free(data);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+/* ---- File handles ---- */
+
+static const char *const mode_keys[] = {"read", "write", "create", "truncate", "append", "exclusive", "perm", NULL};
+
+static int l_open_file(lua_State *L)
+{
+    lvm *v = pv_check_vm(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    if (!lua_istable(L, 3))
+        return luaL_error(L, "open_file(path, mode): mode must be a table with any of read, write, create, "
+                             "truncate, append, exclusive, perm");
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        bool known = false;
+        for (int i = 0; mode_keys[i] && lua_type(L, -2) == LUA_TSTRING; i++)
+            known |= strcmp(lua_tostring(L, -2), mode_keys[i]) == 0;
+        if (!known)
+            return luaL_error(L, "open_file: unknown mode key '%s' (known: read, write, create, truncate, append, "
+                                 "exclusive, perm)",
+                              luaL_tolstring(L, -2, NULL));
+        lua_pop(L, 1);
+    }
+    bool b[6];
+    for (int i = 0; i < 6; i++) {
+        lua_getfield(L, 3, mode_keys[i]);
+        b[i] = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    bool rd = b[0], wr = b[1], append = b[4];
+    if (!rd && !wr && !append)
+        return luaL_error(L, "open_file: the mode table needs read=true, write=true or append=true");
+    int flags = (rd && (wr || append)) ? O_RDWR : rd ? O_RDONLY : O_WRONLY;
+    if (b[2])
+        flags |= O_CREAT;
+    if (b[3])
+        flags |= O_TRUNC;
+    if (append)
+        flags |= O_APPEND;
+    if (b[5])
+        flags |= O_EXCL;
+    lua_Integer perm = opt_perm(L, 3, "perm", 0644);
+    pv_require_booted(L, v, "open_file");
+    vm_begin(v->vm, PV_MSG_OPEN);
+    pv_put_str(&v->vm->out, PV_T_PATH, path);
+    pv_put_u64(&v->vm->out, PV_T_FLAGS, (uint64_t)flags);
+    pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    lfile *f = lua_newuserdatauv(L, sizeof(lfile), 1);
+    f->fd = (int)pv_msg_i64(&r.msg, PV_T_FD, -1);
+    f->closed = false;
+    f->site = pv_caller_site(L);
+    vm_reply_free(&r);
+    luaL_setmetatable(L, FILE_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    v->open_files++;
+    return 1;
+}
+
+/* The file at index 1 and its VM; raises if closed or the VM is not up. */
+static lvm *file_vm(lua_State *L, lfile **fp, const char *op)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    if (f->closed)
+        luaL_error(L, "file:%s: the file is closed", op);
+    lua_getiuservalue(L, 1, 1);
+    lvm *v = pv_check_vm(L, -1);
+    lua_pop(L, 1);
+    pv_require_booted(L, v, op);
+    *fp = f;
+    return v;
+}
+
+static int l_file_read(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "read");
+    lua_Integer n = luaL_checkinteger(L, 2);
+    if (n < 0)
+        return luaL_error(L, "file:read: count must not be negative");
+    vm_begin(v->vm, PV_MSG_FD_READ);
+    pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
+    pv_put_u64(&v->vm->out, PV_T_COUNT, (uint64_t)n);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    const pv_field *d = pv_msg_get(&r.msg, PV_T_DATA);
+    lua_pushlstring(L, (const char *)d->data, d->len);
+    vm_reply_free(&r);
+    return 1;
+}
+
+static int l_file_read_all(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "read_all");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        vm_begin(v->vm, PV_MSG_FD_READ);
+        pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
+        pv_put_u64(&v->vm->out, PV_T_COUNT, 1u << 20);
+        vm_reply r;
+        pv_call(L, v, &r, OP_TIMEOUT_MS);
+        const pv_field *d = pv_msg_get(&r.msg, PV_T_DATA);
+        size_t len = d->len;
+        luaL_addlstring(&b, (const char *)d->data, len);
+        vm_reply_free(&r);
+        if (len == 0)
+            break;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_file_write(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "write");
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    vm_begin(v->vm, PV_MSG_FD_WRITE);
+    pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
+    pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    lua_pushinteger(L, pv_msg_i64(&r.msg, PV_T_COUNT, 0));
+    vm_reply_free(&r);
+    return 1;
+}
+
+static int do_seek(lua_State *L, lfile *f, lvm *v, int64_t off, int whence)
+{
+    vm_begin(v->vm, PV_MSG_FD_SEEK);
+    pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
+    pv_put_i64(&v->vm->out, PV_T_OFFSET, off);
+    pv_put_u64(&v->vm->out, PV_T_WHENCE, (uint64_t)whence);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    lua_pushinteger(L, pv_msg_i64(&r.msg, PV_T_COUNT, 0));
+    vm_reply_free(&r);
+    return 1;
+}
+
+static int l_file_seek(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "seek");
+    lua_Integer off = luaL_checkinteger(L, 2);
+    static const char *const whences[] = {"set", "cur", "end", NULL};
+    int whence = luaL_checkoption(L, 3, "set", whences);
+    return do_seek(L, f, v, off, whence);
+}
+
+static int l_file_tell(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "tell");
+    return do_seek(L, f, v, 0, SEEK_CUR);
+}
+
+static int l_file_fd(lua_State *L)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    if (f->closed)
+        return luaL_error(L, "file:fd: the file is closed");
+    lua_pushinteger(L, f->fd);
+    return 1;
+}
+
+/* Idempotent. Closing after the VM went away only marks the handle. */
+static int l_file_close(lua_State *L)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    if (f->closed)
+        return 0;
+    f->closed = true;
+    lua_getiuservalue(L, 1, 1);
+    lvm *v = pv_check_vm(L, -1);
+    if (v->open_files > 0)
+        v->open_files--;
+    if (v->vm->state != VM_BOOTED)
+        return 0;
+    vm_begin(v->vm, PV_MSG_FD_CLOSE);
+    pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
+    vm_reply r;
+    pv_call(L, v, &r, OP_TIMEOUT_MS);
+    vm_reply_free(&r);
+    return 0;
+}
+
+static int l_file_creation_site(lua_State *L)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    lua_pushstring(L, f->site);
+    return 1;
+}
+
+static int l_file_gc(lua_State *L)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    free(f->site);
+    f->site = NULL;
+    return 0;
+}
+
+static int l_file_tostring(lua_State *L)
+{
+    lfile *f = luaL_checkudata(L, 1, FILE_MT);
+    lua_pushfstring(L, "File(fd %d%s)", f->fd, f->closed ? ", closed" : "");
+    return 1;
+}
+
+static int l_open_file_count(lua_State *L)
+{
+    lua_pushinteger(L, pv_check_vm(L, 1)->open_files);
+    return 1;
+}
+
+void pv_lua_files_init(lua_State *L, int methods_idx)
+{
+    static const luaL_Reg vm_fns[] = {
+        {"stat", l_stat},           {"listdir", l_listdir},
+        {"mkdir", l_mkdir},         {"unlink", l_unlink},
+        {"rename", l_rename},       {"push_file", l_push_file},
+        {"open_file", l_open_file}, {"open_file_count", l_open_file_count},
+        {NULL, NULL},
+    };
+    pv_add_methods(L, methods_idx, vm_fns);
+    static const luaL_Reg file_fns[] = {
+        {"read", l_file_read}, {"read_all", l_file_read_all}, {"write", l_file_write},
+        {"seek", l_file_seek}, {"tell", l_file_tell},         {"fd", l_file_fd},
+        {"close", l_file_close}, {"creation_site", l_file_creation_site}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, FILE_MT);
+    luaL_newlib(L, file_fns);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_file_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_file_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
