@@ -76,10 +76,11 @@ check: $(UNIT_TESTS)
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk
 -include bench/bench.mk
+include examples/kmod.mk
 
 # ---- end-to-end ----
-e2e: all image
-	$(B)/provium -v tests/e2e
+e2e: all image kmod
+	$(B)/provium -v tests/e2e examples
 
 cli-tests: all image
 	tests/cli/run.sh
@@ -91,7 +92,7 @@ test: deps
 	@$(MAKE) --no-print-directory e2e
 
 demo: deps
-	@$(MAKE) --no-print-directory all image
+	@$(MAKE) --no-print-directory all image kmod
 	$(B)/provium examples/
 
 clean:

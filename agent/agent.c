@@ -60,6 +60,10 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
     case PV_MSG_CLOCK_GET:
     case PV_MSG_CLOCK_SET:
     case PV_MSG_CLOCK_ADVANCE: clock_op(c, &m); break;
+    case PV_MSG_PROC_SIGNAL: exec_signal(c, &m); break;
+    case PV_MSG_PROC_STDIN: exec_stdin(c, &m); break;
+    case PV_MSG_TAIL_OPEN: tail_open(c, &m); break;
+    case PV_MSG_STREAM_CLOSE: tail_close(c, &m); break;
     case PV_MSG_SHUTDOWN:
         pv_frame_begin(&c->out, PV_MSG_OK, hdr->chan, hdr->req);
         conn_send(c);
@@ -104,6 +108,8 @@ static int serve(agent_conn *c)
         pfd[n++] = (struct pollfd){c->connected ? c->fd : -1, POLLIN, 0};
         size_t first_job = n;
         n += exec_pollfds(pfd + n, MAX_POLL - n);
+        size_t first_tail = n;
+        n += tail_pollfds(pfd + n, MAX_POLL - n);
         int timeout = exec_next_timeout_ms();
         /* While the host is away, look again now and then in case the SIGIO
          * for its return was missed. */
@@ -121,7 +127,8 @@ static int serve(agent_conn *c)
             }
             exec_on_sigchld(c);
         }
-        exec_on_pollfds(c, pfd + first_job, n - first_job);
+        exec_on_pollfds(c, pfd + first_job, first_tail - first_job);
+        tail_on_pollfds(c, pfd + first_tail, n - first_tail);
         if (!c->connected) {
             struct pollfd p = {c->fd, POLLIN, 0};
             if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
@@ -139,6 +146,7 @@ static int serve(agent_conn *c)
                 c->connected = false;
                 c->in_len = 0;
                 exec_abandon_all();
+                tail_close_all();
                 continue;
             }
             pv_hdr hdr;
@@ -179,6 +187,7 @@ int agent_main(int argc, char **argv)
     if (getpid() == 1) {
         /* No init in the initramfs: we are init. */
         sysinit_mount_basics();
+        sysinit_mount_scratch();
     }
     sysinit_load_modules("/provium/modules");
     int fd = port_open(10000);

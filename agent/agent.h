@@ -17,6 +17,7 @@ void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* sysinit.c */
 void sysinit_mount_basics(void);
+void sysinit_mount_scratch(void);
 /* Value of a "key=value" parameter from /proc/cmdline, or NULL (static buffer). */
 const char *sysinit_cmdline_param(const char *key);
 void sysinit_load_modules(const char *dir);
@@ -59,6 +60,8 @@ void exec_on_sigchld(agent_conn *c);
 int exec_next_timeout_ms(void);
 void exec_check_timeouts(agent_conn *c);
 size_t exec_active_count(void);
+void exec_signal(agent_conn *c, const pv_msg *m);
+void exec_stdin(agent_conn *c, const pv_msg *m);
 /* Host went away: its pending requests are void. Kills the jobs' groups. */
 void exec_abandon_all(void);
 
@@ -84,6 +87,13 @@ void clock_op(agent_conn *c, const pv_msg *m);
 /* files.c */
 void files_read(agent_conn *c, const pv_msg *m);
 void files_write(agent_conn *c, const pv_msg *m);
+
+/* tail.c: file and descriptor streams pushed to the host. */
+void tail_open(agent_conn *c, const pv_msg *m);
+void tail_close(agent_conn *c, const pv_msg *m);
+size_t tail_pollfds(struct pollfd *pfd, size_t max);
+void tail_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n);
+void tail_close_all(void);
 
 /* agent.c */
 int agent_main(int argc, char **argv);

@@ -35,6 +35,8 @@ typedef struct {
     obuf out, err;
     bool exited, timed_out;
     int wstatus;
+    bool async;        /* run_async: output is pushed as it appears */
+    bool close_stdin;  /* async: close stdin once the buffer is written */
 } job;
 
 static job jobs[MAX_JOBS];
@@ -273,6 +275,7 @@ void exec_start(agent_conn *c, const pv_msg *m)
     set_nonblock(j->fd_in);
     set_nonblock(j->fd_out);
     set_nonblock(j->fd_err);
+    j->async = pv_msg_u64(m, PV_T_ASYNC, 0) != 0;
     const pv_field *in = pv_msg_get(m, PV_T_STDIN);
     if (in && in->len) {
         j->stdin_data = malloc(in->len);
@@ -281,8 +284,68 @@ void exec_start(agent_conn *c, const pv_msg *m)
             j->stdin_len = in->len;
         }
     }
-    if (!j->stdin_len)
+    /* A synchronous command gets EOF after its input; an async one keeps
+     * stdin open for later PROC_STDIN writes. */
+    if (!j->stdin_len && !j->async)
         close_fd(&j->fd_in);
+    if (j->async) {
+        pv_frame_begin(&c->out, PV_MSG_PROC_STARTED, chan, req);
+        pv_put_u64(&c->out, PV_T_PID, (uint64_t)pid);
+        conn_send(c);
+    }
+}
+
+static job *job_by_chan(uint32_t chan)
+{
+    for (int i = 0; i < MAX_JOBS; i++)
+        if (jobs[i].used && jobs[i].async && jobs[i].chan == chan)
+            return &jobs[i];
+    return NULL;
+}
+
+void exec_signal(agent_conn *c, const pv_msg *m)
+{
+    job *j = job_by_chan((uint32_t)pv_msg_u64(m, PV_T_CHAN, 0));
+    int sig = (int)pv_msg_u64(m, PV_T_SIGNAL, 0);
+    if (!j || j->exited)
+        conn_send_error(c, m->hdr.chan, m->hdr.req, ESRCH, "signal: the process has already exited");
+    else if (kill(j->pid, sig) != 0)
+        conn_send_error(c, m->hdr.chan, m->hdr.req, errno, "signal %d: %s", sig, strerror(errno));
+    else
+        reply_ok(c, m);
+}
+
+void exec_stdin(agent_conn *c, const pv_msg *m)
+{
+    job *j = job_by_chan((uint32_t)pv_msg_u64(m, PV_T_CHAN, 0));
+    if (!j || j->exited) {
+        conn_send_error(c, m->hdr.chan, m->hdr.req, ESRCH, "stdin: the process has already exited");
+        return;
+    }
+    if (j->fd_in < 0) {
+        conn_send_error(c, m->hdr.chan, m->hdr.req, EPIPE, "stdin: stdin is closed");
+        return;
+    }
+    const pv_field *d = pv_msg_get(m, PV_T_DATA);
+    if (d && d->len) {
+        /* keep unwritten bytes; the main loop feeds them as the pipe drains */
+        size_t left = j->stdin_len - j->stdin_off;
+        uint8_t *nb = malloc(left + d->len);
+        if (!nb) {
+            conn_send_error(c, m->hdr.chan, m->hdr.req, ENOMEM, "stdin: out of memory");
+            return;
+        }
+        if (left)
+            memcpy(nb, j->stdin_data + j->stdin_off, left);
+        memcpy(nb + left, d->data, d->len);
+        free(j->stdin_data);
+        j->stdin_data = nb;
+        j->stdin_len = left + d->len;
+        j->stdin_off = 0;
+    }
+    if (pv_msg_u64(m, PV_T_EOF, 0))
+        j->close_stdin = true;
+    reply_count(c, m, d ? (int64_t)d->len : 0);
 }
 
 size_t exec_pollfds(struct pollfd *pfd, size_t max)
@@ -292,7 +355,8 @@ size_t exec_pollfds(struct pollfd *pfd, size_t max)
         job *j = &jobs[i];
         if (!j->used)
             continue;
-        int fds[3] = {j->fd_in, j->fd_out, j->fd_err};
+        bool want_in = j->stdin_off < j->stdin_len || j->close_stdin || !j->async;
+        int fds[3] = {want_in ? j->fd_in : -1, j->fd_out, j->fd_err};
         short ev[3] = {POLLOUT, POLLIN, POLLIN};
         for (int k = 0; k < 3; k++)
             if (fds[k] >= 0 && n < max)
@@ -301,7 +365,12 @@ size_t exec_pollfds(struct pollfd *pfd, size_t max)
     return n;
 }
 
-/* Reads what is available; returns false at EOF or error. */
+static agent_conn *push_conn; /* set while servicing pipes of async jobs */
+static uint32_t push_chan;
+static uint64_t push_stream;
+
+/* Reads what is available; returns false at EOF or error. Output of async
+ * jobs is pushed to the host at once instead of being kept. */
 static bool drain(int fd, obuf *b)
 {
     char tmp[65536];
@@ -313,6 +382,15 @@ static bool drain(int fd, obuf *b)
             return errno == EAGAIN;
         if (n == 0)
             return false;
+        if (push_conn) {
+            if (push_conn->connected) {
+                pv_frame_begin(&push_conn->out, PV_MSG_STREAM_DATA, push_chan, 0);
+                pv_put_u64(&push_conn->out, PV_T_STREAM, push_stream);
+                pv_put_bytes(&push_conn->out, PV_T_DATA, tmp, (size_t)n);
+                conn_send(push_conn);
+            }
+            continue;
+        }
         size_t keep = b->len + (size_t)n > MAX_OUTPUT ? MAX_OUTPUT - b->len : (size_t)n;
         if (keep && b->len + keep > b->cap) {
             size_t cap = b->cap ? b->cap : 4096;
@@ -341,11 +419,26 @@ static void feed_stdin(job *j)
             continue;
         if (n < 0 && errno == EAGAIN)
             return;
-        if (n <= 0) /* EPIPE: the command did not want its input */
-            break;
+        if (n <= 0) { /* EPIPE: the command did not want its input */
+            close_fd(&j->fd_in);
+            return;
+        }
         j->stdin_off += (size_t)n;
     }
-    close_fd(&j->fd_in);
+    if (!j->async || j->close_stdin)
+        close_fd(&j->fd_in);
+}
+
+static bool drain_job(agent_conn *c, job *j, int fd, obuf *b, uint64_t stream)
+{
+    if (j->async) {
+        push_conn = c;
+        push_chan = j->chan;
+        push_stream = stream;
+    }
+    bool more = drain(fd, b);
+    push_conn = NULL;
+    return more;
 }
 
 static void finish(agent_conn *c, job *j)
@@ -353,9 +446,9 @@ static void finish(agent_conn *c, job *j)
     /* The process has exited: take what its pipes hold now. Grandchildren
      * that keep the pipes open must not delay the result. */
     if (j->fd_out >= 0)
-        drain(j->fd_out, &j->out);
+        drain_job(c, j, j->fd_out, &j->out, 1);
     if (j->fd_err >= 0)
-        drain(j->fd_err, &j->err);
+        drain_job(c, j, j->fd_err, &j->err, 2);
     uint64_t status;
     int64_t code;
     int sig = 0;
@@ -372,7 +465,7 @@ static void finish(agent_conn *c, job *j)
         code = WEXITSTATUS(j->wstatus);
     }
     if (c->connected) {
-        pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, j->chan, j->req);
+        pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, j->chan, j->async ? 0 : j->req);
         pv_put_u64(&c->out, PV_T_STATUS, status);
         pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
         if (sig)
@@ -389,7 +482,6 @@ static void finish(agent_conn *c, job *j)
 
 void exec_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
 {
-    (void)c;
     for (size_t k = 0; k < n; k++) {
         if (!pfd[k].revents)
             continue;
@@ -399,9 +491,9 @@ void exec_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
                 continue;
             if (pfd[k].fd == j->fd_in)
                 feed_stdin(j);
-            else if (pfd[k].fd == j->fd_out && !drain(j->fd_out, &j->out))
+            else if (pfd[k].fd == j->fd_out && !drain_job(c, j, j->fd_out, &j->out, 1))
                 close_fd(&j->fd_out);
-            else if (pfd[k].fd == j->fd_err && !drain(j->fd_err, &j->err))
+            else if (pfd[k].fd == j->fd_err && !drain_job(c, j, j->fd_err, &j->err, 2))
                 close_fd(&j->fd_err);
         }
     }

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,36 @@ void sysinit_mount_basics(void)
     mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
     mount_one("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
     mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID);
+}
+
+/* /tmp and /run are mounted before the agent answers anything: a file a test
+ * writes there must not be hidden by an init script mounting over it later.
+ * Init scripts that check before mounting (as the default image's do) keep
+ * these mounts. */
+void sysinit_mount_scratch(void)
+{
+    struct stat st;
+    if (stat("/proc/self/mountinfo", &st) != 0)
+        return;
+    FILE *f = fopen("/proc/self/mounts", "re");
+    char line[512];
+    bool tmp = false, run = false;
+    while (f && fgets(line, sizeof(line), f)) {
+        tmp |= strstr(line, " /tmp ") != NULL;
+        run |= strstr(line, " /run ") != NULL;
+    }
+    if (f)
+        fclose(f);
+    if (!tmp) {
+        mkdir("/tmp", 01777);
+        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+            agent_log("mount tmpfs on /tmp: %s", strerror(errno));
+    }
+    if (!run) {
+        mkdir("/run", 0755);
+        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") != 0)
+            agent_log("mount tmpfs on /run: %s", strerror(errno));
+    }
 }
 
 const char *sysinit_cmdline_param(const char *key)

@@ -14,6 +14,7 @@ int wrapper_main(int argc, char **argv)
 {
     (void)argc;
     sysinit_mount_basics();
+    sysinit_mount_scratch();
     const char *init = sysinit_cmdline_param("provium.init");
     if (!init || !*init)
         init = "/sbin/init";

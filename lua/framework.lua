@@ -6,7 +6,7 @@ local FAIL = setmetatable({}, {__tostring = function() return "test failure" end
 local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end})
 
 local tests, by_name = {}, {}
-local file_scope = {kind = "file", vms = {}, order = {}}
+local file_scope = {kind = "file", vms = {}, order = {}, resources = {}}
 local current = file_scope
 
 -- file:line of the code that called into the framework `level` frames up
@@ -14,6 +14,20 @@ local function where(level)
   local info = debug.getinfo(level + 1, "Sl")
   if not info or info.currentline < 0 then return "?" end
   return info.short_src .. ":" .. info.currentline
+end
+
+-- Tracebacks end in the framework's own frames; users need only theirs.
+local function user_traceback(msg, level)
+  local tb = debug.traceback(msg, level + 1)
+  local keep = {}
+  for line in tb:gmatch("[^\n]+") do
+    if not line:find("provium/framework.lua", 1, true) and not line:find("in function 'xpcall'", 1, true)
+      and not line:find("^%s*%[C%]: in %?$") then
+      keep[#keep + 1] = line
+    end
+  end
+  if keep[#keep] and keep[#keep]:find("stack traceback:", 1, true) then keep[#keep] = nil end
+  return table.concat(keep, "\n")
 end
 
 local function show(v)
@@ -54,11 +68,20 @@ function provium.vm(self, name, profile, opts)
 end
 
 
+-- Streams, processes and files opened through the API register here so the
+-- scope that opened them closes them, newest first, before its VMs.
+debug.getregistry()["provium.track"] = function(obj)
+  table.insert(current.resources, obj)
+end
+
 local function close_scope(scope)
+  for i = #scope.resources, 1, -1 do
+    pcall(scope.resources[i].close, scope.resources[i])
+  end
   for i = #scope.order, 1, -1 do
     pcall(scope.order[i].close, scope.order[i])
   end
-  scope.vms, scope.order = {}, {}
+  scope.vms, scope.order, scope.resources = {}, {}, {}
 end
 
 ---------------------------------------------------------------- binary helpers
@@ -199,11 +222,11 @@ end
 
 local function run_test(entry)
   local t = setmetatable({name = entry.name, meta = entry.meta, failures = {}, logs = {}, failed = false}, T)
-  current = {kind = "test", vms = {}, order = {}}
+  current = {kind = "test", vms = {}, order = {}, resources = {}}
   local started = P.clock()
   local ok, err = xpcall(entry.fn, function(e)
     if e == FAIL or e == SKIP then return e end
-    return debug.traceback(tostring(e), 2)
+    return user_traceback(tostring(e), 2)
   end, t)
   local result = {name = entry.name, log = table.concat(t.logs, "\n")}
   if not ok and err ~= FAIL and err ~= SKIP then
@@ -229,7 +252,7 @@ end
 -- Called by the host after loading the file's chunk.
 function P.run_file(chunk)
   local report = {path = P.file_path, tests = {}, passed = true}
-  local ok, err = xpcall(chunk, function(e) return debug.traceback(tostring(e), 2) end)
+  local ok, err = xpcall(chunk, function(e) return user_traceback(tostring(e), 2) end)
   if not ok then
     report.chunk_error = tostring(err)
     report.passed = false

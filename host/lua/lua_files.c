@@ -224,6 +224,7 @@ static int l_open_file(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     v->open_files++;
+    pv_track(L);
     return 1;
 }
 
@@ -358,6 +359,15 @@ static int l_file_close(lua_State *L)
     return 0;
 }
 
+/* file:tail_stream(): a stream of what is appended, from the handle's position. */
+static int l_file_tail_stream(lua_State *L)
+{
+    lfile *f;
+    lvm *v = file_vm(L, &f, "tail_stream");
+    lua_getiuservalue(L, 1, 1);
+    return pv_open_fd_stream(L, v, lua_gettop(L), f->fd, "file_tail_stream");
+}
+
 static int l_file_creation_site(lua_State *L)
 {
     lfile *f = luaL_checkudata(L, 1, FILE_MT);
@@ -399,7 +409,8 @@ void pv_lua_files_init(lua_State *L, int methods_idx)
     static const luaL_Reg file_fns[] = {
         {"read", l_file_read}, {"read_all", l_file_read_all}, {"write", l_file_write},
         {"seek", l_file_seek}, {"tell", l_file_tell},         {"fd", l_file_fd},
-        {"close", l_file_close}, {"creation_site", l_file_creation_site}, {NULL, NULL},
+        {"close", l_file_close}, {"creation_site", l_file_creation_site}, {"tail_stream", l_file_tail_stream},
+        {NULL, NULL},
     };
     luaL_newmetatable(L, FILE_MT);
     luaL_newlib(L, file_fns);

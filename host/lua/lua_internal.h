@@ -5,6 +5,7 @@
 #include <lua.h>
 
 #include "../vmm/vm.h"
+#include "lua_api.h"
 
 #define VM_MT "provium.VM"
 #define FILE_MT "provium.File"
@@ -29,6 +30,16 @@ void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
 char *pv_caller_dir(lua_State *L);
 /* "file:line" of the calling Lua code, for creation sites (new string). */
 char *pv_caller_site(lua_State *L);
+
+int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async);
+void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, size_t outlen, const char *err,
+                        size_t errlen);
+const char *pv_signal_name(int sig);
+/* Registers a closable object (at the top of the stack) with the current scope. */
+void pv_track(lua_State *L);
+/* Opens a Tail stream on a fresh channel; request fields already added by fill. */
+void pv_lua_proc_init(lua_State *L, int methods_idx);
+int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *kind);
 
 void pv_lua_files_init(lua_State *L, int methods_idx);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);

@@ -305,13 +305,16 @@ void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
         luaL_error(L, "%s", err);
 }
 
-/* vm:run(cmd [, opts]) / vm:run(prog, {args...} [, opts]) / vm:run({args=..., ...}) */
-static int l_vm_run(lua_State *L)
+/* Builds an EXEC request from the Lua arguments at 2..:
+ * (cmd [, opts]) / (prog, {args...} [, opts]) / ({args=..., ...}).
+ * Returns the timeout in ms (0: none). */
+int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
 {
-    lvm *v = check_vm(L, 1);
-    pv_require_booted(L, v, "run");
+    const char *what = async ? "run_async" : "run";
     int opts_idx = 0;
-    vm_begin(v->vm, PV_MSG_EXEC);
+    vm_begin_on(v->vm, PV_MSG_EXEC, chan);
+    if (async)
+        pv_put_u64(&v->vm->out, PV_T_ASYNC, 1);
     pv_buf *b = &v->vm->out;
     if (lua_type(L, 2) == LUA_TSTRING) {
         if (lua_istable(L, 3) && luaL_len(L, 3) > 0) {
@@ -322,7 +325,7 @@ static int l_vm_run(lua_State *L)
                 size_t len;
                 const char *s = lua_tolstring(L, -1, &len);
                 if (!s)
-                    return luaL_error(L, "vm:run: argument %d must be a string", (int)i);
+                    return luaL_error(L, "vm:%s: argument %d must be a string", what, (int)i);
                 pv_put_bytes(b, PV_T_ARGV, s, len);
                 lua_pop(L, 1);
             }
@@ -336,22 +339,29 @@ static int l_vm_run(lua_State *L)
     } else if (lua_istable(L, 2)) {
         opts_idx = 2;
         if (lua_getfield(L, 2, "args") != LUA_TTABLE || luaL_len(L, -1) < 1)
-            return luaL_error(L, "vm:run{...}: needs args = {program, arg1, ...}");
+            return luaL_error(L, "vm:%s{...}: needs args = {program, arg1, ...}", what);
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, -1, i);
             size_t len;
             const char *s = lua_tolstring(L, -1, &len);
             if (!s)
-                return luaL_error(L, "vm:run: args[%d] must be a string", (int)i);
+                return luaL_error(L, "vm:%s: args[%d] must be a string", what, (int)i);
             pv_put_bytes(b, PV_T_ARGV, s, len);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
     } else {
-        return luaL_error(L, "vm:run: expected a command string or a table, got %s", luaL_typename(L, 2));
+        return luaL_error(L, "vm:%s: expected a command string or a table, got %s", what, luaL_typename(L, 2));
     }
     int64_t timeout_ms = 0;
+    if (opts_idx && async) {
+        lua_getfield(L, opts_idx, "timeout");
+        lua_getfield(L, opts_idx, "timeout_ms");
+        if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
+            return luaL_error(L, "vm:run_async does not take a timeout; pass it to proc:wait(timeout) instead");
+        lua_pop(L, 2);
+    }
     if (opts_idx) {
         if (lua_getfield(L, opts_idx, "timeout") != LUA_TNIL)
             timeout_ms = pv_lua_duration_ms(L, -1, "timeout");
@@ -390,30 +400,46 @@ static int l_vm_run(lua_State *L)
     }
     if (timeout_ms)
         pv_put_u64(b, PV_T_TIMEOUT_MS, (uint64_t)timeout_ms);
+    return timeout_ms;
+}
+
+/* vm:run(...): see pv_build_exec for the argument forms. */
+static int l_vm_run(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    pv_require_booted(L, v, "run");
+    int64_t timeout_ms = pv_build_exec(L, v, 0, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
     pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
-    uint64_t status = pv_msg_u64(&r.msg, PV_T_STATUS, 0);
+    const pv_field *out = pv_msg_get(&r.msg, PV_T_STDOUT), *err = pv_msg_get(&r.msg, PV_T_STDERR);
+    pv_push_run_result(L, v, &r.msg, out ? (const char *)out->data : "", out ? out->len : 0,
+                       err ? (const char *)err->data : "", err ? err->len : 0);
+    vm_reply_free(&r);
+    return 1;
+}
+
+void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, size_t outlen, const char *err,
+                        size_t errlen)
+{
+    (void)v;
+    uint64_t status = pv_msg_u64(m, PV_T_STATUS, 0);
     lua_createtable(L, 0, 8);
-    lua_pushinteger(L, pv_msg_i64(&r.msg, PV_T_EXIT_CODE, 0));
+    lua_pushinteger(L, pv_msg_i64(m, PV_T_EXIT_CODE, 0));
     lua_setfield(L, -2, "exit_code");
-    const pv_field *f = pv_msg_get(&r.msg, PV_T_STDOUT);
-    lua_pushlstring(L, f ? (const char *)f->data : "", f ? f->len : 0);
+    lua_pushlstring(L, out, outlen);
     lua_setfield(L, -2, "stdout");
-    f = pv_msg_get(&r.msg, PV_T_STDERR);
-    lua_pushlstring(L, f ? (const char *)f->data : "", f ? f->len : 0);
+    lua_pushlstring(L, err, errlen);
     lua_setfield(L, -2, "stderr");
     lua_pushstring(L, status == PV_EXEC_EXITED ? "exited" : status == PV_EXEC_SIGNALLED ? "signalled" : "timed_out");
     lua_setfield(L, -2, "status");
-    if (pv_msg_has(&r.msg, PV_T_SIGNAL)) {
-        lua_pushinteger(L, (lua_Integer)pv_msg_u64(&r.msg, PV_T_SIGNAL, 0));
+    if (pv_msg_has(m, PV_T_SIGNAL)) {
+        lua_pushinteger(L, (lua_Integer)pv_msg_u64(m, PV_T_SIGNAL, 0));
         lua_setfield(L, -2, "signal");
     }
     lua_pushboolean(L, status == PV_EXEC_TIMED_OUT);
     lua_setfield(L, -2, "timed_out");
-    vm_reply_free(&r);
     luaL_setmetatable(L, RESULT_MT);
-    return 1;
 }
 
 static int l_vm_read_file(lua_State *L)
@@ -467,7 +493,7 @@ static int l_vm_ping(lua_State *L)
 
 /* ---- RunResult ---- */
 
-static const char *signal_name(int sig)
+const char *pv_signal_name(int sig)
 {
     static const char *names[] = {
         [SIGHUP] = "SIGHUP",   [SIGINT] = "SIGINT",   [SIGQUIT] = "SIGQUIT", [SIGILL] = "SIGILL",
@@ -506,7 +532,7 @@ static int l_result_assert_ok(lua_State *L)
     if (status && strcmp(status, "exited") == 0)
         lua_pushfstring(L, "command failed: exited with status %d", (int)lua_tointeger(L, 3));
     else if (status && strcmp(status, "signalled") == 0)
-        lua_pushfstring(L, "command failed: killed by %s", signal_name((int)lua_tointeger(L, 5)));
+        lua_pushfstring(L, "command failed: killed by %s", pv_signal_name((int)lua_tointeger(L, 5)));
     else
         lua_pushfstring(L, "command failed: timed out");
     luaL_addvalue(&b);
@@ -572,6 +598,7 @@ void pv_lua_register_vm(lua_State *L, int idx)
     luaL_newlib(L, vm_methods);
     pv_lua_files_init(L, -1);
     pv_lua_sys_init(L, -1, idx);
+    pv_lua_proc_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");

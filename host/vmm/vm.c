@@ -502,14 +502,113 @@ fail:
 
 /* ---- requests ---- */
 
-uint32_t vm_begin(pv_vm *vm, uint16_t type)
+uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan)
 {
     uint32_t req = vm->next_req++;
     if (vm->next_req == 0)
         vm->next_req = 1;
     pv_buf_reset(&vm->out);
-    pv_frame_begin(&vm->out, type, 0, req);
+    pv_frame_begin(&vm->out, type, chan, req);
     return req;
+}
+
+uint32_t vm_begin(pv_vm *vm, uint16_t type) { return vm_begin_on(vm, type, 0); }
+
+vm_chan *vm_chan_open(pv_vm *vm)
+{
+    vm_chan *ch = xcalloc(1, sizeof(*ch));
+    if (++vm->next_chan == 0)
+        vm->next_chan = 1;
+    ch->id = vm->next_chan;
+    for (int i = 0; i < VM_STREAMS; i++)
+        sb_init(&ch->log[i]);
+    ch->next = vm->chans;
+    vm->chans = ch;
+    return ch;
+}
+
+vm_chan *vm_chan_find(pv_vm *vm, uint32_t id)
+{
+    for (vm_chan *ch = vm->chans; ch; ch = ch->next)
+        if (ch->id == id)
+            return ch;
+    return NULL;
+}
+
+void vm_chan_free(pv_vm *vm, uint32_t id)
+{
+    for (vm_chan **p = &vm->chans; *p; p = &(*p)->next) {
+        if ((*p)->id != id)
+            continue;
+        vm_chan *ch = *p;
+        *p = ch->next;
+        for (int i = 0; i < VM_STREAMS; i++)
+            sb_free(&ch->log[i]);
+        vm_reply_free(&ch->result);
+        free(ch);
+        return;
+    }
+}
+
+/* The VM is gone: every channel has reached its end. */
+static void chans_end(pv_vm *vm)
+{
+    for (vm_chan *ch = vm->chans; ch; ch = ch->next)
+        for (int i = 0; i < VM_STREAMS; i++)
+            ch->eof[i] = true;
+}
+
+/* Delivers a frame the agent pushed on a channel (req 0). */
+static void route_push(pv_vm *vm, const pv_hdr *hdr)
+{
+    vm_chan *ch = vm_chan_find(vm, hdr->chan);
+    if (!ch)
+        return; /* closed on our side; late data is dropped */
+    pv_msg m;
+    char why[256];
+    if (pv_msg_decode(hdr, vm->in + PV_HDR_SIZE, &m, why, sizeof(why)) != 0)
+        return;
+    uint64_t stream = pv_msg_u64(&m, PV_T_STREAM, 3);
+    int idx = stream >= 1 && stream <= VM_STREAMS ? (int)stream - 1 : VM_STREAMS - 1;
+    if (hdr->type == PV_MSG_STREAM_DATA) {
+        const pv_field *d = pv_msg_get(&m, PV_T_DATA);
+        sb_add(&ch->log[idx], d->data, d->len);
+    } else if (hdr->type == PV_MSG_STREAM_EOF) {
+        ch->eof[idx] = true;
+    } else if (hdr->type == PV_MSG_EXEC_RESULT && !ch->done) {
+        ch->done = true;
+        ch->eof[0] = ch->eof[1] = true;
+        ch->result.payload = xmalloc(hdr->len ? hdr->len : 1);
+        memcpy(ch->result.payload, vm->in + PV_HDR_SIZE, hdr->len);
+        pv_msg_decode(hdr, ch->result.payload, &ch->result.msg, why, sizeof(why));
+    }
+    pv_msg_free(&m);
+}
+
+int vm_pump(pv_vm *vm, int64_t deadline_ms, char *err, size_t errlen)
+{
+    if (vm->state == VM_DEAD || vm->agent_fd < 0) {
+        snprintf(err, errlen, "VM '%s' is not running", vm->name);
+        return -1;
+    }
+    pv_hdr hdr;
+    int r = read_frame(vm, &hdr, deadline_ms, err, errlen);
+    if (r < 0) {
+        char *why = xstrdup(err);
+        mark_dead(vm, why);
+        append_console(vm, err, errlen);
+        free(vm->dead_reason);
+        vm->dead_reason = xstrdup(err);
+        free(why);
+        vm_kill(vm);
+        return -1;
+    }
+    if (r == 0)
+        return 0;
+    if (hdr.chan != 0 && hdr.req == 0)
+        route_push(vm, &hdr);
+    drop_frame(vm, &hdr);
+    return 1;
 }
 
 void vm_reply_free(vm_reply *r)
@@ -524,11 +623,12 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
     memset(reply, 0, sizeof(*reply));
     if (guest_errno)
         *guest_errno = 0;
-    uint32_t req = 0;
+    uint32_t req = 0, chan = 0;
     if (vm->out.len >= PV_HDR_SIZE) {
         pv_hdr h;
         pv_hdr_decode(vm->out.buf, &h);
         req = h.req;
+        chan = h.chan;
     }
     if (pv_frame_end(&vm->out) != 0) {
         snprintf(err, errlen, "VM '%s': request larger than the %u byte protocol limit", vm->name, PV_MAX_PAYLOAD);
@@ -547,8 +647,10 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         }
         if (r < 0)
             goto dead;
-        if (hdr.req != req || hdr.chan != 0) {
-            drop_frame(vm, &hdr); /* late reply to a request that timed out */
+        if (hdr.req != req || hdr.chan != chan) {
+            if (hdr.chan != 0 && hdr.req == 0)
+                route_push(vm, &hdr);
+            drop_frame(vm, &hdr); /* pushed data, or a late reply to a request that timed out */
             continue;
         }
         reply->payload = xmalloc(hdr.len ? hdr.len : 1);
@@ -633,6 +735,7 @@ int vm_shutdown(pv_vm *vm, char *err, size_t errlen)
 
 void vm_kill(pv_vm *vm)
 {
+    chans_end(vm);
     if (vm->qemu_pid > 0) {
         kill(vm->qemu_pid, SIGKILL);
         waitpid(vm->qemu_pid, NULL, 0);
@@ -664,5 +767,7 @@ void vm_free(pv_vm *vm)
     pv_buf_free(&vm->out);
     free(vm->agent_version);
     free(vm->dead_reason);
+    while (vm->chans)
+        vm_chan_free(vm, vm->chans->id);
     free(vm);
 }

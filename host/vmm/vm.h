@@ -11,6 +11,13 @@
 #include "../config/config.h"
 #include "qmp.h"
 #include "shim.h"
+#include "../util/util.h"
+
+/* Returned replies keep their payload alive until vm_reply_free. */
+typedef struct {
+    pv_msg msg;
+    uint8_t *payload;
+} vm_reply;
 
 typedef enum { VM_CREATED, VM_BOOTED, VM_PAUSED, VM_SHUTDOWN, VM_DEAD } vm_state;
 
@@ -21,6 +28,18 @@ typedef struct {
     pv_inject_file *files;
     size_t nfiles;
 } vm_boot_opts;
+
+/* A logical channel: an async process or a stream. Frames the agent pushes
+ * on it (output, EOF, the final result) are collected here until read. */
+#define VM_STREAMS 3 /* 0 stdout, 1 stderr, 2 tail */
+typedef struct vm_chan {
+    uint32_t id;
+    strbuf log[VM_STREAMS];
+    bool eof[VM_STREAMS];
+    bool done; /* the process's EXEC_RESULT arrived */
+    vm_reply result;
+    struct vm_chan *next;
+} vm_chan;
 
 typedef struct {
     char *name;
@@ -40,13 +59,10 @@ typedef struct {
     double boot_seconds;
     char *dead_reason;
     bool classic; /* created by the classic dialect: classic result shapes */
+    vm_chan *chans;
+    uint32_t next_chan;
 } pv_vm;
 
-/* Returned replies keep their payload alive until vm_reply_free. */
-typedef struct {
-    pv_msg msg;
-    uint8_t *payload;
-} vm_reply;
 
 pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_root);
 const char *vm_state_name(vm_state s);
@@ -58,6 +74,14 @@ uint32_t vm_begin(pv_vm *vm, uint16_t type);
  * -1 with its message in err and its errno in *guest_errno (if non-NULL). */
 int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, char *err, size_t errlen);
 void vm_reply_free(vm_reply *r);
+/* Like vm_begin, on channel chan (the reply comes back on that channel). */
+uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan);
+vm_chan *vm_chan_open(pv_vm *vm);
+vm_chan *vm_chan_find(pv_vm *vm, uint32_t id);
+void vm_chan_free(pv_vm *vm, uint32_t id);
+/* Reads and routes one frame. 1: progress, 0: deadline passed, -1: the VM
+ * is gone (err set, state dead). deadline_ms < 0 waits without limit. */
+int vm_pump(pv_vm *vm, int64_t deadline_ms, char *err, size_t errlen);
 int vm_shutdown(pv_vm *vm, char *err, size_t errlen);
 /* Kills QEMU at once and removes the scratch directory; safe in any state. */
 void vm_kill(pv_vm *vm);
