@@ -17,6 +17,51 @@
 
 static bool shutdown_requested;
 
+static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload);
+
+/* Operations that answer with exactly one frame at once may be batched. */
+static bool batchable(uint16_t type)
+{
+    switch (type) {
+    case PV_MSG_PING: case PV_MSG_READ_FILE: case PV_MSG_WRITE_FILE: case PV_MSG_STAT: case PV_MSG_LISTDIR:
+    case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_OPEN: case PV_MSG_FD_READ:
+    case PV_MSG_FD_WRITE: case PV_MSG_FD_SEEK: case PV_MSG_FD_CLOSE: case PV_MSG_SYSCALL: case PV_MSG_CLOCK_GET:
+    case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void handle_batch(agent_conn *c, const pv_msg *m)
+{
+    pv_buf replies;
+    pv_buf_init(&replies);
+    pv_frame_begin(&replies, PV_MSG_BATCH_RESULT, m->hdr.chan, m->hdr.req);
+    size_t pos = 0;
+    const pv_field *op;
+    while ((op = pv_msg_next(m, PV_T_OP, &pos))) {
+        pv_hdr h;
+        c->capture = &replies;
+        if (op->len < PV_HDR_SIZE || pv_hdr_decode(op->data, &h) != 0 || h.len != op->len - PV_HDR_SIZE)
+            conn_send_error(c, 0, 0, EPROTO, "batch: malformed operation frame");
+        else if (!batchable(h.type))
+            conn_send_error(c, h.chan, h.req, EINVAL, "batch: %s cannot be batched", pv_msg_name(h.type));
+        else
+            handle_frame(c, &h, op->data + PV_HDR_SIZE);
+        c->capture = NULL;
+    }
+    pv_buf saved = c->out;
+    c->out = replies;
+    if (conn_send(c) != 0) {
+        c->out = saved;
+        conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "batch: the replies exceed the frame limit");
+    } else {
+        pv_buf_free(&c->out);
+        c->out = saved;
+    }
+}
+
 static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
 {
     char err[256];
@@ -60,6 +105,12 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
     case PV_MSG_CLOCK_GET:
     case PV_MSG_CLOCK_SET:
     case PV_MSG_CLOCK_ADVANCE: clock_op(c, &m); break;
+    case PV_MSG_BATCH:
+        if (c->capture)
+            conn_send_error(c, hdr->chan, hdr->req, EINVAL, "batch: batches cannot nest");
+        else
+            handle_batch(c, &m);
+        break;
     case PV_MSG_PROC_SIGNAL: exec_signal(c, &m); break;
     case PV_MSG_PROC_STDIN: exec_stdin(c, &m); break;
     case PV_MSG_TAIL_OPEN: tail_open(c, &m); break;

@@ -34,6 +34,7 @@ typedef struct {
     uint8_t *in;       /* receive buffer */
     size_t in_len, in_cap;
     pv_buf out;        /* scratch for building replies */
+    pv_buf *capture;   /* batch: replies are collected here instead of sent */
 } agent_conn;
 
 void conn_init(agent_conn *c, int fd, bool is_port);

@@ -71,6 +71,11 @@ int conn_send(agent_conn *c)
         pv_buf_reset(&c->out);
         return -1;
     }
+    if (c->capture) {
+        pv_put_bytes(c->capture, PV_T_REPLY, c->out.buf, c->out.len);
+        pv_buf_reset(&c->out);
+        return 0;
+    }
     const uint8_t *p = c->out.buf;
     size_t left = c->out.len;
     while (left) {

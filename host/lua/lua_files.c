@@ -43,10 +43,17 @@ static int l_stat(lua_State *L)
     lvm *v = path_op(L, PV_MSG_STAT, "stat");
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
-    int64_t mtime_ns = pv_msg_i64(&r.msg, PV_T_MTIME_NS, 0);
-    unsigned mode = (unsigned)pv_msg_u64(&r.msg, PV_T_MODE, 0);
+    pv_push_stat(L, &r.msg);
+    vm_reply_free(&r);
+    return 1;
+}
+
+void pv_push_stat(lua_State *L, const pv_msg *m)
+{
+    int64_t mtime_ns = pv_msg_i64(m, PV_T_MTIME_NS, 0);
+    unsigned mode = (unsigned)pv_msg_u64(m, PV_T_MODE, 0);
     lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)pv_msg_u64(&r.msg, PV_T_SIZE, 0));
+    lua_pushinteger(L, (lua_Integer)pv_msg_u64(m, PV_T_SIZE, 0));
     lua_setfield(L, -2, "size");
     lua_pushinteger(L, mtime_ns);
     lua_setfield(L, -2, "mtime_ns");
@@ -56,8 +63,6 @@ static int l_stat(lua_State *L)
     lua_setfield(L, -2, "perm");
     lua_pushstring(L, entry_type(mode));
     lua_setfield(L, -2, "entry_type");
-    vm_reply_free(&r);
-    return 1;
 }
 
 static int l_listdir(lua_State *L)
@@ -65,11 +70,18 @@ static int l_listdir(lua_State *L)
     lvm *v = path_op(L, PV_MSG_LISTDIR, "listdir");
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
+    pv_push_listdir(L, &r.msg);
+    vm_reply_free(&r);
+    return 1;
+}
+
+void pv_push_listdir(lua_State *L, const pv_msg *m)
+{
     lua_newtable(L);
     size_t pn = 0, pm = 0;
     const pv_field *name, *mode;
     int i = 1;
-    while ((name = pv_msg_next(&r.msg, PV_T_NAME, &pn)) && (mode = pv_msg_next(&r.msg, PV_T_MODE, &pm))) {
+    while ((name = pv_msg_next(m, PV_T_NAME, &pn)) && (mode = pv_msg_next(m, PV_T_MODE, &pm))) {
         lua_createtable(L, 0, 2);
         lua_pushlstring(L, (const char *)name->data, name->len);
         lua_setfield(L, -2, "name");
@@ -79,8 +91,6 @@ static int l_listdir(lua_State *L)
         lua_setfield(L, -2, "entry_type");
         lua_rawseti(L, -2, i++);
     }
-    vm_reply_free(&r);
-    return 1;
 }
 
 static lua_Integer opt_perm(lua_State *L, int idx, const char *key, lua_Integer dflt)

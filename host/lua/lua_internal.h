@@ -41,6 +41,12 @@ void pv_track(lua_State *L);
 void pv_lua_proc_init(lua_State *L, int methods_idx);
 int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *kind);
 
+void pv_push_stat(lua_State *L, const pv_msg *m);
+void pv_push_listdir(lua_State *L, const pv_msg *m);
+void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs);
+void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbufs);
+void pv_lua_batch_init(lua_State *L, int methods_idx);
+
 void pv_lua_files_init(lua_State *L, int methods_idx);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
 #endif

@@ -14,6 +14,8 @@ typedef struct {
     size_t nbufs;
 } sysreq;
 
+static void put_arg(lua_State *L, pv_buf *b, int idx, int slot, sysreq *s);
+
 static void put_buf(pv_buf *b, const char *data, size_t len, int64_t slot, sysreq *s)
 {
     pv_put_bytes(b, PV_T_BUF, data, len);
@@ -32,6 +34,13 @@ static void put_ptr(pv_buf *b, uint32_t buf, uint32_t off, uint32_t target)
 }
 
 /* An integer argument; strings become NUL-terminated buffers in that slot. */
+void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbufs)
+{
+    sysreq s = {*nbufs};
+    put_arg(L, b, idx, slot, &s);
+    *nbufs = s.nbufs;
+}
+
 static void put_arg(lua_State *L, pv_buf *b, int idx, int slot, sysreq *s)
 {
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -116,7 +125,7 @@ static void put_table_form(lua_State *L, pv_buf *b, int t, sysreq *s)
 }
 
 /* Pushes {ret, result, errno, out_bufs} (modern) and returns the raw values. */
-static void push_result(lua_State *L, vm_reply *r, size_t skip_bufs)
+void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs)
 {
     int64_t ret = pv_msg_i64(&r->msg, PV_T_RET, -1);
     lua_createtable(L, 0, 5);
@@ -165,7 +174,7 @@ static int l_syscall(lua_State *L)
         int64_t e = pv_msg_i64(&r.msg, PV_T_ERRNO, 0);
         lua_pushinteger(L, ret == -1 && e ? -e : ret);
     } else {
-        push_result(L, &r, 0);
+        pv_push_syscall_result(L, &r, 0);
     }
     vm_reply_free(&r);
     return 1;
@@ -235,7 +244,7 @@ static int l_ioctl(lua_State *L)
     }
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
-    push_result(L, &r, data ? 1 : 0);
+    pv_push_syscall_result(L, &r, data ? 1 : 0);
     if (data) {
         const pv_field *f = pv_msg_get(&r.msg, PV_T_BUF);
         lua_pushlstring(L, (const char *)f->data, f->len);

@@ -599,6 +599,7 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_files_init(L, -1);
     pv_lua_sys_init(L, -1, idx);
     pv_lua_proc_init(L, -1);
+    pv_lua_batch_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");
