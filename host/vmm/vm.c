@@ -113,6 +113,25 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 }
 
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
+                       argv_list *a);
+
+char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
+{
+    vm_boot_opts none = {0};
+    if (!opts)
+        opts = &none;
+    char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, err, errlen);
+    if (!initrd)
+        return NULL;
+    char *cmdline = build_cmdline(vm, opts, strcmp(vm_machine(&vm->profile), "microvm") == 0);
+    argv_list a = {0};
+    build_argv(vm, opts, initrd, cmdline, &a);
+    free(initrd);
+    free(cmdline);
+    return a.v;
+}
+
+static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
                        argv_list *a)
 {
     const pv_profile *p = &vm->profile;

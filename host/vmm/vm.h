@@ -89,6 +89,10 @@ void vm_kill(pv_vm *vm);
 char *vm_console_tail(const pv_vm *vm, int lines);
 void vm_free(pv_vm *vm);
 
+/* The QEMU command line vm_boot would run (for benchmarks); NULL-terminated,
+ * caller frees each string and the array. */
+char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen);
+
 /* True when /dev/kvm can be used. */
 bool vm_kvm_available(void);
 /* The QEMU machine type a profile boots on. */

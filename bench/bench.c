@@ -1,0 +1,241 @@
+/* Provium benchmarks. Every figure is printed next to the physical limit
+ * measured in the same run on the same machine, as a ratio, because these
+ * machines are too noisy for absolute thresholds:
+ *   - cold boot until the first op vs raw QEMU boot-to-first-byte
+ *   - syscall(getpid) round trip vs a raw echo on the same channel
+ *   - 1000 single ops vs one batch of 1000
+ *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
+ * usage: build/bench [iterations]   (run from the repository root) */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../host/config/config.h"
+#include "../host/util/util.h"
+#include "../host/vmm/vm.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, err);
+    exit(1);
+}
+
+/* Raw QEMU: spawn the same command line provium uses, connect to the agent
+ * socket, and time the first byte the guest writes. */
+static double raw_first_byte(const pv_profile *p, const char *scratch)
+{
+    char err[4096];
+    pv_vm *vm = vm_new("raw", p, scratch);
+    char **argv = vm_qemu_argv(vm, NULL, err, sizeof(err));
+    if (!argv)
+        die("qemu argv", err);
+    mkdir_p(vm->dir, 0700);
+    char *sock = xasprintf("%s/agent.sock", vm->dir);
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int fd = -1;
+    while (fd < 0 && now_s() - t0 < 30) {
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(fd);
+            fd = -1;
+            sleep_ms(1);
+        }
+    }
+    char byte;
+    struct pollfd pf = {fd, POLLIN, 0};
+    if (fd < 0 || poll(&pf, 1, 30000) != 1 || read(fd, &byte, 1) != 1)
+        die("raw boot", "no byte from the guest within 30 s");
+    double elapsed = now_s() - t0;
+    close(fd);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    for (size_t i = 0; argv[i]; i++)
+        free(argv[i]);
+    free(argv);
+    free(sock);
+    vm_free(vm);
+    return elapsed;
+}
+
+static void call(pv_vm *vm, vm_reply *r)
+{
+    char err[4096];
+    if (vm_call(vm, r, 60000, NULL, err, sizeof(err)) != 0)
+        die("request", err);
+}
+
+static double time_ping(pv_vm *vm, size_t payload)
+{
+    char *data = xcalloc(1, payload ? payload : 1);
+    double t0 = now_s();
+    vm_begin(vm, PV_MSG_PING);
+    pv_put_bytes(&vm->out, PV_T_ECHO, data, payload);
+    vm_reply r;
+    call(vm, &r);
+    vm_reply_free(&r);
+    free(data);
+    return now_s() - t0;
+}
+
+static double time_getpid(pv_vm *vm)
+{
+    double t0 = now_s();
+    vm_begin(vm, PV_MSG_SYSCALL);
+    pv_put_i64(&vm->out, PV_T_NR, 39);
+    vm_reply r;
+    call(vm, &r);
+    vm_reply_free(&r);
+    return now_s() - t0;
+}
+
+static double time_batch(pv_vm *vm, int n)
+{
+    pv_buf one;
+    pv_buf_init(&one);
+    double t0 = now_s();
+    vm_begin(vm, PV_MSG_BATCH);
+    for (int i = 0; i < n; i++) {
+        pv_buf_reset(&one);
+        pv_frame_begin(&one, PV_MSG_SYSCALL, 0, (uint32_t)i + 1);
+        pv_put_i64(&one, PV_T_NR, 39);
+        pv_frame_end(&one);
+        pv_put_bytes(&vm->out, PV_T_OP, one.buf, one.len);
+    }
+    vm_reply r;
+    call(vm, &r);
+    if (pv_msg_count(&r.msg, PV_T_REPLY) != (size_t)n)
+        die("batch", "wrong number of replies");
+    vm_reply_free(&r);
+    pv_buf_free(&one);
+    return now_s() - t0;
+}
+
+static double time_file_roundtrip(pv_vm *vm, size_t size)
+{
+    char *data = xmalloc(size);
+    memset(data, 'x', size);
+    double t0 = now_s();
+    vm_begin(vm, PV_MSG_WRITE_FILE);
+    pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
+    pv_put_bytes(&vm->out, PV_T_DATA, data, size);
+    vm_reply r;
+    call(vm, &r);
+    vm_reply_free(&r);
+    vm_begin(vm, PV_MSG_READ_FILE);
+    pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
+    call(vm, &r);
+    if (pv_msg_get(&r.msg, PV_T_DATA)->len != size)
+        die("read_file", "short read");
+    vm_reply_free(&r);
+    free(data);
+    return now_s() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 7;
+    if (iters < 1)
+        iters = 1;
+    pv_config cfg;
+    char err[8192];
+    if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
+        die("config", err);
+    const pv_profile *p = config_profile(&cfg, "default");
+    if (!p)
+        die("config", "no profile 'default' in provium.toml");
+    char tmpl[] = "/tmp/provium-bench-XXXXXX";
+    if (!mkdtemp(tmpl))
+        die("mkdtemp", strerror(errno));
+    printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
+           vm_kvm_available() ? "KVM" : "TCG software emulation");
+
+    double *raw = xcalloc((size_t)iters, sizeof(double)), *cold = xcalloc((size_t)iters, sizeof(double));
+    for (int i = 0; i < iters; i++) {
+        raw[i] = raw_first_byte(p, tmpl);
+        pv_vm *vm = vm_new("bench", p, tmpl);
+        double t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot", err);
+        cold[i] = now_s() - t0;
+        vm_shutdown(vm, err, sizeof(err));
+        vm_free(vm);
+    }
+    double raw_m = median(raw, iters), cold_m = median(cold, iters);
+    printf("%-44s %9.3f s\n", "raw QEMU boot to first byte (median)", raw_m);
+    printf("%-44s %9.3f s\n", "provium cold boot to first op (median)", cold_m);
+    printf("%-44s %9.2f x   (target <= 1.2)\n\n", "  ratio", cold_m / raw_m);
+
+    pv_vm *vm = vm_new("bench", p, tmpl);
+    if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+        die("boot", err);
+    enum { N = 1000 };
+    double *echo = xcalloc(N, sizeof(double)), *sys = xcalloc(N, sizeof(double));
+    for (int i = 0; i < N; i++) {
+        echo[i] = time_ping(vm, 16);
+        sys[i] = time_getpid(vm);
+    }
+    double echo_m = median(echo, N), sys_m = median(sys, N);
+    printf("%-44s %9.1f us\n", "raw echo round trip, 16 bytes (median)", echo_m * 1e6);
+    printf("%-44s %9.1f us\n", "vm:syscall(getpid) round trip (median)", sys_m * 1e6);
+    printf("%-44s %9.2f x   (target <= 1.5)\n\n", "  ratio", sys_m / echo_m);
+
+    double singles = 0;
+    for (int i = 0; i < N; i++)
+        singles += time_getpid(vm);
+    double batch = time_batch(vm, N);
+    printf("%-44s %9.3f s\n", "1000 single syscalls", singles);
+    printf("%-44s %9.3f s\n", "one batch of 1000 syscalls", batch);
+    printf("%-44s %9.1f x   (target >= 10)\n\n", "  speedup", singles / batch);
+
+    size_t size = 16u << 20;
+    double chan = 1e9, file = 1e9;
+    for (int i = 0; i < 3; i++) {
+        double c = time_ping(vm, size), f = time_file_roundtrip(vm, size);
+        chan = c < chan ? c : chan;
+        file = f < file ? f : file;
+    }
+    printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 3)", 32.0 / chan);
+    printf("%-44s %9.1f MiB/s\n", "write_file + read_file 16 MiB (best of 3)", 32.0 / file);
+    printf("%-44s %9.2f x of the channel\n", "  ratio", chan / file);
+
+    vm_shutdown(vm, err, sizeof(err));
+    vm_free(vm);
+    rm_rf(tmpl);
+    config_free(&cfg);
+    free(raw);
+    free(cold);
+    free(echo);
+    free(sys);
+    return 0;
+}

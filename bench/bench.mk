@@ -1,0 +1,10 @@
+# Benchmarks: `make bench` prints each figure as a ratio against the limit
+# measured in the same run (see bench/bench.c).
+BENCH_OBJS := $(filter-out $(B)/obj/host/main.o,$(HOST_OBJS)) $(EMBED_OBJS)
+
+$(B)/bench: bench/bench.c $(BENCH_OBJS) $(HEADERS)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) bench/bench.c $(BENCH_OBJS) $(HOST_LIBS) -o $@
+
+.PHONY: bench
+bench: all image $(B)/bench
+	$(B)/bench $(BENCH_ITERATIONS)
