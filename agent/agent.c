@@ -241,10 +241,9 @@ int agent_main(int argc, char **argv)
         sysinit_mount_scratch();
     }
     sysinit_load_modules("/provium/modules");
-    int fd = port_open(10000);
+    int fd = port_open(120000);
     if (fd < 0) {
-        agent_log("no virtio-serial port named %s after 10 s; is the virtio_console driver present?",
-                  AGENT_PORT_NAME);
+        agent_log("no virtio-serial port named %s after 120 s; giving up", AGENT_PORT_NAME);
         return 1;
     }
     conn_init(&c, fd, true);

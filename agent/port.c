@@ -42,6 +42,10 @@ int port_open(int timeout_ms)
         int fd = try_open();
         if (fd >= 0)
             return fd;
+        if (waited == 1000)
+            agent_log("still no virtio-serial port named %s after 1 s; is the virtio_console driver built in "
+                      "or listed in the profile's modules?",
+                      AGENT_PORT_NAME);
         if (waited >= timeout_ms)
             return -1;
         struct timespec ts = {0, 5 * 1000 * 1000};

@@ -3,6 +3,7 @@
  * Ctrl-C. Children report one JSON document on a pipe. */
 #include "runner.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -67,6 +68,32 @@ static void install_handlers(void)
     sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* Scratch directories of runs that were SIGKILLed cannot clean up after
+ * themselves; the next run removes those whose owner is gone. */
+static void remove_stale_scratch(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "provium-", 8) != 0 || strlen(e->d_name) != 14)
+            continue;
+        char *pidfile = xasprintf("%s/%s/owner.pid", tmp, e->d_name);
+        size_t len;
+        char *text = read_whole_file(pidfile, &len);
+        int pid = text ? atoi(text) : 0;
+        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+            char *dir = xasprintf("%s/%s", tmp, e->d_name);
+            rm_rf(dir);
+            free(dir);
+        }
+        free(text);
+        free(pidfile);
+    }
+    closedir(d);
+}
+
 static char *make_scratch(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -79,6 +106,12 @@ static char *make_scratch(void)
         free(tmpl);
         return NULL;
     }
+    char *pidfile = xasprintf("%s/owner.pid", tmpl);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    write_whole_file(pidfile, pid, strlen(pid), 0600);
+    free(pidfile);
+    remove_stale_scratch(tmp);
     return tmpl; /* mkdtemp creates it 0700 */
 }
 
@@ -170,6 +203,9 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     json_error_t je;
     json_t *r = f->report.len ? json_loadb(f->report.s, f->report.len, 0, &je) : NULL;
     int passed = 0, failed = 0, skipped = 0;
+    /* an empty Lua table encodes as {}; the schema says tests is an array */
+    if (r && !json_is_array(json_object_get(r, "tests")))
+        json_object_set_new(r, "tests", json_array());
     json_t *tests = r ? json_object_get(r, "tests") : NULL;
     size_t i;
     json_t *tc;

@@ -273,13 +273,22 @@ char *vm_console_tail(const pv_vm *vm, int lines)
     return out;
 }
 
-/* Builds "... last console lines:\n  | ..." for boot failures. */
+/* Builds "... last console lines:\n  | ..." for boot failures. A kernel
+ * panic line is always quoted, even when a long trace follows it. */
 static void append_console(const pv_vm *vm, char *err, size_t errlen)
 {
     char *tail = vm_console_tail(vm, 15);
     strbuf b;
     sb_init(&b);
     sb_adds(&b, err);
+    size_t len = 0;
+    char *all = read_whole_file(vm->console_path, &len);
+    const char *panic = all ? strstr(all, "Kernel panic") : NULL;
+    if (panic && !strstr(tail, "Kernel panic")) {
+        const char *eol = strchr(panic, '\n');
+        sb_addf(&b, "\n  guest kernel: %.*s", (int)(eol ? eol - panic : (long)strlen(panic)), panic);
+    }
+    free(all);
     if (!*tail)
         sb_adds(&b, "\n  (the console is empty: the kernel printed nothing)");
     else {
@@ -482,8 +491,13 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
         (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))
         return -1;
     char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, err, errlen);
-    if (!initrd)
+    if (!initrd) {
+        char *why = xstrdup(err);
+        snprintf(err, errlen, "VM '%s': %s%s", vm->name, why,
+                 strstr(why, "No such file") ? " (relative paths in provium.toml resolve against its directory)" : "");
+        free(why);
         return -1;
+    }
     if (mkdir_p(vm->dir, 0700) != 0) {
         snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
         free(initrd);
