@@ -24,7 +24,7 @@ for applet in $("$bb" --list-full); do
   ln -sf /bin/busybox "$stage/$applet"
 done
 cp -R "$here/rootfs/etc/." "$stage/etc/"
-chmod 755 "$stage/etc/init.d/rcS"
+chmod 755 "$stage/etc/init.d/rcS" "$stage/etc/acpi/PWRF/00000080"
 chmod 1777 "$stage/tmp"
 chown 1000:1000 "$stage/home/user"
 mkdir -p "$out"

@@ -37,7 +37,8 @@ end
 
 ---------------------------------------------------------------- provium
 local provium = {}
-local reserved = {vm = true, timeout = true}
+local reserved = {vm = true, timeout = true, create = true, pack = true, unpack = true, lab = true,
+  reset_between_tests = true, shutdown_all = true}
 
 local function find_vm(name)
   return current.vms[name] or file_scope.vms[name]
@@ -179,6 +180,31 @@ function T:assert_eq(actual, expected, msg)
   end
 end
 
+function T:assert_neq(actual, unexpected, msg)
+  if actual == unexpected then
+    fail(self, (msg and msg .. ": " or "") .. "expected a value other than " .. show(unexpected), 2)
+  end
+end
+
+function T:assert_contains(haystack, needle, msg)
+  if type(haystack) ~= "string" or type(needle) ~= "string" then
+    fail(self, (msg and msg .. ": " or "") .. "assert_contains needs two strings, got " .. type(haystack)
+      .. " and " .. type(needle), 2)
+  end
+  if not haystack:find(needle, 1, true) then
+    fail(self, (msg and msg .. ": " or "") .. "expected " .. show(haystack) .. " to contain " .. show(needle), 2)
+  end
+end
+
+-- Runs fn(...) and returns the error it raised; fails the test if it did not.
+function T:assert_raises(fn, ...)
+  if type(fn) ~= "function" then fail(self, "assert_raises needs a function", 2) end
+  local ok, err = pcall(fn, ...)
+  if ok then fail(self, "expected an error, but the function returned normally", 2) end
+  if err == FAIL or err == SKIP then error(err, 0) end
+  return err
+end
+
 function T:log(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
@@ -194,12 +220,202 @@ function T:skip(reason)
   error(SKIP, 0)
 end
 
+---------------------------------------------------------------- helpers
+local TODO = setmetatable({}, {__tostring = function() return "todo" end})
+local file_todo
+
+-- todo([reason]): at file level, skips every test of the file; inside a test,
+-- skips that test.
+function todo(reason)
+  reason = reason or "todo"
+  if current == file_scope then
+    file_todo = reason
+  else
+    current.todo_reason = reason
+    error(SKIP, 0)
+  end
+end
+
+-- wait_until(pred, {timeout=5, interval=0.05, desc=...}): polls pred until it
+-- returns a truthy value, which is returned. Errors inside pred propagate.
+function wait_until(pred, opts)
+  opts = opts or {}
+  local timeout = opts.timeout or 5
+  local interval = opts.interval or 0.05
+  if type(timeout) == "string" then timeout = P.duration(timeout) end
+  local deadline = P.clock() + timeout
+  while true do
+    local v = pred()
+    if v then return v end
+    if P.clock() >= deadline then
+      error(string.format("wait_until timed out after %gs%s", timeout, opts.desc and (": " .. opts.desc) or ""), 2)
+    end
+    P.sleep(interval)
+  end
+end
+
+-- The classic dialect's global assertions (seeds 002, 004).
+function assert_eq(a, b, msg)
+  if a ~= b then
+    error((msg and msg .. ": " or "") .. "expected " .. show(b) .. ", got " .. show(a), 2)
+  end
+end
+
+function assert_contains(haystack, needle, msg)
+  if type(haystack) ~= "string" or not haystack:find(tostring(needle), 1, true) then
+    error((msg and msg .. ": " or "") .. "expected " .. show(haystack) .. " to contain " .. show(needle), 2)
+  end
+end
+
+-- Output of classic vm:exec: r.stdout.value plus helpers.
+local Output = {}
+Output.__index = Output
+Output.__tostring = function(o) return o.value end
+function Output:contains(sub) return self.value:find(sub, 1, true) ~= nil end
+function Output:starts_with(prefix) return self.value:sub(1, #prefix) == prefix end
+function Output:trim() return (self.value:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+local vm_methods = debug.getregistry()["provium.VM"].__index
+
+-- vm:exec(cmd) — classic result shape {ok, exit_code, stdout, stderr}.
+function vm_methods.exec(vm, ...)
+  local r = vm:run(...)
+  return {
+    ok = r:ok(), exit_code = r.exit_code, status = r.status, signal = r.signal,
+    stdout = setmetatable({value = r.stdout}, Output),
+    stderr = setmetatable({value = r.stderr}, Output),
+  }
+end
+
+-- vm:console(): the serial console, captured from its first byte.
+local Console = {}
+Console.__index = Console
+
+function vm_methods.console(vm)
+  return setmetatable({vm = vm, cursor = 0}, Console)
+end
+
+function Console:read_log() return self.vm:console_log() end
+
+function Console:write(data) self.vm:console_write(data) end
+
+-- expect(pattern[, timeout]): waits until the console, past the previous
+-- match, contains pattern (plain text); returns the text up to its end.
+function Console:expect(pattern, timeout)
+  local limit = timeout and (type(timeout) == "string" and P.duration(timeout) or timeout) or 10
+  local deadline = P.clock() + limit
+  while true do
+    local log = self.vm:console_log()
+    local s, e = log:find(pattern, self.cursor + 1, true)
+    if s then
+      local text = log:sub(self.cursor + 1, e)
+      self.cursor = e
+      return text
+    end
+    if P.clock() >= deadline then
+      error(string.format("console:expect timed out after %gs waiting for `%s`", limit, pattern), 2)
+    end
+    P.sleep(0.02)
+  end
+end
+
+-- read(): a stream over the console with the common stream methods.
+local ConsoleStream = {}
+ConsoleStream.__index = ConsoleStream
+
+function Console:read()
+  local s = setmetatable({console = self, cursor = #self.vm:console_log(), closed = false}, ConsoleStream)
+  table.insert(current.resources, s)
+  return s
+end
+
+local function console_wait(s, pred, timeout, default)
+  local limit = timeout and (type(timeout) == "string" and P.duration(timeout) or timeout) or default
+  local deadline = P.clock() + limit
+  while true do
+    local log = s.console.vm:console_log()
+    local r = pred(log)
+    if r ~= nil then return r end
+    if P.clock() >= deadline then return nil, limit end
+    P.sleep(0.02)
+  end
+end
+
+function ConsoleStream:next(timeout)
+  if self.closed then return nil end
+  return console_wait(self, function(log)
+    if #log > self.cursor then
+      local chunk = log:sub(self.cursor + 1)
+      self.cursor = #log
+      return chunk
+    end
+  end, timeout, 10)
+end
+
+function ConsoleStream:read_until(pattern, timeout)
+  if self.closed then error("console closed", 2) end
+  local r, limit = console_wait(self, function(log)
+    local _, e = log:find(pattern, self.cursor + 1, true)
+    if e then
+      local chunk = log:sub(self.cursor + 1, e)
+      self.cursor = e
+      return chunk
+    end
+  end, timeout, 10)
+  if not r then error(string.format("read_until timed out after %gs waiting for `%s`", limit, pattern), 2) end
+  return r
+end
+
+function ConsoleStream:expect(pattern, timeout) self:read_until(pattern, timeout) end
+
+function ConsoleStream:drain(timeout)
+  local out = {}
+  local chunk = self:next(timeout or 0.5)
+  while chunk do
+    out[#out + 1] = chunk
+    chunk = self:next(0)
+  end
+  return out
+end
+
+function ConsoleStream:eof()
+  return self.closed or (self.console.vm:state() ~= "booted" and self.cursor >= #self.console.vm:console_log())
+end
+
+function ConsoleStream:close() self.closed = true end
+
+-- provium.create(profile): the classic constructor; returns a booted VM whose
+-- results follow the classic shapes (vm:syscall returns an integer).
+local classic_count = 0
+function provium.create(profile, opts)
+  if profile == provium then error("call provium.create(profile) with a dot", 2) end
+  classic_count = classic_count + 1
+  local name = "vm" .. classic_count
+  while current.vms[name] or file_scope.vms[name] do
+    classic_count = classic_count + 1
+    name = "vm" .. classic_count
+  end
+  local vm = provium.vm(provium, name, profile, opts)
+  vm:__set_classic(true)
+  local ok, err = pcall(vm.boot, vm)
+  if not ok then error(err, 2) end
+  return vm
+end
+
+function provium.shutdown_all()
+  close_scope(current)
+  if current ~= file_scope then close_scope(file_scope) end
+end
+
 ---------------------------------------------------------------- test()
 function test(name, meta, fn)
   if fn == nil then meta, fn = nil, meta end
   if type(name) ~= "string" or name == "" then error("test: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("test '" .. name .. "': missing test function", 2) end
   if meta ~= nil and type(meta) ~= "table" then error("test '" .. name .. "': meta must be a table", 2) end
+  if meta and meta.tags ~= nil and type(meta.tags) ~= "table" then
+    error("test '" .. name .. "': meta.tags must be a list of strings", 2)
+  end
   if by_name[name] then error("test '" .. name .. "' is already defined", 2) end
   local entry = {name = name, meta = meta or {}, fn = fn}
   by_name[name] = entry
@@ -220,17 +436,55 @@ local function console_tails()
   return table.concat(parts, "\n")
 end
 
+local function test_timeout(entry)
+  local tmo = entry.meta.timeout or rawget(provium, "timeout")
+  if tmo == nil then return nil end
+  if type(tmo) == "string" then return P.duration(tmo) end
+  if type(tmo) ~= "number" or tmo <= 0 then error("test '" .. entry.name .. "': timeout must be positive") end
+  return tmo
+end
+
 local function run_test(entry)
   local t = setmetatable({name = entry.name, meta = entry.meta, failures = {}, logs = {}, failed = false}, T)
+  local result = {name = entry.name}
+  local skip = entry.meta.skip or file_todo
+  if not skip and entry.meta.slow and not P.include_slow then skip = "slow test (run with --include-slow)" end
+  if skip then
+    result.status, result.message, result.duration = "skipped", type(skip) == "string" and skip or "skipped", 0
+    return result
+  end
   current = {kind = "test", vms = {}, order = {}, resources = {}}
   local started = P.clock()
+  local timeout = test_timeout(entry)
+  local timed_out = false
+  if timeout then
+    -- C waits stop at the deadline; a hook stops pure-Lua loops.
+    P.set_deadline(timeout)
+    debug.sethook(function()
+      if P.clock() - started > timeout and not timed_out then
+        timed_out = true
+        error("test timed out after " .. timeout .. "s", 2)
+      end
+    end, "", 10000)
+  end
   local ok, err = xpcall(entry.fn, function(e)
     if e == FAIL or e == SKIP then return e end
     return user_traceback(tostring(e), 2)
   end, t)
-  local result = {name = entry.name, log = table.concat(t.logs, "\n")}
-  if not ok and err ~= FAIL and err ~= SKIP then
+  if timeout then
+    debug.sethook()
+    P.set_deadline(nil)
+    if P.clock() - started >= timeout and not ok then
+      timed_out = true
+      t.failed = true
+      table.insert(t.failures, 1, string.format("test timed out after %gs (meta.timeout / provium.timeout)", timeout))
+    end
+  end
+  result.log = table.concat(t.logs, "\n")
+  if not ok and err ~= FAIL and err ~= SKIP and not timed_out then
     t.failed = true
+    table.insert(t.failures, tostring(err))
+  elseif timed_out and err ~= FAIL and err ~= SKIP then
     table.insert(t.failures, tostring(err))
   end
   if t.failed then
@@ -239,7 +493,7 @@ local function run_test(entry)
     result.console = console_tails()
   elseif not ok and err == SKIP then
     result.status = "skipped"
-    result.message = t.skip_reason
+    result.message = t.skip_reason or current.todo_reason
   else
     result.status = "passed"
   end
@@ -275,7 +529,7 @@ setmetatable(provium, {
     if type(key) == "string" then return find_vm(key) end
   end,
   __newindex = function(t, key, value)
-    if key == "timeout" then rawset(t, key, value); return end
+    if key == "timeout" or key == "reset_between_tests" then rawset(t, key, value); return end
     error(string.format("provium.%s cannot be assigned", tostring(key)), 2)
   end,
 })

@@ -4,10 +4,12 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../util/util.h"
 #include "../vmm/embedded.h"
+#include "../vmm/vm.h"
 
 static const pv_lua_env *the_env;
 
@@ -17,6 +19,30 @@ static int l_clock(lua_State *L)
 {
     lua_pushnumber(L, now_s());
     return 1;
+}
+
+/* P.set_deadline(seconds_from_now or nil) */
+static int l_set_deadline(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1))
+        vm_set_global_deadline(0);
+    else
+        vm_set_global_deadline(now_ms() + (int64_t)(luaL_checknumber(L, 1) * 1000));
+    return 0;
+}
+
+static int l_duration(lua_State *L)
+{
+    lua_pushnumber(L, (double)pv_lua_duration_ms(L, 1, "duration") / 1000.0);
+    return 1;
+}
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s > 0)
+        sleep_ms((int)(s * 1000));
+    return 0;
 }
 
 lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
@@ -40,6 +66,14 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     pv_lua_register_vm(L, -1);
     lua_pushcfunction(L, l_clock);
     lua_setfield(L, -2, "clock");
+    lua_pushcfunction(L, l_set_deadline);
+    lua_setfield(L, -2, "set_deadline");
+    lua_pushcfunction(L, l_sleep);
+    lua_setfield(L, -2, "sleep");
+    lua_pushcfunction(L, l_duration);
+    lua_setfield(L, -2, "duration");
+    lua_pushboolean(L, getenv("PROVIUM_INCLUDE_SLOW") != NULL);
+    lua_setfield(L, -2, "include_slow");
     lua_pushstring(L, env->file_path ? env->file_path : "");
     lua_setfield(L, -2, "file_path");
     lua_pushvalue(L, -1);

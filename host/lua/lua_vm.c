@@ -232,6 +232,70 @@ static int l_vm_close(lua_State *L)
     return 0;
 }
 
+static int lifecycle(lua_State *L, const char *op, vm_state need, int (*fn)(pv_vm *, char *, size_t))
+{
+    lvm *v = check_vm(L, 1);
+    if (v->vm->state == VM_DEAD)
+        return luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", v->vm->name, op,
+                          v->vm->dead_reason ? v->vm->dead_reason : "QEMU exited");
+    if (v->vm->state != need)
+        return luaL_error(L, "vm '%s': cannot %s: the VM is %s (%s needs a %s VM)", v->vm->name, op,
+                          vm_state_name(v->vm->state), op, vm_state_name(need));
+    char err[8192];
+    if (fn(v->vm, err, sizeof(err)) != 0)
+        return luaL_error(L, "%s", err);
+    return 0;
+}
+
+static int l_vm_pause(lua_State *L) { return lifecycle(L, "pause", VM_BOOTED, vm_pause); }
+static int l_vm_resume(lua_State *L) { return lifecycle(L, "resume", VM_PAUSED, vm_resume); }
+static int l_vm_reset(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    lifecycle(L, "reset", VM_BOOTED, vm_reset);
+    v->open_files = v->open_streams = 0; /* the guest forgot them */
+    return 0;
+}
+static int l_vm_power_button(lua_State *L) { return lifecycle(L, "power_button", VM_BOOTED, vm_power_button); }
+
+static int l_vm_cid(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    /* no vsock here: the transport id is the virtio-serial port name */
+    if (v->vm->state == VM_BOOTED || v->vm->state == VM_PAUSED)
+        lua_pushstring(L, "virtio-serial:org.provium.agent.0");
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_vm_is_quiescent(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    lua_pushboolean(L, v->open_files == 0 && v->open_streams == 0);
+    return 1;
+}
+
+static int l_vm_console_write(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (v->vm->state != VM_BOOTED && v->vm->state != VM_PAUSED)
+        return luaL_error(L, "vm '%s': cannot write to the console: the VM is %s", v->vm->name,
+                          vm_state_name(v->vm->state));
+    char err[1024];
+    if (vm_console_write(v->vm, data, len, err, sizeof(err)) != 0)
+        return luaL_error(L, "%s", err);
+    return 0;
+}
+
+static int l_vm_set_classic(lua_State *L)
+{
+    check_vm(L, 1)->vm->classic = lua_toboolean(L, 2);
+    return 0;
+}
+
 static int l_vm_name(lua_State *L)
 {
     lua_pushstring(L, check_vm(L, 1)->vm->name);
@@ -588,6 +652,14 @@ static const luaL_Reg vm_methods[] = {
     {"read_file", l_vm_read_file},
     {"write_file", l_vm_write_file},
     {"ping", l_vm_ping},
+    {"pause", l_vm_pause},
+    {"resume", l_vm_resume},
+    {"reset", l_vm_reset},
+    {"power_button", l_vm_power_button},
+    {"cid", l_vm_cid},
+    {"is_quiescent", l_vm_is_quiescent},
+    {"console_write", l_vm_console_write},
+    {"__set_classic", l_vm_set_classic},
     {NULL, NULL},
 };
 

@@ -166,7 +166,9 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, "-append");
     arg(a, cmdline);
     arg(a, "-chardev");
-    s = xasprintf("file,id=con0,path=%s", vm->console_path);
+    /* The socket takes console input (vm:console():write); the logfile gets
+     * every byte of output from the first, whether a client is connected or not. */
+    s = xasprintf("socket,id=con0,path=%s/console.sock,server=on,wait=off,logfile=%s", vm->dir, vm->console_path);
     arg(a, s);
     free(s);
     arg(a, "-serial");
@@ -354,10 +356,17 @@ static void mark_dead(pv_vm *vm, const char *why)
     vm->dead_reason = xstrdup(why);
 }
 
+/* Per-test deadline set by the framework: no wait outlives it. */
+static int64_t global_deadline;
+
+void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms; }
+
 /* Waits until a whole frame is buffered. Returns 1, 0 on timeout, -1 when
  * the connection or QEMU is gone (err set). */
 static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
 {
+    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
+        deadline = global_deadline;
     for (;;) {
         if (vm->in_len >= PV_HDR_SIZE) {
             if (pv_hdr_decode(vm->in, hdr) != 0) {
@@ -674,8 +683,12 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         pv_hdr hdr;
         int r = read_frame(vm, &hdr, deadline, err, errlen);
         if (r == 0) {
-            snprintf(err, errlen, "VM '%s': no reply from the guest agent within %.1f s", vm->name,
-                     timeout_ms / 1000.0);
+            if (global_deadline > 0 && now_ms() >= global_deadline)
+                snprintf(err, errlen, "test timeout: gave up waiting for VM '%s' (the request is abandoned)",
+                         vm->name);
+            else
+                snprintf(err, errlen, "VM '%s': no reply from the guest agent within %.1f s", vm->name,
+                         timeout_ms / 1000.0);
             return -1;
         }
         if (r < 0)
@@ -714,6 +727,119 @@ dead:
     vm_kill(vm);
     vm->state = VM_DEAD;
     return -1;
+}
+
+static bool wait_exit(pv_vm *vm, int64_t deadline);
+
+/* ---- lifecycle ---- */
+
+int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/console.sock", vm->dir);
+    int fd = connect_unix(path);
+    free(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "VM '%s': cannot connect to the serial console: %s", vm->name, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "VM '%s': console write: %s", vm->name, strerror(errno));
+            rc = -1;
+            break;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    /* give QEMU a moment to take the bytes before the connection closes;
+     * output echoed to us meanwhile is already in the log file */
+    char sink[4096];
+    struct pollfd pf = {fd, POLLIN, 0};
+    for (int i = 0; i < 5 && poll(&pf, 1, 10) > 0 && read(fd, sink, sizeof(sink)) > 0; i++) {
+    }
+    close(fd);
+    return rc;
+}
+
+static int qmp_simple(pv_vm *vm, const char *cmd, json_t *args, char *err, size_t errlen)
+{
+    char why[1024];
+    json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
+    if (!r) {
+        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
+        return -1;
+    }
+    json_decref(r);
+    return 0;
+}
+
+int vm_pause(pv_vm *vm, char *err, size_t errlen)
+{
+    if (qmp_simple(vm, "stop", NULL, err, errlen) != 0)
+        return -1;
+    vm->state = VM_PAUSED;
+    return 0;
+}
+
+int vm_resume(pv_vm *vm, char *err, size_t errlen)
+{
+    if (qmp_simple(vm, "cont", NULL, err, errlen) != 0)
+        return -1;
+    vm->state = VM_BOOTED;
+    return 0;
+}
+
+/* Warm reboot. QEMU runs with -no-reboot (so a guest "reboot" ends it);
+ * for the duration of the reset the reboot action becomes "reset". */
+int vm_reset(pv_vm *vm, char *err, size_t errlen)
+{
+    if (qmp_simple(vm, "set-action", json_pack("{s:s}", "reboot", "reset"), err, errlen) != 0 ||
+        qmp_simple(vm, "system_reset", NULL, err, errlen) != 0)
+        return -1;
+    /* everything on the old connection is void: its replies, its channels */
+    vm->in_len = 0;
+    chans_end(vm);
+    int rc = wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen);
+    if (rc != 0) {
+        append_console(vm, err, errlen);
+        vm_kill(vm);
+        mark_dead(vm, err);
+        return -1;
+    }
+    return qmp_simple(vm, "set-action", json_pack("{s:s}", "reboot", "shutdown"), err, errlen);
+}
+
+/* ACPI power button: the guest's init shuts down and powers off. */
+int vm_power_button(pv_vm *vm, char *err, size_t errlen)
+{
+    if (strcmp(vm_machine(&vm->profile), "microvm") == 0) {
+        snprintf(err, errlen,
+                 "VM '%s': power_button needs ACPI, which the microvm machine runs without; set machine = \"pc\" "
+                 "or \"q35\" in profile '%s'",
+                 vm->name, vm->profile.name);
+        return -1;
+    }
+    if (qmp_simple(vm, "system_powerdown", NULL, err, errlen) != 0)
+        return -1;
+    if (!wait_exit(vm, now_ms() + SHUTDOWN_TIMEOUT_MS)) {
+        char *tail = vm_console_tail(vm, 10);
+        snprintf(err, errlen,
+                 "VM '%s': the guest did not power off within %d s of the ACPI power button (does its init "
+                 "handle it?); QEMU killed. Last console lines:\n%s",
+                 vm->name, SHUTDOWN_TIMEOUT_MS / 1000, tail);
+        free(tail);
+        vm_kill(vm);
+        vm->state = VM_SHUTDOWN;
+        return -1;
+    }
+    vm_kill(vm);
+    vm->state = VM_SHUTDOWN;
+    return 0;
 }
 
 /* ---- teardown ---- */

@@ -83,6 +83,11 @@ void vm_chan_free(pv_vm *vm, uint32_t id);
  * is gone (err set, state dead). deadline_ms < 0 waits without limit. */
 int vm_pump(pv_vm *vm, int64_t deadline_ms, char *err, size_t errlen);
 int vm_shutdown(pv_vm *vm, char *err, size_t errlen);
+int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen);
+int vm_pause(pv_vm *vm, char *err, size_t errlen);
+int vm_resume(pv_vm *vm, char *err, size_t errlen);
+int vm_reset(pv_vm *vm, char *err, size_t errlen);
+int vm_power_button(pv_vm *vm, char *err, size_t errlen);
 /* Kills QEMU at once and removes the scratch directory; safe in any state. */
 void vm_kill(pv_vm *vm);
 /* The last lines of the serial console (new string). */
@@ -92,6 +97,9 @@ void vm_free(pv_vm *vm);
 /* The QEMU command line vm_boot would run (for benchmarks); NULL-terminated,
  * caller frees each string and the array. */
 char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen);
+
+/* Absolute now_ms() deadline applied to every wait (0: none). */
+void vm_set_global_deadline(int64_t deadline_ms);
 
 /* True when /dev/kvm can be used. */
 bool vm_kvm_available(void);

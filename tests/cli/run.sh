@@ -535,6 +535,36 @@ expect_no_qemu "$TD" 0
 expect_no_scratch "$TD"
 end_check
 
+# ---------------------------------------------------------------- 12. framework semantics
+
+pv --config "$CONF" -v tests/cli/fixtures/framework
+begin "framework: sticky failures, per-test timeouts (guest wait and Lua loop), console tails"
+expect_rc 1
+expect_re '^FAIL tests/cli/fixtures/framework/sticky\.test\.lua \(1 passed, 4 failed, 0 skipped\)'
+expect_out 'sticky.test.lua:3: caught: expected 2, got 1'
+expect_out 'log: still running after the caught failure'
+expect_out 'test timed out after 1s'
+expect_out 'test timed out after 0.5s'
+expect_out 'ok   the file continues after a timed-out test'
+expect_out 'deliberate'
+expect_out "console-evidence-line"
+expect_faster_than 60
+expect_no_qemu "$TD" 2
+end_check
+
+pv --config "$CONF" -v tests/cli/fixtures/todo_file
+begin "todo() at file scope skips every test of the file"
+expect_rc 0
+expect_out '(0 passed, 0 failed, 2 skipped)'
+expect_out 'feature not written yet'
+end_check
+
+pv --config "$CONF" tests/cli/fixtures/dup
+begin "a duplicate test name is an error at registration, naming the line"
+expect_rc 1
+expect_out "dup.test.lua:2: test 'same' is already defined"
+end_check
+
 # ---------------------------------------------------------------- summary
 
 begin "no QEMU process from any run of this script is left"

@@ -1,0 +1,75 @@
+-- The test framework itself (no VM needed for most of it).
+
+test("t fields and assertions that pass", function(t)
+  t:assert_eq(t.name, "t fields and assertions that pass")
+  t:assert_eq(type(t.meta), "table")
+  t:assert(true)
+  t:assert_eq(1, 1)
+  t:assert_neq(1, 2)
+  t:assert_contains("hello world", "o w")
+  t:assert_contains("a.b", ".") -- plain text, not a pattern
+  local e = t:assert_raises(function() error("boom") end)
+  t:assert_contains(e, "boom")
+end)
+
+test("meta is passed through", {tags = {"fast", "unit"}, spec = "SPEC-1", owner = "kernel-team"}, function(t)
+  t:assert_eq(t.meta.spec, "SPEC-1")
+  t:assert_eq(t.meta.owner, "kernel-team")
+  t:assert_eq(t.meta.tags[2], "unit")
+end)
+
+test("skipped by meta", {skip = "not on this kernel"}, function(t)
+  t:fail("must not run")
+end)
+
+test("slow tests are skipped unless asked for", {slow = true}, function(t)
+  t:fail("must not run without --include-slow")
+end)
+
+test("t:skip skips", function(t)
+  t:skip("reason given")
+  t:fail("unreachable")
+end)
+
+test("todo() inside a test skips it (classic)", function()
+  todo("later")
+  error("unreachable")
+end)
+
+test("wait_until polls until true and returns the value", function(t)
+  local n = 0
+  local v = wait_until(function() n = n + 1; return n >= 3 and "done" end, {timeout = 2, interval = 0.01})
+  t:assert_eq(v, "done")
+  local e = t:assert_raises(wait_until, function() return false end, {timeout = 0.1, interval = 0.01, desc = "never"})
+  t:assert_contains(e, "never")
+  e = t:assert_raises(wait_until, function() error("inside pred") end, {timeout = 1})
+  t:assert_contains(e, "inside pred")
+end)
+
+test("duplicate test names are rejected at registration", function(t)
+  local e = t:assert_raises(test, "duplicate test names are rejected at registration", function() end)
+  t:assert_contains(e, "already defined")
+  t:assert_contains(t:assert_raises(test, "no function"), "missing test function")
+end)
+
+test("json: arrays, objects, 64-bit integers", function(t)
+  t:assert_eq(json.encode({10, 20, 30}), "[10,20,30]")
+  t:assert_eq(json.decode('{"a":{"b":["c","d"]}}').a.b[2], "d")
+  t:assert_eq(json.decode("9007199254740993"), 9007199254740993)
+  t:assert_eq(math.type(json.decode("3")), "integer")
+  t:assert_eq(json.decode("3.5"), 3.5)
+  t:assert_contains(t:assert_raises(json.decode, "{bad"), "json.decode")
+  t:assert_contains(t:assert_raises(json.encode, {f = print}), "cannot encode")
+end)
+
+test("classic assertions raise with both values", function(t)
+  assert_eq(1, 1)
+  assert_contains("abc", "b")
+  local e = t:assert_raises(assert_eq, "x", "y", "values differ")
+  t:assert_contains(e, 'values differ: expected "y", got "x"')
+  t:assert_contains(t:assert_raises(assert_contains, "abc", "z"), 'to contain "z"')
+end)
+
+test("per-test timeout", {timeout = 0.5}, function(t)
+  t:log("this test has meta.timeout = 0.5; it finishes in time")
+end)
