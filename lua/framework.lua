@@ -38,6 +38,7 @@ end
 ---------------------------------------------------------------- provium
 local provium = {}
 local reserved = {vm = true, timeout = true, create = true, pack = true, unpack = true, lab = true,
+  vm_fixture = true, fixture = true, depends_on_file = true,
   reset_between_tests = true, shutdown_all = true}
 
 local function find_vm(name)
@@ -65,6 +66,7 @@ function provium.vm(self, name, profile, opts)
   if not ok then error(vm, 2) end
   current.vms[name] = vm
   table.insert(current.order, vm)
+  P.last_vm = vm
   return vm
 end
 
@@ -402,6 +404,76 @@ function provium.create(profile, opts)
   return vm
 end
 
+---------------------------------------------------------------- fixtures
+-- Called in the forked builder: runs the fixture chunk and returns the
+-- directory of the snapshot it produced.
+function P.build_fixture(chunk, name)
+  local result = chunk()
+  local mt = result ~= nil and getmetatable(result)
+  if mt and mt.__name == "provium.Snapshot" then return result:path() end
+  if result == nil and P.last_vm then
+    -- classic fixtures (seed 002) return nothing: the last VM created is the fixture
+    return P.last_vm:snapshot():path()
+  end
+  error("fixture '" .. name .. "' must return vm:snapshot() (or, classic style, create a VM and return nothing)", 0)
+end
+
+local function unique_vm_name(base)
+  local name = base:gsub("[^%w_%-]", "_")
+  local n = 1
+  while current.vms[name] or file_scope.vms[name] do
+    n = n + 1
+    name = base:gsub("[^%w_%-]", "_") .. "-" .. n
+  end
+  return name
+end
+
+P.fixture_log = {}
+
+-- A booted VM restored from the fixture's cached snapshot (built first when
+-- missing or stale). A cached entry that cannot be restored is discarded
+-- with a warning and rebuilt.
+local function vm_from_fixture(name, level)
+  if type(name) ~= "string" or name == "" then error("fixture name must be a non-empty string", level + 1) end
+  local ok, dir, profile, built = pcall(P.fixture_dir, name)
+  if not ok then error(dir, level + 1) end
+  local vm = provium.vm(provium, unique_vm_name(name), profile or "default")
+  local rok, rerr = pcall(vm.restore, vm, dir)
+  if not rok then
+    local warning = "warning: fixture '" .. name .. "': cached snapshot unusable, rebuilding (" ..
+      tostring(rerr):match("[^\n]*") .. ")"
+    io.stderr:write(warning, "\n")
+    table.insert(P.fixture_log, {name = name, warning = warning})
+    P.fixture_discard(dir)
+    ok, dir, profile, built = pcall(P.fixture_dir, name, true)
+    if not ok then error(dir, level + 1) end
+    rok, rerr = pcall(vm.restore, vm, dir)
+    if not rok then error(rerr, level + 1) end
+  end
+  table.insert(P.fixture_log, {name = name, built = built})
+  return vm
+end
+
+-- provium:vm_fixture(name) and provium.vm_fixture(name)
+function provium.vm_fixture(a, b)
+  return vm_from_fixture(a == provium and b or a, 2)
+end
+
+-- Classic (seed 002): provium.fixture(name) -> a booted classic-dialect VM.
+function provium.fixture(name)
+  if name == provium then error("call provium.fixture(name) with a dot", 2) end
+  local vm = vm_from_fixture(name, 2)
+  vm:__set_classic(true)
+  return vm
+end
+
+-- Host files a fixture depends on beyond what vm:push_file records.
+function provium.depends_on_file(a, b)
+  local path = a == provium and b or a
+  if type(path) ~= "string" then error("depends_on_file(path): path must be a string", 2) end
+  P.add_dep(path)
+end
+
 function provium.shutdown_all()
   close_scope(current)
   if current ~= file_scope then close_scope(file_scope) end
@@ -449,6 +521,8 @@ local function run_test(entry)
   local result = {name = entry.name}
   local skip = entry.meta.skip or file_todo
   if not skip and entry.meta.slow and not P.include_slow then skip = "slow test (run with --include-slow)" end
+  -- --filter / --tag / --no-tag / --tag-meta / --no-tag-meta (host/lua/lua_runner.c)
+  if not skip and P.select_reason then skip = P.select_reason(entry.name, entry.meta) end
   if skip then
     result.status, result.message, result.duration = "skipped", type(skip) == "string" and skip or "skipped", 0
     return result
@@ -504,21 +578,46 @@ local function run_test(entry)
 end
 
 -- Called by the host after loading the file's chunk.
+-- In list mode (provium list, selection pre-pass) VMs are inert and no test
+-- runs: the report lists each test and whether the selection keeps it.
 function P.run_file(chunk)
+  local event = P.event or function() end
   local report = {path = P.file_path, tests = {}, passed = true}
   local ok, err = xpcall(chunk, function(e) return user_traceback(tostring(e), 2) end)
+  if P.list_mode then
+    if not ok then report.chunk_error = tostring(err) end
+    for _, entry in ipairs(tests) do
+      local reason = entry.meta.skip or file_todo
+      if not reason and entry.meta.slow and not P.include_slow then reason = "slow test (run with --include-slow)" end
+      if not reason and P.select_reason then reason = P.select_reason(entry.name, entry.meta) end
+      table.insert(report.tests, {name = entry.name, selected = not reason,
+        reason = reason and (type(reason) == "string" and reason or "skipped") or nil})
+    end
+    report.claim = P.claim
+    return report
+  end
   if not ok then
     report.chunk_error = tostring(err)
     report.passed = false
     report.console = console_tails()
   else
+    P.phase = "tests"
     for _, entry in ipairs(tests) do
+      event("test_started", {name = entry.name, meta = entry.meta})
       local r = run_test(entry)
       if r.status == "failed" then report.passed = false end
+      local payload = {name = r.name, meta = entry.meta, duration_ns = math.floor((r.duration or 0) * 1e9)}
+      if r.status == "failed" then
+        payload.reason, payload.console_excerpt = r.message, r.console
+      elseif r.status == "skipped" then
+        payload.reason = r.message
+      end
+      event("test_" .. r.status, payload)
       table.insert(report.tests, r)
     end
   end
   close_scope(file_scope)
+  if #P.fixture_log > 0 then report.fixtures = P.fixture_log end
   return report
 end
 

@@ -12,6 +12,7 @@ typedef struct {
     int fd;
     bool closed;
     char *site; /* where open_file was called, for leak reports */
+    unsigned item;
 } lfile;
 
 static const char *entry_type(unsigned mode)
@@ -164,6 +165,13 @@ static int l_push_file(lua_State *L)
     }
     struct stat st;
     lua_Integer perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
+    /* a fixture that pushes a host file is rebuilt when that file changes */
+    lua_getfield(L, LUA_REGISTRYINDEX, "provium.deps");
+    if (lua_istable(L, -1)) {
+        lua_pushstring(L, full);
+        lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+    }
+    lua_pop(L, 1);
     free(full);
     perm = opt_perm(L, 4, "perm", perm);
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
@@ -234,6 +242,7 @@ static int l_open_file(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     v->open_files++;
+    f->item = pv_item_add(v, "file", f->site);
     pv_track(L);
     return 1;
 }
@@ -359,6 +368,7 @@ static int l_file_close(lua_State *L)
     lvm *v = pv_check_vm(L, -1);
     if (v->open_files > 0)
         v->open_files--;
+    pv_item_remove(v, f->item);
     if (v->vm->state != VM_BOOTED)
         return 0;
     vm_begin(v->vm, PV_MSG_FD_CLOSE);

@@ -10,14 +10,26 @@
 #define VM_MT "provium.VM"
 #define FILE_MT "provium.File"
 #define RESULT_MT "provium.RunResult"
+#define WORKER_MT "provium.Worker"
 #define OP_TIMEOUT_MS 60000
+
+/* An open file or stream, remembered so a snapshot can say what blocks it. */
+typedef struct open_item {
+    unsigned id;
+    const char *kind;
+    char *site;
+    struct open_item *next;
+} open_item;
 
 typedef struct lvm {
     pv_vm *vm;
     vm_boot_opts opts; /* creation-time options */
     int open_files;
     int open_streams;
+    open_item *items;
+    unsigned next_item;
     struct lvm *next; /* all VMs of this process, for last-resort cleanup */
+    uint32_t chan_base; /* 0 for a VM; a Worker's channel (lua_worker.c) */
 } lvm;
 
 lvm *pv_check_vm(lua_State *L, int idx);
@@ -47,6 +59,18 @@ void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs);
 void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbufs);
 void pv_lua_batch_init(lua_State *L, int methods_idx);
 
+unsigned pv_item_add(lvm *v, const char *kind, const char *site);
+void pv_item_remove(lvm *v, unsigned id);
+void pv_lua_snapshot_init(lua_State *L, int methods_idx);
+
+void pv_lua_fixture_init(lua_State *L, int internal_idx);
+void pv_lua_forget_vms(void);
+extern char *pv_fixture_snapshot_target;
+
 void pv_lua_files_init(lua_State *L, int methods_idx);
+/* Workers (lua_worker.c): registers spawn_worker/spawn and the Worker type. */
+void pv_lua_worker_init(lua_State *L, int vm_methods_idx);
+/* NULL while v is a VM or a live worker; else why the worker is gone. */
+const char *pv_worker_gone(lvm *v);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
 #endif

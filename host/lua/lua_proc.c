@@ -28,6 +28,7 @@ typedef struct {
     bool closed;
     char *site;
     const char *kind;
+    unsigned item;
 } lstream;
 
 /* ---- helpers ---- */
@@ -361,6 +362,7 @@ static int push_stream(lua_State *L, int owner_idx, uint32_t chan, int idx, bool
     lua_setiuservalue(L, -2, 2);
     lvm *v = owner_vm(L, lua_gettop(L));
     v->open_streams++;
+    s->item = pv_item_add(v, kind, s->site);
     pv_track(L);
     return 1;
 }
@@ -497,6 +499,7 @@ static int l_stream_close(lua_State *L)
     lvm *v = owner_vm(L, 1);
     if (v->open_streams > 0)
         v->open_streams--;
+    pv_item_remove(v, s->item);
     if (s->owns_chan) {
         if (v->vm->state == VM_BOOTED) {
             vm_begin_on(v->vm, PV_MSG_STREAM_CLOSE, s->chan);

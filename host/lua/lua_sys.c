@@ -307,6 +307,7 @@ static int clock_set(lua_State *L, int64_t ns)
     vm_begin(v->vm, PV_MSG_CLOCK_SET);
     pv_put_i64(&v->vm->out, PV_T_TIME_NS, ns);
     clock_call(L, v);
+    v->vm->time_pinned = true;
     return 0;
 }
 

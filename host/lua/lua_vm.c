@@ -14,8 +14,41 @@
 
 static lvm *all_vms;
 
-lvm *pv_check_vm(lua_State *L, int idx) { return luaL_checkudata(L, idx, VM_MT); }
+/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); the
+ * requests built next go to its channel. */
+lvm *pv_check_vm(lua_State *L, int idx)
+{
+    lvm *v = luaL_testudata(L, idx, WORKER_MT);
+    if (!v)
+        v = luaL_checkudata(L, idx, VM_MT);
+    if (v->vm)
+        v->vm->chan_base = v->chan_base;
+    return v;
+}
 #define check_vm pv_check_vm
+
+unsigned pv_item_add(lvm *v, const char *kind, const char *site)
+{
+    open_item *it = xcalloc(1, sizeof(*it));
+    it->id = ++v->next_item;
+    it->kind = kind;
+    it->site = xstrdup(site);
+    it->next = v->items;
+    v->items = it;
+    return it->id;
+}
+
+void pv_item_remove(lvm *v, unsigned id)
+{
+    for (open_item **p = &v->items; *p; p = &(*p)->next)
+        if ((*p)->id == id) {
+            open_item *it = *p;
+            *p = it->next;
+            free(it->site);
+            free(it);
+            return;
+        }
+}
 
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
 {
@@ -102,7 +135,7 @@ static void free_opts(vm_boot_opts *o)
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "rng_seed", "initial_time", NULL};
+static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "initial_time", NULL};
 
 /* Reads a boot-options table at idx into o (fields present override). */
 static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
@@ -119,7 +152,10 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
                 known |= strcmp(lua_tostring(L, -2), boot_keys[i]) == 0;
         if (!known) {
             lua_pushvalue(L, -2);
-            luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, rng_seed, initial_time)",
+            luaL_error(L, "%s boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time)",
+                       lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "rng_seed") == 0
+                           ? "unsupported (a deterministic guest RNG is not implemented yet)"
+                           : "unknown",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
@@ -131,6 +167,13 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
             luaL_error(L, "cpus must be an integer from 1 to 64");
         o->cpus = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "initial_time") != LUA_TNIL) {
+        double t = luaL_checknumber(L, -1);
+        if (!(t > 0) || t > 1e11)
+            luaL_error(L, "initial_time must be seconds since the epoch (a positive, finite number)");
+        o->initial_time = t;
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
@@ -169,6 +212,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
 void pv_require_booted(lua_State *L, lvm *v, const char *op)
 {
     pv_vm *vm = v->vm;
+    const char *gone = pv_worker_gone(v);
+    if (gone)
+        luaL_error(L, "%s: cannot %s", gone, op);
     if (vm->state == VM_BOOTED)
         return;
     if (vm->state == VM_DEAD)
@@ -196,6 +242,8 @@ static int l_vm_boot(lua_State *L)
         o.cpus = per.cpus;
     if (per.kernel_cmdline)
         o.kernel_cmdline = per.kernel_cmdline;
+    if (per.initial_time > 0)
+        o.initial_time = per.initial_time;
     if (per.nfiles) {
         o.files = per.files;
         o.nfiles = per.nfiles;
@@ -350,8 +398,13 @@ static int l_vm_gc(lua_State *L)
     vm_free(v->vm);
     v->vm = NULL;
     free_opts(&v->opts);
+    while (v->items)
+        pv_item_remove(v, v->items->id);
     return 0;
 }
+
+/* In a forked fixture builder: the parent's VMs are not ours to touch. */
+void pv_lua_forget_vms(void) { all_vms = NULL; }
 
 void pv_lua_kill_all_vms(void)
 {
@@ -672,6 +725,8 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_sys_init(L, -1, idx);
     pv_lua_proc_init(L, -1);
     pv_lua_batch_init(L, -1);
+    pv_lua_worker_init(L, -1);
+    pv_lua_snapshot_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");
@@ -692,4 +747,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
 
     lua_pushcfunction(L, l_new_vm);
     lua_setfield(L, idx, "new_vm");
+    pv_lua_fixture_init(L, idx);
 }

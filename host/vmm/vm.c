@@ -48,6 +48,7 @@ pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_r
     vm->agent_fd = -1;
     vm->qmp.fd = -1;
     vm->next_req = 1;
+    vm->ram_fd = -1;
     pv_buf_init(&vm->out);
     vm->dir = xasprintf("%s/vm-%d-%u", scratch_root, (int)getpid(), counter++);
     /* beside, not inside, the VM directory: it outlives the VM for reports */
@@ -124,6 +125,14 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errle
     if (!initrd)
         return NULL;
     char *cmdline = build_cmdline(vm, opts, strcmp(vm_machine(&vm->profile), "microvm") == 0);
+    vm->mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
+    vm->cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
+    free(vm->ram_path);
+    vm->ram_path = xasprintf("%s.ram", vm->dir);
+    vm->ram_shared = true;
+    vm->ram_fd = open(vm->ram_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (vm->ram_fd >= 0 && ftruncate(vm->ram_fd, vm->mem_bytes) != 0)
+        snprintf(err, errlen, "ftruncate: %s", strerror(errno));
     argv_list a = {0};
     build_argv(vm, opts, initrd, cmdline, &a);
     free(initrd);
@@ -146,17 +155,28 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, "none");
     arg(a, "-no-reboot");
     arg(a, "-machine");
-    arg(a, microvm ? "microvm,acpi=off" : machine);
+    s = xasprintf("%s,memory-backend=pvram", microvm ? "microvm,acpi=off" : machine);
+    arg(a, s);
+    free(s);
+    /* Guest RAM lives in a file: shared while the VM runs (a snapshot then
+     * leaves RAM out of the migration stream and copies the file), private
+     * copy-on-write when restoring (nothing is copied per restore). */
+    arg(a, "-object");
+    s = xasprintf("memory-backend-file,id=pvram,size=%lldM,mem-path=%s,share=%s",
+                  (long long)(vm->mem_bytes / (1024 * 1024)), vm->ram_path, vm->ram_shared ? "on" : "off");
+    arg(a, s);
+    free(s);
     arg(a, "-accel");
     arg(a, kvm ? "kvm" : "tcg");
     arg(a, "-cpu");
     arg(a, kvm ? "host" : "max");
+    (void)o;
     arg(a, "-m");
-    s = xasprintf("%lldM", (long long)((o->memory ? o->memory : p->memory) / (1024 * 1024)));
+    s = xasprintf("%lldM", (long long)(vm->mem_bytes / (1024 * 1024)));
     arg(a, s);
     free(s);
     arg(a, "-smp");
-    s = xasprintf("%d", o->cpus ? o->cpus : p->cpus);
+    s = xasprintf("%d", vm->cpus);
     arg(a, s);
     free(s);
     arg(a, "-kernel");
@@ -490,6 +510,112 @@ static int check_readable(const pv_vm *vm, const char *what, const char *path, c
     return -1;
 }
 
+/* Guest RAM backing for a booting VM: tmpfs when available (no disk I/O for
+ * guest memory), else the scratch directory. The file is unlinked once QEMU
+ * has mapped it; the host keeps a descriptor to copy it for snapshots. */
+static int make_ram_file(pv_vm *vm, int64_t bytes, char *err, size_t errlen)
+{
+    static unsigned n;
+    free(vm->ram_path);
+    if (access("/dev/shm", W_OK) == 0)
+        vm->ram_path = xasprintf("/dev/shm/provium-%d-%u.ram", (int)getpid(), n++);
+    else
+        vm->ram_path = xasprintf("%s.ram", vm->dir);
+    vm->ram_fd = open(vm->ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (vm->ram_fd < 0 || ftruncate(vm->ram_fd, bytes) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot create guest RAM file %s: %s", vm->name, vm->ram_path,
+                 strerror(errno));
+        if (vm->ram_fd >= 0)
+            close(vm->ram_fd);
+        vm->ram_fd = -1;
+        unlink(vm->ram_path);
+        return -1;
+    }
+    vm->ram_shared = true;
+    return 0;
+}
+
+int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+    char why[1024];
+    json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
+    if (!r) {
+        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
+        return -1;
+    }
+    if (ret)
+        *ret = r;
+    else
+        json_decref(r);
+    return 0;
+}
+
+int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen)
+{
+    return vm_qmp(vm, "migrate-set-capabilities",
+                  json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared", "state", on), NULL,
+                  err, errlen);
+}
+
+int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
+              bool incoming, char *err, size_t errlen)
+{
+    if (mkdir_p(vm->dir, 0700) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
+        return -1;
+    }
+    vm->mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
+    vm->cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
+    free(vm->cmdline);
+    vm->cmdline = xstrdup(cmdline);
+    free(vm->initrd_path);
+    vm->initrd_path = xstrdup(initrd);
+    if (ram_file) {
+        free(vm->ram_path);
+        vm->ram_path = xstrdup(ram_file);
+        vm->ram_shared = false;
+        vm->ram_fd = -1;
+    } else if (make_ram_file(vm, vm->mem_bytes, err, errlen) != 0) {
+        return -1;
+    }
+    argv_list a = {0};
+    build_argv(vm, opts, initrd, cmdline, &a);
+    if (incoming) {
+        arg(&a, "-incoming");
+        arg(&a, "defer");
+    }
+    vm->qemu_pid = spawn_qemu(vm, a.v, err, errlen);
+    argv_free(&a);
+    if (vm->qemu_pid < 0)
+        return -1;
+    vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
+    int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
+    int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
+    if (fd < 0 || qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0)
+        return -1;
+    /* QEMU has mapped guest RAM by now: nothing else needs the name */
+    if (vm->ram_shared)
+        unlink(vm->ram_path);
+    json_t *ver = NULL;
+    if (!vm->qemu_version && vm_qmp(vm, "query-version", NULL, &ver, err, errlen) == 0) {
+        json_t *q = json_object_get(json_object_get(ver, "qemu"), "major");
+        json_t *mi = json_object_get(json_object_get(ver, "qemu"), "minor");
+        json_t *mc = json_object_get(json_object_get(ver, "qemu"), "micro");
+        const char *pkg = json_string_value(json_object_get(ver, "package"));
+        vm->qemu_version = xasprintf("%lld.%lld.%lld%s", (long long)json_integer_value(q),
+                                     (long long)json_integer_value(mi), (long long)json_integer_value(mc),
+                                     pkg ? pkg : "");
+        json_decref(ver);
+    }
+    /* a restore from a RAM file must not expect RAM in the stream */
+    if (incoming && ram_file && vm_set_ignore_shared(vm, true, err, errlen) != 0)
+        return -1;
+    vm->agent_fd = connect_when_ready(vm, "agent.sock", qmp_deadline, err, errlen);
+    if (vm->agent_fd < 0)
+        return -1;
+    return 0;
+}
+
 int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
 {
     vm_boot_opts none = {0};
@@ -507,32 +633,19 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
         free(why);
         return -1;
     }
-    if (mkdir_p(vm->dir, 0700) != 0) {
-        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
-        free(initrd);
-        return -1;
-    }
     const char *machine = vm_machine(&vm->profile);
     char *cmdline = build_cmdline(vm, opts, strcmp(machine, "microvm") == 0);
-    argv_list a = {0};
-    build_argv(vm, opts, initrd, cmdline, &a);
+    int rc = vm_launch(vm, opts, initrd, cmdline, NULL, false, err, errlen);
     free(cmdline);
     free(initrd);
-    vm->qemu_pid = spawn_qemu(vm, a.v, err, errlen);
-    argv_free(&a);
-    if (vm->qemu_pid < 0)
-        return -1;
-    vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
-    int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
-    int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
-    if (fd < 0 || qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0)
-        goto fail;
-    vm->agent_fd = connect_when_ready(vm, "agent.sock", qmp_deadline, err, errlen);
-    if (vm->agent_fd < 0)
-        goto fail;
-    if (wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen) != 0)
+    if (rc != 0 || wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen) != 0)
         goto fail;
     vm->state = VM_BOOTED;
+    /* The guest boots with the host's clock (the kvmclock/RTC); a pinned
+     * start time is applied before the first test op. */
+    vm->time_pinned = opts->initial_time > 0;
+    if (vm->time_pinned && vm_set_clock(vm, opts->initial_time, err, errlen) != 0)
+        goto fail;
     vm->boot_seconds = now_s() - t0;
     return 0;
 fail:
@@ -540,6 +653,40 @@ fail:
     vm_kill(vm);
     vm->state = VM_CREATED;
     return -1;
+}
+
+int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen)
+{
+    vm_reply r;
+    vm_begin(vm, PV_MSG_CLOCK_SET);
+    pv_put_i64(&vm->out, PV_T_TIME_NS, (int64_t)(seconds * 1e9));
+    if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0)
+        return -1;
+    vm_reply_free(&r);
+    return 0;
+}
+
+void vm_launch_failed(pv_vm *vm, char *err, size_t errlen)
+{
+    char *qerr = qemu_stderr_tail(vm);
+    if (*qerr) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, "\n  QEMU said: %s", qerr);
+    }
+    free(qerr);
+    append_console(vm, err, errlen);
+    vm_kill(vm);
+}
+
+/* After a restore the agent believes its host never left: ask it to say
+ * hello again, which also proves the channel works. */
+int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
+{
+    vm_begin(vm, PV_MSG_HELLO);
+    pv_put_u64(&vm->out, PV_T_PROTO_VERSION, PV_PROTO_VERSION);
+    if (pv_frame_end(&vm->out) != 0 || send_all(vm, vm->out.buf, vm->out.len, err, errlen) != 0)
+        return -1;
+    return wait_ready(vm, deadline, err, errlen);
 }
 
 /* ---- requests ---- */
@@ -554,14 +701,26 @@ uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan)
     return req;
 }
 
-uint32_t vm_begin(pv_vm *vm, uint16_t type) { return vm_begin_on(vm, type, 0); }
+/* chan_base: 0 for the VM's agent, a worker's channel while a worker's
+ * operation is built (see host/lua/lua_worker.c). */
+uint32_t vm_begin(pv_vm *vm, uint16_t type) { return vm_begin_on(vm, type, vm->chan_base); }
+
+int vm_send(pv_vm *vm, char *err, size_t errlen)
+{
+    if (pv_frame_end(&vm->out) != 0) {
+        snprintf(err, errlen, "VM '%s': request larger than the %u byte protocol limit", vm->name, PV_MAX_PAYLOAD);
+        return -1;
+    }
+    return send_all(vm, vm->out.buf, vm->out.len, err, errlen);
+}
 
 vm_chan *vm_chan_open(pv_vm *vm)
 {
     vm_chan *ch = xcalloc(1, sizeof(*ch));
-    if (++vm->next_chan == 0)
+    /* ids stay below the worker bits; a worker's channels carry its id above */
+    if (++vm->next_chan >= (1u << PV_WORKER_SHIFT))
         vm->next_chan = 1;
-    ch->id = vm->next_chan;
+    ch->id = vm->next_chan | vm->chan_base;
     for (int i = 0; i < VM_STREAMS; i++)
         sb_init(&ch->log[i]);
     ch->next = vm->chans;
@@ -600,12 +759,15 @@ static void chans_end(pv_vm *vm)
             ch->eof[i] = true;
 }
 
-/* Delivers a frame the agent pushed on a channel (req 0). */
+/* Delivers a frame the agent pushed on a channel (req 0), or the reply to a
+ * request sent with vm_send and awaited on its channel (ch->await_req). */
 static void route_push(pv_vm *vm, const pv_hdr *hdr)
 {
     vm_chan *ch = vm_chan_find(vm, hdr->chan);
     if (!ch)
         return; /* closed on our side; late data is dropped */
+    if (hdr->req != 0 && hdr->req != ch->await_req)
+        return; /* a late reply to a request that timed out */
     pv_msg m;
     char why[256];
     if (pv_msg_decode(hdr, vm->in + PV_HDR_SIZE, &m, why, sizeof(why)) != 0)
@@ -617,7 +779,7 @@ static void route_push(pv_vm *vm, const pv_hdr *hdr)
         sb_add(&ch->log[idx], d->data, d->len);
     } else if (hdr->type == PV_MSG_STREAM_EOF) {
         ch->eof[idx] = true;
-    } else if (hdr->type == PV_MSG_EXEC_RESULT && !ch->done) {
+    } else if ((hdr->type == PV_MSG_EXEC_RESULT || hdr->type == PV_MSG_WORKER_EXIT || hdr->req != 0) && !ch->done) {
         ch->done = true;
         ch->eof[0] = ch->eof[1] = true;
         ch->result.payload = xmalloc(hdr->len ? hdr->len : 1);
@@ -647,7 +809,7 @@ int vm_pump(pv_vm *vm, int64_t deadline_ms, char *err, size_t errlen)
     }
     if (r == 0)
         return 0;
-    if (hdr.chan != 0 && hdr.req == 0)
+    if (hdr.chan != 0)
         route_push(vm, &hdr);
     drop_frame(vm, &hdr);
     return 1;
@@ -694,7 +856,7 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         if (r < 0)
             goto dead;
         if (hdr.req != req || hdr.chan != chan) {
-            if (hdr.chan != 0 && hdr.req == 0)
+            if (hdr.chan != 0)
                 route_push(vm, &hdr);
             drop_frame(vm, &hdr); /* pushed data, or a late reply to a request that timed out */
             continue;
@@ -868,6 +1030,7 @@ int vm_shutdown(pv_vm *vm, char *err, size_t errlen)
             json_decref(r);
         }
         vm_reply reply;
+        vm->chan_base = 0;
         vm_begin(vm, PV_MSG_SHUTDOWN);
         pv_put_u64(&vm->out, PV_T_POWEROFF, 1);
         if (vm_call(vm, &reply, SHUTDOWN_TIMEOUT_MS, NULL, err, errlen) == 0) {
@@ -895,6 +1058,11 @@ int vm_shutdown(pv_vm *vm, char *err, size_t errlen)
 void vm_kill(pv_vm *vm)
 {
     chans_end(vm);
+    if (vm->ram_fd >= 0) {
+        close(vm->ram_fd);
+        vm->ram_fd = -1;
+        unlink(vm->ram_path); /* normally unlinked already */
+    }
     if (vm->qemu_pid > 0) {
         kill(vm->qemu_pid, SIGKILL);
         waitpid(vm->qemu_pid, NULL, 0);
@@ -926,6 +1094,10 @@ void vm_free(pv_vm *vm)
     pv_buf_free(&vm->out);
     free(vm->agent_version);
     free(vm->dead_reason);
+    free(vm->cmdline);
+    free(vm->initrd_path);
+    free(vm->qemu_version);
+    free(vm->ram_path);
     while (vm->chans)
         vm_chan_free(vm, vm->chans->id);
     free(vm);

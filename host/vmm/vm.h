@@ -27,6 +27,7 @@ typedef struct {
     char *kernel_cmdline; /* replaces the profile's base command line */
     pv_inject_file *files;
     size_t nfiles;
+    double initial_time; /* seconds since the epoch; 0 = the host's time */
 } vm_boot_opts;
 
 /* A logical channel: an async process or a stream. Frames the agent pushes
@@ -36,7 +37,8 @@ typedef struct vm_chan {
     uint32_t id;
     strbuf log[VM_STREAMS];
     bool eof[VM_STREAMS];
-    bool done; /* the process's EXEC_RESULT arrived */
+    bool done; /* the process's EXEC_RESULT arrived (or the awaited reply) */
+    uint32_t await_req; /* a request sent with vm_send whose reply lands here */
     vm_reply result;
     struct vm_chan *next;
 } vm_chan;
@@ -61,6 +63,17 @@ typedef struct {
     bool classic; /* created by the classic dialect: classic result shapes */
     vm_chan *chans;
     uint32_t next_chan;
+    uint32_t chan_base; /* channel of vm_begin and high bits of vm_chan_open ids: 0, or a worker's */
+    /* what the running QEMU was started with; snapshots record it */
+    int64_t mem_bytes;
+    int cpus;
+    char *cmdline;
+    char *initrd_path;
+    char *qemu_version;
+    char *ram_path;  /* file behind guest RAM */
+    int ram_fd;      /* host's handle on it when shared (copied at snapshot) */
+    bool ram_shared; /* share=on: the migration stream leaves RAM out */
+    bool time_pinned; /* the test set the clock: restores keep the snapshot's */
 } pv_vm;
 
 
@@ -76,6 +89,9 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
 void vm_reply_free(vm_reply *r);
 /* Like vm_begin, on channel chan (the reply comes back on that channel). */
 uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan);
+/* Sends vm->out without waiting; the reply is routed to the vm_chan of its
+ * channel when that channel's await_req names it. */
+int vm_send(pv_vm *vm, char *err, size_t errlen);
 vm_chan *vm_chan_open(pv_vm *vm);
 vm_chan *vm_chan_find(pv_vm *vm, uint32_t id);
 void vm_chan_free(pv_vm *vm, uint32_t id);
@@ -83,6 +99,25 @@ void vm_chan_free(pv_vm *vm, uint32_t id);
  * is gone (err set, state dead). deadline_ms < 0 waits without limit. */
 int vm_pump(pv_vm *vm, int64_t deadline_ms, char *err, size_t errlen);
 int vm_shutdown(pv_vm *vm, char *err, size_t errlen);
+/* Snapshot into directory dir (created): device state, RAM, meta.json.
+ * The VM keeps running. */
+int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen);
+/* Boots vm from a snapshot directory; fails clearly when the snapshot was
+ * taken with another kernel, initrd, QEMU or memory size. */
+int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen);
+/* Internal to host/vmm: launch QEMU, optionally as a migration target. */
+int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
+              bool incoming, char *err, size_t errlen);
+int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen);
+int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen);
+/* Sets the guest wall clock (seconds since the epoch). */
+int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen);
+/* Adds the console tail to err and kills QEMU. */
+void vm_launch_failed(pv_vm *vm, char *err, size_t errlen);
+int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
+/* Content identity of a host file (sha256, cached by path/size/mtime). */
+const char *vm_file_identity(const char *path);
+
 int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen);
 int vm_pause(pv_vm *vm, char *err, size_t errlen);
 int vm_resume(pv_vm *vm, char *err, size_t errlen);

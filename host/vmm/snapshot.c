@@ -1,0 +1,301 @@
+/* Snapshots: QEMU's migration stream for device state, plus guest RAM as a
+ * plain file. A running VM's RAM is a shared file mapping, so the stream
+ * leaves it out (x-ignore-shared) and the snapshot copies the file, sparsely;
+ * a restore maps that file privately (copy-on-write), so nothing is copied
+ * per restore and one snapshot serves any number of VMs at once.
+ *
+ * Layout of a snapshot directory: state (migration stream), ram (guest RAM,
+ * absent when RAM is inside the stream), meta.json (what it needs to be
+ * restored: kernel, initrd, QEMU version, memory, cpus, command line). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/util.h"
+#include "vm.h"
+
+#define MIGRATE_TIMEOUT_MS 60000
+
+const char *vm_file_identity(const char *path)
+{
+    /* hashing a kernel costs tens of milliseconds: remember the answer for
+     * as long as the file's size and mtime stay the same */
+    static struct {
+        char *path;
+        off_t size;
+        struct timespec mtime;
+        char hex[65];
+    } cache[16];
+    static int next;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return "missing";
+    for (int i = 0; i < 16; i++)
+        if (cache[i].path && strcmp(cache[i].path, path) == 0 && cache[i].size == st.st_size &&
+            cache[i].mtime.tv_sec == st.st_mtim.tv_sec && cache[i].mtime.tv_nsec == st.st_mtim.tv_nsec)
+            return cache[i].hex;
+    size_t len;
+    char *data = read_whole_file(path, &len);
+    if (!data)
+        return "unreadable";
+    int slot = next++ % 16;
+    free(cache[slot].path);
+    cache[slot].path = xstrdup(path);
+    cache[slot].size = st.st_size;
+    cache[slot].mtime = st.st_mtim;
+    sha256_hex(data, len, cache[slot].hex);
+    free(data);
+    return cache[slot].hex;
+}
+
+/* Copies only the allocated parts of src: guest RAM is mostly holes. */
+static int copy_sparse(int src, const char *dst_path, off_t size)
+{
+    int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (dst < 0)
+        return -1;
+    if (ftruncate(dst, size) != 0) {
+        close(dst);
+        return -1;
+    }
+    off_t pos = 0;
+    while (pos < size) {
+        off_t data = lseek(src, pos, SEEK_DATA);
+        if (data < 0)
+            break; /* ENXIO: only holes remain */
+        off_t hole = lseek(src, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = size;
+        /* pread/pwrite: copy_file_range cannot cross from tmpfs to disk */
+        static char buf[1 << 20];
+        for (off_t off = data; off < hole;) {
+            size_t want = (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off) : sizeof(buf);
+            ssize_t n = pread(src, buf, want, off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0 || pwrite(dst, buf, (size_t)n, off) != n) {
+                close(dst);
+                return -1;
+            }
+            off += n;
+        }
+        pos = hole;
+    }
+    return close(dst);
+}
+
+/* Polls query-migrate until the migration ends. */
+static int wait_migration(pv_vm *vm, char *err, size_t errlen)
+{
+    int64_t deadline = now_ms() + MIGRATE_TIMEOUT_MS;
+    int delay = 1;
+    for (;;) {
+        json_t *r = NULL;
+        if (vm_qmp(vm, "query-migrate", NULL, &r, err, errlen) != 0)
+            return -1;
+        const char *st = json_string_value(json_object_get(r, "status"));
+        char status[64];
+        snprintf(status, sizeof(status), "%s", st ? st : "none");
+        const char *why = json_string_value(json_object_get(r, "error-desc"));
+        char desc[512];
+        snprintf(desc, sizeof(desc), "%s", why ? why : "");
+        json_decref(r);
+        if (strcmp(status, "completed") == 0)
+            return 0;
+        if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+            snprintf(err, errlen, "VM '%s': migration %s%s%s", vm->name, status, *desc ? ": " : "", desc);
+            return -1;
+        }
+        if (now_ms() > deadline) {
+            snprintf(err, errlen, "VM '%s': migration did not finish within %d s", vm->name,
+                     MIGRATE_TIMEOUT_MS / 1000);
+            return -1;
+        }
+        sleep_ms(delay);
+        if (delay < 10)
+            delay++;
+    }
+}
+
+static char *shell_quote(const char *s)
+{
+    strbuf b;
+    sb_init(&b);
+    sb_adds(&b, "'");
+    for (; *s; s++) {
+        if (*s == '\'')
+            sb_adds(&b, "'\\''");
+        else
+            sb_add(&b, s, 1);
+    }
+    sb_adds(&b, "'");
+    return sb_take(&b);
+}
+
+int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    if (mkdir_p(dir, 0700) != 0) {
+        snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char *state = xasprintf("%s/state", dir), *ram = xasprintf("%s/ram", dir), *meta = xasprintf("%s/meta.json", dir);
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat > %s", q);
+    free(q);
+    int rc = -1;
+    bool stopped = false;
+    unlink(ram);
+    /* shared RAM stays out of the stream (it is copied as a file); private
+     * RAM (a VM that was itself restored) goes into the stream */
+    if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
+        goto out;
+    if (vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
+        goto out;
+    stopped = true;
+    if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
+        wait_migration(vm, err, errlen) != 0)
+        goto out;
+    if (vm->ram_shared && vm->ram_fd >= 0 && copy_sparse(vm->ram_fd, ram, vm->mem_bytes) != 0) {
+        snprintf(err, errlen, "snapshot: cannot copy guest RAM to %s: %s", ram, strerror(errno));
+        goto out;
+    }
+    json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:i,s:s,s:b}", "format", 1, "profile",
+                          vm->profile.name, "kernel", vm->profile.kernel, "kernel_id",
+                          vm_file_identity(vm->profile.kernel), "initrd", vm->initrd_path, "initrd_id",
+                          vm_file_identity(vm->initrd_path), "qemu", vm->qemu_version ? vm->qemu_version : "?",
+                          "memory", (json_int_t)vm->mem_bytes, "cpus", vm->cpus, "cmdline", vm->cmdline, "ram_file",
+                          vm->ram_shared);
+    json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
+    rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
+    json_decref(m);
+    if (rc != 0)
+        snprintf(err, errlen, "snapshot: cannot write %s", meta);
+out:
+    /* the source VM goes on running either way */
+    if (stopped) {
+        char cerr[512];
+        if (vm_qmp(vm, "cont", NULL, NULL, cerr, sizeof(cerr)) != 0 && rc == 0) {
+            snprintf(err, errlen, "%s", cerr);
+            rc = -1;
+        }
+    }
+    free(state);
+    free(ram);
+    free(meta);
+    free(uri);
+    return rc;
+}
+
+static const char *meta_str(json_t *m, const char *k)
+{
+    const char *s = json_string_value(json_object_get(m, k));
+    return s ? s : "";
+}
+
+int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    double t0 = now_s();
+    char *meta_path = xasprintf("%s/meta.json", dir), *state = xasprintf("%s/state", dir),
+         *ram = xasprintf("%s/ram", dir);
+    json_error_t je;
+    json_t *m = json_load_file(meta_path, 0, &je);
+    int rc = -1;
+    if (!m || !file_exists(state)) {
+        snprintf(err, errlen, "restore: %s is not a snapshot (%s)", dir,
+                 !m ? (file_exists(meta_path) ? "meta.json is unreadable" : "no meta.json") : "no state file");
+        goto out;
+    }
+    /* A snapshot only makes sense with the very kernel, initrd and QEMU it
+     * was taken with: refuse anything else instead of booting garbage. */
+    const char *kid = vm_file_identity(vm->profile.kernel);
+    if (strcmp(meta_str(m, "kernel_id"), kid) != 0) {
+        snprintf(err, errlen,
+                 "restore: snapshot %s was taken with kernel %s (sha256 %.12s), but VM '%s' uses profile '%s' "
+                 "with kernel %s (sha256 %.12s)",
+                 dir, meta_str(m, "kernel"), meta_str(m, "kernel_id"), vm->name, vm->profile.name,
+                 vm->profile.kernel, kid);
+        goto out;
+    }
+    const char *initrd = meta_str(m, "initrd");
+    if (strcmp(meta_str(m, "initrd_id"), vm_file_identity(initrd)) != 0) {
+        snprintf(err, errlen, "restore: the initramfs snapshot %s was taken with (%s) is gone or changed", dir,
+                 initrd);
+        goto out;
+    }
+    if (strcmp(vm_machine(&vm->profile), meta_str(m, "machine")) != 0) {
+        snprintf(err, errlen, "restore: snapshot %s is of a %s machine, VM '%s' is %s", dir, meta_str(m, "machine"),
+                 vm->name, vm_machine(&vm->profile));
+        goto out;
+    }
+    bool has_ram = json_is_true(json_object_get(m, "ram_file"));
+    if (has_ram && !file_exists(ram)) {
+        snprintf(err, errlen, "restore: snapshot %s lacks its RAM file", dir);
+        goto out;
+    }
+    vm_boot_opts o = {0};
+    o.memory = json_integer_value(json_object_get(m, "memory"));
+    o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
+    if (vm_launch(vm, &o, initrd, meta_str(m, "cmdline"), has_ram ? ram : NULL, true, err, errlen) != 0)
+        goto fail;
+    const char *want_qemu = meta_str(m, "qemu");
+    if (vm->qemu_version && strcmp(want_qemu, vm->qemu_version) != 0) {
+        snprintf(err, errlen, "restore: snapshot %s was taken with QEMU %s, this is QEMU %s", dir, want_qemu,
+                 vm->qemu_version);
+        goto fail;
+    }
+    char *q = xasprintf("exec:cat '%s'", state);
+    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", q), NULL, err, errlen);
+    free(q);
+    if (r != 0)
+        goto fail;
+    /* wait until the incoming migration is applied and the guest runs */
+    int64_t deadline = now_ms() + MIGRATE_TIMEOUT_MS;
+    for (;;) {
+        json_t *st = NULL;
+        if (vm_qmp(vm, "query-status", NULL, &st, err, errlen) != 0)
+            goto fail;
+        char status[64];
+        snprintf(status, sizeof(status), "%s", meta_str(st, "status"));
+        json_decref(st);
+        if (strcmp(status, "running") == 0)
+            break;
+        if (strcmp(status, "inmigrate") != 0 && strcmp(status, "prelaunch") != 0 &&
+            strcmp(status, "finish-migrate") != 0 && strcmp(status, "paused") != 0) {
+            snprintf(err, errlen, "restore: the VM ended in state '%s' while loading %s (corrupt snapshot?)", status,
+                     state);
+            goto fail;
+        }
+        if (strcmp(status, "paused") == 0 && vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
+            goto fail;
+        if (now_ms() > deadline) {
+            snprintf(err, errlen, "restore: loading %s did not finish within %d s", state, MIGRATE_TIMEOUT_MS / 1000);
+            goto fail;
+        }
+        sleep_ms(2);
+    }
+    if (vm_hello(vm, now_ms() + 30000, err, errlen) != 0)
+        goto fail;
+    vm->state = VM_BOOTED;
+    /* the guest clock stood still inside the snapshot */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (!vm->time_pinned && vm_set_clock(vm, (double)now.tv_sec + now.tv_nsec / 1e9, err, errlen) != 0)
+        goto fail;
+    vm->boot_seconds = now_s() - t0;
+    rc = 0;
+    goto out;
+fail:
+    vm_launch_failed(vm, err, errlen);
+    vm->state = VM_CREATED;
+out:
+    json_decref(m);
+    free(meta_path);
+    free(state);
+    free(ram);
+    return rc;
+}
