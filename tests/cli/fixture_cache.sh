@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# End-to-end checks of the fixture cache through the CLI: a second run builds
+# nothing, editing a fixture or its helper rebuilds, parallel files build a
+# cold fixture once, a corrupt entry is rebuilt with a warning, and the
+# `provium fixture` subcommand. Runs in a private project and cache.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PROVIUM=$ROOT/build/provium
+T=$(mktemp -d /tmp/pvfix.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export PROVIUM_CACHE_DIR=$T/cache
+NPASS=0 NFAIL=0
+
+ok() { echo "ok - $1"; NPASS=$((NPASS + 1)); }
+notok() { echo "not ok - $1"; shift; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done; NFAIL=$((NFAIL + 1)); }
+
+P=$T/proj
+mkdir -p "$P"
+cat >"$P/provium.toml" <<TOML
+[provium]
+roots = ["."]
+[profiles.default]
+kernel = "$ROOT/build/image/vmlinux"
+initrd = "$ROOT/build/image/initrd.cpio"
+TOML
+cat >"$P/helper.lua" <<'LUA'
+return {value = "v1"}
+LUA
+cat >"$P/base.fixture.lua" <<'LUA'
+local h = require("helper")
+local vm = provium:vm("b", "default"):boot()
+vm:write_file("/etc/base", h.value)
+return vm:snapshot()
+LUA
+cat >"$P/use.test.lua" <<'LUA'
+test("sees the fixture", function(t)
+  local vm = provium:vm_fixture("base")
+  t:assert(#vm:read_file("/etc/base") > 0)
+end)
+LUA
+
+# run ARGS...: provium in the project; sets OUT, RC
+run() { OUT=$(cd "$P" && timeout -k 5 300 "$PROVIUM" "$@" 2>&1); RC=$?; }
+built() { grep -o '"name":"base","built":[a-z]*\|"built":[a-z]*,"name":"base"' <<<"$OUT" | grep -o 'true\|false' | head -1; }
+
+run --json use.test.lua
+[ "$RC" = 0 ] && [ "$(built)" = true ] && ok "first run builds the fixture" || notok "first run builds the fixture" "$OUT"
+run --json use.test.lua
+[ "$RC" = 0 ] && [ "$(built)" = false ] && ok "second run builds nothing" || notok "second run builds nothing" "$OUT"
+echo 'return {value = "v2"}' >"$P/helper.lua"
+run --json use.test.lua
+[ "$RC" = 0 ] && [ "$(built)" = true ] && ok "editing a required helper rebuilds" || notok "editing a required helper rebuilds" "$OUT"
+echo '-- a comment changes the source' >>"$P/base.fixture.lua"
+run --json use.test.lua
+[ "$RC" = 0 ] && [ "$(built)" = true ] && ok "editing the fixture rebuilds" || notok "editing the fixture rebuilds" "$OUT"
+run --json use.test.lua
+[ "$(built)" = false ] && ok "... and then it is cached again" || notok "... and then it is cached again" "$OUT"
+
+# corrupt the cached entry: the test still passes, with a warning, after a rebuild
+entry=$(ls -d "$PROVIUM_CACHE_DIR"/fixtures/*/ | head -1)
+: >"$entry/state"
+run --json use.test.lua
+if [ "$RC" = 0 ] && grep -q "cached snapshot unusable" <<<"$OUT" && grep -q "fixture 'base'" <<<"$OUT"; then
+    ok "a corrupt cache entry is rebuilt with a warning naming the fixture"
+else
+    notok "a corrupt cache entry is rebuilt with a warning naming the fixture" "$OUT"
+fi
+
+# three files at once need a cold fixture: one builds, the others wait and restore
+cat >"$P/cold.fixture.lua" <<'LUA'
+local vm = provium:vm("c", "default"):boot()
+vm:write_file("/etc/cold", "1")
+return vm:snapshot()
+LUA
+for i in 1 2 3; do
+    cat >"$P/cold$i.test.lua" <<'LUA'
+test("cold", function(t) t:assert_eq(provium:vm_fixture("cold"):read_file("/etc/cold"), "1") end)
+LUA
+done
+run --json -j 3 cold1.test.lua cold2.test.lua cold3.test.lua
+nbuilt=$(grep -o '"built":true' <<<"$OUT" | wc -l)
+if [ "$RC" = 0 ] && [ "$nbuilt" = 1 ]; then
+    ok "three parallel files needing the same cold fixture build it once"
+else
+    notok "three parallel files needing the same cold fixture build it once" "built $nbuilt times" "$OUT"
+fi
+
+# the subcommand
+run fixture list
+if [ "$RC" = 0 ] && grep -q '^base .*cached' <<<"$OUT" && grep -q '^cold .*cached' <<<"$OUT"; then
+    ok "provium fixture list shows cached fixtures"
+else
+    notok "provium fixture list shows cached fixtures" "$OUT"
+fi
+echo '-- edited' >>"$P/cold.fixture.lua"
+run fixture stale
+if [ "$RC" = 0 ] && grep -q '^cold .*stale' <<<"$OUT" && ! grep -q '^base' <<<"$OUT"; then
+    ok "provium fixture stale lists exactly the edited fixture"
+else
+    notok "provium fixture stale lists exactly the edited fixture" "$OUT"
+fi
+run fixture build cold
+[ "$RC" = 0 ] && grep -q '^built cold' <<<"$OUT" && ok "provium fixture build builds a stale fixture" ||
+    notok "provium fixture build builds a stale fixture" "$OUT"
+run fixture build cold
+[ "$RC" = 0 ] && grep -q '^up to date cold' <<<"$OUT" && ok "... and leaves a fresh one alone" ||
+    notok "... and leaves a fresh one alone" "$OUT"
+run fixture rebuild cold
+[ "$RC" = 0 ] && grep -q '^built cold' <<<"$OUT" && ok "provium fixture rebuild always builds" ||
+    notok "provium fixture rebuild always builds" "$OUT"
+run fixture build nosuch
+[ "$RC" = 1 ] && grep -q "no fixture 'nosuch'" <<<"$OUT" && ok "building an unknown fixture names it" ||
+    notok "building an unknown fixture names it" "$OUT"
+run fixture clean
+[ "$RC" = 0 ] && [ ! -d "$PROVIUM_CACHE_DIR/fixtures" ] && ok "provium fixture clean empties the cache" ||
+    notok "provium fixture clean empties the cache" "$OUT"
+
+# a fixture that fails to build fails the test with the builder's error
+cat >"$P/broken.fixture.lua" <<'LUA'
+error("deliberately broken fixture")
+LUA
+cat >"$P/broken.test.lua" <<'LUA'
+test("uses broken", function(t) provium:vm_fixture("broken") end)
+LUA
+run broken.test.lua
+[ "$RC" = 1 ] && grep -q "fixture 'broken' failed to build" <<<"$OUT" && grep -q "deliberately broken" <<<"$OUT" &&
+    ok "a fixture that fails to build reports the builder's error" ||
+    notok "a fixture that fails to build reports the builder's error" "$OUT"
+
+echo "# $((NPASS + NFAIL)) checks: $NPASS passed, $NFAIL failed"
+[ "$NFAIL" = 0 ]
