@@ -22,6 +22,8 @@
         return -1;                                                                                  \
     } while (0)
 
+static void free_strv(char **v, size_t n);
+
 static int want_string(pv_config *c, const toml_value *v, const char *what, char **out, char *err, size_t errlen)
 {
     if (toml_type_of(v) != TOML_STRING)
@@ -118,8 +120,10 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             p->cpus = (int)toml_int(v);
             rc = 0;
         } else if (strcmp(k, "boot_timeout") == 0) {
-            if (toml_type_of(v) == TOML_INT && toml_int(v) > 0)
+            if (toml_type_of(v) == TOML_INT && toml_int(v) > 0 && toml_int(v) <= 86400)
                 p->boot_timeout_ms = toml_int(v) * 1000;
+            else if (toml_type_of(v) == TOML_INT)
+                ERR(v, "boot_timeout must be between 1 and 86400 seconds");
             else if (toml_type_of(v) != TOML_STRING || (p->boot_timeout_ms = parse_duration_ms(toml_string(v))) <= 0)
                 ERR(v, "boot_timeout must be seconds or a duration like \"90s\"");
             rc = 0;
@@ -148,10 +152,12 @@ static int parse_provium_section(pv_config *c, const toml_value *t, char *err, s
         const toml_value *v = toml_table_value(t, i);
         int rc;
         if (strcmp(k, "roots") == 0) {
-            char **rel;
-            size_t n;
+            char **rel = NULL;
+            size_t n = 0;
             rc = want_string_array(c, v, "roots", &rel, &n, err, errlen);
-            if (!rc) {
+            if (rc)
+                free_strv(rel, n);
+            else {
                 c->roots = xcalloc(n + 1, sizeof(char *));
                 c->nroots = n;
                 for (size_t r = 0; r < n; r++) {

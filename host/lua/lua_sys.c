@@ -247,7 +247,7 @@ static int l_ioctl(lua_State *L)
     pv_push_syscall_result(L, &r, data ? 1 : 0);
     if (data) {
         const pv_field *f = pv_msg_get(&r.msg, PV_T_BUF);
-        lua_pushlstring(L, (const char *)f->data, f->len);
+        lua_pushlstring(L, f ? (const char *)f->data : "", f ? f->len : 0);
         lua_setfield(L, -2, "out_data");
     }
     vm_reply_free(&r);

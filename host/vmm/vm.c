@@ -693,6 +693,8 @@ int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
 
 uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan)
 {
+    if (chan == 0) /* the request channel of the current target: the VM's, or a worker's */
+        chan = vm->chan_base;
     uint32_t req = vm->next_req++;
     if (vm->next_req == 0)
         vm->next_req = 1;
@@ -828,11 +830,13 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
     if (guest_errno)
         *guest_errno = 0;
     uint32_t req = 0, chan = 0;
+    uint16_t req_type = 0;
     if (vm->out.len >= PV_HDR_SIZE) {
         pv_hdr h;
         pv_hdr_decode(vm->out.buf, &h);
         req = h.req;
         chan = h.chan;
+        req_type = h.type;
     }
     if (pv_frame_end(&vm->out) != 0) {
         snprintf(err, errlen, "VM '%s': request larger than the %u byte protocol limit", vm->name, PV_MAX_PAYLOAD);
@@ -867,6 +871,12 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         char why[256];
         if (pv_msg_decode(&hdr, reply->payload, &reply->msg, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "VM '%s': malformed reply from the agent: %s", vm->name, why);
+            vm_reply_free(reply);
+            return -1;
+        }
+        if (!pv_reply_matches(req_type, hdr.type)) {
+            snprintf(err, errlen, "VM '%s': the agent answered %s with %s", vm->name, pv_msg_name(req_type),
+                     pv_msg_name(hdr.type));
             vm_reply_free(reply);
             return -1;
         }
