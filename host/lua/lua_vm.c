@@ -135,7 +135,8 @@ static void free_opts(vm_boot_opts *o)
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "initial_time", NULL};
+static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "initial_time", "rng_seed",
+                                        NULL};
 
 /* Reads a boot-options table at idx into o (fields present override). */
 static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
@@ -152,10 +153,7 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
                 known |= strcmp(lua_tostring(L, -2), boot_keys[i]) == 0;
         if (!known) {
             lua_pushvalue(L, -2);
-            luaL_error(L, "%s boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time)",
-                       lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "rng_seed") == 0
-                           ? "unsupported (a deterministic guest RNG is not implemented yet)"
-                           : "unknown",
+            luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed)",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
@@ -167,6 +165,13 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
             luaL_error(L, "cpus must be an integer from 1 to 64");
         o->cpus = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "rng_seed") != LUA_TNIL) {
+        if (!lua_isinteger(L, -1))
+            luaL_error(L, "rng_seed must be an integer");
+        o->rng_seed = (uint64_t)lua_tointeger(L, -1);
+        o->has_rng_seed = true;
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "initial_time") != LUA_TNIL) {
@@ -244,6 +249,10 @@ static int l_vm_boot(lua_State *L)
         o.kernel_cmdline = per.kernel_cmdline;
     if (per.initial_time > 0)
         o.initial_time = per.initial_time;
+    if (per.has_rng_seed) {
+        o.has_rng_seed = true;
+        o.rng_seed = per.rng_seed;
+    }
     if (per.nfiles) {
         o.files = per.files;
         o.nfiles = per.nfiles;

@@ -171,6 +171,8 @@ int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen)
                           "memory", (json_int_t)vm->mem_bytes, "cpus", vm->cpus, "cmdline", vm->cmdline, "ram_file",
                           vm->ram_shared);
     json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
+    if (vm->has_rng_seed)
+        json_object_set_new(m, "rng_seed", json_integer((json_int_t)vm->rng_seed));
     rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
     json_decref(m);
     if (rc != 0)
@@ -240,6 +242,10 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     vm_boot_opts o = {0};
     o.memory = json_integer_value(json_object_get(m, "memory"));
     o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
+    if (json_is_integer(json_object_get(m, "rng_seed"))) {
+        o.has_rng_seed = true; /* the device is part of the saved machine */
+        o.rng_seed = (uint64_t)json_integer_value(json_object_get(m, "rng_seed"));
+    }
     if (vm_launch(vm, &o, initrd, meta_str(m, "cmdline"), has_ram ? ram : NULL, true, err, errlen) != 0)
         goto fail;
     const char *want_qemu = meta_str(m, "qemu");
@@ -286,6 +292,21 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     clock_gettime(CLOCK_REALTIME, &now);
     if (!vm->time_pinned && vm_set_clock(vm, (double)now.tv_sec + now.tv_nsec / 1e9, err, errlen) != 0)
         goto fail;
+    /* every restore of one snapshot would otherwise produce the same
+     * "random" numbers: stir fresh host entropy in, unless the test pinned
+     * the RNG with rng_seed */
+    if (!vm->has_rng_seed) {
+        unsigned char noise[64];
+        if (getentropy(noise, sizeof(noise)) == 0) {
+            vm_reply r;
+            vm_begin(vm, PV_MSG_WRITE_FILE);
+            pv_put_str(&vm->out, PV_T_PATH, "/dev/urandom");
+            pv_put_bytes(&vm->out, PV_T_DATA, noise, sizeof(noise));
+            if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0)
+                goto fail;
+            vm_reply_free(&r);
+        }
+    }
     vm->boot_seconds = now_s() - t0;
     rc = 0;
     goto out;

@@ -116,6 +116,23 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
                        argv_list *a);
 
+/* splitmix64: a small, well-known generator; quality is not the point,
+ * reproducibility from the seed is. */
+static void write_seeded_stream(const char *path, uint64_t seed, size_t len)
+{
+    uint8_t *buf = xmalloc(len);
+    uint64_t x = seed;
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        memcpy(buf + i, &z, 8);
+    }
+    write_whole_file(path, buf, len, 0600);
+    free(buf);
+}
+
 char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
 {
     vm_boot_opts none = {0};
@@ -205,6 +222,19 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     s = xasprintf("unix:%s/qmp.sock,server=on,wait=off", vm->dir);
     arg(a, s);
     free(s);
+    if (o->has_rng_seed) {
+        /* virtio-rng reads a file of bytes generated from the seed, so the
+         * guest's hardware RNG (/dev/hwrng) yields the same stream each run */
+        char *path = xasprintf("%s/rng-%016llx", vm->dir, (unsigned long long)o->rng_seed);
+        write_seeded_stream(path, o->rng_seed, 4u << 20);
+        arg(a, "-object");
+        s = xasprintf("rng-random,id=pvrng,filename=%s", path);
+        arg(a, s);
+        free(s);
+        free(path);
+        arg(a, "-device");
+        arg(a, microvm ? "virtio-rng-device,rng=pvrng" : "virtio-rng-pci,rng=pvrng");
+    }
     if (p->rootfs) {
         arg(a, "-drive");
         s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
@@ -566,6 +596,8 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     }
     vm->mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
     vm->cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
+    vm->has_rng_seed = opts->has_rng_seed;
+    vm->rng_seed = opts->rng_seed;
     free(vm->cmdline);
     vm->cmdline = xstrdup(cmdline);
     free(vm->initrd_path);

@@ -28,6 +28,8 @@ typedef struct {
     pv_inject_file *files;
     size_t nfiles;
     double initial_time; /* seconds since the epoch; 0 = the host's time */
+    bool has_rng_seed;
+    uint64_t rng_seed; /* feeds a virtio-rng device with a reproducible stream */
 } vm_boot_opts;
 
 /* A logical channel: an async process or a stream. Frames the agent pushes
@@ -74,6 +76,8 @@ typedef struct {
     int ram_fd;      /* host's handle on it when shared (copied at snapshot) */
     bool ram_shared; /* share=on: the migration stream leaves RAM out */
     bool time_pinned; /* the test set the clock: restores keep the snapshot's */
+    bool has_rng_seed; /* booted with a seeded virtio-rng (part of the machine) */
+    uint64_t rng_seed;
 } pv_vm;
 
 

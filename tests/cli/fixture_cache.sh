@@ -57,7 +57,7 @@ run --json use.test.lua
 [ "$(built)" = false ] && ok "... and then it is cached again" || notok "... and then it is cached again" "$OUT"
 
 # corrupt the cached entry: the test still passes, with a warning, after a rebuild
-entry=$(ls -d "$PROVIUM_CACHE_DIR"/fixtures/*/ | head -1)
+entry=$(ls -dt "$PROVIUM_CACHE_DIR"/fixtures/*/ | head -1)  # the newest: the current key
 : >"$entry/state"
 run --json use.test.lua
 if [ "$RC" = 0 ] && grep -q "cached snapshot unusable" <<<"$OUT" && grep -q "fixture 'base'" <<<"$OUT"; then

@@ -89,3 +89,20 @@ test("duplicate names and lookups", function(t)
   t:assert_contains(t:assert_raises(provium.vm, provium, "x", "no-such-profile"), "unknown profile")
   t:assert_contains(t:assert_raises(provium.vm, provium, "y", "default", {bogus = 1}), "unknown boot option")
 end)
+
+test("rng_seed: the guest's hardware RNG repeats its stream; initial_time pins the clock", function(t)
+  local function first_bytes(name)
+    local v = provium:vm(name, "default", {rng_seed = 0x5eed, initial_time = 1700000000.5}):boot()
+    local r = v:run("head -c 16 /dev/hwrng | od -An -tx1")
+    r:assert_ok()
+    local year = v:run("date -u +%Y"):assert_ok().stdout
+    v:shutdown()
+    return r.stdout, year
+  end
+  local a, year = first_bytes("rng1")
+  local b = first_bytes("rng2")
+  t:assert_eq(a, b)
+  t:assert_eq(year, "2023\n")
+  local other = provium:vm("rng3", "default", {rng_seed = 7}):boot()
+  t:assert_neq(other:run("head -c 16 /dev/hwrng | od -An -tx1").stdout, a)
+end)
