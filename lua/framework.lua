@@ -38,7 +38,9 @@ end
 ---------------------------------------------------------------- provium
 local provium = {}
 local reserved = {vm = true, timeout = true, create = true, pack = true, unpack = true, lab = true,
-  vm_fixture = true, fixture = true, depends_on_file = true,
+  vm_fixture = true, fixture = true, depends_on_file = true, lab_fixture = true, include = true, remove = true,
+  members = true, vm_names = true, sub_lab_names = true, bridge_names = true, boot = true, shutdown = true,
+  pause = true, resume = true, snapshot = true, restore = true, name = true,
   reset_between_tests = true, shutdown_all = true}
 
 local function find_vm(name)
@@ -404,13 +406,267 @@ function provium.create(profile, opts)
   return vm
 end
 
+---------------------------------------------------------------- labs
+-- A lab is a named set of VMs and sub-labs with batch operations and
+-- coherent snapshots. `provium` is the root lab; its VMs live in the scopes
+-- (test, then file). Sub-lab VMs are also owned by the scope that created
+-- them, so the scope walker shuts them down.
+local Lab = {}
+local lab_counter = 0
+
+local function is_lab(x) return type(x) == "table" and getmetatable(x) == Lab end
+local function is_vm(x) local mt = getmetatable(x); return mt ~= nil and mt.__name == "VM" end
+
+Lab.__index = function(self, key)
+  local m = rawget(Lab, key)
+  if m ~= nil then return m end
+  if type(key) == "string" then return self._vms[key] or self._labs[key] end
+end
+
+local function new_lab(name)
+  return setmetatable({_name = name, _vms = {}, _vm_order = {}, _labs = {}, _lab_order = {}}, Lab)
+end
+
+function Lab:name() return self._name end
+
+function Lab:vm(name, profile, opts)
+  if not is_lab(self) then error("call lab:vm(...) with a colon", 2) end
+  if type(name) ~= "string" or name == "" then error("lab:vm: name must be a non-empty string", 2) end
+  if profile == nil then
+    local vm = self._vms[name]
+    if not vm then error(string.format("lab '%s': no VM named '%s'", self._name, name), 2) end
+    return vm
+  end
+  if self._vms[name] then error(string.format("lab '%s': a VM named '%s' already exists", self._name, name), 2) end
+  local ok, vm = pcall(P.new_vm, name, profile, opts)
+  if not ok then error(vm, 2) end
+  self._vms[name] = vm
+  table.insert(self._vm_order, vm)
+  table.insert(current.order, vm) -- the scope shuts it down
+  P.last_vm = vm
+  return vm
+end
+
+function Lab:lab(name)
+  if name == nil then
+    name = "__lab_" .. lab_counter
+    lab_counter = lab_counter + 1
+  end
+  if type(name) ~= "string" or name == "" then error("lab:lab: name must be a string", 2) end
+  if self._labs[name] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, name), 2) end
+  local sub = new_lab(name)
+  self._labs[name] = sub
+  table.insert(self._lab_order, sub)
+  return sub
+end
+
+function Lab:include(x)
+  local items = (type(x) == "table" and not is_lab(x)) and x or {x}
+  for _, item in ipairs(items) do
+    if is_vm(item) then
+      local n = item:name()
+      if self._vms[n] then error(string.format("lab '%s': a VM named '%s' already exists", self._name, n), 2) end
+      self._vms[n] = item
+      table.insert(self._vm_order, item)
+    elseif is_lab(item) then
+      local n = item._name
+      if self._labs[n] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, n), 2) end
+      self._labs[n] = item
+      table.insert(self._lab_order, item)
+    else
+      error("lab:include: expected a VM, a lab or a list of them", 2)
+    end
+  end
+end
+
+local function remove_from(list, item)
+  for i, v in ipairs(list) do if v == item then table.remove(list, i); return end end
+end
+
+-- Graph only: the VM or sub-lab keeps running.
+function Lab:remove(x)
+  if type(x) == "string" then x = self._vms[x] or self._labs[x] end
+  if is_vm(x) and self._vms[x:name()] == x then
+    self._vms[x:name()] = nil
+    remove_from(self._vm_order, x)
+  elseif is_lab(x) and self._labs[x._name] == x then
+    self._labs[x._name] = nil
+    remove_from(self._lab_order, x)
+  else
+    error(string.format("lab '%s': nothing to remove by that name", self._name), 2)
+  end
+end
+
+function Lab:vm_names()
+  local out = {}
+  for _, vm in ipairs(self._vm_order) do out[#out + 1] = vm:name() end
+  return out
+end
+
+function Lab:sub_lab_names()
+  local out = {}
+  for _, l in ipairs(self._lab_order) do out[#out + 1] = l._name end
+  return out
+end
+
+function Lab:bridge_names() return {} end
+
+function Lab:members()
+  local out = {}
+  for _, n in ipairs(self:vm_names()) do out[#out + 1] = {kind = "vm", name = n} end
+  for _, n in ipairs(self:sub_lab_names()) do out[#out + 1] = {kind = "sub_lab", name = n} end
+  return out
+end
+
+-- The VMs a lab operation applies to: a sub-lab's own, or for the root lab
+-- those of the current scope and the file scope.
+local function lab_vms(lab)
+  if lab ~= provium then return lab._vm_order end
+  local out, seen = {}, {}
+  for _, scope in ipairs({file_scope, current}) do
+    for _, vm in ipairs(scope.order) do
+      if not seen[vm] then seen[vm] = true; out[#out + 1] = vm end
+    end
+  end
+  return out
+end
+
+-- Boots every created VM; all or nothing: when one fails, those this call
+-- booted are shut down again and the error names the VM.
+local function lab_boot(lab)
+  local booted = {}
+  for _, vm in ipairs(lab_vms(lab)) do
+    if vm:state() == "created" or vm:state() == "shutdown" then
+      local ok, err = pcall(vm.boot, vm)
+      if not ok then
+        for _, b in ipairs(booted) do pcall(b.shutdown, b) end
+        error(err, 3)
+      end
+      booted[#booted + 1] = vm
+    end
+  end
+  return lab
+end
+
+local function lab_each(lab, method, states)
+  for _, vm in ipairs(lab_vms(lab)) do
+    if not states or states[vm:state()] then
+      local ok, err = pcall(vm[method], vm)
+      if not ok then error(err, 3) end
+    end
+  end
+end
+
+function Lab:boot() return lab_boot(self) end
+function Lab:shutdown() lab_each(self, "shutdown", {booted = true, paused = true}) end
+function Lab:pause() lab_each(self, "pause") end
+function Lab:resume() lab_each(self, "resume") end
+
+-- A lab snapshot: every VM paused first, then each saved, then all resumed,
+-- so the members agree on the moment. lab.json lists the members.
+local LabSnapshot = {}
+LabSnapshot.__index = LabSnapshot
+LabSnapshot.__name = "provium.LabSnapshot"
+function LabSnapshot:path() return self._path end
+function LabSnapshot:size()
+  if self._deleted then return 0 end
+  local p = io.popen("du -sk '" .. self._path .. "' 2>/dev/null")
+  local kb = p and tonumber((p:read("a") or ""):match("^(%d+)")) or 0
+  if p then p:close() end
+  return kb * 1024
+end
+function LabSnapshot:delete()
+  if not self._deleted then os.execute("rm -rf '" .. self._path .. "'") end
+  self._deleted = true
+end
+
+local function lab_snapshot(lab, dir)
+  local vms = {}
+  for _, vm in ipairs(lab_vms(lab)) do
+    if vm:state() == "booted" then vms[#vms + 1] = vm end
+  end
+  if #vms == 0 then error("lab snapshot: no booted VM in the lab", 3) end
+  local explicit = dir ~= nil
+  if not dir then
+    dir = P.snapshot_target()
+    if not dir then
+      local tmp = os.tmpname()
+      os.remove(tmp)
+      dir = tmp .. ".lab"
+    end
+  end
+  os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+  for _, vm in ipairs(vms) do vm:pause() end
+  local members, ok, err = {}, true, nil
+  for _, vm in ipairs(vms) do
+    local sub = dir .. "/" .. vm:name()
+    ok, err = pcall(vm.snapshot, vm, sub, true)
+    if not ok then break end
+    members[#members + 1] = {name = vm:name(), profile = vm:profile(), dir = vm:name()}
+  end
+  for _, vm in ipairs(vms) do pcall(vm.resume, vm) end
+  if not ok then error(err, 3) end
+  local f = assert(io.open(dir .. "/lab.json", "w"))
+  f:write(json.encode({format = 1, lab = lab:name(), members = members}))
+  f:close()
+  if explicit then return dir end
+  return setmetatable({_path = dir}, LabSnapshot)
+end
+
+local function lab_restore(lab, snap)
+  local dir = type(snap) == "string" and snap or (type(snap) == "table" and snap._path)
+  if type(dir) ~= "string" then error("lab:restore: expected a lab snapshot or its directory", 3) end
+  local f = io.open(dir .. "/lab.json")
+  if not f then error("lab:restore: " .. dir .. " is not a lab snapshot (no lab.json)", 3) end
+  local index = json.decode(f:read("a"))
+  f:close()
+  for _, m in ipairs(index.members or {}) do
+    local vm = lab == provium and find_vm(m.name) or (lab ~= provium and lab._vms[m.name])
+    if not vm then vm = lab:vm(m.name, m.profile) end
+    local st = vm:state()
+    if st == "booted" or st == "paused" then vm:shutdown() end
+    local ok, err = pcall(vm.restore, vm, dir .. "/" .. m.dir)
+    if not ok then error(err, 3) end
+  end
+  return lab
+end
+
+function Lab:snapshot(dir) return lab_snapshot(self, dir) end
+function Lab:restore(snap) return lab_restore(self, snap) end
+
+-- The root lab has the same surface.
+function provium.lab(self, name)
+  if self ~= provium then error("call provium:lab([name]) with a colon", 2) end
+  return Lab.lab(P.root_lab, name)
+end
+for _, m in ipairs({"include", "remove", "vm_names", "sub_lab_names", "bridge_names", "members"}) do
+  provium[m] = function(self, ...)
+    if self ~= provium then error("call provium:" .. m .. "(...) with a colon", 2) end
+    return Lab[m](P.root_lab, ...)
+  end
+end
+function provium.boot(self) if self ~= provium then error("call provium:boot() with a colon", 2) end; return lab_boot(provium) end
+function provium.shutdown(self) lab_each(provium, "shutdown", {booted = true, paused = true}) end
+function provium.pause(self) lab_each(provium, "pause") end
+function provium.resume(self) lab_each(provium, "resume") end
+function provium.snapshot(self, dir)
+  if self ~= provium then error("call provium:snapshot([dir]) with a colon", 2) end
+  return lab_snapshot(provium, dir)
+end
+function provium.restore(self, snap)
+  if self ~= provium then error("call provium:restore(snapshot) with a colon", 2) end
+  return lab_restore(provium, snap)
+end
+function provium.name() return "provium" end
+P.root_lab = new_lab("provium")
+
 ---------------------------------------------------------------- fixtures
 -- Called in the forked builder: runs the fixture chunk and returns the
 -- directory of the snapshot it produced.
 function P.build_fixture(chunk, name)
   local result = chunk()
   local mt = result ~= nil and getmetatable(result)
-  if mt and mt.__name == "provium.Snapshot" then return result:path() end
+  if mt and (mt.__name == "provium.Snapshot" or mt.__name == "provium.LabSnapshot") then return result:path() end
   if result == nil and P.last_vm then
     -- classic fixtures (seed 002) return nothing: the last VM created is the fixture
     return P.last_vm:snapshot():path()
@@ -459,6 +715,20 @@ function provium.vm_fixture(a, b)
   return vm_from_fixture(a == provium and b or a, 2)
 end
 
+-- provium:lab_fixture(name): a fixture whose chunk returns provium:snapshot();
+-- returns a fresh sub-lab with every member restored.
+function provium.lab_fixture(a, b)
+  local name = a == provium and b or a
+  if type(name) ~= "string" or name == "" then error("lab_fixture: name must be a non-empty string", 2) end
+  local ok, dir, _, built = pcall(P.fixture_dir, name)
+  if not ok then error(dir, 2) end
+  local lab = Lab.lab(P.root_lab, nil)
+  local rok, rerr = pcall(lab_restore, lab, dir)
+  if not rok then error(rerr, 2) end
+  table.insert(P.fixture_log, {name = name, built = built})
+  return lab
+end
+
 -- Classic (seed 002): provium.fixture(name) -> a booted classic-dialect VM.
 function provium.fixture(name)
   if name == provium then error("call provium.fixture(name) with a dot", 2) end
@@ -472,6 +742,89 @@ function provium.depends_on_file(a, b)
   local path = a == provium and b or a
   if type(path) ~= "string" then error("depends_on_file(path): path must be a string", 2) end
   P.add_dep(path)
+end
+
+---------------------------------------------------------------- parallel tasks and barriers
+-- provium:parallel(fn1, fn2, ...) runs the functions as coroutines of this
+-- test, round-robin, until all have returned. The Lua runner is one thread:
+-- a task runs until it returns or waits at provium:barrier, so tasks
+-- interleave only at barriers. Guest-side concurrency comes from workers
+-- (vm:spawn_worker) and w:syscall_async, not from the tasks themselves.
+-- The first error of a task is raised by parallel (the other tasks stop).
+reserved.parallel, reserved.barrier = true, true
+local parallel_sched -- the innermost running provium:parallel
+
+function provium.parallel(self, ...)
+  if self ~= provium then error("call provium:parallel(fn, ...) with a colon", 2) end
+  local tasks = {}
+  for i = 1, select("#", ...) do
+    local fn = select(i, ...)
+    if type(fn) ~= "function" then error("provium:parallel: argument " .. i .. " must be a function", 2) end
+    tasks[i] = {co = coroutine.create(fn)}
+  end
+  local sched = {barriers = {}, cos = {}}
+  for _, task in ipairs(tasks) do sched.cos[task.co] = true end
+  local outer = parallel_sched
+  parallel_sched = sched
+  local ok, err = pcall(function()
+    while true do
+      local pending, progressed, blocked = 0, false, nil
+      for _, task in ipairs(tasks) do
+        if not task.done then
+          local b = task.waiting
+          if not b or b.released then
+            task.waiting = nil
+            local rok, res = coroutine.resume(task.co)
+            if not rok then error(res, 0) end
+            if coroutine.status(task.co) == "dead" then task.done = true else task.waiting = res end
+            progressed = true
+          elseif P.clock() >= b.deadline then
+            error(string.format("provium:barrier('%s'): %d of %d arrived within %gs", b.name, b.arrived, b.count,
+              b.timeout), 0)
+          else
+            blocked = b
+          end
+          if not task.done then pending = pending + 1 end
+        end
+      end
+      if pending == 0 then break end
+      if not progressed and blocked then
+        error(string.format("provium:barrier('%s'): %d of %d arrived and no other task can run, so the rest "
+          .. "never will (count larger than the number of tasks?)", blocked.name, blocked.arrived, blocked.count), 0)
+      end
+    end
+  end)
+  parallel_sched = outer
+  if not ok then error(err, 0) end
+end
+
+-- provium:barrier(name, count[, timeout]): waits until count tasks of the
+-- running provium:parallel have reached the barrier of this name, then lets
+-- them all continue (in task order). The name is reusable afterwards.
+-- timeout (seconds, default 30) bounds how long the others may take.
+function provium.barrier(self, name, count, timeout)
+  if self ~= provium then error("call provium:barrier(name, count[, timeout]) with a colon", 2) end
+  if type(name) ~= "string" then error("provium:barrier: name must be a string", 2) end
+  if math.type(count) ~= "integer" or count < 1 then error("provium:barrier: count must be a positive integer", 2) end
+  if type(timeout) == "string" then timeout = P.duration(timeout) end
+  timeout = timeout or 30
+  local sched, co = parallel_sched, coroutine.running()
+  if not sched or not sched.cos[co] then
+    if count == 1 then return end
+    error(string.format("provium:barrier('%s'): only a task of provium:parallel can wait at a barrier "
+      .. "(called directly from a task function); here nobody else could arrive", name), 2)
+  end
+  local b = sched.barriers[name]
+  if not b or b.released then
+    b = {name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout}
+    sched.barriers[name] = b
+  elseif b.count ~= count then
+    error(string.format("provium:barrier('%s'): count %d differs from the %d given by the first task", name, count,
+      b.count), 2)
+  end
+  b.arrived = b.arrived + 1
+  if b.arrived >= b.count then b.released = true end
+  coroutine.yield(b)
 end
 
 function provium.shutdown_all()
@@ -625,7 +978,7 @@ end
 -- a typo cannot silently shadow the API.
 setmetatable(provium, {
   __index = function(_, key)
-    if type(key) == "string" then return find_vm(key) end
+    if type(key) == "string" then return find_vm(key) or (P.root_lab and P.root_lab._labs[key]) end
   end,
   __newindex = function(t, key, value)
     if key == "timeout" or key == "reset_between_tests" then rawset(t, key, value); return end

@@ -63,7 +63,14 @@ static void refuse_if_busy(lua_State *L, lvm *v)
 static int l_snapshot(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    pv_require_booted(L, v, "snapshot");
+    /* internal third argument: the VM is paused by a lab snapshot */
+    bool paused = lua_toboolean(L, 3);
+    if (paused) {
+        if (v->vm->state != VM_PAUSED)
+            return luaL_error(L, "vm '%s': internal: expected a paused VM", v->vm->name);
+    } else {
+        pv_require_booted(L, v, "snapshot");
+    }
     refuse_if_busy(L, v);
     char *path;
     if (lua_isnoneornil(L, 2) && pv_fixture_snapshot_target && !file_exists(pv_fixture_snapshot_target)) {
@@ -75,7 +82,8 @@ static int l_snapshot(lua_State *L)
         path = path_absolute(luaL_checkstring(L, 2));
     }
     char err[8192];
-    if (vm_snapshot(v->vm, path, err, sizeof(err)) != 0) {
+    if ((paused ? vm_snapshot_paused(v->vm, path, err, sizeof(err)) : vm_snapshot(v->vm, path, err, sizeof(err))) !=
+        0) {
         rm_rf(path);
         free(path);
         return luaL_error(L, "%s", err);

@@ -137,7 +137,16 @@ static char *shell_quote(const char *s)
     return sb_take(&b);
 }
 
-int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen)
+static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t errlen);
+
+int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen) { return snapshot(vm, dir, true, err, errlen); }
+
+int vm_snapshot_paused(pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    return snapshot(vm, dir, false, err, errlen);
+}
+
+static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t errlen)
 {
     if (mkdir_p(dir, 0700) != 0) {
         snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
@@ -154,9 +163,9 @@ int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen)
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
         goto out;
-    if (vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
+    if (resume && vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
         goto out;
-    stopped = true;
+    stopped = resume;
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
         wait_migration(vm, err, errlen) != 0)
         goto out;

@@ -106,6 +106,9 @@ int vm_shutdown(pv_vm *vm, char *err, size_t errlen);
 /* Snapshot into directory dir (created): device state, RAM, meta.json.
  * The VM keeps running. */
 int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen);
+/* Same, for a VM the caller paused: it stays paused (lab snapshots pause
+ * every member first so the set is coherent). */
+int vm_snapshot_paused(pv_vm *vm, const char *dir, char *err, size_t errlen);
 /* Boots vm from a snapshot directory; fails clearly when the snapshot was
  * taken with another kernel, initrd, QEMU or memory size. */
 int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen);
