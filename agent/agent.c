@@ -115,7 +115,13 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
     case PV_MSG_PROC_STDIN: exec_stdin(c, &m); break;
     case PV_MSG_TAIL_OPEN: tail_open(c, &m); break;
     case PV_MSG_STREAM_CLOSE: tail_close(c, &m); break;
+    case PV_MSG_WORKER_SPAWN: worker_spawn(c, &m); break;
+    case PV_MSG_WORKER_KILL: worker_kill(c, &m); break;
     case PV_MSG_SHUTDOWN:
+        if (agent_in_worker) {
+            conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP, "shutdown: send it to the VM, not to a worker");
+            break;
+        }
         pv_frame_begin(&c->out, PV_MSG_OK, hdr->chan, hdr->req);
         conn_send(c);
         shutdown_requested = pv_msg_u64(&m, PV_T_POWEROFF, 1) != 0;
@@ -124,6 +130,11 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
         conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP, "message %s is not a request", pv_msg_name(hdr->type));
     }
     pv_msg_free(&m);
+}
+
+void agent_handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
+{
+    handle_frame(c, hdr, payload);
 }
 
 static void power_off(void)
@@ -138,7 +149,7 @@ static void power_off(void)
 }
 
 /* Serves requests until the transport ends (local mode) or a shutdown. */
-static int serve(agent_conn *c)
+int agent_serve(agent_conn *c)
 {
     sigset_t mask;
     sigemptyset(&mask);
@@ -161,7 +172,12 @@ static int serve(agent_conn *c)
         n += exec_pollfds(pfd + n, MAX_POLL - n);
         size_t first_tail = n;
         n += tail_pollfds(pfd + n, MAX_POLL - n);
+        size_t first_worker = n;
+        n += worker_pollfds(pfd + n, MAX_POLL - n);
         int timeout = exec_next_timeout_ms();
+        int wt = worker_next_timeout_ms();
+        if (wt >= 0 && (timeout < 0 || wt < timeout))
+            timeout = wt;
         /* While the host is away, look again now and then in case the SIGIO
          * for its return was missed. */
         if (!c->connected && (timeout < 0 || timeout > 100))
@@ -172,6 +188,7 @@ static int serve(agent_conn *c)
             return 1;
         }
         exec_check_timeouts(c);
+        worker_check_timeouts(c);
         if (pfd[0].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -179,7 +196,8 @@ static int serve(agent_conn *c)
             exec_on_sigchld(c);
         }
         exec_on_pollfds(c, pfd + first_job, first_tail - first_job);
-        tail_on_pollfds(c, pfd + first_tail, n - first_tail);
+        tail_on_pollfds(c, pfd + first_tail, first_worker - first_tail);
+        worker_on_pollfds(c, pfd + first_worker, n - first_worker);
         if (!c->connected) {
             struct pollfd p = {c->fd, POLLIN, 0};
             if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
@@ -192,24 +210,33 @@ static int serve(agent_conn *c)
         if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             int got = conn_fill(c);
             if (got == 0) {
-                if (!c->is_port)
-                    return 0; /* local mode: the host closed the socket */
+                if (!c->is_port) {
+                    exec_abandon_all(); /* local mode: the host closed the socket */
+                    return 0;
+                }
                 c->connected = false;
                 c->in_len = 0;
                 exec_abandon_all();
                 tail_close_all();
+                worker_kill_all();
                 continue;
             }
             pv_hdr hdr;
             const uint8_t *payload;
             int popped = 0;
             while (!shutdown_requested && (popped = conn_pop(c, &hdr, &payload)) == 1) {
-                handle_frame(c, &hdr, payload);
+                if (!worker_relay(c, &hdr, payload))
+                    handle_frame(c, &hdr, payload);
                 conn_consume(c, &hdr);
             }
             if (popped < 0)
                 conn_send_error(c, 0, 0, EMSGSIZE, "frame larger than %u bytes; input discarded", PV_MAX_PAYLOAD);
         }
+    }
+    if (!c->is_port) {
+        /* local mode serves a process on the host: never reboot anything */
+        exec_abandon_all();
+        return 0;
     }
     power_off();
     return 0;
@@ -226,10 +253,16 @@ static void usage(void)
 int agent_main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* the kernel starts init without PATH, and execvp searches the agent's
+     * own PATH: give it the usual one */
+    setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0);
     agent_conn c;
     if (argc == 3 && strcmp(argv[1], "--fd") == 0) {
-        conn_init(&c, atoi(argv[2]), false);
-        return serve(&c);
+        int fd = atoi(argv[2]);
+        /* commands must not inherit the protocol connection */
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        conn_init(&c, fd, false);
+        return agent_serve(&c);
     }
     if (argc != 1) {
         usage();
@@ -247,7 +280,7 @@ int agent_main(int argc, char **argv)
         return 1;
     }
     conn_init(&c, fd, true);
-    int rc = serve(&c);
+    int rc = agent_serve(&c);
     if (getpid() == 1)
         for (;;)
             pause(); /* init must never exit */

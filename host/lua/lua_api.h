@@ -27,4 +27,7 @@ int64_t pv_lua_duration_ms(lua_State *L, int idx, const char *what);
 void pv_lua_open_json(lua_State *L);
 /* Encodes the value at idx as compact JSON (new string) or NULL with err. */
 char *pv_lua_to_json(lua_State *L, int idx, char *err, size_t errlen);
+/* Same, but bytes that are not UTF-8 are written as \xNN instead of failing
+ * (for reports, which carry arbitrary guest output). */
+char *pv_lua_to_json_lossy(lua_State *L, int idx, char *err, size_t errlen);
 #endif

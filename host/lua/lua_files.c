@@ -13,6 +13,7 @@ typedef struct {
     bool closed;
     char *site; /* where open_file was called, for leak reports */
     unsigned item;
+    unsigned generation; /* of the guest boot the descriptor belongs to */
 } lfile;
 
 static const char *entry_type(unsigned mode)
@@ -236,6 +237,7 @@ static int l_open_file(lua_State *L)
     lfile *f = lua_newuserdatauv(L, sizeof(lfile), 1);
     f->fd = (int)pv_msg_i64(&r.msg, PV_T_FD, -1);
     f->closed = false;
+    f->generation = v->vm->generation;
     f->site = pv_caller_site(L);
     vm_reply_free(&r);
     luaL_setmetatable(L, FILE_MT);
@@ -257,6 +259,9 @@ static lvm *file_vm(lua_State *L, lfile **fp, const char *op)
     lvm *v = pv_check_vm(L, -1);
     lua_pop(L, 1);
     pv_require_booted(L, v, op);
+    if (f->generation != v->vm->generation)
+        luaL_error(L, "file:%s: the file was opened before the guest rebooted or was restored; its descriptor is gone",
+                   op);
     *fp = f;
     return v;
 }
@@ -366,10 +371,12 @@ static int l_file_close(lua_State *L)
     f->closed = true;
     lua_getiuservalue(L, 1, 1);
     lvm *v = pv_check_vm(L, -1);
-    if (v->open_files > 0)
+    if (v->open_files > 0 && f->generation == v->vm->generation)
         v->open_files--;
     pv_item_remove(v, f->item);
-    if (v->vm->state != VM_BOOTED)
+    /* a descriptor from an earlier boot is gone: closing its number now
+     * would close somebody else's file */
+    if (v->vm->state != VM_BOOTED || f->generation != v->vm->generation)
         return 0;
     vm_begin(v->vm, PV_MSG_FD_CLOSE);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);

@@ -60,6 +60,7 @@ void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbuf
 void pv_lua_batch_init(lua_State *L, int methods_idx);
 
 unsigned pv_item_add(lvm *v, const char *kind, const char *site);
+void pv_forget_open(lvm *v);
 void pv_item_remove(lvm *v, unsigned id);
 void pv_lua_snapshot_init(lua_State *L, int methods_idx);
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "lua_api.h"
@@ -13,6 +14,48 @@
 #define MAX_DEPTH 128
 
 static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
+static bool lossy_strings;
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t n = (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!n || n > left || (n == 2 && p[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    uint32_t cp = p[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++)
+        cp = cp << 6 | (p[i] & 0x3F);
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Copies s, writing each byte that is not part of valid UTF-8 (and NUL) as
+ * the text \xNN. */
+static char *utf8_escape(const char *s, size_t len)
+{
+    char *out = malloc(len * 4 + 1);
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        if (n) {
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+        } else {
+            o += (size_t)sprintf(out + o, "\\x%02X", p[i]);
+            i++;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
 
 static bool is_array(lua_State *L, int idx, size_t *len)
 {
@@ -94,6 +137,13 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         json_t *v = json_stringn(s, len);
+        if (!v && lossy_strings) {
+            /* reports carry arbitrary guest bytes: escape what is not UTF-8
+             * instead of losing the whole report */
+            char *clean = utf8_escape(s, len);
+            v = json_string(clean);
+            free(clean);
+        }
         if (!v)
             snprintf(err, errlen, "json.encode: string is not valid UTF-8");
         return v;
@@ -105,6 +155,14 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         snprintf(err, errlen, "json.encode: cannot encode a %s", luaL_typename(L, idx));
         return NULL;
     }
+}
+
+char *pv_lua_to_json_lossy(lua_State *L, int idx, char *err, size_t errlen)
+{
+    lossy_strings = true;
+    char *s = pv_lua_to_json(L, idx, err, errlen);
+    lossy_strings = false;
+    return s;
 }
 
 char *pv_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)

@@ -29,6 +29,7 @@ typedef struct {
     char *site;
     const char *kind;
     unsigned item;
+    unsigned generation; /* of the guest boot the stream belongs to */
 } lstream;
 
 /* ---- helpers ---- */
@@ -178,6 +179,9 @@ static bool wait_done(lua_State *L, lvm *v, uint32_t chan, int64_t deadline)
             luaL_error(L, "process channel vanished");
         if (ch->done)
             return true;
+        if (ch->lost)
+            luaL_error(L, "vm '%s': the process is lost: the guest rebooted, was restored or died before it ended",
+                       v->vm->name);
         if (v->vm->state == VM_DEAD)
             luaL_error(L, "vm '%s': the VM died while waiting for the process: %s", v->vm->name,
                        v->vm->dead_reason ? v->vm->dead_reason : "");
@@ -229,7 +233,7 @@ static int l_proc_status(lua_State *L)
         ch = vm_chan_find(v->vm, p->chan);
     }
     if (!ch || !ch->done) {
-        lua_pushstring(L, v->vm->state == VM_BOOTED ? "running" : "lost");
+        lua_pushstring(L, v->vm->state == VM_BOOTED && ch && !ch->lost ? "running" : "lost");
         return 1;
     }
     if (p->timed_out) {
@@ -361,6 +365,7 @@ static int push_stream(lua_State *L, int owner_idx, uint32_t chan, int idx, bool
     lua_pushvalue(L, owner_idx);
     lua_setiuservalue(L, -2, 2);
     lvm *v = owner_vm(L, lua_gettop(L));
+    s->generation = v->vm->generation;
     v->open_streams++;
     s->item = pv_item_add(v, kind, s->site);
     pv_track(L);
@@ -497,11 +502,11 @@ static int l_stream_close(lua_State *L)
         return 0;
     s->closed = true;
     lvm *v = owner_vm(L, 1);
-    if (v->open_streams > 0)
+    if (v->open_streams > 0 && s->generation == v->vm->generation)
         v->open_streams--;
     pv_item_remove(v, s->item);
     if (s->owns_chan) {
-        if (v->vm->state == VM_BOOTED) {
+        if (v->vm->state == VM_BOOTED && s->generation == v->vm->generation) {
             vm_begin_on(v->vm, PV_MSG_STREAM_CLOSE, s->chan);
             vm_reply r;
             char err[256];
@@ -618,6 +623,8 @@ static int l_fd_stream(lua_State *L)
     lvm *v = pv_check_vm(L, 1);
     lua_Integer fd;
     if (lua_isuserdata(L, 2)) {
+        if (!luaL_testudata(L, 2, FILE_MT))
+            return luaL_error(L, "fd_stream: expected a descriptor number or a File");
         lua_getfield(L, 2, "fd");
         lua_pushvalue(L, 2);
         lua_call(L, 1, 1);

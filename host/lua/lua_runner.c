@@ -40,7 +40,7 @@ static int l_event(lua_State *L)
     if (ctl < 0)
         return 0;
     char err[256];
-    char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json(L, 2, err, sizeof(err));
+    char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json_lossy(L, 2, err, sizeof(err));
     if (!payload)
         return 0;
     char *msg = xasprintf("{\"t\":\"event\",\"kind\":\"%s\",\"ts\":%lld,\"payload\":%s}", kind,
@@ -231,7 +231,8 @@ static int l_select_reason(lua_State *L)
             if (strncmp(s->tag_meta[j], s->tag_meta[i], klen) == 0 && s->tag_meta[j][klen] == '=')
                 any = kv_match(L, 2, s->tag_meta[j]);
         if (!any) {
-            lua_pushfstring(L, "not selected by --tag-meta %.*s=...", (int)klen, s->tag_meta[i]);
+            lua_pushlstring(L, s->tag_meta[i], klen);
+            lua_pushfstring(L, "not selected by --tag-meta %s=...", lua_tostring(L, -1));
             return 1;
         }
     }
@@ -263,9 +264,18 @@ static const char vm_hooks[] =
     "    up[vm] = nil\n"
     "  end\n"
     "end\n"
+    "-- errors keep the position of the caller, as if it had called the C function\n"
+    "local function rethrow(e)\n"
+    "  if type(e) == 'string' then\n"
+    "    error(e:match('^provium/framework%.lua%(runner%):%d+: (.*)$') or e, 3)\n"
+    "  end\n"
+    "  error(e, 0)\n"
+    "end\n"
     "M.boot = function(vm, ...)\n"
     "  P.__vm_booted()\n"
-    "  local r = table.pack(boot(vm, ...))\n"
+    "  local r = table.pack(pcall(boot, vm, ...))\n"
+    "  if not r[1] then rethrow(r[2]) end\n"
+    "  r = table.pack(table.unpack(r, 2, r.n))\n"
     "  up[vm] = P.clock()\n"
     "  local ok, cid = pcall(vm.cid, vm)\n"
     "  P.event('vm_spawned', {vm_name = vm:name(), profile = vm:profile(), boot_seconds = vm:boot_seconds(),\n"
@@ -275,7 +285,7 @@ static const char vm_hooks[] =
     "M.shutdown = function(vm, ...)\n"
     "  local r = table.pack(pcall(shutdown, vm, ...))\n"
     "  ended(vm)\n"
-    "  if not r[1] then error(r[2], 0) end\n"
+    "  if not r[1] then rethrow(r[2]) end\n"
     "  return table.unpack(r, 2, r.n)\n"
     "end\n"
     "M.close = function(vm, ...)\n"

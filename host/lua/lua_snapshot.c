@@ -110,6 +110,7 @@ static int l_restore(lua_State *L)
                           v->vm->name, vm_state_name(v->vm->state));
     char err[8192];
     char *abs = path_absolute(path);
+    pv_forget_open(v);
     int rc = vm_restore(v->vm, abs, err, sizeof(err));
     free(abs);
     if (rc != 0)

@@ -186,6 +186,8 @@ static int l_ioctl(lua_State *L)
     lvm *v = pv_check_vm(L, 1);
     lua_Integer fd;
     if (lua_isuserdata(L, 2)) {
+        if (!luaL_testudata(L, 2, FILE_MT))
+            return luaL_error(L, "ioctl: the first argument must be a descriptor number or a File");
         lua_getfield(L, 2, "fd");
         lua_pushvalue(L, 2);
         lua_call(L, 1, 1);
@@ -221,6 +223,8 @@ static int l_ioctl(lua_State *L)
         lua_getfield(L, 5, "bufs");
         lua_getfield(L, 5, "ptr_offsets");
         lua_Integer nb = lua_istable(L, -2) ? luaL_len(L, -2) : 0;
+        if (nb && (!lua_istable(L, -1) || luaL_len(L, -1) != nb))
+            return luaL_error(L, "ioctl: opts.ptr_offsets must give one offset per entry of opts.bufs");
         if (nb && !data)
             return luaL_error(L, "ioctl: opts.bufs needs a data string to hold their addresses");
         if (nb + 1 > PV_MAX_SYSCALL_BUFS)

@@ -50,6 +50,14 @@ void pv_item_remove(lvm *v, unsigned id)
         }
 }
 
+/* A new guest boot: files and streams of the previous one are gone. */
+void pv_forget_open(lvm *v)
+{
+    v->open_files = v->open_streams = 0;
+    while (v->items)
+        pv_item_remove(v, v->items->id);
+}
+
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
 {
     idx = lua_absindex(L, idx);
@@ -258,6 +266,7 @@ static int l_vm_boot(lua_State *L)
         o.nfiles = per.nfiles;
     }
     char err[8192];
+    pv_forget_open(v);
     int rc = vm_boot(v->vm, &o, err, sizeof(err));
     free_opts(&per);
     if (rc != 0)
@@ -310,7 +319,7 @@ static int l_vm_reset(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     lifecycle(L, "reset", VM_BOOTED, vm_reset);
-    v->open_files = v->open_streams = 0; /* the guest forgot them */
+    pv_forget_open(v);
     return 0;
 }
 static int l_vm_power_button(lua_State *L) { return lifecycle(L, "power_button", VM_BOOTED, vm_power_button); }
@@ -443,11 +452,23 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
         pv_put_u64(&v->vm->out, PV_T_ASYNC, 1);
     pv_buf *b = &v->vm->out;
     if (lua_type(L, 2) == LUA_TSTRING) {
-        if (lua_istable(L, 3) && luaL_len(L, 3) > 0) {
+        /* (prog, {"a", "b", key=opt...}) and (prog, {args={...}, key=opt...})
+         * run prog directly; (cmd[, {opts}]) runs cmd through the shell */
+        bool has_args = lua_istable(L, 3) && lua_getfield(L, 3, "args") == LUA_TTABLE;
+        if (lua_istable(L, 3))
+            lua_pop(L, 1);
+        if (lua_istable(L, 3) && (luaL_len(L, 3) > 0 || has_args)) {
+            if (has_args && luaL_len(L, 3) > 0)
+                return luaL_error(L, "vm:%s: give the arguments either as array items or as args={...}, not both",
+                                  what);
             pv_put_str(b, PV_T_ARGV, lua_tostring(L, 2));
-            lua_Integer n = luaL_len(L, 3);
+            if (has_args)
+                lua_getfield(L, 3, "args");
+            else
+                lua_pushvalue(L, 3);
+            lua_Integer n = luaL_len(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
-                lua_geti(L, 3, i);
+                lua_geti(L, -1, i);
                 size_t len;
                 const char *s = lua_tolstring(L, -1, &len);
                 if (!s)
@@ -455,7 +476,8 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
                 pv_put_bytes(b, PV_T_ARGV, s, len);
                 lua_pop(L, 1);
             }
-            opts_idx = lua_istable(L, 4) ? 4 : 0;
+            lua_pop(L, 1);
+            opts_idx = lua_istable(L, 4) ? 4 : 3;
         } else {
             size_t len;
             const char *cmd = lua_tolstring(L, 2, &len);
@@ -644,8 +666,13 @@ static int l_result_ok(lua_State *L)
 
 static int l_result_assert_ok(lua_State *L)
 {
+    /* an optional message comes first in the report */
+    const char *note = lua_isstring(L, 2) ? lua_tostring(L, 2) : NULL;
+    char *saved = note ? xstrdup(note) : NULL;
+    lua_settop(L, 1);
     l_result_ok(L);
     if (lua_toboolean(L, -1)) {
+        free(saved);
         lua_settop(L, 1);
         return 1;
     }
@@ -655,6 +682,11 @@ static int l_result_assert_ok(lua_State *L)
     const char *status = lua_tostring(L, 2);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
+    if (saved) {
+        lua_pushfstring(L, "%s: ", saved);
+        free(saved);
+        luaL_addvalue(&b);
+    }
     if (status && strcmp(status, "exited") == 0)
         lua_pushfstring(L, "command failed: exited with status %d", (int)lua_tointeger(L, 3));
     else if (status && strcmp(status, "signalled") == 0)

@@ -11,6 +11,8 @@
  * worker (agent/worker.c). The Worker's method table falls back to the VM's
  * methods, minus the VM lifecycle. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,21 @@ typedef struct {
     int64_t nr;
     bool done, closed;
 } lasync;
+
+/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
+static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int raisef(lua_State *L, const char *fmt, ...)
+{
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushstring(L, msg);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
 
 static lworker *check_worker(lua_State *L, int idx) { return luaL_checkudata(L, idx, WORKER_MT); }
 
@@ -149,7 +166,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     pv_vm *vm = w->base.vm;
     if (vm->state != VM_BOOTED) {
         if (raise)
-            return luaL_error(L, "worker %u of VM '%s': cannot kill: the VM is %s", w->id, vm->name,
+            return raisef(L, "worker %u of VM '%s': cannot kill: the VM is %s", w->id, vm->name,
                               vm_state_name(vm->state));
         return 0;
     }
@@ -173,7 +190,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     vm_reply_free(&r);
     if (!wait_ended(raise ? L : NULL, w, now_ms() + KILL_WAIT_MS)) {
         if (raise)
-            return luaL_error(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %d s of kill", w->id,
+            return raisef(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %d s of kill", w->id,
                               kind(w), (long long)w->pid, vm->name, KILL_WAIT_MS / 1000);
         return 0;
     }
@@ -201,7 +218,7 @@ static int l_worker_join(lua_State *L)
     lworker *w = check_worker(L, 1);
     int64_t ms = lua_isnoneornil(L, 2) ? JOIN_DEFAULT_MS : pv_lua_duration_ms(L, 2, "join timeout");
     if (!wait_ended(L, w, now_ms() + ms))
-        return luaL_error(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %.1f s (join)", w->id, kind(w),
+        return raisef(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %.1f s (join)", w->id, kind(w),
                           (long long)w->pid, w->base.vm->name, ms / 1000.0);
     lua_pushboolean(L, 1);
     return 1;
@@ -320,7 +337,7 @@ static int l_async_await(lua_State *L)
             return luaL_error(L, "%s", err);
         if (r == 0) {
             const char *gone = pv_worker_gone(v);
-            return luaL_error(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
+            return raisef(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
                               gone ? gone : "the call is still running on the worker");
         }
     }

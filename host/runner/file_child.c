@@ -35,14 +35,15 @@ static void write_chunk_error(int fd, const char *path, const char *msg)
     lua_newtable(L);
     lua_setfield(L, -2, "tests");
     char err[256];
-    char *json = pv_lua_to_json(L, -1, err, sizeof(err));
+    char *json = pv_lua_to_json_lossy(L, -1, err, sizeof(err));
     if (json)
         write_report(fd, json);
     free(json);
     lua_close(L);
 }
 
-int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd)
+int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd, int ctl_fd,
+                   child_mode mode, const test_select *sel, const char *shown)
 {
     pv_lua_env env = {cfg, scratch_root, path};
     char err[4096];
@@ -51,6 +52,7 @@ int run_file_child(const pv_config *cfg, const char *scratch_root, const char *p
         write_chunk_error(report_fd, path, err);
         return 2;
     }
+    pv_lua_runner_install(L, ctl_fd, mode, sel, shown);
     /* Relative dofile()/loadfile() paths resolve against the project root
      * (the directory of provium.toml), as the seeds' examples expect. */
     if (cfg->dir && chdir(cfg->dir) != 0)
@@ -67,7 +69,7 @@ int run_file_child(const pv_config *cfg, const char *scratch_root, const char *p
             write_chunk_error(report_fd, path, lua_tostring(L, -1));
             rc = 2;
         } else {
-            char *json = pv_lua_to_json(L, -1, err, sizeof(err));
+            char *json = pv_lua_to_json_lossy(L, -1, err, sizeof(err));
             if (json) {
                 write_report(report_fd, json);
                 free(json);

@@ -788,9 +788,13 @@ void vm_chan_free(pv_vm *vm, uint32_t id)
 /* The VM is gone: every channel has reached its end. */
 static void chans_end(pv_vm *vm)
 {
-    for (vm_chan *ch = vm->chans; ch; ch = ch->next)
+    vm->generation++;
+    for (vm_chan *ch = vm->chans; ch; ch = ch->next) {
         for (int i = 0; i < VM_STREAMS; i++)
             ch->eof[i] = true;
+        if (!ch->done)
+            ch->lost = true;
+    }
 }
 
 /* Delivers a frame the agent pushed on a channel (req 0), or the reply to a

@@ -106,3 +106,24 @@ test("rng_seed: the guest's hardware RNG repeats its stream; initial_time pins t
   local other = provium:vm("rng3", "default", {rng_seed = 7}):boot()
   t:assert_neq(other:run("head -c 16 /dev/hwrng | od -An -tx1").stdout, a)
 end)
+
+test("power_button: ACPI power button on the pc machine; init shuts down", function(t)
+  local v = provium:vm("pb", "default-pc"):boot()
+  wait_until(function() return v:run("pidof acpid || true").stdout ~= "" end, {timeout = 10, desc = "acpid running"})
+  v:power_button()
+  t:assert_eq(v:state(), "shutdown")
+  t:assert_contains(t:assert_raises(v.power_button, v), "shutdown")
+end)
+
+test("handles from before a reset are invalidated, not confused with new ones", function(t)
+  local v = provium:vm("gen", "default"):boot()
+  local f = v:open_file("/tmp/old", {write = true, create = true})
+  local p = v:run_async("sleep 60")
+  v:reset()
+  t:assert(v:is_quiescent(), "a reset forgets the old handles")
+  t:assert_contains(t:assert_raises(f.write, f, "x"), "before the guest rebooted")
+  f:close() -- harmless: must not close a new descriptor with the same number
+  t:assert_contains(t:assert_raises(p.wait, p, "5s"), "lost")
+  t:assert_eq(p:status(), "lost")
+  v:snapshot():delete() -- nothing stale blocks a snapshot
+end)

@@ -135,3 +135,18 @@ test("batch: many operations, one round trip, failures isolated", function(t)
   t:assert_eq(#many, 1000)
   t:assert_eq(many[1000].ok.ret, many[1].ok.ret)
 end)
+
+test("argument forms mix positional args and options; /sbin is on PATH", function(t)
+  t:assert_eq(vm:run("echo", {args = {"hi"}}).stdout, "hi\n")
+  t:assert_eq(vm:run("pwd", {cwd = "/tmp"}).stdout, "/tmp\n")
+  t:assert_eq(vm:run("ls", {"-d", ".", cwd = "/proc"}).stdout, ".\n")
+  t:assert_eq(vm:run("sh", {"-c", "echo $X"}, {env = {X = "y"}}).stdout, "y\n")
+  vm:run("lsmod", {args = {}}):assert_ok() -- /sbin/lsmod, found without a shell
+  local r = vm:run("false")
+  local ok, e = pcall(r.assert_ok, r, "setting up")
+  t:assert(not ok and e:find("setting up: command failed: exited with status 1", 1, true), tostring(e))
+end)
+
+test("binary output survives into reports", function(t)
+  t:log("bytes: \255\254 and more")
+end)
