@@ -19,7 +19,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image test check e2e cli-tests demo bench clean fuzz
+.PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
 
 all: $(B)/provium
 
@@ -82,13 +82,18 @@ include examples/kmod.mk
 e2e: all image kmod
 	$(B)/provium -v tests/e2e examples
 
-cli-tests: all image
+cli-tests: all image kmod
 	tests/cli/run.sh
+	tests/cli/fixture_cache.sh
+
+runner-tests: all image
+	tests/runner/run.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all image
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory cli-tests
+	@$(MAKE) --no-print-directory runner-tests
 	@$(MAKE) --no-print-directory e2e
 
 demo: deps

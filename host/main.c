@@ -6,6 +6,7 @@
 
 #include "../common/proto.h"
 #include "config/config.h"
+#include "fixtures/fixtures.h"
 #include "runner/runner.h"
 #include "util/util.h"
 
@@ -17,6 +18,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: provium [options] [PATH...]\n"
+            "       provium list [--fixtures] [--json] [selection options] [PATH...]\n"
+            "       provium doctor [-c FILE]\n"
+            "       provium fixture [-c FILE] list|stale|build PATH|rebuild PATH|clean\n"
             "\n"
             "Runs Provium test files (*.test.lua) against real Linux kernels in QEMU.\n"
             "PATHs may be files or directories (searched recursively). Without PATHs,\n"
@@ -25,30 +29,134 @@ static void usage(FILE *out)
             "options:\n"
             "  -c, --config FILE   use this provium.toml instead of searching upwards\n"
             "                      from the current directory\n"
-            "  -j, --jobs N        run at most N test files at once (default: CPU count)\n"
             "      --timeout DUR   per-file timeout: seconds or 500ms/30s/10m/2h;\n"
             "                      0 disables (default 300s)\n"
+            "      --fail-fast     start no new file after the first failed one\n"
+            "\n"
+            "resources (files start in discovery order as the pool allows):\n"
+            "      --mem SIZE      pool memory, e.g. 8G (default: 80%% of host RAM)\n"
+            "      --cpus N        pool vCPUs before overcommit (default: host CPUs)\n"
+            "      --cpu-overcommit F  multiplier on --cpus, clamped to 0.5..8 (default 1)\n"
+            "  -j, --jobs N        additionally run at most N test files at once\n"
+            "\n"
+            "selection:\n"
+            "      --filter SUBSTR   files whose path, or tests whose name, contain SUBSTR\n"
+            "      --tag TAG         only tests with one of these meta.tags (repeatable)\n"
+            "      --no-tag TAG      skip tests with this tag (wins over --tag)\n"
+            "      --tag-meta K=V    only tests whose meta[K] is or contains V; OR within\n"
+            "                        a key, AND across keys (repeatable)\n"
+            "      --no-tag-meta K=V skip tests whose meta[K] is or contains V (wins)\n"
+            "      --include-slow    also run meta.slow tests\n"
+            "      --rerun-failed    only files that failed last time (state file:\n"
+            "                        $PROVIUM_RERUN_STATE or <cache>/rerun.json)\n"
+            "      --since FILE      only files modified after FILE\n"
+            "      --shard K/N       only the K-th of N deterministic slices (by path)\n"
+            "\n"
+            "output:\n"
             "  -v, --verbose       list every test, with skip reasons and console tails\n"
             "  -q, --quiet         print failing files only\n"
             "      --json          print one JSON object per file instead of text\n"
+            "      --tap           print TAP version 14 instead of text\n"
+            "      --junit FILE    also write a JUnit XML report to FILE\n"
+            "      --save-events FILE  write one JSON event per line to FILE\n"
             "  -h, --help          show this help and exit\n"
             "  -V, --version       show the version and exit\n"
             "\n"
             "exit status: 0 all tests passed or skipped, 1 a test failed, timed out or\n"
-            "crashed, 2 usage, configuration or internal error, 130 interrupted.\n");
+            "crashed, 2 usage, configuration or internal error, 130 interrupted.\n"
+            "See docs/cli.md for the details.\n");
+}
+
+enum {
+    O_JSON = 256,
+    O_TIMEOUT,
+    O_TAP,
+    O_JUNIT,
+    O_EVENTS,
+    O_FILTER,
+    O_TAG,
+    O_NO_TAG,
+    O_TAG_META,
+    O_NO_TAG_META,
+    O_SLOW,
+    O_FAIL_FAST,
+    O_SHARD,
+    O_RERUN,
+    O_SINCE,
+    O_MEM,
+    O_CPUS,
+    O_OVERCOMMIT,
+    O_FIXTURES,
+    O_WATCH,
+};
+
+static void push(char ***list, size_t *n, char *s)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(char *));
+    (*list)[(*n)++] = s;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"jobs", required_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},         {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {"config", required_argument, NULL, 'c'},
+        {"jobs", required_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, O_JSON},
+        {"tap", no_argument, NULL, O_TAP},
+        {"junit", required_argument, NULL, O_JUNIT},
+        {"save-events", required_argument, NULL, O_EVENTS},
+        {"filter", required_argument, NULL, O_FILTER},
+        {"tag", required_argument, NULL, O_TAG},
+        {"no-tag", required_argument, NULL, O_NO_TAG},
+        {"tag-meta", required_argument, NULL, O_TAG_META},
+        {"no-tag-meta", required_argument, NULL, O_NO_TAG_META},
+        {"include-slow", no_argument, NULL, O_SLOW},
+        {"fail-fast", no_argument, NULL, O_FAIL_FAST},
+        {"shard", required_argument, NULL, O_SHARD},
+        {"rerun-failed", no_argument, NULL, O_RERUN},
+        {"since", required_argument, NULL, O_SINCE},
+        {"mem", required_argument, NULL, O_MEM},
+        {"cpus", required_argument, NULL, O_CPUS},
+        {"cpu-overcommit", required_argument, NULL, O_OVERCOMMIT},
+        {"fixtures", no_argument, NULL, O_FIXTURES},
+        {"watch", no_argument, NULL, O_WATCH},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    run_opts o = {0, 300000, false, false, false};
+    run_opts o;
+    memset(&o, 0, sizeof(o));
+    o.timeout_ms = 300000;
     const char *config_path = NULL;
+    const char *sub = NULL;
+    bool fixtures = false;
+    if (argc > 1 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "doctor") == 0)) {
+        sub = argv[1];
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
+    if (argc > 1 && strcmp(argv[1], "fixture") == 0) {
+        /* provium fixture [-c FILE] OP ...: host/fixtures/fixture_cli.c */
+        int i = 2;
+        if (argc > 3 && (strcmp(argv[2], "-c") == 0 || strcmp(argv[2], "--config") == 0)) {
+            config_path = argv[3];
+            i = 4;
+        }
+        pv_config fcfg;
+        char ferr[4096];
+        if (config_load(config_path, &fcfg, ferr, sizeof(ferr)) != 0) {
+            fprintf(stderr, "provium: %s\n", ferr);
+            config_free(&fcfg);
+            return 2;
+        }
+        int rc = fixture_cli(&fcfg, argc - i, argv + i);
+        config_free(&fcfg);
+        return rc;
+    }
     int c;
     while ((c = getopt_long(argc, argv, "c:j:vqhV", longopts, NULL)) != -1) {
         switch (c) {
@@ -65,7 +173,7 @@ int main(int argc, char **argv)
             o.jobs = (int)n;
             break;
         }
-        case 't':
+        case O_TIMEOUT:
             if (strcmp(optarg, "0") == 0)
                 o.timeout_ms = 0;
             else if ((o.timeout_ms = parse_duration_ms(optarg)) <= 0) {
@@ -79,8 +187,94 @@ int main(int argc, char **argv)
         case 'q':
             o.quiet = true;
             break;
-        case 'J':
+        case O_JSON:
             o.json = true;
+            break;
+        case O_TAP:
+            o.tap = true;
+            break;
+        case O_JUNIT:
+            o.junit_path = optarg;
+            break;
+        case O_EVENTS:
+            o.events_path = optarg;
+            break;
+        case O_FILTER:
+            if (!*optarg) {
+                fprintf(stderr, "provium: --filter needs a non-empty substring\n");
+                return 2;
+            }
+            o.filter = optarg;
+            o.sel.filter = optarg;
+            break;
+        case O_TAG:
+            push(&o.sel.tags, &o.sel.ntags, optarg);
+            break;
+        case O_NO_TAG:
+            push(&o.sel.no_tags, &o.sel.nno_tags, optarg);
+            break;
+        case O_TAG_META:
+        case O_NO_TAG_META: {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1]) {
+                fprintf(stderr, "provium: --%s needs KEY=VALUE, not '%s'\n", c == O_TAG_META ? "tag-meta" : "no-tag-meta",
+                        optarg);
+                return 2;
+            }
+            if (c == O_TAG_META)
+                push(&o.sel.tag_meta, &o.sel.ntag_meta, optarg);
+            else
+                push(&o.sel.no_tag_meta, &o.sel.nno_tag_meta, optarg);
+            break;
+        }
+        case O_SLOW:
+            o.include_slow = true;
+            break;
+        case O_FAIL_FAST:
+            o.fail_fast = true;
+            break;
+        case O_SHARD: {
+            int k, n, used = 0;
+            if (sscanf(optarg, "%d/%d%n", &k, &n, &used) != 2 || optarg[used] || n < 1 || k < 1 || k > n) {
+                fprintf(stderr, "provium: --shard needs K/N with 1 <= K <= N, not '%s'\n", optarg);
+                return 2;
+            }
+            o.shard_k = k;
+            o.shard_n = n;
+            break;
+        }
+        case O_RERUN:
+            o.rerun_failed = true;
+            break;
+        case O_SINCE:
+            o.since = optarg;
+            break;
+        case O_MEM:
+            if ((o.pool_mem = parse_size(optarg)) <= 0) {
+                fprintf(stderr, "provium: --mem: cannot parse '%s' (use bytes or a size like 8G, 512M)\n", optarg);
+                return 2;
+            }
+            break;
+        case O_CPUS:
+        case O_OVERCOMMIT: {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (*end || !(v > 0) || v > 4096) {
+                fprintf(stderr, "provium: --%s must be a positive number, not '%s'\n",
+                        c == O_CPUS ? "cpus" : "cpu-overcommit", optarg);
+                return 2;
+            }
+            if (c == O_CPUS)
+                o.pool_cpus = v;
+            else
+                o.overcommit = v < 0.5 ? 0.5 : v > 8 ? 8 : v;
+            break;
+        }
+        case O_FIXTURES:
+            fixtures = true;
+            break;
+        case O_WATCH:
+            o.watch = true;
             break;
         case 'h':
             usage(stdout);
@@ -93,6 +287,24 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.json + o.tap > 1) {
+        fprintf(stderr, "provium: --json and --tap cannot be combined\n");
+        return 2;
+    }
+    if (o.verbose && o.quiet) {
+        fprintf(stderr, "provium: --verbose and --quiet cannot be combined\n");
+        return 2;
+    }
+    if (fixtures && (!sub || strcmp(sub, "list") != 0)) {
+        fprintf(stderr, "provium: --fixtures only applies to 'provium list'\n");
+        return 2;
+    }
+    if (o.watch) {
+        fprintf(stderr, "provium: --watch is not implemented yet\n");
+        return 2;
+    }
+    if (o.include_slow)
+        setenv("PROVIUM_INCLUDE_SLOW", "1", 1);
     pv_config cfg;
     char err[4096];
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
@@ -100,22 +312,39 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
+    if (sub && strcmp(sub, "doctor") == 0) {
+        int rc = runner_doctor(&cfg);
+        config_free(&cfg);
+        return rc;
+    }
     file_list files;
     int rc;
     char *here[] = {"."};
+    const char *suffix = fixtures ? ".fixture.lua" : ".test.lua";
     if (optind < argc)
-        rc = discover_files(argv + optind, (size_t)(argc - optind), ".test.lua", &files, err, sizeof(err));
+        rc = discover_files(argv + optind, (size_t)(argc - optind), suffix, &files, err, sizeof(err));
     else if (cfg.nroots)
-        rc = discover_files(cfg.roots, cfg.nroots, ".test.lua", &files, err, sizeof(err));
+        rc = discover_files(cfg.roots, cfg.nroots, suffix, &files, err, sizeof(err));
     else
-        rc = discover_files(here, 1, ".test.lua", &files, err, sizeof(err));
+        rc = discover_files(here, 1, suffix, &files, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "provium: %s\n", err);
         config_free(&cfg);
         return 2;
     }
-    rc = runner_run(&cfg, &files, &o);
+    const char *notice = NULL;
+    rc = runner_select_files(&cfg, &files, &o, &notice);
+    if (rc == 0 && notice)
+        fprintf(stderr, "provium: %s\n", notice);
+    if (rc == 0 && sub)
+        rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
+    else if (rc == 0)
+        rc = runner_run(&cfg, &files, &o);
     file_list_free(&files);
+    free(o.sel.tags);
+    free(o.sel.no_tags);
+    free(o.sel.tag_meta);
+    free(o.sel.no_tag_meta);
     config_free(&cfg);
     return rc;
 }

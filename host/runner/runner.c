@@ -1,37 +1,53 @@
-/* The dispatcher: one child process (own process group) per test file, a
- * cap on concurrent files, a per-file deadline, and clean teardown on
- * Ctrl-C. Children report one JSON document on a pipe. */
+/* The dispatcher: a resource pool (memory and vCPUs) that files reserve
+ * from, one child process (own process group) per test file, an optional
+ * cap on concurrent files, CPU-pressure gating, a per-file deadline, and
+ * clean teardown on Ctrl-C. Children report one JSON document on a pipe and
+ * talk to the dispatcher over a control socket (claims, events). */
 #include "runner.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../util/util.h"
 #include "../vmm/vm.h"
+#include "output.h"
 
-typedef enum { F_PENDING, F_RUNNING, F_DONE } file_phase;
+typedef enum { F_PENDING, F_RUNNING, F_DONE, F_SKIPPED } file_phase;
 
 typedef struct {
     const char *path;
     const char *shown; /* path relative to the working directory when possible */
+    const test_select *sel;
     file_phase phase;
     pid_t pid;
-    int report_fd;
+    int report_fd, ctl_fd;
     strbuf report;
     char *log_path;
-    double started, elapsed;
+    double started, elapsed, deadline_base, wait_started;
+    int64_t started_wall;
     int wstatus;
     bool timed_out;
+    pool_amount held;   /* what the file holds from the pool now */
+    bool claim_pending; /* asked for `want`, waiting for room */
+    bool claimed;
+    pool_amount want;
+    bool blocked_noted;
+    json_t *result; /* the --json object, kept for JUnit and the rerun state */
+    char *file_log; /* captured output of a crashed or timed-out file */
+    bool failed;
 } file_run;
 
 typedef struct {
@@ -115,15 +131,69 @@ static char *make_scratch(void)
     return tmpl; /* mkdtemp creates it 0700 */
 }
 
+/* ---------------------------------------------------------------- the pool */
+
+typedef struct {
+    pool_amount total, used, deflt;
+    int running, jobs;
+    double psi_threshold; /* percent; <= 0 disables */
+} pool_state;
+
+static json_t *amount_json(pool_amount a)
+{
+    return json_pack("{s:I,s:f}", "memory", (json_int_t)a.mem, "cpus", a.cpus);
+}
+
+static bool fits(const pool_state *p, pool_amount a)
+{
+    return p->used.mem + a.mem <= p->total.mem && p->used.cpus + a.cpus <= p->total.cpus + 1e-9;
+}
+
+static void emit_pool(const pool_state *p)
+{
+    if (!events_enabled())
+        return;
+    pool_amount avail = {p->total.mem - p->used.mem, p->total.cpus - p->used.cpus};
+    events_emit("pool_state",
+                json_pack("{s:o,s:o,s:o,s:i}", "used", amount_json(p->used), "available", amount_json(avail), "total",
+                          amount_json(p->total), "running", p->running),
+                0);
+}
+
+static void take(pool_state *p, file_run *f, pool_amount a)
+{
+    p->used.mem += a.mem;
+    p->used.cpus += a.cpus;
+    f->held = a;
+}
+
+static void give_back(pool_state *p, file_run *f)
+{
+    p->used.mem -= f->held.mem;
+    p->used.cpus -= f->held.cpus;
+    if (p->used.cpus < 1e-9)
+        p->used.cpus = 0;
+    f->held = (pool_amount){0, 0};
+}
+
+static char *amount_text(pool_amount a)
+{
+    return xasprintf("%lld MiB, %g vCPUs", (long long)(a.mem >> 20), a.cpus);
+}
+
+/* ---------------------------------------------------------------- children */
+
 static void start_file(const pv_config *cfg, const char *scratch, file_run *f, int index)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
+    int p[2], c[2];
+    if (pipe2(p, O_CLOEXEC) != 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c) != 0) {
         fprintf(stderr, "provium: pipe: %s\n", strerror(errno));
         exit(2);
     }
     f->log_path = xasprintf("%s/file-%d.log", scratch, index);
     pid_t parent = getpid();
+    fflush(stdout);
+    fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
@@ -136,6 +206,7 @@ static void start_file(const pv_config *cfg, const char *scratch, file_run *f, i
         signal(SIGHUP, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         close(p[0]);
+        close(c[0]);
         int log = open(f->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (log >= 0) {
             dup2(log, 1);
@@ -147,7 +218,7 @@ static void start_file(const pv_config *cfg, const char *scratch, file_run *f, i
             dup2(null, 0);
             close(null);
         }
-        _exit(run_file_child(cfg, scratch, f->path, p[1]));
+        _exit(run_file_child(cfg, scratch, f->path, p[1], c[1], CHILD_RUN, f->sel, f->shown));
     }
     if (pid < 0) {
         fprintf(stderr, "provium: fork: %s\n", strerror(errno));
@@ -155,11 +226,15 @@ static void start_file(const pv_config *cfg, const char *scratch, file_run *f, i
     }
     setpgid(pid, pid);
     close(p[1]);
+    close(c[1]);
     fcntl(p[0], F_SETFL, O_NONBLOCK);
+    fcntl(c[0], F_SETFL, O_NONBLOCK);
     f->pid = pid;
     f->report_fd = p[0];
+    f->ctl_fd = c[0];
     f->phase = F_RUNNING;
-    f->started = now_s();
+    f->started = f->deadline_base = now_s();
+    f->started_wall = wall_ns();
 }
 
 static void drain_report(file_run *f)
@@ -174,6 +249,64 @@ static void drain_report(file_run *f)
         if (n < 0 && errno == EINTR)
             continue;
         return;
+    }
+}
+
+static void ctl_reply(file_run *f, const char *msg) { (void)!send(f->ctl_fd, msg, strlen(msg), MSG_NOSIGNAL); }
+
+/* Messages from a child: {"t":"claim",...} and {"t":"event",...}. */
+static void drain_ctl(file_run *f, pool_state *pool)
+{
+    if (f->ctl_fd < 0)
+        return;
+    char buf[262144];
+    for (;;) {
+        ssize_t n = recv(f->ctl_fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        json_error_t je;
+        json_t *m = json_loadb(buf, (size_t)n, 0, &je);
+        const char *t = json_string_value(json_object_get(m, "t"));
+        if (t && strcmp(t, "event") == 0) {
+            const char *kind = json_string_value(json_object_get(m, "kind"));
+            json_t *payload = json_object_get(m, "payload");
+            if (!json_is_object(payload))
+                payload = json_object();
+            else
+                json_incref(payload);
+            bool vm = kind && strncmp(kind, "vm_", 3) == 0;
+            json_object_set_new(payload, vm ? "file" : "path", json_string(f->shown));
+            events_emit(kind ? kind : "unknown", payload, json_integer_value(json_object_get(m, "ts")));
+        } else if (t && strcmp(t, "claim") == 0) {
+            pool_amount want = {json_integer_value(json_object_get(m, "memory")),
+                                json_number_value(json_object_get(m, "cpus"))};
+            if (want.mem > pool->total.mem || want.cpus > pool->total.cpus + 1e-9) {
+                char *w = amount_text(want), *tot = amount_text(pool->total);
+                char *msg = xasprintf("err provium:claim: the claim (%s) can never fit the pool (%s); "
+                                      "raise --mem / --cpus / --cpu-overcommit or claim less",
+                                      w, tot);
+                ctl_reply(f, msg);
+                events_emit("claim_refused",
+                            json_pack("{s:s,s:o,s:o}", "path", f->shown, "amount", amount_json(want), "pool",
+                                      amount_json(pool->total)),
+                            0);
+                free(msg);
+                free(w);
+                free(tot);
+            } else if (f->claimed || f->claim_pending) {
+                ctl_reply(f, "err provium:claim: claim already taken");
+            } else {
+                /* the claim replaces the default reservation */
+                give_back(pool, f);
+                f->want = want;
+                f->claim_pending = true;
+                f->blocked_noted = false;
+                f->wait_started = now_s();
+            }
+        }
+        json_decref(m);
     }
 }
 
@@ -197,11 +330,41 @@ static char *log_tail(const file_run *f, int lines)
     return tail;
 }
 
-/* Prints the outcome of one file and adds it to the totals. */
-static void report_file(file_run *f, const run_opts *o, totals *t, double timeout_s)
+/* ---------------------------------------------------------------- progress */
+
+static bool progress_on;
+static bool progress_shown;
+
+static void progress_clear(void)
+{
+    if (progress_shown) {
+        fputs("\r\033[K", stdout);
+        fflush(stdout);
+        progress_shown = false;
+    }
+}
+
+static void progress_draw(size_t running, size_t done, size_t total, int failed, double elapsed)
+{
+    if (!progress_on)
+        return;
+    printf("\r\033[K[provium] %zu running, %zu/%zu done, %d failed, %.0fs", running, done, total, failed, elapsed);
+    fflush(stdout);
+    progress_shown = true;
+}
+
+/* ---------------------------------------------------------------- results */
+
+/* Turns the child's report into the --json object (upstream shape plus a
+ * few extras: duration, started, console) and prints the outcome. */
+static void report_file(file_run *f, const run_opts *o, totals *t, double timeout_s, int *tap_n)
 {
     json_error_t je;
     json_t *r = f->report.len ? json_loadb(f->report.s, f->report.len, 0, &je) : NULL;
+    if (r && !json_is_object(r)) {
+        json_decref(r);
+        r = NULL;
+    }
     int passed = 0, failed = 0, skipped = 0;
     /* an empty Lua table encodes as {}; the schema says tests is an array */
     if (r && !json_is_array(json_object_get(r, "tests")))
@@ -238,6 +401,7 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         verdict = failed ? "FAIL" : "PASS";
     }
     bool ok = strcmp(verdict, "PASS") == 0;
+    f->failed = !ok;
     if (ok)
         t->files_passed++;
     else
@@ -246,20 +410,53 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     t->tests_failed += failed;
     t->tests_skipped += skipped;
 
+    json_t *line = r ? json_incref(r) : json_object();
+    json_object_set_new(line, "path", json_string(f->shown));
+    json_object_set_new(line, "timeout", json_string(f->timed_out ? "timed_out" : "in_time"));
+    json_object_set_new(line, "passed", json_boolean(ok));
+    if (!r)
+        json_object_set_new(line, "tests", json_array());
+    if (extra && !chunk_error)
+        json_object_set_new(line, "chunk_error", json_string(extra));
+    if (!json_object_get(line, "chunk_error"))
+        json_object_set_new(line, "chunk_error", json_null());
+    if (f->timed_out)
+        json_object_set_new(line, "timed_out", json_true());
+    if (!r)
+        json_object_set_new(line, "crashed", json_true());
+    json_object_set_new(line, "duration", json_real(f->elapsed));
+    json_object_set_new(line, "started", json_integer(f->started_wall / 1000000000));
+    json_t *lt = json_object_get(line, "tests");
+    json_array_foreach(lt, i, tc)
+    {
+        if (!json_is_string(json_object_get(tc, "message")))
+            json_object_set_new(tc, "message", json_null());
+        /* upstream: log is a list of lines */
+        const char *log = json_string_value(json_object_get(tc, "log"));
+        json_t *lines = json_array();
+        if (log && *log) {
+            const char *p = log;
+            for (;;) {
+                const char *nl = strchr(p, '\n');
+                json_array_append_new(lines, nl ? json_stringn(p, (size_t)(nl - p)) : json_string(p));
+                if (!nl)
+                    break;
+                p = nl + 1;
+            }
+        }
+        json_object_set_new(tc, "log", lines);
+    }
+    if (extra)
+        f->file_log = log_tail(f, 40);
+    f->result = line;
+
+    progress_clear();
     if (o->json) {
-        json_t *line = r ? json_incref(r) : json_object();
-        json_object_set_new(line, "path", json_string(f->shown));
-        json_object_set_new(line, "timeout", json_boolean(f->timed_out));
-        json_object_set_new(line, "passed", json_boolean(ok));
-        if (!r)
-            json_object_set_new(line, "tests", json_array());
-        if (extra && !chunk_error)
-            json_object_set_new(line, "chunk_error", json_string(extra));
-        json_object_set_new(line, "duration", json_real(f->elapsed));
         char *s = json_dumps(line, JSON_COMPACT);
         printf("%s\n", s);
         free(s);
-        json_decref(line);
+    } else if (o->tap) {
+        *tap_n = tap_file(stdout, line, *tap_n);
     } else if (!(o->quiet && ok)) {
         printf("%s %s (%d passed, %d failed, %d skipped) %.1fs\n", verdict, f->shown, passed, failed, skipped,
                f->elapsed);
@@ -285,9 +482,14 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
                        name ? name : "?");
                 if (msg && (is_fail || o->verbose))
                     print_indented(stdout, msg, "        ");
-                const char *log = json_string_value(json_object_get(tc, "log"));
-                if (o->verbose && log && *log)
-                    print_indented(stdout, log, "        log: ");
+                json_t *log = json_object_get(tc, "log");
+                size_t k;
+                json_t *l;
+                if (o->verbose)
+                    json_array_foreach(log, k, l)
+                    {
+                        printf("        log: %s\n", json_string_value(l) ? json_string_value(l) : "");
+                    }
                 const char *console = json_string_value(json_object_get(tc, "console"));
                 if (is_fail && o->verbose && console && *console)
                     print_indented(stdout, console, "        | ");
@@ -305,61 +507,427 @@ static void kill_group(file_run *f, int sig)
         kill(-f->pid, sig);
 }
 
+/* ---------------------------------------------------------------- selection */
+
+static const char *shown_path(const char *path)
+{
+    static char cwd[4096];
+    static size_t cwdlen = (size_t)-1;
+    if (cwdlen == (size_t)-1)
+        cwdlen = getcwd(cwd, sizeof(cwd)) ? strlen(cwd) : 0;
+    if (cwdlen && strncmp(path, cwd, cwdlen) == 0 && path[cwdlen] == '/')
+        return path + cwdlen + 1;
+    return path;
+}
+
+char *rerun_state_path(const pv_config *cfg)
+{
+    const char *env = getenv("PROVIUM_RERUN_STATE");
+    if (env && *env)
+        return xstrdup(env);
+    return xasprintf("%s/rerun.json", cfg->cache_dir ? cfg->cache_dir : cache_root());
+}
+
+static json_t *rerun_load(const pv_config *cfg)
+{
+    char *p = rerun_state_path(cfg);
+    json_error_t je;
+    json_t *st = json_load_file(p, 0, &je);
+    free(p);
+    json_t *failed = json_object_get(st, "failed");
+    if (!json_is_array(failed)) {
+        json_decref(st);
+        return NULL;
+    }
+    json_incref(failed);
+    json_decref(st);
+    return failed;
+}
+
+static bool in_array(json_t *a, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (json_string_value(v) && strcmp(json_string_value(v), s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int by_shown(const void *a, const void *b)
+{
+    return strcmp(shown_path(*(char *const *)a), shown_path(*(char *const *)b));
+}
+
+int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *o, const char **notice)
+{
+    *notice = NULL;
+    json_t *failed = NULL;
+    if (o->rerun_failed && !o->watch) {
+        failed = rerun_load(cfg);
+        if (!failed || json_array_size(failed) == 0) {
+            *notice = "--rerun-failed: the previous runs left no failed files; nothing to rerun.";
+            json_decref(failed);
+            for (size_t i = 0; i < files->n; i++)
+                free(files->paths[i]);
+            files->n = 0;
+            return 0;
+        }
+    }
+    struct stat ref;
+    if (o->since && stat(o->since, &ref) != 0) {
+        fprintf(stderr, "provium: --since %s: %s\n", o->since, strerror(errno));
+        json_decref(failed);
+        return 2;
+    }
+    size_t keep = 0;
+    char **sorted = NULL;
+    if (o->shard_n) {
+        sorted = xcalloc(files->n ? files->n : 1, sizeof(char *));
+        memcpy(sorted, files->paths, files->n * sizeof(char *));
+        qsort(sorted, files->n, sizeof(char *), by_shown);
+    }
+    for (size_t i = 0; i < files->n; i++) {
+        char *p = files->paths[i];
+        bool ok = true;
+        if (failed && !in_array(failed, p))
+            ok = false;
+        struct stat st;
+        if (ok && o->since && stat(p, &st) == 0 &&
+            !(st.st_mtim.tv_sec > ref.st_mtim.tv_sec ||
+              (st.st_mtim.tv_sec == ref.st_mtim.tv_sec && st.st_mtim.tv_nsec > ref.st_mtim.tv_nsec)))
+            ok = false;
+        if (ok && o->shard_n) {
+            size_t rank = 0;
+            while (sorted[rank] != p)
+                rank++;
+            ok = (int)(rank % (size_t)o->shard_n) == o->shard_k - 1;
+        }
+        if (ok)
+            files->paths[keep++] = p;
+        else
+            free(p);
+    }
+    files->n = keep;
+    free(sorted);
+    json_decref(failed);
+    return 0;
+}
+
+/* The rerun state after a run: earlier failures of files that did not run
+ * this time, plus this run's failures. A clean run of everything empties it. */
+static void rerun_save(const pv_config *cfg, file_run *runs, size_t n)
+{
+    json_t *prev = rerun_load(cfg);
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(prev, i, v)
+    {
+        const char *p = json_string_value(v);
+        bool ran = false;
+        for (size_t k = 0; k < n && p && !ran; k++)
+            ran = runs[k].phase == F_DONE && strcmp(runs[k].path, p) == 0;
+        if (p && !ran)
+            json_array_append(out, v);
+    }
+    for (size_t k = 0; k < n; k++)
+        if (runs[k].phase == F_DONE && runs[k].failed)
+            json_array_append_new(out, json_string(runs[k].path));
+    json_decref(prev);
+    char *path = rerun_state_path(cfg);
+    char *dir = path_dirname(path);
+    mkdir_p(dir, 0755);
+    json_t *doc = json_pack("{s:o}", "failed", out);
+    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    if (json_dump_file(doc, tmp, JSON_INDENT(1)) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "provium: cannot write the rerun state %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    json_decref(doc);
+    free(dir);
+    free(path);
+}
+
+/* Lists one file in a throw-away child (VMs are inert there). */
+int list_file(const pv_config *cfg, const char *path, const char *shown, const test_select *sel, char **json)
+{
+    *json = NULL;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(p[0]);
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        _exit(run_file_child(cfg, "/tmp", path, p[1], -1, CHILD_LIST, sel, shown));
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    strbuf b;
+    sb_init(&b);
+    int64_t deadline = now_ms() + 20000;
+    for (;;) {
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        int left = (int)(deadline - now_ms());
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        if (poll(&pfd, 1, left) < 0 && errno != EINTR)
+            break;
+        char buf[65536];
+        ssize_t n = read(p[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        sb_add(&b, buf, (size_t)n);
+    }
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    if (!b.len) {
+        sb_free(&b);
+        return -1;
+    }
+    *json = sb_take(&b);
+    return 0;
+}
+
+/* --filter / --tag / --tag-meta: which files have any test the selection
+ * keeps. Files whose path matches --filter run whole. */
+static bool needs_prepass(const run_opts *o)
+{
+    const test_select *s = &o->sel;
+    return o->filter || s->ntags || s->nno_tags || s->ntag_meta || s->nno_tag_meta;
+}
+
+static test_select no_name_filter;
+
+static void prepass(const pv_config *cfg, file_run *runs, size_t n, const run_opts *o, size_t *deselected)
+{
+    no_name_filter = o->sel;
+    no_name_filter.filter = NULL;
+    for (size_t i = 0; i < n; i++) {
+        file_run *f = &runs[i];
+        f->sel = &o->sel;
+        if (o->filter && strstr(f->shown, o->filter))
+            f->sel = &no_name_filter;
+        if (!needs_prepass(o) || (f->sel == &no_name_filter && !o->sel.ntags && !o->sel.nno_tags &&
+                                  !o->sel.ntag_meta && !o->sel.nno_tag_meta))
+            continue;
+        char *js = NULL;
+        if (list_file(cfg, f->path, f->shown, f->sel, &js) != 0)
+            continue; /* cannot tell: run it */
+        json_error_t je;
+        json_t *r = json_loads(js, 0, &je);
+        free(js);
+        bool any = false;
+        size_t k;
+        json_t *tc;
+        json_array_foreach(json_object_get(r, "tests"), k, tc)
+        {
+            any = any || json_is_true(json_object_get(tc, "selected"));
+        }
+        bool broken = json_is_string(json_object_get(r, "chunk_error"));
+        if (!any && !broken) {
+            f->phase = F_SKIPPED;
+            (*deselected)++;
+            events_emit("file_deselected", json_pack("{s:s}", "path", f->shown), 0);
+        }
+        json_decref(r);
+    }
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static void note_blocked(file_run *f, pool_amount want, const char *reason)
+{
+    if (f->blocked_noted)
+        return;
+    f->blocked_noted = true;
+    events_emit("file_blocked",
+                json_pack("{s:s,s:o,s:s}", "path", f->shown, "waiting_for", amount_json(want), "reason", reason), 0);
+}
+
+static bool psi_high(const pool_state *p)
+{
+    if (p->psi_threshold <= 0)
+        return false;
+    double v = psi_cpu_some_avg10();
+    return v >= 0 && v >= p->psi_threshold;
+}
+
+/* Grants waiting claims (in dispatch order), then starts new files, as the
+ * pool, -j and CPU pressure allow. FIFO: the first file that cannot go
+ * blocks the ones behind it. */
+static void schedule(const pv_config *cfg, const char *scratch, file_run *runs, size_t n, size_t *next,
+                     pool_state *pool, bool stop_dispatch)
+{
+    bool changed = false;
+    for (size_t i = 0; i < n; i++) {
+        file_run *f = &runs[i];
+        if (f->phase != F_RUNNING || !f->claim_pending)
+            continue;
+        if (!fits(pool, f->want)) {
+            note_blocked(f, f->want, "pool_full");
+            if (changed)
+                emit_pool(pool);
+            return;
+        }
+        take(pool, f, f->want);
+        f->claim_pending = false;
+        f->claimed = true;
+        /* waiting for the pool does not count against the file's timeout */
+        f->deadline_base += now_s() - f->wait_started;
+        events_emit("claim_acquired", json_pack("{s:s,s:o}", "path", f->shown, "amount", amount_json(f->want)), 0);
+        ctl_reply(f, "ok");
+        changed = true;
+    }
+    while (!stop_dispatch && *next < n) {
+        file_run *f = &runs[*next];
+        if (f->phase == F_SKIPPED) {
+            (*next)++;
+            continue;
+        }
+        if (pool->jobs && pool->running >= pool->jobs) {
+            note_blocked(f, pool->deflt, "jobs_limit");
+            break;
+        }
+        if (!fits(pool, pool->deflt)) {
+            note_blocked(f, pool->deflt, "pool_full");
+            break;
+        }
+        if (pool->running > 0 && psi_high(pool)) {
+            note_blocked(f, pool->deflt, "psi_pressure");
+            break;
+        }
+        take(pool, f, pool->deflt);
+        start_file(cfg, scratch, f, (int)*next);
+        pool->running++;
+        (*next)++;
+        events_emit("file_dispatched",
+                    json_pack("{s:s,s:o,s:i}", "path", f->shown, "reservation", amount_json(f->held), "pid", f->pid),
+                    0);
+        changed = true;
+    }
+    if (changed)
+        emit_pool(pool);
+}
+
 int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
 {
+    if (o->events_path && events_open(o->events_path) != 0)
+        return 2;
     if (files->n == 0) {
-        printf("No test files found.\n");
+        if (o->tap) {
+            tap_begin(stdout);
+            tap_end(stdout, 0);
+        } else if (!o->json) {
+            printf("No test files found.\n");
+        }
+        if (o->junit_path && junit_write(o->junit_path, NULL, NULL, 0, 0) != 0)
+            fprintf(stderr, "provium: --junit: cannot write %s: %s\n", o->junit_path, strerror(errno));
+        events_close();
         return 0;
     }
+    /* the pool */
+    pool_state pool = {0};
+    pool.total.mem = o->pool_mem ? o->pool_mem : (int64_t)(host_memory_bytes() * 0.8);
+    double over = o->overcommit > 0 ? o->overcommit : 1.0;
+    over = over < 0.5 ? 0.5 : over > 8 ? 8 : over;
+    pool.total.cpus = (o->pool_cpus > 0 ? o->pool_cpus : host_cpu_count()) * over;
+    const pv_profile *dp = config_profile(cfg, "default");
+    pool.deflt.mem = dp && dp->memory ? dp->memory : PV_DEFAULT_MEMORY;
+    pool.deflt.cpus = dp && dp->cpus ? dp->cpus : 1;
+    pool.jobs = o->jobs;
+    const char *psi = getenv("PROVIUM_PSI_THRESHOLD");
+    pool.psi_threshold = psi && *psi ? (strcmp(psi, "off") == 0 ? 0 : atof(psi)) : 90;
+    if (!fits(&pool, pool.deflt)) {
+        char *a = amount_text(pool.total), *b = amount_text(pool.deflt);
+        fprintf(stderr, "provium: the pool (%s) cannot hold one default VM (%s); raise --mem / --cpus\n", a, b);
+        free(a);
+        free(b);
+        events_close();
+        return 2;
+    }
+
     install_handlers();
     char *scratch = make_scratch();
     if (!scratch)
         return 2;
-    if (!vm_kvm_available())
+    if (!vm_kvm_available() && !o->json && !o->tap)
         fprintf(stderr, "provium: /dev/kvm is not usable; VMs run under TCG software emulation (slower)\n");
-    int jobs = o->jobs > 0 ? o->jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (jobs < 1)
-        jobs = 1;
-    char cwd[4096];
-    size_t cwdlen = getcwd(cwd, sizeof(cwd)) ? strlen(cwd) : 0;
+    progress_on = isatty(STDOUT_FILENO) && !o->json && !o->tap && !getenv("PROVIUM_NO_PROGRESS");
     file_run *runs = xcalloc(files->n, sizeof(file_run));
     for (size_t i = 0; i < files->n; i++) {
         runs[i].path = files->paths[i];
-        runs[i].shown = runs[i].path;
-        if (cwdlen && strncmp(runs[i].path, cwd, cwdlen) == 0 && runs[i].path[cwdlen] == '/')
-            runs[i].shown = runs[i].path + cwdlen + 1;
-        runs[i].report_fd = -1;
+        runs[i].shown = shown_path(runs[i].path);
+        runs[i].sel = &o->sel;
+        runs[i].report_fd = runs[i].ctl_fd = -1;
         sb_init(&runs[i].report);
     }
     double t0 = now_s();
+    for (size_t i = 0; i < files->n; i++)
+        events_emit("file_discovered", json_pack("{s:s}", "path", runs[i].shown), 0);
+    size_t deselected = 0;
+    prepass(cfg, runs, files->n, o, &deselected);
+    emit_pool(&pool);
+    if (o->tap)
+        tap_begin(stdout);
+    int tap_n = 0;
     totals t = {0};
-    size_t next = 0, done = 0;
-    int running = 0;
+    size_t next = 0, done = deselected;
     double timeout_s = o->timeout_ms / 1000.0;
+    bool fail_stop = false;
+    double last_pool_event = now_s();
     while (done < files->n) {
-        while (!stop_signal && running < jobs && next < files->n) {
-            start_file(cfg, scratch, &runs[next], (int)next);
-            next++;
-            running++;
-        }
+        if (!stop_signal)
+            schedule(cfg, scratch, runs, files->n, &next, &pool, fail_stop);
         if (stop_signal)
             break;
-        struct pollfd pfd[1 + 64];
-        size_t n = 0;
-        pfd[n++] = (struct pollfd){signal_pipe[0], POLLIN, 0};
+        if (pool.running == 0 && (fail_stop || next >= files->n)) {
+            /* fail-fast left the rest undispatched */
+            break;
+        }
+        struct pollfd pfd[1 + 2 * 256];
+        size_t np = 0;
+        pfd[np++] = (struct pollfd){signal_pipe[0], POLLIN, 0};
         int wait_ms = 1000;
-        for (size_t i = 0; i < files->n && n < 65; i++) {
+        bool blocked = false;
+        for (size_t i = 0; i < files->n && np < 1 + 2 * 256; i++) {
             if (runs[i].phase != F_RUNNING)
                 continue;
-            pfd[n++] = (struct pollfd){runs[i].report_fd, POLLIN, 0};
-            if (o->timeout_ms) {
-                double left = runs[i].started + timeout_s - now_s();
+            pfd[np++] = (struct pollfd){runs[i].report_fd, POLLIN, 0};
+            pfd[np++] = (struct pollfd){runs[i].ctl_fd, POLLIN, 0};
+            blocked = blocked || runs[i].claim_pending;
+            if (o->timeout_ms && !runs[i].claim_pending) {
+                double left = runs[i].deadline_base + timeout_s - now_s();
                 int ms = left < 0 ? 0 : (int)(left * 1000) + 1;
                 if (ms < wait_ms)
                     wait_ms = ms;
             }
         }
-        poll(pfd, n, wait_ms);
+        if (next < files->n && !fail_stop && wait_ms > 250)
+            wait_ms = 250; /* re-check pressure and room */
+        if (progress_on && wait_ms > 250)
+            wait_ms = 250;
+        (void)blocked;
+        poll(pfd, np, wait_ms);
         char sink[64];
         while (read(signal_pipe[0], sink, sizeof(sink)) > 0) {
         }
@@ -367,8 +935,9 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
             file_run *f = &runs[i];
             if (f->phase != F_RUNNING)
                 continue;
+            drain_ctl(f, &pool);
             drain_report(f);
-            if (o->timeout_ms && now_s() - f->started > timeout_s && !f->timed_out) {
+            if (o->timeout_ms && !f->claim_pending && now_s() - f->deadline_base > timeout_s && !f->timed_out) {
                 f->timed_out = true;
                 kill_group(f, SIGKILL);
             }
@@ -376,21 +945,45 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
             if (waitpid(f->pid, &st, WNOHANG) == f->pid) {
                 /* make sure nothing the file started survives it */
                 kill(-f->pid, SIGKILL);
+                drain_ctl(f, &pool);
                 drain_report(f);
                 close(f->report_fd);
+                close(f->ctl_fd);
+                f->ctl_fd = -1;
                 f->wstatus = st;
                 f->phase = F_DONE;
                 f->elapsed = now_s() - f->started;
-                running--;
+                pool.running--;
                 done++;
-                if (f->timed_out) {
+                if (f->timed_out)
                     sb_free(&f->report);
-                }
-                report_file(f, o, &t, timeout_s);
+                report_file(f, o, &t, timeout_s, &tap_n);
+                const char *status = f->timed_out ? "timed_out" : !f->report.len ? "crashed" : f->failed ? "failed" : "passed";
+                events_emit("file_completed",
+                            json_pack("{s:s,s:s,s:I}", "path", f->shown, "status", status, "duration_ns",
+                                      (json_int_t)(f->elapsed * 1e9)),
+                            0);
+                if (f->claimed)
+                    events_emit("claim_released",
+                                json_pack("{s:s,s:o}", "path", f->shown, "amount", amount_json(f->want)), 0);
+                give_back(&pool, f);
+                f->claim_pending = false;
+                emit_pool(&pool);
+                if (f->failed && o->fail_fast)
+                    fail_stop = true;
             }
         }
+        if (now_s() - last_pool_event >= 1.0) {
+            emit_pool(&pool);
+            last_pool_event = now_s();
+        }
+        progress_draw((size_t)pool.running, done, files->n, t.files_failed, now_s() - t0);
     }
+    progress_clear();
     int rc;
+    size_t not_run = 0;
+    for (size_t i = 0; i < files->n; i++)
+        not_run += runs[i].phase == F_PENDING;
     if (stop_signal) {
         for (size_t i = 0; i < files->n; i++)
             kill_group(&runs[i], SIGTERM);
@@ -404,21 +997,58 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
             kill(-f->pid, SIGKILL);
             waitpid(f->pid, NULL, 0);
             close(f->report_fd);
-            f->phase = F_DONE;
+            close(f->ctl_fd);
+            f->phase = F_PENDING;
+            events_emit("file_completed", json_pack("{s:s,s:s}", "path", f->shown, "status", "interrupted"), 0);
         }
-        fprintf(stderr, "\nprovium: interrupted by %s; %zu of %zu files finished\n", strsignal(stop_signal), done,
-                files->n);
+        fprintf(stderr, "\nprovium: interrupted by %s; %zu of %zu files finished\n", strsignal(stop_signal),
+                done - deselected, files->n - deselected);
         rc = 130;
     } else {
         rc = t.files_failed ? 1 : 0;
+        rerun_save(cfg, runs, files->n);
     }
-    if (!o->json)
-        printf("\n%zu files: %d passed, %d failed; %d tests: %d passed, %d failed, %d skipped; %.1fs\n", done,
-               t.files_passed, t.files_failed, t.tests_passed + t.tests_failed + t.tests_skipped, t.tests_passed,
-               t.tests_failed, t.tests_skipped, now_s() - t0);
+    double total_s = now_s() - t0;
+    char summary[512];
+    snprintf(summary, sizeof(summary), "%zu files: %d passed, %d failed; %d tests: %d passed, %d failed, %d skipped; %.1fs",
+             done - deselected, t.files_passed, t.files_failed, t.tests_passed + t.tests_failed + t.tests_skipped,
+             t.tests_passed, t.tests_failed, t.tests_skipped, total_s);
+    if (o->tap) {
+        tap_end(stdout, tap_n);
+        printf("# %s\n", summary);
+    } else if (!o->json) {
+        printf("\n%s\n", summary);
+        if (deselected)
+            printf("%zu files deselected (no test matches the selection)\n", deselected);
+        if (not_run && !stop_signal)
+            printf("%zu files not run (--fail-fast)\n", not_run);
+    }
+    fflush(stdout);
+    if (o->junit_path) {
+        json_t **results = xcalloc(files->n, sizeof(json_t *));
+        const char **logs = xcalloc(files->n, sizeof(char *));
+        for (size_t i = 0; i < files->n; i++) {
+            results[i] = runs[i].result;
+            logs[i] = runs[i].file_log;
+        }
+        if (junit_write(o->junit_path, results, logs, files->n, total_s) != 0) {
+            fprintf(stderr, "provium: --junit: cannot write %s: %s\n", o->junit_path, strerror(errno));
+            if (rc == 0)
+                rc = 2;
+        }
+        free(results);
+        free(logs);
+    }
+    events_emit("run_completed",
+                json_pack("{s:i,s:i,s:i,s:I}", "files_passed", t.files_passed, "files_failed", t.files_failed,
+                          "exit_code", rc, "duration_ns", (json_int_t)(total_s * 1e9)),
+                0);
+    events_close();
     for (size_t i = 0; i < files->n; i++) {
         sb_free(&runs[i].report);
         free(runs[i].log_path);
+        free(runs[i].file_log);
+        json_decref(runs[i].result);
     }
     free(runs);
     rm_rf(scratch);

@@ -1,4 +1,5 @@
-/* Running test files: discovery, one child process per file, reporting. */
+/* Running test files: discovery, selection, a resource pool, one child
+ * process per file, reporting (text, JSON, JUnit, TAP, events). */
 #ifndef PROVIUM_RUNNER_H
 #define PROVIUM_RUNNER_H
 #include <stdbool.h>
@@ -7,10 +8,29 @@
 
 #include "../config/config.h"
 
+/* Per-test selection, evaluated inside each file (see lua_runner.c). */
 typedef struct {
-    int jobs;            /* concurrent files; 0 = automatic */
+    const char *filter;            /* test-name substring; NULL = any */
+    char **tags, **no_tags;        /* --tag / --no-tag */
+    size_t ntags, nno_tags;
+    char **tag_meta, **no_tag_meta; /* "KEY=VALUE" */
+    size_t ntag_meta, nno_tag_meta;
+} test_select;
+
+typedef struct {
+    int jobs;            /* concurrent files; 0 = as many as the pool allows */
     int64_t timeout_ms;  /* per file; 0 = none */
-    bool verbose, quiet, json;
+    bool verbose, quiet, json, tap;
+    bool fail_fast, include_slow, rerun_failed, watch;
+    const char *junit_path;  /* --junit FILE */
+    const char *events_path; /* --save-events FILE */
+    const char *filter;      /* --filter SUBSTR (path or test name) */
+    const char *since;       /* --since FILE */
+    int shard_k, shard_n;    /* --shard K/N; n = 0 when unset */
+    int64_t pool_mem;        /* bytes; 0 = 80 % of host RAM */
+    double pool_cpus;        /* 0 = host CPUs */
+    double overcommit;       /* 0 = 1.0 */
+    test_select sel;
 } run_opts;
 
 typedef struct {
@@ -18,13 +38,62 @@ typedef struct {
     size_t n;
 } file_list;
 
-/* Expands paths (files and directories) into sorted *.test.lua files. */
+/* Expands paths (files and directories) into sorted files with the suffix. */
 int discover_files(char *const *paths, size_t npaths, const char *suffix, file_list *out, char *err, size_t errlen);
 void file_list_free(file_list *l);
 
-/* Runs one file in the current process, writing its JSON report to fd. */
-int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd);
+/* What a child does with its file. */
+typedef enum { CHILD_RUN, CHILD_LIST } child_mode;
 
-/* Runs the files; returns the process exit code (0, 1, or 2). */
+/* Runs (or lists) one file in the current process, writing its JSON report
+ * to report_fd. ctl_fd (-1 for none) is the control socket to the runner:
+ * claims and events. */
+int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd, int ctl_fd,
+                   child_mode mode, const test_select *sel, const char *shown);
+
+/* Runs the files; returns the process exit code (0, 1, 2 or 130). */
 int runner_run(const pv_config *cfg, const file_list *files, const run_opts *opts);
+
+/* Narrows files by --filter (path part), --rerun-failed, --since, --shard.
+ * Returns 0, or 2 with a message printed; *notice is set when the selection
+ * itself explains an empty result (e.g. nothing to rerun). */
+int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *o, const char **notice);
+
+/* The rerun-state file: $PROVIUM_RERUN_STATE or <cache>/rerun.json. */
+char *rerun_state_path(const pv_config *cfg);
+
+/* provium list / provium doctor */
+int runner_list(const pv_config *cfg, const file_list *files, const run_opts *o, bool json);
+int runner_doctor(const pv_config *cfg);
+
+/* Lists one file in a child process: fills *json (caller frees) with the
+ * list report ({"tests":[{"name","selected","reason"}],"chunk_error"}). */
+int list_file(const pv_config *cfg, const char *path, const char *shown, const test_select *sel, char **json);
+
+/* ---- the Lua side (host/lua/lua_runner.c) ---- */
+struct lua_State;
+/* Installs provium:claim, P.event, P.select_reason and the VM lifecycle
+ * hooks into a state made by pv_lua_new. */
+void pv_lua_runner_install(struct lua_State *L, int ctl_fd, child_mode mode, const test_select *sel,
+                           const char *shown);
+
+/* ---- the pool (host/runner/pool.c) ---- */
+typedef struct {
+    int64_t mem;
+    double cpus;
+} pool_amount;
+
+int64_t host_memory_bytes(void);
+int host_cpu_count(void);
+/* CPU "some" pressure avg10 in percent, or -1 when PSI is unavailable. */
+double psi_cpu_some_avg10(void);
+
+/* ---- events (host/runner/events.c) ---- */
+struct json_t;
+int events_open(const char *path);
+bool events_enabled(void);
+/* Writes {"ts":ns,"kind":kind,"payload":payload}; steals payload. ts 0 = now. */
+void events_emit(const char *kind, struct json_t *payload, int64_t ts);
+void events_close(void);
+int64_t wall_ns(void);
 #endif

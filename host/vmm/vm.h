@@ -40,6 +40,7 @@ typedef struct vm_chan {
     strbuf log[VM_STREAMS];
     bool eof[VM_STREAMS];
     bool done; /* the process's EXEC_RESULT arrived (or the awaited reply) */
+    bool lost; /* the guest rebooted or died before the end */
     uint32_t await_req; /* a request sent with vm_send whose reply lands here */
     vm_reply result;
     struct vm_chan *next;
@@ -65,6 +66,7 @@ typedef struct {
     bool classic; /* created by the classic dialect: classic result shapes */
     vm_chan *chans;
     uint32_t next_chan;
+    unsigned generation; /* bumped by every boot, reset and restore */
     uint32_t chan_base; /* channel of vm_begin and high bits of vm_chan_open ids: 0, or a worker's */
     /* what the running QEMU was started with; snapshots record it */
     int64_t mem_bytes;

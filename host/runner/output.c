@@ -1,0 +1,331 @@
+/* Machine-readable outputs of a run: JUnit XML (--junit) and TAP 14 (--tap).
+ * Both work from the per-file result objects the dispatcher builds (the
+ * --json line of each file). */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/util.h"
+#include "output.h"
+
+/* Copies text, replacing invalid UTF-8 and control characters other than
+ * tab/newline (console logs carry ANSI escapes; XML 1.0 forbids them). */
+static void clean_text(strbuf *b, const char *s, bool xml)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        unsigned c = *p;
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && n == 2 && c < 0xc2)
+            ok = false;
+        if (!ok) {
+            sb_adds(b, "?");
+            p++;
+            continue;
+        }
+        if (n == 1) {
+            if (c < 0x20 && c != '\n' && c != '\t') {
+                if (c != '\r')
+                    sb_adds(b, "?");
+            } else if (c == 0x7f) {
+                sb_adds(b, "?");
+            } else if (xml && c == '&') {
+                sb_adds(b, "&amp;");
+            } else if (xml && c == '<') {
+                sb_adds(b, "&lt;");
+            } else if (xml && c == '>') {
+                sb_adds(b, "&gt;");
+            } else if (xml && c == '"') {
+                sb_adds(b, "&quot;");
+            } else {
+                sb_add(b, p, 1);
+            }
+        } else {
+            sb_add(b, p, n);
+        }
+        p += n;
+    }
+}
+
+static void xml_attr(FILE *out, const char *name, const char *value)
+{
+    strbuf b;
+    sb_init(&b);
+    clean_text(&b, value, true);
+    /* newlines in attributes would be normalised to spaces by parsers */
+    for (size_t i = 0; i < b.len; i++)
+        if (b.s[i] == '\n' || b.s[i] == '\t')
+            b.s[i] = ' ';
+    fprintf(out, " %s=\"%s\"", name, b.s ? b.s : "");
+    sb_free(&b);
+}
+
+static void xml_text(FILE *out, const char *value)
+{
+    strbuf b;
+    sb_init(&b);
+    clean_text(&b, value, true);
+    fputs(b.s ? b.s : "", out);
+    sb_free(&b);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static double jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+static char *first_line(const char *s)
+{
+    const char *nl = strchr(s, '\n');
+    return nl ? xasprintf("%.*s", (int)(nl - s), s) : xstrdup(s);
+}
+
+/* The log of a test: the framework gives lines, --json gives an array. */
+static char *joined_log(json_t *tc)
+{
+    json_t *log = json_object_get(tc, "log");
+    if (json_is_string(log))
+        return xstrdup(json_string_value(log));
+    strbuf b;
+    sb_init(&b);
+    size_t i;
+    json_t *l;
+    json_array_foreach(log, i, l)
+    {
+        sb_addf(&b, "%s%s", i ? "\n" : "", json_string_value(l) ? json_string_value(l) : "");
+    }
+    return b.s ? sb_take(&b) : xstrdup("");
+}
+
+int junit_write(const char *path, json_t *const *results, const char *const *file_logs, size_t n, double total_s)
+{
+    FILE *out = fopen(path, "w");
+    if (!out)
+        return -1;
+    int tests = 0, failures = 0, errors = 0, skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!results[i])
+            continue;
+        json_t *ts = json_object_get(results[i], "tests");
+        tests += (int)json_array_size(ts);
+        size_t k;
+        json_t *tc;
+        json_array_foreach(ts, k, tc)
+        {
+            const char *st = jstr(tc, "status");
+            failures += strcmp(st, "failed") == 0;
+            skipped += strcmp(st, "skipped") == 0;
+        }
+        if (json_is_string(json_object_get(results[i], "chunk_error"))) {
+            errors++;
+            tests++;
+        }
+    }
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(out, "<testsuites name=\"provium\" tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" time=\"%.3f\">\n",
+            tests, failures, errors, skipped, total_s);
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = results[i];
+        if (!r)
+            continue;
+        json_t *ts = json_object_get(r, "tests");
+        const char *path_shown = jstr(r, "path");
+        const char *chunk_error = json_string_value(json_object_get(r, "chunk_error"));
+        int t = (int)json_array_size(ts) + (chunk_error ? 1 : 0), f = 0, s = 0;
+        size_t k;
+        json_t *tc;
+        json_array_foreach(ts, k, tc)
+        {
+            f += strcmp(jstr(tc, "status"), "failed") == 0;
+            s += strcmp(jstr(tc, "status"), "skipped") == 0;
+        }
+        time_t started = (time_t)jnum(r, "started");
+        char stamp[32] = "1970-01-01T00:00:00";
+        struct tm tmv;
+        if (started && gmtime_r(&started, &tmv))
+            strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tmv);
+        fprintf(out, "  <testsuite");
+        xml_attr(out, "name", path_shown);
+        fprintf(out, " tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" time=\"%.3f\" timestamp=\"%s\"", t, f,
+                chunk_error ? 1 : 0, s, jnum(r, "duration"), stamp);
+        xml_attr(out, "hostname", host);
+        xml_attr(out, "file", path_shown);
+        fprintf(out, ">\n");
+        json_array_foreach(ts, k, tc)
+        {
+            const char *st = jstr(tc, "status");
+            fprintf(out, "    <testcase");
+            xml_attr(out, "name", jstr(tc, "name"));
+            xml_attr(out, "classname", path_shown);
+            fprintf(out, " time=\"%.3f\"", jnum(tc, "duration"));
+            char *log = joined_log(tc);
+            bool body = strcmp(st, "passed") != 0 || *log;
+            fprintf(out, body ? ">\n" : "/>\n");
+            if (strcmp(st, "failed") == 0) {
+                const char *msg = jstr(tc, "message");
+                char *head = first_line(msg);
+                fprintf(out, "      <failure");
+                xml_attr(out, "message", head);
+                xml_attr(out, "type", "failure");
+                fprintf(out, ">");
+                xml_text(out, msg);
+                const char *console = jstr(tc, "console");
+                if (*console) {
+                    fprintf(out, "\n\nconsole excerpt:\n");
+                    xml_text(out, console);
+                }
+                fprintf(out, "</failure>\n");
+                free(head);
+            } else if (strcmp(st, "skipped") == 0) {
+                fprintf(out, "      <skipped");
+                xml_attr(out, "message", *jstr(tc, "message") ? jstr(tc, "message") : "skipped");
+                fprintf(out, "/>\n");
+            }
+            if (*log) {
+                fprintf(out, "      <system-out>");
+                xml_text(out, log);
+                fprintf(out, "</system-out>\n");
+            }
+            if (body)
+                fprintf(out, "    </testcase>\n");
+            free(log);
+        }
+        if (chunk_error) {
+            char *head = first_line(chunk_error);
+            fprintf(out, "    <testcase");
+            xml_attr(out, "name", "(file)");
+            xml_attr(out, "classname", path_shown);
+            fprintf(out, " time=\"%.3f\">\n      <error", jnum(r, "duration"));
+            xml_attr(out, "message", head);
+            xml_attr(out, "type", json_is_true(json_object_get(r, "timed_out")) ? "timeout" : "error");
+            fprintf(out, ">");
+            xml_text(out, chunk_error);
+            const char *console = jstr(r, "console");
+            if (*console) {
+                fprintf(out, "\n\nconsole excerpt:\n");
+                xml_text(out, console);
+            }
+            fprintf(out, "</error>\n    </testcase>\n");
+            free(head);
+        }
+        if (file_logs && file_logs[i] && *file_logs[i]) {
+            fprintf(out, "    <system-out>");
+            xml_text(out, file_logs[i]);
+            fprintf(out, "</system-out>\n");
+        }
+        fprintf(out, "  </testsuite>\n");
+    }
+    fprintf(out, "</testsuites>\n");
+    return fclose(out) == 0 ? 0 : -1;
+}
+
+/* ---- TAP 14 ---- */
+
+static void tap_desc(FILE *out, const char *path, const char *name)
+{
+    strbuf b;
+    sb_init(&b);
+    clean_text(&b, path, false);
+    if (name) {
+        sb_adds(&b, ": ");
+        clean_text(&b, name, false);
+    }
+    for (size_t i = 0; i < b.len; i++) {
+        if (b.s[i] == '\n' || b.s[i] == '\t')
+            b.s[i] = ' ';
+        if (b.s[i] == '#' || b.s[i] == '\\')
+            fputc('\\', out);
+        fputc(b.s[i], out);
+    }
+    sb_free(&b);
+}
+
+/* A YAML double-quoted scalar: TAP::Parser's YAMLish reads these, and
+ * any text survives the round trip. */
+static void tap_yaml(FILE *out, const char *key, const char *text)
+{
+    strbuf b;
+    sb_init(&b);
+    clean_text(&b, text, false);
+    fprintf(out, "  %s: \"", key);
+    for (size_t i = 0; i < b.len; i++) {
+        char c = b.s[i];
+        if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else
+            fputc(c, out);
+    }
+    fputs("\"\n", out);
+    sb_free(&b);
+}
+
+void tap_begin(FILE *out) { fprintf(out, "TAP version 14\n"); }
+
+int tap_file(FILE *out, json_t *r, int n)
+{
+    const char *path = jstr(r, "path");
+    json_t *ts = json_object_get(r, "tests");
+    size_t k;
+    json_t *tc;
+    json_array_foreach(ts, k, tc)
+    {
+        const char *st = jstr(tc, "status");
+        bool failed = strcmp(st, "failed") == 0;
+        fprintf(out, "%s %d - ", failed ? "not ok" : "ok", ++n);
+        tap_desc(out, path, jstr(tc, "name"));
+        if (strcmp(st, "skipped") == 0) {
+            fprintf(out, " # SKIP ");
+            tap_desc(out, *jstr(tc, "message") ? jstr(tc, "message") : "skipped", NULL);
+        }
+        fputc('\n', out);
+        if (failed) {
+            fprintf(out, "  ---\n");
+            tap_yaml(out, "message", jstr(tc, "message"));
+            fprintf(out, "  duration_s: %.3f\n", jnum(tc, "duration"));
+            if (*jstr(tc, "console"))
+                tap_yaml(out, "console", jstr(tc, "console"));
+            fprintf(out, "  ...\n");
+        }
+    }
+    const char *chunk_error = json_string_value(json_object_get(r, "chunk_error"));
+    if (chunk_error) {
+        fprintf(out, "not ok %d - ", ++n);
+        tap_desc(out, path, NULL);
+        fprintf(out, "\n  ---\n");
+        tap_yaml(out, "message", chunk_error);
+        fprintf(out, "  ...\n");
+    } else if (json_array_size(ts) == 0) {
+        fprintf(out, "ok %d - ", ++n);
+        tap_desc(out, path, NULL);
+        fprintf(out, " # SKIP no tests\n");
+    }
+    fflush(out);
+    return n;
+}
+
+void tap_end(FILE *out, int n)
+{
+    if (n == 0)
+        fprintf(out, "1..0 # SKIP no tests ran\n");
+    else
+        fprintf(out, "1..%d\n", n);
+    fflush(out);
+}

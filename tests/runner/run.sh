@@ -1,0 +1,576 @@
+#!/usr/bin/env bash
+# Black-box tests of the runner: the resource pool and claims, -j, CPU
+# pressure gating, selection (--filter, --tag, --tag-meta, --include-slow,
+# --shard, --rerun-failed, --since, --fail-fast), the outputs (--json,
+# --junit validated by xmllint against tests/runner/junit.xsd, --tap read by
+# prove, --save-events) and the list/doctor subcommands.
+#
+# Run after `make all image`:  tests/runner/run.sh  (cds to the repository
+# root itself; PROVIUM_RUNNER_LIMIT changes the 120 s per-run bound).
+# Same conventions as tests/cli/run.sh: every run bounded by timeout(1), a
+# private TMPDIR and cache per script, "ok - ..." / "not ok - ..." lines, exit
+# 1 when any check failed. Only tests/runner/fixtures/vm boots VMs.
+set -u
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+FIX=tests/runner/fixtures
+LIMIT=${PROVIUM_RUNNER_LIMIT:-120}
+
+if [ ! -x "$ROOT/build/provium" ]; then
+    echo "Bail out! run tests/runner/run.sh after 'make all image'" >&2
+    exit 2
+fi
+for tool in python3 xmllint prove; do
+    command -v $tool >/dev/null || { echo "Bail out! $tool is needed" >&2; exit 2; }
+done
+
+T=$(mktemp -d /tmp/pvrun.XXXXXX)
+# a private copy: a concurrent `make` must not swap the binary mid-run
+cp "$ROOT/build/provium" "$T/provium" || exit 2
+PROVIUM=$T/provium
+export PROVIUM_CACHE_DIR=$T/cache
+export PROVIUM_RERUN_STATE=$T/rerun.json
+export PROVIUM_NO_PROGRESS=1
+cleanup() {
+    local p
+    for p in $(pgrep '^qemu-system'); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$T" && kill -KILL "$p" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NPASS=0
+NFAIL=0
+FAILED=()
+START=$(date +%s.%N)
+
+RUN_N=0
+pv() {
+    RUN_N=$((RUN_N + 1))
+    TD=$T/r$RUN_N
+    mkdir -p "$TD"
+    local t0
+    t0=$(date +%s%N)
+    TMPDIR=$TD timeout -k 5 "$LIMIT" env ${PV_PATH:+PATH="$PV_PATH"} "$PROVIUM" "$@" >"$TD.out" 2>"$TD.err"
+    RC=$?
+    ELAPSED=$((($(date +%s%N) - t0) / 1000000))
+    STDOUT=$(cat "$TD.out")
+    STDERR=$(cat "$TD.err")
+    OUT="$STDOUT"$'\n'"$STDERR"
+}
+
+begin() {
+    DESC=$1
+    ERRS=()
+}
+problem() { ERRS+=("$1"); }
+expect_rc() { [ "$RC" = "$1" ] || problem "exit status $RC, expected $1"; }
+expect_out() { grep -qF -- "$1" <<<"$OUT" || problem "output lacks: $1"; }
+expect_re() { grep -qE -- "$1" <<<"$OUT" || problem "output does not match: $1"; }
+expect_no_out() { ! grep -qF -- "$1" <<<"$OUT" || problem "output unexpectedly contains: $1"; }
+# py SCRIPT ARGS...: a python check; its last output line is the problem.
+py() {
+    local script=$1
+    shift
+    python3 -c "$script" "$@" >"$T/py.err" 2>&1 || problem "$(tail -n1 "$T/py.err")"
+}
+end_check() {
+    if [ ${#ERRS[@]} -eq 0 ]; then
+        echo "ok - $DESC"
+        NPASS=$((NPASS + 1))
+    else
+        echo "not ok - $DESC"
+        NFAIL=$((NFAIL + 1))
+        FAILED+=("$DESC")
+        local e
+        for e in "${ERRS[@]}"; do printf '%s\n' "$e" | sed 's/^/#   /'; done
+        echo "#   observed (exit $RC, ${ELAPSED:-?} ms):"
+        printf '%s\n' "$OUT" | head -n 40 | sed 's/^/#   | /'
+    fi
+}
+
+# ---------------------------------------------------------------- counts and exit codes
+
+pv $FIX/basic/pass.test.lua $FIX/basic/skip.test.lua
+begin "passing and skipping files: exit 0, counts in the summary"
+expect_rc 0
+expect_re '^PASS tests/runner/fixtures/basic/pass\.test\.lua \(2 passed, 0 failed, 0 skipped\)'
+expect_re '^PASS tests/runner/fixtures/basic/skip\.test\.lua \(1 passed, 0 failed, 2 skipped\)'
+expect_re '^2 files: 2 passed, 0 failed; 5 tests: 3 passed, 0 failed, 2 skipped'
+end_check
+
+pv $FIX/basic
+begin "a failing test: exit 1; slow tests skipped by default"
+expect_rc 1
+expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua \(1 passed, 1 failed, 0 skipped\)'
+expect_re '^PASS tests/runner/fixtures/basic/slow\.test\.lua \(1 passed, 0 failed, 1 skipped\)'
+expect_re '^5 files: 4 passed, 1 failed; 14 tests: 10 passed, 1 failed, 3 skipped'
+end_check
+
+pv --include-slow -v $FIX/basic/slow.test.lua
+begin "--include-slow runs meta.slow tests"
+expect_rc 0
+expect_re '\(2 passed, 0 failed, 0 skipped\)'
+expect_out "log: slow ran"
+end_check
+
+pv -q $FIX/basic
+begin "-q prints only failing files and the summary"
+expect_rc 1
+expect_out "FAIL tests/runner/fixtures/basic/fail.test.lua"
+expect_no_out "PASS tests/runner"
+expect_re '^5 files:'
+end_check
+
+pv -v -q $FIX/basic
+begin "-v with -q is a usage error"
+expect_rc 2
+end_check
+
+pv --timeout 2s $FIX/hang $FIX/crash $FIX/basic/pass.test.lua
+begin "a timed-out file and a crashed file are reported; the run continues; exit 1"
+expect_rc 1
+expect_re '^TIMEOUT tests/runner/fixtures/hang/loop\.test\.lua'
+expect_re '^CRASH tests/runner/fixtures/crash/exit\.test\.lua'
+expect_re '^PASS tests/runner/fixtures/basic/pass\.test\.lua'
+end_check
+
+# ---------------------------------------------------------------- claims
+
+pv --save-events $T/claims.jsonl $FIX/claim
+begin "claims: an impossible claim is reported for its file, a second claim errors, small claims run"
+expect_rc 1
+expect_re '^ERROR tests/runner/fixtures/claim/never\.test\.lua'
+expect_out "can never fit the pool"
+expect_re '^ERROR tests/runner/fixtures/claim/twice_top\.test\.lua'
+expect_out "claim already taken"
+expect_re '^PASS tests/runner/fixtures/claim/twice\.test\.lua \(1 passed'
+expect_re '^PASS tests/runner/fixtures/claim/small\.test\.lua \(1 passed'
+py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+kinds = [e["kind"] for e in ev]
+acq = [e["payload"]["path"] for e in ev if e["kind"] == "claim_acquired"]
+rel = [e["payload"]["path"] for e in ev if e["kind"] == "claim_released"]
+assert sorted(acq) == sorted(rel), "acquired %r released %r" % (acq, rel)
+assert any(p.endswith("small.test.lua") for p in acq), "no claim_acquired for small: %r" % acq
+assert "claim_refused" in kinds, "no claim_refused event"
+last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
+assert last["used"]["memory"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
+' "$T/claims.jsonl"
+end_check
+
+pv --mem 100M $FIX/basic/pass.test.lua
+begin "a pool too small for one default VM: exit 2 with an explanation"
+expect_rc 2
+expect_out "cannot hold one default VM"
+end_check
+
+# ---------------------------------------------------------------- -j and pressure
+
+# py_no_overlap EVENTS: no two files were running at once (dispatch..completed)
+NO_OVERLAP='
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+span = {}
+for e in ev:
+    p = e["payload"].get("path")
+    if e["kind"] == "file_dispatched": span[p] = [e["ts"], None]
+    if e["kind"] == "file_completed": span[p][1] = e["ts"]
+s = sorted(span.values())
+assert len(s) >= 3, "expected 3 files, got %d" % len(s)
+for a, b in zip(s, s[1:]):
+    assert a[1] <= b[0], "files overlap: %r and %r" % (a, b)
+'
+pv -j 1 --save-events $T/j1.jsonl $FIX/psi
+begin "-j 1: files never overlap; file_blocked reason jobs_limit"
+expect_rc 0
+py "$NO_OVERLAP" "$T/j1.jsonl"
+grep -q '"reason":"jobs_limit"' "$T/j1.jsonl" || problem "no file_blocked with reason jobs_limit"
+end_check
+
+PROVIUM_PSI_THRESHOLD=off pv --save-events $T/par.jsonl --cpus 8 $FIX/psi
+begin "without -j and with room in the pool (pressure gating off), files run concurrently"
+expect_rc 0
+python3 -c "$NO_OVERLAP" "$T/par.jsonl" >/dev/null 2>&1 && problem "the 3 files ran one after another"
+end_check
+
+echo "some avg10=99.00 avg60=99.00 avg300=99.00 total=1" >"$T/psi"
+PROVIUM_PSI_FILE=$T/psi PROVIUM_PSI_THRESHOLD=50 pv --cpus 8 --save-events $T/psi.jsonl $FIX/psi
+begin "high CPU pressure (/proc/pressure/cpu) pauses new dispatches: one file at a time, reason psi_pressure"
+expect_rc 0
+py "$NO_OVERLAP" "$T/psi.jsonl"
+grep -q '"reason":"psi_pressure"' "$T/psi.jsonl" || problem "no file_blocked with reason psi_pressure"
+end_check
+
+# ---------------------------------------------------------------- two VM files whose claims do not fit together
+
+# pressure gating off: the second file must be dispatched and then wait for its claim
+PROVIUM_PSI_THRESHOLD=off pv --cpus 3 --save-events $T/vm.jsonl $FIX/vm
+begin "two VM files claiming 2 of 3 vCPUs each never overlap (claim windows and VM lifetimes from events)"
+expect_rc 0
+expect_re '^2 files: 2 passed, 0 failed'
+py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+win = {}
+for e in ev:
+    p = e["payload"].get("path")
+    if e["kind"] == "claim_acquired": win[p] = [e["ts"], None]
+    if e["kind"] == "claim_released": win[p][1] = e["ts"]
+assert len(win) == 2 and all(w[1] for w in win.values()), "claims: %r" % win
+(a, b) = sorted(win.values())
+assert a[1] <= b[0], "claim windows overlap: %r %r" % (a, b)
+vms = [e for e in ev if e["kind"] in ("vm_spawned", "vm_shutdown")]
+assert len([e for e in vms if e["kind"] == "vm_spawned"]) == 2, "vm events: %r" % vms
+for e in vms:
+    w = win[e["payload"]["file"]]
+    t = e["ts"] - int(e["payload"].get("boot_seconds", 0) * 1e9)
+    assert w[0] <= t and e["ts"] <= w[1], "VM event outside its file claim window: %r %r" % (e, w)
+assert any(e["kind"] == "file_blocked" and e["payload"]["reason"] == "pool_full" for e in ev), "no pool_full block"
+' "$T/vm.jsonl"
+end_check
+
+# Ctrl-C while one file holds its claim and another waits for one
+RUN_N=$((RUN_N + 1))
+TD=$T/r$RUN_N
+mkdir -p "$TD"
+PROVIUM_PSI_THRESHOLD=off TMPDIR=$TD python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "$PROVIUM" --cpus 3 --save-events "$T/int.jsonl" $FIX/vm >"$TD.out" 2>"$TD.err" &
+BG=$!
+for _ in $(seq 600); do
+    grep -q '"file_blocked"' "$T/int.jsonl" 2>/dev/null && pgrep -f "$TD/provium-" >/dev/null && break
+    kill -0 $BG 2>/dev/null || break
+    sleep 0.1
+done
+kill -INT $BG 2>/dev/null
+RC=999
+for _ in $(seq 100); do
+    kill -0 $BG 2>/dev/null || { wait $BG; RC=$?; break; }
+    sleep 0.05
+done
+[ "$RC" = 999 ] && kill -KILL $BG 2>/dev/null
+OUT="$(cat "$TD.out")"$'\n'"$(cat "$TD.err")"
+begin "Ctrl-C with a claim held and one waiting: exit 130 within 5 s, no QEMU, no scratch left"
+expect_rc 130
+expect_out "interrupted"
+sleep 1
+pgrep -f "$TD/provium-" >/dev/null && problem "processes of the run are still alive: $(pgrep -af "$TD/provium-" | head -3)"
+ls -d "$TD"/provium-* >/dev/null 2>&1 && problem "scratch directory left behind"
+end_check
+
+# ---------------------------------------------------------------- --json
+
+pv --json $FIX/basic $FIX/crash
+begin "--json: one object per file in the upstream shape"
+expect_rc 1
+py '
+import json, sys
+lines = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(lines) == 6, "expected 6 lines, got %d" % len(lines)
+by = {o["path"]: o for o in lines}
+for o in lines:
+    for k in ("path", "timeout", "passed", "chunk_error", "tests"):
+        assert k in o, "%s lacks %s" % (o.get("path"), k)
+    assert o["timeout"] in ("in_time", "timed_out"), o["timeout"]
+    for t in o["tests"]:
+        assert set(("name", "status", "message", "log")) <= set(t), t
+        assert isinstance(t["log"], list), t
+        assert t["status"] in ("passed", "failed", "skipped"), t
+p = by["tests/runner/fixtures/basic/pass.test.lua"]
+assert p["passed"] is True and p["chunk_error"] is None
+assert p["tests"][0]["log"] == ["first log line", "second log line"], p["tests"][0]
+c = by["tests/runner/fixtures/crash/exit.test.lua"]
+assert c["passed"] is False and "status 3" in c["chunk_error"] and c["tests"] == [], c
+' "$STDOUT"
+end_check
+
+# ---------------------------------------------------------------- --junit
+
+pv --timeout 2s --junit $T/junit.xml $FIX/basic $FIX/crash $FIX/hang
+begin "--junit: valid against tests/runner/junit.xsd; suites, cases, failures, skips, errors"
+expect_rc 1
+xmllint --noout --schema tests/runner/junit.xsd "$T/junit.xml" >"$T/xmllint.err" 2>&1 ||
+    problem "xmllint: $(tail -n2 "$T/xmllint.err" | tr '\n' ' ')"
+py '
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites"
+suites = {s.get("name"): s for s in root.findall("testsuite")}
+assert len(suites) == 7, "suites: %r" % list(suites)
+f = suites["tests/runner/fixtures/basic/fail.test.lua"]
+assert (f.get("tests"), f.get("failures"), f.get("skipped")) == ("2", "1", "0"), f.attrib
+fc = [c for c in f.findall("testcase") if c.find("failure") is not None]
+assert len(fc) == 1 and fc[0].get("name") == "fails on purpose"
+msg = fc[0].find("failure").get("message")
+assert "got <this> & that" in msg, msg
+s = suites["tests/runner/fixtures/basic/skip.test.lua"]
+sk = [c.find("skipped").get("message") for c in s.findall("testcase") if c.find("skipped") is not None]
+assert sorted(sk) == ["declared skip", "no hardware here"], sk
+p = suites["tests/runner/fixtures/basic/pass.test.lua"]
+assert "first log line" in p.find("testcase").find("system-out").text
+for name, typ in (("crash/exit", "error"), ("hang/loop", "timeout")):
+    e = suites["tests/runner/fixtures/%s.test.lua" % name]
+    err = e.find("testcase/error")
+    assert err is not None and err.get("type") == typ and e.get("errors") == "1", (name, e.attrib)
+n = sum(int(s.get("tests")) for s in suites.values())
+assert root.get("tests") == str(n), (root.get("tests"), n)
+for c in root.iter("testcase"):
+    float(c.get("time"))
+' "$T/junit.xml"
+end_check
+
+# ---------------------------------------------------------------- --tap
+
+pv --tap $FIX/basic $FIX/crash
+begin "--tap: TAP version 14 that prove reads (failures, skips, the crash)"
+expect_rc 1
+head -n1 "$TD.out" | grep -qx "TAP version 14" || problem "first line is not 'TAP version 14'"
+# The installed TAP::Harness knows TAP 13; what provium emits (plan at the end,
+# SKIP directives, YAML diagnostics) reads the same in both versions.
+sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/run.tap"
+prove -e cat "$T/run.tap" >"$T/prove.out" 2>&1
+grep -q "Parse errors" "$T/prove.out" && problem "prove: $(grep -A2 'Parse errors' "$T/prove.out" | tr '\n' ' ')"
+grep -qE "Tests: 15 Failed: 2" "$T/prove.out" || problem "prove did not see 15 tests / 2 failures: $(tr '\n' ' ' <"$T/prove.out")"
+grep -qE '^ok [0-9]+ - tests/runner/fixtures/basic/skip\.test\.lua: skips at runtime # SKIP no hardware here$' "$TD.out" ||
+    problem "no SKIP line for the runtime skip"
+grep -qE '^1\.\.15$' "$TD.out" || problem "no plan 1..15"
+end_check
+
+pv --tap $FIX/basic/pass.test.lua
+begin "--tap on an all-passing file: prove passes"
+expect_rc 0
+sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/ok.tap"
+prove -e cat "$T/ok.tap" >"$T/prove.out" 2>&1 || problem "prove failed: $(tr '\n' ' ' <"$T/prove.out")"
+end_check
+
+pv --tap --json $FIX/basic
+begin "--tap with --json is a usage error"
+expect_rc 2
+end_check
+
+# ---------------------------------------------------------------- --save-events
+
+pv --save-events $T/ev.jsonl $FIX/basic/fail.test.lua $FIX/basic/skip.test.lua
+begin "--save-events: ts/kind/payload lines for files, tests, pool"
+expect_rc 1
+py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+for e in ev:
+    assert set(e) == {"ts", "kind", "payload"} and isinstance(e["ts"], int), e
+kinds = [e["kind"] for e in ev]
+for k in ("file_discovered", "file_dispatched", "file_completed", "test_started", "test_passed", "test_failed",
+          "test_skipped", "pool_state", "run_completed"):
+    assert k in kinds, "no %s event" % k
+f = [e["payload"] for e in ev if e["kind"] == "test_failed"][0]
+assert f["name"] == "fails on purpose" and "compare" in f["reason"] and f["path"].endswith("fail.test.lua"), f
+c = {e["payload"]["path"]: e["payload"]["status"] for e in ev if e["kind"] == "file_completed"}
+assert sorted(c.values()) == ["failed", "passed"], c
+assert kinds.count("file_discovered") == 2
+' "$T/ev.jsonl"
+end_check
+
+# ---------------------------------------------------------------- selection
+
+pv -v --filter slow $FIX/basic
+begin "--filter matching a path runs only that file"
+expect_rc 0
+expect_re '^PASS tests/runner/fixtures/basic/slow\.test\.lua'
+expect_re '^1 files:'
+end_check
+
+pv -v --filter "fails on" $FIX/basic
+begin "--filter matching a test name runs that file; other tests are skipped with the reason"
+expect_rc 1
+expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua \(0 passed, 1 failed, 1 skipped\)'
+expect_out "not selected by --filter fails on"
+expect_re '^1 files:'
+expect_out "4 files deselected"
+end_check
+
+pv -v --tag smoke $FIX/basic
+begin "--tag: tests with the tag run, others skip with the reason; files without any are not run"
+expect_rc 0
+expect_re '^PASS tests/runner/fixtures/basic/tags\.test\.lua \(2 passed, 0 failed, 3 skipped\)'
+expect_out "not selected by --tag smoke"
+expect_re '^1 files:'
+end_check
+
+pv -v --tag smoke --no-tag flaky $FIX/basic/tags.test.lua
+begin "--no-tag wins over --tag"
+expect_rc 0
+expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '^    ok   smoke fast$'
+expect_out "excluded by --no-tag flaky"
+end_check
+
+pv -v --tag-meta subsystems=peinit --tag-meta subsystems=other $FIX/basic/tags.test.lua
+begin "--tag-meta: OR within a key (list values)"
+expect_rc 0
+expect_re '\(2 passed, 0 failed, 3 skipped\)'
+expect_re '^    ok   subsystem peinit$'
+expect_re '^    ok   subsystem other$'
+end_check
+
+pv -v --tag-meta subsystems=peinit --tag-meta subsystems=other --tag-meta area=net $FIX/basic/tags.test.lua
+begin "--tag-meta: AND across keys"
+expect_rc 0
+expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '^    ok   subsystem other$'
+end_check
+
+pv -v --tag-meta area=boot --no-tag-meta subsystems=loregd $FIX/basic/tags.test.lua
+begin "--no-tag-meta wins over --tag-meta"
+expect_rc 0
+expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '^    ok   smoke fast$'
+expect_out "excluded by --no-tag-meta subsystems=loregd"
+end_check
+
+pv --tag-meta novalue $FIX/basic
+begin "--tag-meta without KEY=VALUE is a usage error"
+expect_rc 2
+end_check
+
+# shards: disjoint, complete, deterministic
+ALL=$(find $FIX/basic $FIX/claim $FIX/psi -name '*.test.lua' | sort)
+SHARDS=()
+for k in 1 2 3; do
+    pv --json --shard $k/3 $FIX/basic $FIX/claim $FIX/psi
+    SHARDS+=("$(python3 -c 'import json,sys; print("\n".join(sorted(json.loads(l)["path"] for l in sys.stdin if l.strip())))' <"$TD.out")")
+done
+pv --json --shard 2/3 $FIX/psi $FIX/claim $FIX/basic
+AGAIN=$(python3 -c 'import json,sys; print("\n".join(sorted(json.loads(l)["path"] for l in sys.stdin if l.strip())))' <"$TD.out")
+begin "--shard K/N: shards are disjoint, cover every file, and do not depend on argument order"
+RC=-
+UNION=$(printf '%s\n' "${SHARDS[@]}" | grep . | sort)
+[ "$UNION" = "$ALL" ] || problem "union of shards differs from all files: $(diff <(echo "$UNION") <(echo "$ALL") | tr '\n' ' ')"
+[ "$(printf '%s\n' "${SHARDS[@]}" | grep . | sort | uniq -d)" = "" ] || problem "a file is in two shards"
+[ "$AGAIN" = "${SHARDS[1]}" ] || problem "shard 2/3 changed with argument order"
+for s in "${SHARDS[@]}"; do [ -n "$s" ] || problem "an empty shard"; done
+end_check
+
+pv --shard 4/3 $FIX/basic
+begin "--shard 4/3 is a usage error"
+expect_rc 2
+end_check
+
+# rerun-failed
+rm -f "$PROVIUM_RERUN_STATE"
+pv --rerun-failed $FIX/basic
+begin "--rerun-failed without state: nothing to rerun, exit 0"
+expect_rc 0
+expect_out "nothing to rerun"
+end_check
+
+pv $FIX/basic
+pv --rerun-failed -v $FIX/basic
+begin "--rerun-failed after a failing run reruns only the failed file"
+expect_rc 1
+expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua'
+expect_re '^1 files:'
+end_check
+
+pv $FIX/basic/pass.test.lua
+begin "a clean run of other files keeps the recorded failure"
+python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["failed"]; assert len(f)==1 and f[0].endswith("basic/fail.test.lua"), f' "$PROVIUM_RERUN_STATE" ||
+    problem "state: $(cat "$PROVIUM_RERUN_STATE")"
+end_check
+
+pv --filter passes $FIX/basic/fail.test.lua
+pv --rerun-failed $FIX/basic
+begin "after the failing file passes, the state is empty and --rerun-failed has nothing to do"
+python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["failed"]; assert f==[], f' "$PROVIUM_RERUN_STATE" ||
+    problem "state: $(cat "$PROVIUM_RERUN_STATE")"
+expect_rc 0
+expect_out "nothing to rerun"
+end_check
+
+# since
+mkdir -p "$T/since"
+cp $FIX/basic/pass.test.lua $FIX/basic/skip.test.lua "$T/since/"
+touch -d '2020-01-01' "$T/since/pass.test.lua"
+touch -d '2021-01-01' "$T/marker"
+pv --since "$T/marker" "$T/since"
+begin "--since FILE runs only files modified after FILE"
+expect_rc 0
+expect_re 'since/skip\.test\.lua'
+expect_no_out "pass.test.lua"
+expect_re '^1 files:'
+end_check
+
+pv --since "$T/no-such-marker" "$T/since"
+begin "--since with a missing file is an error (exit 2)"
+expect_rc 2
+expect_out "no-such-marker"
+end_check
+
+pv -j 1 --fail-fast $FIX/basic
+begin "--fail-fast: no new file starts after the first failure"
+expect_rc 1
+expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua'
+expect_no_out "skip.test.lua"
+expect_re 'files not run \(--fail-fast\)'
+end_check
+
+pv $FIX/../no-tests-here 2>/dev/null
+mkdir -p "$T/empty"
+pv "$T/empty"
+begin "no test files: a message and exit 0"
+expect_rc 0
+expect_out "No test files found"
+end_check
+
+# ---------------------------------------------------------------- subcommands
+
+pv list $FIX/basic $FIX/vm
+begin "provium list: files and test names, without booting VMs"
+expect_rc 0
+expect_re '^tests/runner/fixtures/basic/tags\.test\.lua$'
+expect_re '^    smoke fast$'
+expect_re '^    the guest answers \(a\)$'
+expect_re '^    takes long  \(skip: slow test'
+[ "$ELAPSED" -lt 5000 ] || problem "listing took $ELAPSED ms (did it boot VMs?)"
+end_check
+
+pv list --json --tag smoke $FIX/basic
+begin "provium list --json --tag: selection is shown per test"
+expect_rc 0
+py '
+import json, sys
+o = {json.loads(l)["path"]: json.loads(l) for l in sys.argv[1].splitlines() if l.strip()}
+t = {x["name"]: x["selected"] for x in o["tests/runner/fixtures/basic/tags.test.lua"]["tests"]}
+assert t["smoke fast"] and t["smoke flaky"] and not t["untagged"], t
+' "$STDOUT"
+end_check
+
+pv doctor
+begin "provium doctor: checks QEMU, KVM/TCG, vsock, tun, cache, image; exit 0 here"
+expect_rc 0
+expect_re '^ok +qemu +QEMU emulator version'
+expect_re '^(ok|warn) +kvm '
+expect_re '^(ok|warn) +vhost-vsock '
+expect_re '^(ok|warn) +tun '
+expect_re '^ok +cache dir '
+expect_re '^ok +default image '
+end_check
+
+PV_PATH=/nonexistent pv doctor
+begin "provium doctor without QEMU on PATH: FAIL line, non-zero exit"
+[ "$RC" != 0 ] || problem "exit 0"
+expect_re '^FAIL +qemu '
+end_check
+
+# ---------------------------------------------------------------- summary
+
+END=$(date +%s.%N)
+echo
+printf '# %d checks: %d passed, %d failed; %.1fs\n' $((NPASS + NFAIL)) "$NPASS" "$NFAIL" \
+    "$(python3 -c "print($END - $START)")"
+for f in "${FAILED[@]}"; do echo "# FAILED: $f"; done
+[ "$NFAIL" -eq 0 ]
