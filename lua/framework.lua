@@ -933,6 +933,34 @@ end
 -- Called by the host after loading the file's chunk.
 -- In list mode (provium list, selection pre-pass) VMs are inert and no test
 -- runs: the report lists each test and whether the selection keeps it.
+-- provium.reset_between_tests = true: after the file's top-level chunk,
+-- every booted file-scope VM is snapshotted; before each test after the first
+-- the VMs go back to that baseline, so tests cannot leak state into each
+-- other. Returns the baseline (nil when not asked for), or false and an error
+-- when the baseline cannot be taken (e.g. file-scope streams are open).
+local function take_baseline()
+  if not rawget(provium, "reset_between_tests") then return nil end
+  local base = {}
+  for _, vm in ipairs(file_scope.order) do
+    if vm:state() == "booted" then
+      local ok, snap = pcall(vm.snapshot, vm)
+      if not ok then
+        return false, "provium.reset_between_tests: cannot take the baseline at the end of the file's top level: " ..
+          tostring(snap)
+      end
+      base[#base + 1] = {vm = vm, snap = snap}
+    end
+  end
+  return base
+end
+
+local function restore_baseline(base)
+  for _, b in ipairs(base) do
+    if b.vm:state() == "booted" or b.vm:state() == "paused" then b.vm:shutdown() end
+    b.vm:restore(b.snap)
+  end
+end
+
 function P.run_file(chunk)
   local event = P.event or function() end
   local report = {path = P.file_path, tests = {}, passed = true}
@@ -955,9 +983,22 @@ function P.run_file(chunk)
     report.console = console_tails()
   else
     P.phase = "tests"
-    for _, entry in ipairs(tests) do
+    local baseline, berr = take_baseline()
+    if berr then
+      report.chunk_error = berr
+      report.passed = false
+    end
+    for i, entry in ipairs(baseline ~= false and tests or {}) do
       event("test_started", {name = entry.name, meta = entry.meta})
-      local r = run_test(entry)
+      local r
+      local rok, rerr = true, nil
+      if baseline and i > 1 then rok, rerr = pcall(restore_baseline, baseline) end
+      if rok then
+        r = run_test(entry)
+      else
+        r = {name = entry.name, status = "failed", duration = 0,
+             message = "provium.reset_between_tests: restoring the baseline failed: " .. tostring(rerr)}
+      end
       if r.status == "failed" then report.passed = false end
       local payload = {name = r.name, meta = entry.meta, duration_ns = math.floor((r.duration or 0) * 1e9)}
       if r.status == "failed" then

@@ -565,6 +565,13 @@ expect_rc 1
 expect_out "dup.test.lua:2: test 'same' is already defined"
 end_check
 
+pv --config "$CONF" tests/cli/fixtures/reset_refused
+begin "reset_between_tests is refused at chunk end while a file-scope stream is open, naming its line"
+expect_rc 1
+expect_out "reset_between_tests: cannot take the baseline"
+expect_out "reset.test.lua:4"
+end_check
+
 # ---------------------------------------------------------------- summary
 
 begin "no QEMU process from any run of this script is left"
