@@ -96,7 +96,27 @@ size_t tail_pollfds(struct pollfd *pfd, size_t max);
 void tail_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n);
 void tail_close_all(void);
 
+/* exec.c, for workers */
+void exec_forget_all(void);
+char **exec_build_argv(const pv_msg *m, const char **why);
+char **exec_build_env(const pv_msg *m);
+void exec_free_strv(char **v);
+
+/* worker.c: workers and the relay of their channels (see the file's head). */
+extern bool agent_in_worker; /* this process is a fork worker */
+void worker_spawn(agent_conn *c, const pv_msg *m);
+void worker_kill(agent_conn *c, const pv_msg *m);
+/* A frame from the host for a worker: relayed (or answered) and true. */
+bool worker_relay(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload);
+size_t worker_pollfds(struct pollfd *pfd, size_t max);
+void worker_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n);
+int worker_next_timeout_ms(void);
+void worker_check_timeouts(agent_conn *c);
+void worker_kill_all(void);
+
 /* agent.c */
+void agent_handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload);
+int agent_serve(agent_conn *c);
 int agent_main(int argc, char **argv);
 int wrapper_main(int argc, char **argv);
 

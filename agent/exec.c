@@ -210,14 +210,14 @@ void exec_start(agent_conn *c, const pv_msg *m)
         dup2(pin[0], 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
-        int e = 0;
+        /* negative: the directory could not be entered; positive: exec failed */
+        int tagged;
         if (cwd && chdir(cwd) != 0)
-            e = errno;
-        if (!e) {
+            tagged = -errno;
+        else {
             execvpe(argv[0], argv, envp);
-            e = errno;
+            tagged = errno;
         }
-        int tagged = cwd && e && access(cwd, X_OK) != 0 ? -e : e;
         (void)!write(perrno[1], &tagged, sizeof(tagged));
         _exit(127);
     }
@@ -555,3 +555,16 @@ void exec_abandon_all(void)
         job_free(&jobs[i]);
     }
 }
+
+/* Workers (worker.c). A fork worker drops its copy of the parent's job table
+ * without touching the processes: they are not its children. */
+void exec_forget_all(void)
+{
+    for (int i = 0; i < MAX_JOBS; i++)
+        if (jobs[i].used)
+            job_free(&jobs[i]);
+}
+
+char **exec_build_argv(const pv_msg *m, const char **why) { return build_argv(m, why); }
+char **exec_build_env(const pv_msg *m) { return build_env(m); }
+void exec_free_strv(char **v) { free_strv(v); }

@@ -5,6 +5,7 @@
  *   - syscall(getpid) round trip vs a raw echo on the same channel
  *   - 1000 single ops vs one batch of 1000
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
+ *   - worker spawn (fork, thread) until its first op vs a cold boot
  * usage: build/bench [iterations]   (run from the repository root) */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,6 +229,37 @@ int main(int argc, char **argv)
     printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 3)", 32.0 / chan);
     printf("%-44s %9.1f MiB/s\n", "write_file + read_file 16 MiB (best of 3)", 32.0 / file);
     printf("%-44s %9.2f x of the channel\n", "  ratio", chan / file);
+
+    /* workers: spawn (fork and thread) until the first op on the worker, then kill */
+    for (int thread = 0; thread <= 1; thread++) {
+        double *spawn_t = xcalloc((size_t)iters * 4, sizeof(double));
+        for (int i = 0; i < iters * 4; i++) {
+            vm_reply r;
+            double t0 = now_s();
+            vm->chan_base = 0;
+            vm_begin(vm, PV_MSG_WORKER_SPAWN);
+            pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
+            call(vm, &r);
+            uint32_t id = (uint32_t)pv_msg_u64(&r.msg, PV_T_WORKER, 0);
+            vm_reply_free(&r);
+            vm_begin_on(vm, PV_MSG_PING, id << PV_WORKER_SHIFT); /* the first op on the worker */
+            call(vm, &r);
+            vm_reply_free(&r);
+            spawn_t[i] = now_s() - t0;
+            vm_begin(vm, PV_MSG_WORKER_KILL);
+            pv_put_u64(&vm->out, PV_T_WORKER, id);
+            call(vm, &r);
+            vm_reply_free(&r);
+            /* let it go before the next one (WORKER_EXIT is pushed on its channel) */
+            for (int k = 0; k < 50 && vm_pump(vm, now_ms() + 20, err, sizeof(err)) == 1; k++) {
+            }
+        }
+        double spawn_m = median(spawn_t, iters * 4);
+        printf("\n%-44s %9.1f ms\n", thread ? "thread worker spawn to first op (median)" : "fork worker spawn to first op (median)",
+               spawn_m * 1e3);
+        printf("%-44s %9.4f x   (target <= 0.05)\n", "  worker spawn / cold boot", spawn_m / cold_m);
+        free(spawn_t);
+    }
 
     /* snapshots: take one of the booted VM, then restore it repeatedly */
     char *snapdir = xasprintf("%s/bench.snap", tmpl);

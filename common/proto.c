@@ -126,6 +126,17 @@ static const pv_field_spec f_stream_eof[] = {{PV_T_STREAM, PV_K_U64, 0, "stream"
 static const pv_field_spec f_batch[] = {{PV_T_OP, PV_K_BYTES, REP, "op"}};
 static const pv_field_spec f_batch_result[] = {{PV_T_REPLY, PV_K_BYTES, REP, "reply"}};
 
+static const pv_field_spec f_worker_spawn[] = {{PV_T_THREAD, PV_K_U64, 0, "thread"}};
+static const pv_field_spec f_worker_started[] = {
+    {PV_T_WORKER, PV_K_U64, REQ, "worker"},
+    {PV_T_PID, PV_K_U64, REQ, "pid"},
+};
+static const pv_field_spec f_worker_kill[] = {{PV_T_WORKER, PV_K_U64, REQ, "worker"}};
+static const pv_field_spec f_worker_exit[] = {
+    {PV_T_WORKER, PV_K_U64, REQ, "worker"},
+    {PV_T_MESSAGE, PV_K_BYTES, 0, "message"},
+};
+
 static const pv_msg_spec specs[] = {
     SPEC(PV_MSG_READY, f_ready),
     SPEC(PV_MSG_PING, f_ping),
@@ -168,6 +179,10 @@ static const pv_msg_spec specs[] = {
     SPEC0(PV_MSG_STREAM_CLOSE),
     SPEC(PV_MSG_BATCH, f_batch),
     SPEC(PV_MSG_BATCH_RESULT, f_batch_result),
+    SPEC(PV_MSG_WORKER_SPAWN, f_worker_spawn),
+    SPEC(PV_MSG_WORKER_STARTED, f_worker_started),
+    SPEC(PV_MSG_WORKER_KILL, f_worker_kill),
+    SPEC(PV_MSG_WORKER_EXIT, f_worker_exit),
 };
 
 const pv_msg_spec *pv_msg_lookup(uint16_t type)
@@ -176,6 +191,30 @@ const pv_msg_spec *pv_msg_lookup(uint16_t type)
         if (specs[i].type == type)
             return &specs[i];
     return NULL;
+}
+
+bool pv_reply_matches(uint16_t req, uint16_t reply)
+{
+    if (reply == PV_MSG_ERROR)
+        return true;
+    switch (req) {
+    case PV_MSG_PING: return reply == PV_MSG_PONG;
+    case PV_MSG_HELLO: return reply == PV_MSG_READY;
+    case PV_MSG_EXEC: return reply == PV_MSG_EXEC_RESULT || reply == PV_MSG_PROC_STARTED;
+    case PV_MSG_READ_FILE: case PV_MSG_FD_READ: return reply == PV_MSG_FILE_DATA;
+    case PV_MSG_STAT: return reply == PV_MSG_STAT_RESULT;
+    case PV_MSG_LISTDIR: return reply == PV_MSG_LISTDIR_RESULT;
+    case PV_MSG_OPEN: return reply == PV_MSG_HANDLE;
+    case PV_MSG_FD_WRITE: case PV_MSG_FD_SEEK: case PV_MSG_PROC_STDIN: return reply == PV_MSG_COUNT;
+    case PV_MSG_SYSCALL: return reply == PV_MSG_SYSCALL_RESULT;
+    case PV_MSG_CLOCK_GET: case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE: return reply == PV_MSG_TIME;
+    case PV_MSG_BATCH: return reply == PV_MSG_BATCH_RESULT;
+    case PV_MSG_WRITE_FILE: case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_FD_CLOSE:
+    case PV_MSG_SHUTDOWN: case PV_MSG_PROC_SIGNAL: case PV_MSG_TAIL_OPEN: case PV_MSG_STREAM_CLOSE:
+        return reply == PV_MSG_OK;
+    default:
+        return true; /* message types added later vouch for themselves */
+    }
 }
 
 const char *pv_msg_name(uint16_t type)

@@ -65,6 +65,10 @@ enum pv_msg_type {
     PV_MSG_STREAM_CLOSE = 72,
     PV_MSG_BATCH = 80,
     PV_MSG_BATCH_RESULT = 81,
+    PV_MSG_WORKER_SPAWN = 90,   /* host -> agent: fork or clone a worker */
+    PV_MSG_WORKER_STARTED = 91, /* reply: worker id and guest pid/tid */
+    PV_MSG_WORKER_KILL = 92,    /* host -> agent: close a worker's channel */
+    PV_MSG_WORKER_EXIT = 93,    /* pushed on the worker's channel when it is gone */
 };
 
 /* Field tags. One namespace for all messages; each message's schema below
@@ -117,7 +121,16 @@ enum pv_tag {
     PV_T_START = 45,      /* tail start: 0 beginning, 1 end, 2 absolute OFFSET, 3 OFFSET before end */
     PV_T_OP = 46,         /* batch: one complete request frame */
     PV_T_REPLY = 47,      /* batch: one complete reply frame */
+    PV_T_THREAD = 48,     /* worker spawn: 1 = clone a thread, 0 = fork */
+    PV_T_WORKER = 49,     /* worker id, 1..PV_MAX_WORKERS */
 };
+
+/* Workers: frames whose channel has a non-zero top byte belong to worker
+ * (chan >> PV_WORKER_SHIFT); the agent relays them unchanged. Worker w's
+ * request channel is w << PV_WORKER_SHIFT, its async channels lie above it. */
+#define PV_WORKER_SHIFT 24
+#define PV_MAX_WORKERS 255
+#define PV_CHAN_WORKER(chan) ((uint32_t)(chan) >> PV_WORKER_SHIFT)
 
 /* Largest number of operations in one BATCH. */
 #define PV_MAX_BATCH 100000
@@ -146,6 +159,8 @@ typedef struct {
 } pv_msg_spec;
 
 const pv_msg_spec *pv_msg_lookup(uint16_t type);
+/* Is reply an acceptable answer to a request of type req? (ERROR always is.) */
+bool pv_reply_matches(uint16_t req, uint16_t reply);
 const char *pv_msg_name(uint16_t type);
 
 /* ---- encoding ---- */

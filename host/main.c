@@ -338,8 +338,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "provium: %s\n", notice);
     if (rc == 0 && sub)
         rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
-    else if (rc == 0)
+    else if (rc == 0) {
+        fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
         rc = runner_run(&cfg, &files, &o);
+    }
     file_list_free(&files);
     free(o.sel.tags);
     free(o.sel.no_tags);

@@ -115,6 +115,20 @@ run fixture clean
 [ "$RC" = 0 ] && [ ! -d "$PROVIUM_CACHE_DIR/fixtures" ] && ok "provium fixture clean empties the cache" ||
     notok "provium fixture clean empties the cache" "$OUT"
 
+# cache_max_size: the next run evicts least recently used entries
+run fixture build base >/dev/null
+run fixture build cold >/dev/null
+before=$(ls -d "$PROVIUM_CACHE_DIR"/fixtures/*/ 2>/dev/null | wc -l)
+sed -i 's/^roots = \["."\]/roots = ["."]\ncache_max_size = 1/' "$P/provium.toml"
+run use.test.lua
+after=$(ls -d "$PROVIUM_CACHE_DIR"/fixtures/*/ 2>/dev/null | wc -l)
+sed -i '/^cache_max_size/d' "$P/provium.toml"
+if [ "$before" -ge 2 ] && [ "$after" -lt "$before" ]; then
+    ok "entries over cache_max_size are evicted at startup ($before -> $after)"
+else
+    notok "entries over cache_max_size are evicted at startup" "before $before, after $after" "$OUT"
+fi
+
 # a fixture that fails to build fails the test with the builder's error
 cat >"$P/broken.fixture.lua" <<'LUA'
 error("deliberately broken fixture")

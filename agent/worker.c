@@ -1,0 +1,775 @@
+/* Workers: more agents inside the same guest, each with its own command
+ * channel, PID/TID and credentials.
+ *
+ * The agent creates a socketpair per worker. A fork worker is a child
+ * process that serves its end with the agent's ordinary loop (agent_serve,
+ * local mode); a thread worker is a pthread of the agent that serves its end
+ * with a smaller loop (thread_main) which never touches the process-wide job
+ * and stream tables. The parent relays frames: a frame from the host whose
+ * channel carries worker id w in its top byte (PV_CHAN_WORKER) is written to
+ * worker w's socket unchanged, and every frame the worker writes (except its
+ * channel-0 READY) goes to the host unchanged. Relaying never blocks: bytes
+ * for a busy worker are queued and written when its socket drains, so a
+ * worker stuck in a syscall stalls nobody else.
+ *
+ * Killing a worker shuts down the write side of its socket: the worker sees
+ * EOF, ends its commands and exits. A worker blocked in a syscall is woken by
+ * WAKE_SIGNAL (a no-op handler without SA_RESTART, so the call fails with
+ * EINTR); a fork worker that still has not exited after KILL_GRACE_MS gets
+ * SIGKILL. When the worker's end of the socket closes, requests it left
+ * unanswered get ERROR(ESRCH) naming it, and WORKER_EXIT is pushed on its
+ * channel. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define WAKE_SIGNAL SIGURG
+#define KILL_GRACE_MS 3000
+#define WAKE_EVERY_MS 200
+#define THREAD_STACK (1024 * 1024)
+#define MAX_OUTPUT (12u * 1024u * 1024u)
+
+typedef struct {
+    uint32_t chan, req;
+} pending;
+
+typedef struct {
+    uint32_t id;
+    bool thread;
+    pid_t pid;       /* fork: its pid; thread: its tid */
+    int fd;          /* our end, non-blocking */
+    int peer_fd;     /* thread mode: the thread's end (same fd table); -1 for fork */
+    agent_conn in;   /* frames coming from the worker */
+    uint8_t *q;      /* bytes for the worker not yet written */
+    size_t qlen, qoff, qcap;
+    pending *pend;   /* requests relayed and not answered yet */
+    size_t npend, pcap;
+    bool closing;
+    bool escalated;
+    int64_t deadline, next_wake;
+} worker;
+
+static worker *workers[PV_MAX_WORKERS + 1];
+bool agent_in_worker;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_wake(int sig) { (void)sig; }
+
+static void install_wake_handler(void)
+{
+    static bool done;
+    if (done)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_wake; /* no SA_RESTART: a blocked call returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(WAKE_SIGNAL, &sa, NULL);
+    done = true;
+}
+
+static void unblock_wake(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, WAKE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+}
+
+/* ---- the parent's side ---- */
+
+static void host_write(agent_conn *c, const uint8_t *p, size_t left)
+{
+    if (!c->connected)
+        return;
+    while (left) {
+        ssize_t n = write(c->fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        left -= (size_t)n;
+    }
+}
+
+static void flush_queue(worker *w)
+{
+    while (w->qoff < w->qlen) {
+        ssize_t n = write(w->fd, w->q + w->qoff, w->qlen - w->qoff);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) { /* the worker is going away; its EOF follows */
+            w->qlen = w->qoff = 0;
+            return;
+        }
+        w->qoff += (size_t)n;
+    }
+    w->qlen = w->qoff = 0;
+}
+
+static void enqueue(worker *w, const void *p, size_t n)
+{
+    if (w->qoff && w->qoff == w->qlen)
+        w->qlen = w->qoff = 0;
+    if (w->qlen + n > w->qcap) {
+        size_t cap = w->qcap ? w->qcap : 65536;
+        while (cap < w->qlen + n)
+            cap *= 2;
+        uint8_t *nq = realloc(w->q, cap);
+        if (!nq)
+            return;
+        w->q = nq;
+        w->qcap = cap;
+    }
+    memcpy(w->q + w->qlen, p, n);
+    w->qlen += n;
+}
+
+static void pend_add(worker *w, uint32_t chan, uint32_t req)
+{
+    if (w->npend == w->pcap) {
+        size_t cap = w->pcap ? w->pcap * 2 : 16;
+        pending *np = realloc(w->pend, cap * sizeof(*np));
+        if (!np)
+            return;
+        w->pend = np;
+        w->pcap = cap;
+    }
+    w->pend[w->npend++] = (pending){chan, req};
+}
+
+static void pend_remove(worker *w, uint32_t chan, uint32_t req)
+{
+    for (size_t i = 0; i < w->npend; i++)
+        if (w->pend[i].chan == chan && w->pend[i].req == req) {
+            w->pend[i] = w->pend[--w->npend];
+            return;
+        }
+}
+
+static const char *kind_of(const worker *w) { return w->thread ? "thread" : "fork"; }
+
+/* The worker's end closed (or it was abandoned): answer what it left
+ * unanswered, tell the host, forget it. */
+static void worker_gone(agent_conn *c, worker *w, const char *why)
+{
+    for (size_t i = 0; i < w->npend; i++)
+        if (c->connected)
+            conn_send_error(c, w->pend[i].chan, w->pend[i].req, ESRCH, "worker %u (%s, %s %d) %s before answering",
+                            w->id, kind_of(w), w->thread ? "tid" : "pid", (int)w->pid, why);
+    if (c->connected) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "worker %u (%s, %s %d) %s", w->id, kind_of(w), w->thread ? "tid" : "pid",
+                 (int)w->pid, why);
+        pv_buf_reset(&c->out);
+        pv_frame_begin(&c->out, PV_MSG_WORKER_EXIT, w->id << PV_WORKER_SHIFT, 0);
+        pv_put_u64(&c->out, PV_T_WORKER, w->id);
+        pv_put_str(&c->out, PV_T_MESSAGE, msg);
+        conn_send(c);
+    }
+    close(w->fd);
+    if (!w->thread)
+        waitpid(w->pid, NULL, WNOHANG); /* the SIGCHLD loop may have reaped it already */
+    workers[w->id] = NULL;
+    free(w->in.in);
+    pv_buf_free(&w->in.out);
+    free(w->q);
+    free(w->pend);
+    free(w);
+}
+
+static void wake(worker *w)
+{
+    if (w->thread)
+        syscall(SYS_tgkill, getpid(), w->pid, WAKE_SIGNAL);
+    else
+        kill(w->pid, WAKE_SIGNAL);
+}
+
+static void begin_close(worker *w)
+{
+    if (w->closing)
+        return;
+    w->closing = true;
+    w->qlen = w->qoff = 0;
+    shutdown(w->fd, SHUT_WR);
+    wake(w);
+    int64_t now = now_ms();
+    w->deadline = now + KILL_GRACE_MS;
+    w->next_wake = now + WAKE_EVERY_MS;
+}
+
+bool worker_relay(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
+{
+    uint32_t id = PV_CHAN_WORKER(hdr->chan);
+    if (agent_in_worker || id == 0)
+        return false;
+    worker *w = workers[id];
+    if (!w || w->closing) {
+        if (hdr->req)
+            conn_send_error(c, hdr->chan, hdr->req, ESRCH, "worker %u is not running (it was killed or has exited)",
+                            id);
+        return true;
+    }
+    uint8_t h[PV_HDR_SIZE];
+    pv_hdr_encode(hdr, h);
+    enqueue(w, h, sizeof(h));
+    enqueue(w, payload, hdr->len);
+    if (hdr->req)
+        pend_add(w, hdr->chan, hdr->req);
+    flush_queue(w);
+    return true;
+}
+
+static void *thread_main(void *arg);
+
+typedef struct {
+    int fd;
+    _Atomic int tid;
+} thread_start;
+
+static void fork_child(agent_conn *host, int fd, int parent_end)
+{
+    agent_in_worker = true;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(host->fd);
+    close(parent_end);
+    for (int i = 1; i <= PV_MAX_WORKERS; i++) {
+        worker *w = workers[i];
+        if (!w)
+            continue;
+        close(w->fd);
+        if (w->peer_fd >= 0)
+            close(w->peer_fd);
+        workers[i] = NULL; /* the parent's memory; our copy is simply dropped */
+    }
+    /* The parent's commands and streams are not ours: drop our copies of
+     * their descriptors without touching the processes. */
+    exec_forget_all();
+    tail_close_all();
+    unblock_wake();
+    agent_conn wc;
+    conn_init(&wc, fd, false);
+    agent_serve(&wc);
+    /* EOF: the host killed us. Our commands die with us. */
+    exec_abandon_all();
+    tail_close_all();
+    _exit(0);
+}
+
+void worker_spawn(agent_conn *c, const pv_msg *m)
+{
+    uint32_t chan = m->hdr.chan, req = m->hdr.req;
+    if (agent_in_worker) {
+        conn_send_error(c, chan, req, EOPNOTSUPP, "spawn_worker: a worker cannot spawn workers; spawn from the VM");
+        return;
+    }
+    uint32_t id = 0;
+    for (uint32_t i = 1; i <= PV_MAX_WORKERS && !id; i++)
+        if (!workers[i])
+            id = i;
+    if (!id) {
+        conn_send_error(c, chan, req, EAGAIN, "spawn_worker: %d workers are already running", PV_MAX_WORKERS);
+        return;
+    }
+    bool thread = pv_msg_u64(m, PV_T_THREAD, 0) != 0;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        conn_send_error(c, chan, req, errno, "spawn_worker: socketpair: %s", strerror(errno));
+        return;
+    }
+    install_wake_handler();
+    worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        close(sv[0]);
+        close(sv[1]);
+        conn_send_error(c, chan, req, ENOMEM, "spawn_worker: out of memory");
+        return;
+    }
+    w->id = id;
+    w->thread = thread;
+    w->peer_fd = -1;
+    if (!thread) {
+        pid_t pid = fork();
+        if (pid == 0)
+            fork_child(c, sv[1], sv[0]);
+        close(sv[1]);
+        if (pid < 0) {
+            int e = errno;
+            close(sv[0]);
+            free(w);
+            conn_send_error(c, chan, req, e, "spawn_worker: fork: %s", strerror(e));
+            return;
+        }
+        w->pid = pid;
+    } else {
+        thread_start *ts = calloc(1, sizeof(*ts));
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        pthread_t th;
+        int e = ts ? 0 : ENOMEM;
+        if (ts) {
+            ts->fd = sv[1];
+            e = pthread_create(&th, &attr, thread_main, ts);
+        }
+        pthread_attr_destroy(&attr);
+        if (e) {
+            close(sv[0]);
+            close(sv[1]);
+            free(ts);
+            free(w);
+            conn_send_error(c, chan, req, e, "spawn_worker: pthread_create: %s", strerror(e));
+            return;
+        }
+        /* The thread reports its tid as its first act; never long. */
+        int64_t limit = now_ms() + 5000;
+        while (!atomic_load(&ts->tid) && now_ms() < limit)
+            sched_yield();
+        w->pid = atomic_load(&ts->tid);
+        if (w->pid) /* else the thread never started and still owns ts */
+            free(ts);
+        w->peer_fd = sv[1];
+    }
+    w->fd = sv[0];
+    fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+    conn_init(&w->in, w->fd, false);
+    workers[id] = w;
+    pv_frame_begin(&c->out, PV_MSG_WORKER_STARTED, chan, req);
+    pv_put_u64(&c->out, PV_T_WORKER, id);
+    pv_put_u64(&c->out, PV_T_PID, (uint64_t)w->pid);
+    conn_send(c);
+}
+
+void worker_kill(agent_conn *c, const pv_msg *m)
+{
+    uint64_t id = pv_msg_u64(m, PV_T_WORKER, 0);
+    worker *w = id >= 1 && id <= PV_MAX_WORKERS ? workers[id] : NULL;
+    if (agent_in_worker || !w) {
+        conn_send_error(c, m->hdr.chan, m->hdr.req, ESRCH, "kill: worker %llu is not running", (unsigned long long)id);
+        return;
+    }
+    begin_close(w);
+    reply_ok(c, m);
+}
+
+void worker_kill_all(void)
+{
+    for (int i = 1; i <= PV_MAX_WORKERS; i++)
+        if (workers[i])
+            begin_close(workers[i]);
+}
+
+size_t worker_pollfds(struct pollfd *pfd, size_t max)
+{
+    size_t n = 0;
+    for (int i = 1; i <= PV_MAX_WORKERS && n < max; i++) {
+        worker *w = workers[i];
+        if (w)
+            pfd[n++] = (struct pollfd){w->fd, (short)(POLLIN | (w->qoff < w->qlen ? POLLOUT : 0)), 0};
+    }
+    return n;
+}
+
+static worker *by_fd(int fd)
+{
+    for (int i = 1; i <= PV_MAX_WORKERS; i++)
+        if (workers[i] && workers[i]->fd == fd)
+            return workers[i];
+    return NULL;
+}
+
+void worker_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (!pfd[k].revents)
+            continue;
+        worker *w = by_fd(pfd[k].fd);
+        if (!w)
+            continue;
+        if (pfd[k].revents & POLLOUT)
+            flush_queue(w);
+        if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        int got = conn_fill(&w->in);
+        pv_hdr hdr;
+        const uint8_t *payload;
+        int popped;
+        while ((popped = conn_pop(&w->in, &hdr, &payload)) == 1) {
+            /* channel 0 carries only the worker's own READY: not for the host */
+            if (hdr.chan != 0 && !w->closing)
+                host_write(c, w->in.in, PV_HDR_SIZE + (size_t)hdr.len);
+            if (hdr.req)
+                pend_remove(w, hdr.chan, hdr.req);
+            conn_consume(&w->in, &hdr);
+        }
+        if (popped < 0) {
+            agent_log("worker %u sent an oversized frame; killing it", w->id);
+            begin_close(w);
+        }
+        if (got == 0)
+            worker_gone(c, w, w->closing ? "was killed" : "exited");
+    }
+}
+
+int worker_next_timeout_ms(void)
+{
+    int64_t best = -1, now = now_ms();
+    for (int i = 1; i <= PV_MAX_WORKERS; i++) {
+        worker *w = workers[i];
+        if (!w || !w->closing)
+            continue;
+        int64_t t = w->next_wake < w->deadline ? w->next_wake : w->deadline;
+        int64_t left = t > now ? t - now : 0;
+        if (best < 0 || left < best)
+            best = left;
+    }
+    return (int)best;
+}
+
+void worker_check_timeouts(agent_conn *c)
+{
+    int64_t now = now_ms();
+    for (int i = 1; i <= PV_MAX_WORKERS; i++) {
+        worker *w = workers[i];
+        if (!w || !w->closing)
+            continue;
+        if (now >= w->deadline) {
+            if (w->thread) {
+                /* a thread cannot be killed alone: leave it, loudly */
+                agent_log("worker %u (tid %d) did not exit within %d ms; abandoned", w->id, (int)w->pid, KILL_GRACE_MS);
+                worker_gone(c, w, "did not leave its system call; abandoned");
+            } else if (!w->escalated) {
+                kill(w->pid, SIGKILL);
+                w->escalated = true;
+                w->deadline = now + KILL_GRACE_MS;
+            } else {
+                worker_gone(c, w, "did not die from SIGKILL");
+            }
+        } else if (now >= w->next_wake) {
+            wake(w);
+            w->next_wake = now + WAKE_EVERY_MS;
+        }
+    }
+}
+
+/* ---- thread workers ---- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} obuf;
+
+static bool drain_into(int fd, obuf *b)
+{
+    char tmp[16384];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+        size_t keep = b->len + (size_t)n > MAX_OUTPUT ? MAX_OUTPUT - b->len : (size_t)n;
+        if (keep && b->len + keep > b->cap) {
+            size_t cap = b->cap ? b->cap : 4096;
+            while (cap < b->len + keep)
+                cap *= 2;
+            char *nb = realloc(b->data, cap);
+            if (!nb)
+                keep = 0;
+            else {
+                b->data = nb;
+                b->cap = cap;
+            }
+        }
+        if (keep) {
+            memcpy(b->data + b->len, tmp, keep);
+            b->len += keep;
+        }
+    }
+}
+
+static void closefd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* A synchronous command run by a thread worker, with the thread's
+ * credentials. The agent's main loop reaps every SIGCHLD child with
+ * waitpid(-1), so the command cannot be this thread's direct child: the
+ * thread clone()s an intermediate process without an exit signal (a "clone
+ * child", which waitpid(-1) never sees; it never execs, so it stays one).
+ * The intermediate starts the command, waits for it and writes its pid and
+ * then its wait status to a pipe; this thread reaps the intermediate with
+ * __WCLONE. Raw clone() rather than fork(): no libc locks are taken in the
+ * children of a multithreaded process. */
+static void thread_exec(agent_conn *c, const pv_msg *m)
+{
+    uint32_t chan = m->hdr.chan, req = m->hdr.req;
+    if (pv_msg_u64(m, PV_T_ASYNC, 0)) {
+        conn_send_error(c, chan, req, EOPNOTSUPP,
+                        "run_async: not available on a thread worker (use a fork worker, or run)");
+        return;
+    }
+    const char *why = NULL;
+    char **argv = exec_build_argv(m, &why);
+    char **envp = argv && !why ? exec_build_env(m) : NULL;
+    char *cwd = pv_msg_has(m, PV_T_CWD) ? pv_msg_strdup(m, PV_T_CWD) : NULL;
+    if (!why && pv_msg_has(m, PV_T_CWD) && !cwd)
+        why = "cwd contains a NUL byte";
+    if (!why && !envp)
+        why = "out of memory";
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pe[2] = {-1, -1}, ps[2] = {-1, -1};
+    if (!why && (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) ||
+                 pipe2(ps, O_CLOEXEC)))
+        why = strerror(errno);
+    pid_t mid = -1;
+    if (!why) {
+        mid = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
+        if (mid < 0)
+            why = strerror(errno);
+    }
+    if (mid == 0) {
+        close(ps[0]);
+        pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+        if (pid == 0) {
+            setpgid(0, 0);
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            signal(SIGPIPE, SIG_DFL);
+            dup2(pin[0], 0);
+            dup2(pout[1], 1);
+            dup2(perr[1], 2);
+            int e = 0;
+            if (cwd && chdir(cwd) != 0)
+                e = errno;
+            if (!e) {
+                execvpe(argv[0], argv, envp);
+                e = errno;
+            }
+            (void)!write(pe[1], &e, sizeof(e));
+            _exit(127);
+        }
+        close(pin[0]);
+        close(pout[1]);
+        close(perr[1]);
+        close(pe[1]);
+        int st = 0;
+        (void)!write(ps[1], &pid, sizeof(pid));
+        if (pid > 0)
+            while (syscall(SYS_wait4, pid, &st, 0, 0) < 0 && errno == EINTR) {
+            }
+        (void)!write(ps[1], &st, sizeof(st));
+        _exit(0);
+    }
+    closefd(&pin[0]);
+    closefd(&pout[1]);
+    closefd(&perr[1]);
+    closefd(&pe[1]);
+    closefd(&ps[1]);
+    pid_t pid = -1;
+    if (!why) {
+        ssize_t got;
+        do
+            got = read(ps[0], &pid, sizeof(pid));
+        while (got < 0 && errno == EINTR);
+        if (got != (ssize_t)sizeof(pid) || pid <= 0)
+            why = "cannot start the command";
+    }
+    if (!why) {
+        int child_errno = 0;
+        ssize_t got;
+        do
+            got = read(pe[0], &child_errno, sizeof(child_errno));
+        while (got < 0 && errno == EINTR);
+        if (got == (ssize_t)sizeof(child_errno)) {
+            conn_send_error(c, chan, req, child_errno, "exec: cannot run %s%s%s: %s", argv[0], cwd ? " in " : "",
+                            cwd ? cwd : "", strerror(child_errno));
+            why = "";
+        }
+    }
+    closefd(&pe[0]);
+    if (why) {
+        if (*why)
+            conn_send_error(c, chan, req, EINVAL, "exec: %s", why);
+        closefd(&pin[1]);
+        closefd(&pout[0]);
+        closefd(&perr[0]);
+        closefd(&ps[0]);
+        if (mid > 0)
+            while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
+            }
+        exec_free_strv(argv);
+        exec_free_strv(envp);
+        free(cwd);
+        return;
+    }
+    exec_free_strv(argv);
+    exec_free_strv(envp);
+    free(cwd);
+    const pv_field *in = pv_msg_get(m, PV_T_STDIN);
+    size_t in_off = 0, in_len = in ? in->len : 0;
+    if (!in_len)
+        closefd(&pin[1]);
+    fcntl(pout[0], F_SETFL, O_NONBLOCK);
+    fcntl(perr[0], F_SETFL, O_NONBLOCK);
+    if (pin[1] >= 0)
+        fcntl(pin[1], F_SETFL, O_NONBLOCK);
+    uint64_t tmo = pv_msg_u64(m, PV_T_TIMEOUT_MS, 0);
+    int64_t deadline = tmo ? now_ms() + (int64_t)tmo : 0;
+    obuf out = {0}, err = {0};
+    bool exited = false, timed_out = false;
+    int ws = 0;
+    while (!exited) {
+        struct pollfd p[4] = {{ps[0], POLLIN, 0}, {pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
+        int t = -1;
+        if (deadline && !timed_out) {
+            int64_t left = deadline - now_ms();
+            t = left < 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
+        }
+        int r = poll(p, 4, t);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (p[1].revents && !drain_into(pout[0], &out))
+            closefd(&pout[0]);
+        if (p[2].revents && !drain_into(perr[0], &err))
+            closefd(&perr[0]);
+        if (p[3].revents) {
+            while (in_off < in_len) {
+                ssize_t n = write(pin[1], in->data + in_off, in_len - in_off);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0)
+                    break;
+                in_off += (size_t)n;
+            }
+            if (in_off >= in_len || !(p[3].revents & POLLOUT))
+                closefd(&pin[1]);
+        }
+        if (deadline && !timed_out && now_ms() >= deadline) {
+            timed_out = true;
+            kill(-pid, SIGKILL);
+        }
+        if (p[0].revents) {
+            ssize_t got = read(ps[0], &ws, sizeof(ws));
+            if (got == (ssize_t)sizeof(ws) || (got <= 0 && !(got < 0 && errno == EINTR)))
+                exited = true;
+        }
+    }
+    if (pout[0] >= 0)
+        drain_into(pout[0], &out);
+    if (perr[0] >= 0)
+        drain_into(perr[0], &err);
+    if (timed_out)
+        kill(-pid, SIGKILL);
+    while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
+    }
+    closefd(&ps[0]);
+    closefd(&pin[1]);
+    closefd(&pout[0]);
+    closefd(&perr[0]);
+    uint64_t status = timed_out ? PV_EXEC_TIMED_OUT : WIFSIGNALED(ws) ? PV_EXEC_SIGNALLED : PV_EXEC_EXITED;
+    int64_t code = timed_out ? -2 : WIFSIGNALED(ws) ? -1 : WEXITSTATUS(ws);
+    pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, chan, req);
+    pv_put_u64(&c->out, PV_T_STATUS, status);
+    pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
+    if (WIFSIGNALED(ws))
+        pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)WTERMSIG(ws));
+    pv_put_bytes(&c->out, PV_T_STDOUT, out.data, out.len);
+    pv_put_bytes(&c->out, PV_T_STDERR, err.data, err.len);
+    conn_send(c);
+    free(out.data);
+    free(err.data);
+}
+
+/* What a thread worker serves itself; everything touching the agent's
+ * process-wide tables (async commands, streams) is refused. */
+static void thread_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
+{
+    switch (hdr->type) {
+    case PV_MSG_PING: case PV_MSG_HELLO: case PV_MSG_READ_FILE: case PV_MSG_WRITE_FILE: case PV_MSG_STAT:
+    case PV_MSG_LISTDIR: case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_OPEN:
+    case PV_MSG_FD_READ: case PV_MSG_FD_WRITE: case PV_MSG_FD_SEEK: case PV_MSG_FD_CLOSE: case PV_MSG_SYSCALL:
+    case PV_MSG_CLOCK_GET: case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE: case PV_MSG_BATCH:
+        agent_handle_frame(c, hdr, payload);
+        return;
+    case PV_MSG_EXEC: {
+        char err[256];
+        pv_msg m;
+        if (pv_msg_decode(hdr, payload, &m, err, sizeof(err)) != 0) {
+            conn_send_error(c, hdr->chan, hdr->req, EPROTO, "bad request: %s", err);
+            return;
+        }
+        thread_exec(c, &m);
+        pv_msg_free(&m);
+        return;
+    }
+    default:
+        conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP,
+                        "%s is not available on a thread worker (streams and async processes live in the agent's "
+                        "main loop; use a fork worker)",
+                        pv_msg_name(hdr->type));
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    thread_start *ts = arg;
+    int fd = ts->fd;
+    unblock_wake();
+    atomic_store(&ts->tid, (int)syscall(SYS_gettid)); /* ts belongs to the parent from here */
+    agent_conn wc;
+    conn_init(&wc, fd, false);
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (conn_fill(&wc) == 0)
+            break;
+        pv_hdr hdr;
+        const uint8_t *payload;
+        int popped;
+        while ((popped = conn_pop(&wc, &hdr, &payload)) == 1) {
+            thread_frame(&wc, &hdr, payload);
+            conn_consume(&wc, &hdr);
+        }
+        if (popped < 0)
+            break;
+    }
+    close(fd);
+    free(wc.in);
+    pv_buf_free(&wc.out);
+    return NULL;
+}
