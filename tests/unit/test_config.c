@@ -23,34 +23,7 @@
 
 #include "util.h"
 
-static int n_pass, n_fail;
-static char current[200] = "?";
-
-static void set_case(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(current, sizeof(current), fmt, ap);
-    va_end(ap);
-}
-
-static bool check_(bool ok, int line, const char *fmt, ...)
-{
-    if (ok) {
-        n_pass++;
-        return true;
-    }
-    n_fail++;
-    printf("FAIL [%s] test_config.c:%d: ", current, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    return false;
-}
-#define CHECK(c) check_((c), __LINE__, "%s", #c)
-#define CHECKF(c, ...) check_((c), __LINE__, __VA_ARGS__)
+#include "check.h"
 
 static bool streq(const char *a, const char *b) { return a && b ? strcmp(a, b) == 0 : a == b; }
 #define CHECK_STR(got, want)                                                                                     \
@@ -271,17 +244,17 @@ static void expect_error(int srcline, const char *label, const char *text, int l
     pv_config c;
     char err[1024];
     int rc = parse(text, &c, err, sizeof(err));
-    if (check_(rc == -1, srcline, "accepted invalid config")) {
+    if (check_(rc == -1, __FILE__, srcline, "accepted invalid config")) {
         char prefix[64];
         int l = 0, col = 0, used = 0;
         snprintf(prefix, sizeof(prefix), "%s:%%d:%%d: %%n", TOML_PATH);
         int got = sscanf(err, prefix, &l, &col, &used);
-        check_(got == 2 && used > 0, srcline, "message lacks \"%s:line:col: \": \"%s\"", TOML_PATH, err);
+        check_(got == 2 && used > 0, __FILE__, srcline, "message lacks \"%s:line:col: \": \"%s\"", TOML_PATH, err);
         if (got == 2) {
-            check_(line == 0 || l == line, srcline, "reported line %d, expected %d: \"%s\"", l, line, err);
-            check_(col >= 1, srcline, "column %d is not positive", col);
+            check_(line == 0 || l == line, __FILE__, srcline, "reported line %d, expected %d: \"%s\"", l, line, err);
+            check_(col >= 1, __FILE__, srcline, "column %d is not positive", col);
         }
-        check_(strstr(err, what) != NULL, srcline, "message \"%s\" lacks \"%s\"", err, what);
+        check_(strstr(err, what) != NULL, __FILE__, srcline, "message \"%s\" lacks \"%s\"", err, what);
     }
     config_free(&c);
 }

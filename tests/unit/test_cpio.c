@@ -25,34 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-static char current[200] = "?";
-
-static void set_case(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(current, sizeof(current), fmt, ap);
-    va_end(ap);
-}
-
-static bool check_(bool ok, int line, const char *fmt, ...)
-{
-    if (ok) {
-        n_pass++;
-        return true;
-    }
-    n_fail++;
-    printf("FAIL [%s] test_cpio.c:%d: ", current, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    return false;
-}
-#define CHECK(c) check_((c), __LINE__, "%s", #c)
-#define CHECKF(c, ...) check_((c), __LINE__, __VA_ARGS__)
+#include "check.h"
 
 /* What the archive should contain, in archive order. */
 enum kind { DIR_, FILE_, LINK_ };

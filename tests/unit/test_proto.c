@@ -22,34 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-static char current[160] = "?";
-
-static void set_case(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(current, sizeof(current), fmt, ap);
-    va_end(ap);
-}
-
-static bool check_(bool ok, int line, const char *fmt, ...)
-{
-    if (ok) {
-        n_pass++;
-        return true;
-    }
-    n_fail++;
-    printf("FAIL [%s] test_proto.c:%d: ", current, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    return false;
-}
-#define CHECK(c) check_((c), __LINE__, "%s", #c)
-#define CHECKF(c, ...) check_((c), __LINE__, __VA_ARGS__)
+#include "check.h"
 
 /* ---- helpers ---- */
 
@@ -110,10 +83,10 @@ static void expect_reject(int line, uint16_t type, const raw *r, const char *wan
     uint8_t *copy;
     char err[256];
     int rc = decode_raw(type, r->buf, r->len, &m, &copy, err, sizeof(err));
-    check_(rc == -1, line, "decode accepted a payload it must reject (expected error containing \"%s\")", want);
+    check_(rc == -1, __FILE__, line, "decode accepted a payload it must reject (expected error containing \"%s\")", want);
     if (rc == -1) {
-        check_(strstr(err, want) != NULL, line, "error \"%s\" does not mention \"%s\"", err, want);
-        check_(m.fields == NULL && m.nfields == 0, line, "failed decode left fields allocated");
+        check_(strstr(err, want) != NULL, __FILE__, line, "error \"%s\" does not mention \"%s\"", err, want);
+        check_(m.fields == NULL && m.nfields == 0, __FILE__, line, "failed decode left fields allocated");
     } else {
         pv_msg_free(&m);
     }

@@ -15,34 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-static char current[160] = "?";
-
-static void set_case(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(current, sizeof(current), fmt, ap);
-    va_end(ap);
-}
-
-static bool check_(bool ok, int line, const char *fmt, ...)
-{
-    if (ok) {
-        n_pass++;
-        return true;
-    }
-    n_fail++;
-    printf("FAIL [%s] test_util.c:%d: ", current, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    return false;
-}
-#define CHECK(c) check_((c), __LINE__, "%s", #c)
-#define CHECKF(c, ...) check_((c), __LINE__, __VA_ARGS__)
+#include "check.h"
 
 #define KiB 1024LL
 #define MiB (1024LL * 1024)
@@ -140,7 +113,7 @@ static void test_parse_duration(void)
 
 static void expect_str(int line, char *got, const char *want)
 {
-    check_(got && strcmp(got, want) == 0, line, "got \"%s\", expected \"%s\"", got ? got : "(null)", want);
+    check_(got && strcmp(got, want) == 0, __FILE__, line, "got \"%s\", expected \"%s\"", got ? got : "(null)", want);
     free(got);
 }
 
