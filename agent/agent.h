@@ -51,6 +51,15 @@ void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const 
     __attribute__((format(printf, 5, 6)));
 void conn_send_ready(agent_conn *c);
 
+/* Command output kept in memory, capped at EXEC_MAX_OUTPUT per stream: the
+ * rest is drained and dropped so a chatty command cannot exhaust the guest. */
+#define EXEC_MAX_OUTPUT (12u * 1024u * 1024u)
+typedef struct {
+    char *data;
+    size_t len, cap;
+} obuf;
+void obuf_append_capped(obuf *b, const char *data, size_t n);
+
 /* exec.c: asynchronous command execution driven by the main loop. */
 void exec_start(agent_conn *c, const pv_msg *m);
 /* Adds the pollfds of running jobs; returns the count added. */

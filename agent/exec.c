@@ -15,14 +15,7 @@
 #include "agent.h"
 
 #define MAX_JOBS 256
-/* Output kept per stream; the rest is drained and dropped so a chatty command
- * cannot exhaust guest memory or exceed the frame limit. */
-#define MAX_OUTPUT (12u * 1024u * 1024u)
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} obuf;
 
 typedef struct {
     bool used;
@@ -365,6 +358,25 @@ size_t exec_pollfds(struct pollfd *pfd, size_t max)
     return n;
 }
 
+void obuf_append_capped(obuf *b, const char *data, size_t n)
+{
+    size_t keep = b->len + n > EXEC_MAX_OUTPUT ? EXEC_MAX_OUTPUT - b->len : n;
+    if (keep && b->len + keep > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + keep)
+            cap *= 2;
+        char *nb = realloc(b->data, cap);
+        if (!nb)
+            return;
+        b->data = nb;
+        b->cap = cap;
+    }
+    if (keep) {
+        memcpy(b->data + b->len, data, keep);
+        b->len += keep;
+    }
+}
+
 static agent_conn *push_conn; /* set while servicing pipes of async jobs */
 static uint32_t push_chan;
 static uint64_t push_stream;
@@ -391,23 +403,7 @@ static bool drain(int fd, obuf *b)
             }
             continue;
         }
-        size_t keep = b->len + (size_t)n > MAX_OUTPUT ? MAX_OUTPUT - b->len : (size_t)n;
-        if (keep && b->len + keep > b->cap) {
-            size_t cap = b->cap ? b->cap : 4096;
-            while (cap < b->len + keep)
-                cap *= 2;
-            char *nb = realloc(b->data, cap);
-            if (!nb)
-                keep = 0;
-            else {
-                b->data = nb;
-                b->cap = cap;
-            }
-        }
-        if (keep) {
-            memcpy(b->data + b->len, tmp, keep);
-            b->len += keep;
-        }
+        obuf_append_capped(b, tmp, (size_t)n);
     }
 }
 

@@ -41,7 +41,6 @@
 #define KILL_GRACE_MS 3000
 #define WAKE_EVERY_MS 200
 #define THREAD_STACK (1024 * 1024)
-#define MAX_OUTPUT (12u * 1024u * 1024u)
 
 typedef struct {
     uint32_t chan, req;
@@ -479,11 +478,6 @@ void worker_check_timeouts(agent_conn *c)
 
 /* ---- thread workers ---- */
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} obuf;
-
 static bool drain_into(int fd, obuf *b)
 {
     char tmp[16384];
@@ -495,23 +489,7 @@ static bool drain_into(int fd, obuf *b)
             return errno == EAGAIN;
         if (n == 0)
             return false;
-        size_t keep = b->len + (size_t)n > MAX_OUTPUT ? MAX_OUTPUT - b->len : (size_t)n;
-        if (keep && b->len + keep > b->cap) {
-            size_t cap = b->cap ? b->cap : 4096;
-            while (cap < b->len + keep)
-                cap *= 2;
-            char *nb = realloc(b->data, cap);
-            if (!nb)
-                keep = 0;
-            else {
-                b->data = nb;
-                b->cap = cap;
-            }
-        }
-        if (keep) {
-            memcpy(b->data + b->len, tmp, keep);
-            b->len += keep;
-        }
+        obuf_append_capped(b, tmp, (size_t)n);
     }
 }
 
