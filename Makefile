@@ -8,7 +8,7 @@ WARN     := -Wall -Wextra -Werror
 OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lm
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build
@@ -16,7 +16,7 @@ COMMON_SRCS := common/proto.c
 AGENT_SRCS  := $(wildcard agent/*.c)
 HOST_SRCS   := $(wildcard host/*.c host/*/*.c)
 HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
-EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o
+EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
 .PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
@@ -49,6 +49,8 @@ $(B)/obj/embed_agent.o: $(B)/provium-agent
 	$(call EMBED,$(B)/provium-agent,provium_agent_blob)
 $(B)/obj/embed_framework.o: lua/framework.lua
 	$(call EMBED,lua/framework.lua,provium_framework_lua)
+$(B)/obj/embed_types.o: lua/types.lua
+	$(call EMBED,lua/types.lua,provium_types_lua)
 
 # ---- host ----
 $(B)/obj/%.o: %.c $(HEADERS)

@@ -6,6 +6,7 @@
  *   - 1000 single ops vs one batch of 1000
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
+ *   - 8 one-VM test files with -j1 vs the default pool
  * usage: build/bench [iterations]   (run from the repository root) */
 #include <errno.h>
 #include <fcntl.h>
@@ -163,6 +164,50 @@ static double time_file_roundtrip(pv_vm *vm, size_t size)
     return now_s() - t0;
 }
 
+/* Runs `build/provium ARGS... DIR` and returns its wall time. */
+static double time_provium(const char *jobs_arg, const char *dir)
+{
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 1);
+        dup2(null, 2);
+        /* host load must not serialise the pooled run */
+        setenv("PROVIUM_PSI_THRESHOLD", "off", 1);
+        if (jobs_arg)
+            execl("build/provium", "provium", jobs_arg, dir, (char *)NULL);
+        else
+            execl("build/provium", "provium", dir, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("pool benchmark", "a provium run failed");
+    return now_s() - t0;
+}
+
+/* 8 test files of one VM each: one at a time vs the default pool. */
+static void bench_pool(const char *tmp)
+{
+    char *dir = xasprintf("%s/pool", tmp);
+    mkdir_p(dir, 0700);
+    for (int i = 0; i < 8; i++) {
+        char *f = xasprintf("%s/f%d.test.lua", dir, i);
+        const char *body = "local vm = provium:vm('v', 'default'):boot()\n"
+                           "test('one', function(t) t:assert_eq(vm:run('true').exit_code, 0) end)\n";
+        write_whole_file(f, body, strlen(body), 0644);
+        free(f);
+    }
+    double serial = time_provium("-j1", dir);
+    double pooled = time_provium(NULL, dir);
+    printf("\n%-44s %9.2f s\n", "8 one-VM files, -j1", serial);
+    printf("%-44s %9.2f s\n", "8 one-VM files, default pool", pooled);
+    printf("%-44s %9.2f x   (%ld host CPUs)\n", "  speedup", serial / pooled, sysconf(_SC_NPROCESSORS_ONLN));
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 7;
@@ -304,6 +349,7 @@ int main(int argc, char **argv)
 
     vm_shutdown(vm, err, sizeof(err));
     vm_free(vm);
+    bench_pool(tmpl);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);

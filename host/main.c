@@ -1,5 +1,8 @@
 /* provium: command-line entry point. */
+#include <dirent.h>
 #include <getopt.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +11,48 @@
 #include "config/config.h"
 #include "fixtures/fixtures.h"
 #include "runner/runner.h"
+#include "tools/tools.h"
 #include "util/util.h"
 
 #ifndef PROVIUM_VERSION
 #define PROVIUM_VERSION "0.1.0"
 #endif
+
+/* A fingerprint of every file's path, size and mtime under the paths:
+ * --watch re-runs when it changes. */
+static void stamp_walk(const char *path, uint64_t *h, int depth)
+{
+    struct stat st;
+    if (depth > 16 || stat(path, &st) != 0)
+        return;
+    uint64_t v = (uint64_t)st.st_mtim.tv_sec * 1000000007u + (uint64_t)st.st_mtim.tv_nsec + (uint64_t)st.st_size;
+    for (const char *c = path; *c; c++)
+        v = v * 131 + (unsigned char)*c;
+    *h ^= v + 0x9e3779b97f4a7c15ULL + (*h << 6) + (*h >> 2);
+    if (!S_ISDIR(st.st_mode))
+        return;
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *child = xasprintf("%s/%s", path, e->d_name);
+        stamp_walk(child, h, depth + 1);
+        free(child);
+    }
+    if (d)
+        closedir(d);
+}
+
+static uint64_t watch_stamp(char *const *paths, size_t n, const char *config)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++)
+        stamp_walk(paths[i], &h, 0);
+    if (config)
+        stamp_walk(config, &h, 0);
+    return h;
+}
 
 static void usage(FILE *out)
 {
@@ -21,6 +61,8 @@ static void usage(FILE *out)
             "       provium list [--fixtures] [--json] [selection options] [PATH...]\n"
             "       provium doctor [-c FILE]\n"
             "       provium fixture [-c FILE] list|stale|build PATH|rebuild PATH|clean\n"
+            "       provium repl [-c FILE] PROFILE [--name NAME]   (a booted VM as `vm` at a Lua prompt)\n"
+            "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
             "\n"
             "Runs Provium test files (*.test.lua) against real Linux kernels in QEMU.\n"
             "PATHs may be files or directories (searched recursively). Without PATHs,\n"
@@ -59,6 +101,8 @@ static void usage(FILE *out)
             "      --tap           print TAP version 14 instead of text\n"
             "      --junit FILE    also write a JUnit XML report to FILE\n"
             "      --save-events FILE  write one JSON event per line to FILE\n"
+            "      --watch         after the run, run again whenever a file under the\n"
+            "                      paths or provium.toml changes (Ctrl-C stops)\n"
             "  -h, --help          show this help and exit\n"
             "  -V, --version       show the version and exit\n"
             "\n"
@@ -138,6 +182,43 @@ int main(int argc, char **argv)
         argv[1] = argv[0];
         argv++;
         argc--;
+    }
+    if (argc > 1 && strcmp(argv[1], "lsp-setup") == 0) {
+        if (argc > 3) {
+            fprintf(stderr, "usage: provium lsp-setup [DIR]\n");
+            return 2;
+        }
+        return lsp_setup_main(argc == 3 ? argv[2] : ".");
+    }
+    if (argc > 1 && strcmp(argv[1], "repl") == 0) {
+        /* provium repl [-c FILE] PROFILE [--name N] */
+        const char *profile = NULL, *name = NULL;
+        for (int i = 2; i < argc; i++) {
+            if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+                config_path = argv[++i];
+            else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+                name = argv[++i];
+            else if (!profile && argv[i][0] != '-')
+                profile = argv[i];
+            else {
+                fprintf(stderr, "usage: provium repl [-c FILE] PROFILE [--name NAME]\n");
+                return 2;
+            }
+        }
+        if (!profile) {
+            fprintf(stderr, "usage: provium repl [-c FILE] PROFILE [--name NAME]\n");
+            return 2;
+        }
+        pv_config rcfg;
+        char rerr[4096];
+        if (config_load(config_path, &rcfg, rerr, sizeof(rerr)) != 0) {
+            fprintf(stderr, "provium: %s\n", rerr);
+            config_free(&rcfg);
+            return 2;
+        }
+        int rc = repl_main(&rcfg, profile, name);
+        config_free(&rcfg);
+        return rc;
     }
     if (argc > 1 && strcmp(argv[1], "fixture") == 0) {
         /* provium fixture [-c FILE] OP ...: host/fixtures/fixture_cli.c */
@@ -299,10 +380,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "provium: --fixtures only applies to 'provium list'\n");
         return 2;
     }
-    if (o.watch) {
-        fprintf(stderr, "provium: --watch is not implemented yet\n");
-        return 2;
-    }
     if (o.include_slow)
         setenv("PROVIUM_INCLUDE_SLOW", "1", 1);
     pv_config cfg;
@@ -317,30 +394,44 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return rc;
     }
-    file_list files;
+    file_list files = {0};
     int rc;
     char *here[] = {"."};
     const char *suffix = fixtures ? ".fixture.lua" : ".test.lua";
-    if (optind < argc)
-        rc = discover_files(argv + optind, (size_t)(argc - optind), suffix, &files, err, sizeof(err));
-    else if (cfg.nroots)
-        rc = discover_files(cfg.roots, cfg.nroots, suffix, &files, err, sizeof(err));
-    else
-        rc = discover_files(here, 1, suffix, &files, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "provium: %s\n", err);
-        config_free(&cfg);
-        return 2;
-    }
-    const char *notice = NULL;
-    rc = runner_select_files(&cfg, &files, &o, &notice);
-    if (rc == 0 && notice)
-        fprintf(stderr, "provium: %s\n", notice);
-    if (rc == 0 && sub)
-        rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
-    else if (rc == 0) {
-        fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
-        rc = runner_run(&cfg, &files, &o);
+    char *const *paths = optind < argc ? argv + optind : cfg.nroots ? cfg.roots : here;
+    size_t npaths = optind < argc ? (size_t)(argc - optind) : cfg.nroots ? cfg.nroots : 1;
+    uint64_t stamp = watch_stamp(paths, npaths, cfg.path);
+    for (;;) {
+        file_list_free(&files);
+        rc = discover_files(paths, npaths, suffix, &files, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "provium: %s\n", err);
+            rc = 2;
+        } else {
+            const char *notice = NULL;
+            rc = runner_select_files(&cfg, &files, &o, &notice);
+            if (rc == 0 && notice)
+                fprintf(stderr, "provium: %s\n", notice);
+            if (rc == 0 && sub)
+                rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
+            else if (rc == 0) {
+                fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
+                rc = runner_run(&cfg, &files, &o);
+            }
+        }
+        if (!o.watch || sub || rc == 130)
+            break;
+        /* --watch: wait for a change under the paths (or to provium.toml);
+         * between runs Ctrl-C simply ends provium */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        printf("\nwatching for changes (Ctrl-C to stop)...\n");
+        fflush(stdout);
+        uint64_t now;
+        while ((now = watch_stamp(paths, npaths, cfg.path)) == stamp)
+            sleep_ms(300);
+        stamp = now;
+        printf("change detected: running again\n\n");
     }
     file_list_free(&files);
     free(o.sel.tags);

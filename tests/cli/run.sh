@@ -572,6 +572,53 @@ expect_out "reset_between_tests: cannot take the baseline"
 expect_out "reset.test.lua:4"
 end_check
 
+# ---------------------------------------------------------------- 13. repl, lsp-setup, --watch
+
+begin "repl: a booted VM bound to vm, expressions print, errors set the exit status"
+OUT=$(cd "$ROOT" && printf 'vm:run("echo repl-ok").stdout\n6*7\nerror("boom")\n' |
+    TMPDIR=$T timeout -k 5 "$LIMIT" "$PROVIUM" repl -c "$CONF" default 2>&1)
+RC=$?
+expect_rc 1
+expect_out "repl-ok"
+expect_out "42"
+expect_out "error: repl:1: boom"
+expect_no_qemu "$T" 3
+end_check
+
+pv repl -c "$CONF" no_such_profile </dev/null
+begin "repl with an unknown profile names it"
+expect_rc 2
+expect_out "unknown profile 'no_such_profile'"
+end_check
+
+pv lsp-setup "$T/lsp"
+begin "lsp-setup writes type stubs and .luarc.json"
+expect_rc 0
+[ -s "$T/lsp/.provium/types/provium.lua" ] || problem "no stubs written"
+grep -q '"workspace.library"' "$T/lsp/.luarc.json" 2>/dev/null || problem "no .luarc.json"
+grep -q 'function VM:run' "$T/lsp/.provium/types/provium.lua" 2>/dev/null || problem "stubs lack VM:run"
+end_check
+
+W=$T/watch
+mkdir -p "$W"
+printf 'test("w", function(t) t:assert(true) end)\n' >"$W/w.test.lua"
+(cd "$ROOT" && TMPDIR=$T timeout -k 5 60 "$PROVIUM" --config "$CONF" --watch "$W" >"$T/watch.out" 2>&1) &
+WPID=$!
+BG_PIDS+=("$WPID")
+for _ in $(seq 1 100); do grep -q "watching for changes" "$T/watch.out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+printf 'test("w2", function(t) t:assert(true) end)\n' >>"$W/w.test.lua"
+for _ in $(seq 1 100); do [ "$(grep -c '^PASS' "$T/watch.out")" -ge 2 ] && break; sleep 0.1; done
+kill -INT "$WPID" 2>/dev/null
+wait "$WPID" 2>/dev/null
+OUT=$(cat "$T/watch.out")
+RC=-
+begin "--watch runs again after a file changes"
+[ "$(grep -c '^PASS' <<<"$OUT")" -ge 2 ] || problem "expected two runs"
+expect_out "change detected"
+expect_out "(2 passed, 0 failed, 0 skipped)"
+end_check
+
 # ---------------------------------------------------------------- summary
 
 begin "no QEMU process from any run of this script is left"
