@@ -119,6 +119,11 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
                 ERR(v, "cpus must be an integer from 1 to 64");
             p->cpus = (int)toml_int(v);
             rc = 0;
+        } else if (strcmp(k, "local") == 0) {
+            if (toml_type_of(v) != TOML_BOOL)
+                ERR(v, "local must be true or false");
+            p->local = toml_bool(v);
+            rc = 0;
         } else if (strcmp(k, "boot_timeout") == 0) {
             if (toml_type_of(v) == TOML_INT && toml_int(v) > 0 && toml_int(v) <= 86400)
                 p->boot_timeout_ms = toml_int(v) * 1000;
@@ -129,12 +134,12 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = 0;
         } else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
-                   "guest_os, machine, modules, modules_dir, memory, cpus, boot_timeout",
+                   "guest_os, machine, modules, modules_dir, memory, cpus, boot_timeout, local",
                 k, section, name);
         if (rc)
             return -1;
     }
-    if (!p->kernel)
+    if (!p->kernel && !p->local)
         ERR(t, "profile '%s' has no kernel", name);
     if (!p->init)
         p->init = xstrdup("/sbin/init");

@@ -21,6 +21,7 @@ typedef struct {
     int64_t memory;    /* default guest RAM in bytes */
     int cpus;
     int64_t boot_timeout_ms;
+    bool local; /* no VM: the agent runs as a process on the host (fast op tests) */
 } pv_profile;
 
 typedef struct {

@@ -395,6 +395,18 @@ static int l_file_tail_stream(lua_State *L)
     return pv_open_fd_stream(L, v, lua_gettop(L), f->fd, "file_tail_stream");
 }
 
+lua_Integer pv_check_fd(lua_State *L, int idx, const char *op)
+{
+    if (!lua_isuserdata(L, idx))
+        return luaL_checkinteger(L, idx);
+    lfile *f = luaL_testudata(L, idx, FILE_MT);
+    if (!f)
+        return luaL_error(L, "%s: expected a descriptor number or a File", op);
+    if (f->closed)
+        return luaL_error(L, "%s: the file is closed", op);
+    return f->fd;
+}
+
 static int l_file_creation_site(lua_State *L)
 {
     lfile *f = luaL_checkudata(L, 1, FILE_MT);

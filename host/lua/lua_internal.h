@@ -61,6 +61,8 @@ void pv_lua_batch_init(lua_State *L, int methods_idx);
 
 unsigned pv_item_add(lvm *v, const char *kind, const char *site);
 void pv_forget_open(lvm *v);
+/* A descriptor argument: an integer or an open File (raises otherwise). */
+lua_Integer pv_check_fd(lua_State *L, int idx, const char *op);
 void pv_item_remove(lvm *v, unsigned id);
 void pv_lua_snapshot_init(lua_State *L, int methods_idx);
 

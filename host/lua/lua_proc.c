@@ -621,18 +621,7 @@ int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *
 static int l_fd_stream(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    lua_Integer fd;
-    if (lua_isuserdata(L, 2)) {
-        if (!luaL_testudata(L, 2, FILE_MT))
-            return luaL_error(L, "fd_stream: expected a descriptor number or a File");
-        lua_getfield(L, 2, "fd");
-        lua_pushvalue(L, 2);
-        lua_call(L, 1, 1);
-        fd = luaL_checkinteger(L, -1);
-        lua_pop(L, 1);
-    } else {
-        fd = luaL_checkinteger(L, 2);
-    }
+    lua_Integer fd = pv_check_fd(L, 2, "fd_stream");
     return pv_open_fd_stream(L, v, 1, fd, "fd_stream");
 }
 

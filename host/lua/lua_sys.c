@@ -184,18 +184,7 @@ static int l_syscall(lua_State *L)
 static int l_ioctl(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    lua_Integer fd;
-    if (lua_isuserdata(L, 2)) {
-        if (!luaL_testudata(L, 2, FILE_MT))
-            return luaL_error(L, "ioctl: the first argument must be a descriptor number or a File");
-        lua_getfield(L, 2, "fd");
-        lua_pushvalue(L, 2);
-        lua_call(L, 1, 1);
-        fd = luaL_checkinteger(L, -1);
-        lua_pop(L, 1);
-    } else {
-        fd = luaL_checkinteger(L, 2);
-    }
+    lua_Integer fd = pv_check_fd(L, 2, "ioctl");
     lua_Integer cmd = luaL_checkinteger(L, 3);
     pv_require_booted(L, v, "ioctl");
     size_t dlen = 0;

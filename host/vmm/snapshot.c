@@ -210,6 +210,11 @@ static const char *meta_str(json_t *m, const char *k)
 
 int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
 {
+    if (vm->profile.local) {
+        snprintf(err, errlen, "VM '%s': restore needs a real VM; profile '%s' runs the agent as a host process",
+                 vm->name, vm->profile.name);
+        return -1;
+    }
     double t0 = now_s();
     char *meta_path = xasprintf("%s/meta.json", dir), *state = xasprintf("%s/state", dir),
          *ram = xasprintf("%s/ram", dir);

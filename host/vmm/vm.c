@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "embedded.h"
 
 #define AGENT_PORT_NAME "org.provium.agent.0"
 #define QMP_TIMEOUT_MS 10000
@@ -73,6 +74,8 @@ static bool is_elf(const char *path)
  * fastest boot) and pc for bzImage. */
 const char *vm_machine(const pv_profile *p)
 {
+    if (p->local)
+        return "local";
     return p->machine ? p->machine : is_elf(p->kernel) ? "microvm" : "pc";
 }
 
@@ -567,6 +570,12 @@ static int make_ram_file(pv_vm *vm, int64_t bytes, char *err, size_t errlen)
 
 int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen)
 {
+    if (vm->profile.local) {
+        json_decref(args);
+        snprintf(err, errlen, "VM '%s': %s needs a real VM; profile '%s' runs the agent as a host process", vm->name,
+                 cmd, vm->profile.name);
+        return -1;
+    }
     char why[1024];
     json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
     if (!r) {
@@ -648,12 +657,73 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     return 0;
 }
 
+/* A local profile: the agent binary runs on the host over a socketpair, in
+ * the VM's scratch directory. Same protocol, no kernel: for fast op tests. */
+static int launch_local(pv_vm *vm, char *err, size_t errlen)
+{
+    if (mkdir_p(vm->dir, 0700) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
+        return -1;
+    }
+    char *agent = xasprintf("%s/provium-agent", vm->dir);
+    if (write_whole_file(agent, provium_agent_blob, EMBEDDED_SIZE(provium_agent_blob), 0755) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot write %s: %s", vm->name, agent, strerror(errno));
+        free(agent);
+        return -1;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(err, errlen, "VM '%s': socketpair: %s", vm->name, strerror(errno));
+        free(agent);
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(sv[1], 3); /* dup2 clears close-on-exec */
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        if (chdir(vm->dir) != 0)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execl(agent, "provium-agent", "--fd", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    free(agent);
+    if (pid < 0) {
+        close(sv[0]);
+        snprintf(err, errlen, "VM '%s': fork: %s", vm->name, strerror(errno));
+        return -1;
+    }
+    vm->qemu_pid = pid;
+    vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    vm->agent_fd = sv[0];
+    return 0;
+}
+
 int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
 {
     vm_boot_opts none = {0};
     if (!opts)
         opts = &none;
     double t0 = now_s();
+    if (vm->profile.local) {
+        if (launch_local(vm, err, errlen) != 0 || wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen) != 0) {
+            vm_kill(vm);
+            vm->state = VM_CREATED;
+            return -1;
+        }
+        vm->state = VM_BOOTED;
+        vm->boot_seconds = now_s() - t0;
+        return 0;
+    }
     if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) ||
         (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))
         return -1;
@@ -974,21 +1044,10 @@ int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t 
     return rc;
 }
 
-static int qmp_simple(pv_vm *vm, const char *cmd, json_t *args, char *err, size_t errlen)
-{
-    char why[1024];
-    json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
-    if (!r) {
-        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
-        return -1;
-    }
-    json_decref(r);
-    return 0;
-}
 
 int vm_pause(pv_vm *vm, char *err, size_t errlen)
 {
-    if (qmp_simple(vm, "stop", NULL, err, errlen) != 0)
+    if (vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
         return -1;
     vm->state = VM_PAUSED;
     return 0;
@@ -996,7 +1055,7 @@ int vm_pause(pv_vm *vm, char *err, size_t errlen)
 
 int vm_resume(pv_vm *vm, char *err, size_t errlen)
 {
-    if (qmp_simple(vm, "cont", NULL, err, errlen) != 0)
+    if (vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
         return -1;
     vm->state = VM_BOOTED;
     return 0;
@@ -1006,8 +1065,8 @@ int vm_resume(pv_vm *vm, char *err, size_t errlen)
  * for the duration of the reset the reboot action becomes "reset". */
 int vm_reset(pv_vm *vm, char *err, size_t errlen)
 {
-    if (qmp_simple(vm, "set-action", json_pack("{s:s}", "reboot", "reset"), err, errlen) != 0 ||
-        qmp_simple(vm, "system_reset", NULL, err, errlen) != 0)
+    if (vm_qmp(vm, "set-action", json_pack("{s:s}", "reboot", "reset"), NULL, err, errlen) != 0 ||
+        vm_qmp(vm, "system_reset", NULL, NULL, err, errlen) != 0)
         return -1;
     /* everything on the old connection is void: its replies, its channels */
     vm->in_len = 0;
@@ -1019,7 +1078,7 @@ int vm_reset(pv_vm *vm, char *err, size_t errlen)
         mark_dead(vm, err);
         return -1;
     }
-    return qmp_simple(vm, "set-action", json_pack("{s:s}", "reboot", "shutdown"), err, errlen);
+    return vm_qmp(vm, "set-action", json_pack("{s:s}", "reboot", "shutdown"), NULL, err, errlen);
 }
 
 /* ACPI power button: the guest's init shuts down and powers off. */
@@ -1032,7 +1091,7 @@ int vm_power_button(pv_vm *vm, char *err, size_t errlen)
                  vm->name, vm->profile.name);
         return -1;
     }
-    if (qmp_simple(vm, "system_powerdown", NULL, err, errlen) != 0)
+    if (vm_qmp(vm, "system_powerdown", NULL, NULL, err, errlen) != 0)
         return -1;
     if (!wait_exit(vm, now_ms() + SHUTDOWN_TIMEOUT_MS)) {
         char *tail = vm_console_tail(vm, 10);

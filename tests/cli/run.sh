@@ -602,21 +602,25 @@ end_check
 W=$T/watch
 mkdir -p "$W"
 printf 'test("w", function(t) t:assert(true) end)\n' >"$W/w.test.lua"
-(cd "$ROOT" && TMPDIR=$T timeout -k 5 60 "$PROVIUM" --config "$CONF" --watch "$W" >"$T/watch.out" 2>&1) &
+# no subshell: the signal below must reach timeout(1), which passes it on
+TMPDIR=$T timeout -k 5 60 "$PROVIUM" --config "$CONF" --watch "$W" >"$T/watch.out" 2>&1 &
 WPID=$!
 BG_PIDS+=("$WPID")
 for _ in $(seq 1 100); do grep -q "watching for changes" "$T/watch.out" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
 printf 'test("w2", function(t) t:assert(true) end)\n' >>"$W/w.test.lua"
 for _ in $(seq 1 100); do [ "$(grep -c '^PASS' "$T/watch.out")" -ge 2 ] && break; sleep 0.1; done
-kill -INT "$WPID" 2>/dev/null
+t0=$(date +%s)
+kill -TERM "$WPID" 2>/dev/null
 wait "$WPID" 2>/dev/null
+stopped_in=$(($(date +%s) - t0))
 OUT=$(cat "$T/watch.out")
 RC=-
 begin "--watch runs again after a file changes"
 [ "$(grep -c '^PASS' <<<"$OUT")" -ge 2 ] || problem "expected two runs"
 expect_out "change detected"
 expect_out "(2 passed, 0 failed, 0 skipped)"
+[ "$stopped_in" -le 5 ] || problem "provium --watch took ${stopped_in} s to stop after SIGTERM"
 end_check
 
 # ---------------------------------------------------------------- summary
