@@ -72,8 +72,15 @@ image: deps
 UNIT_TESTS :=
 include tests/unit/unit.mk
 
+# The host binary itself, built with the sanitizers, runs the suites that need
+# no kernel (the agent as a host process): memory errors in the host fail here.
+ASAN_B := $(B)/asan
 check: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory B=$(ASAN_B) OPT="-O1 -g $(SAN)" \
+	  WARN="$(WARN) -Wno-error=format-truncation" HOST_LIBS="$(HOST_LIBS) $(SAN)" $(ASAN_B)/provium
+	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
+	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk

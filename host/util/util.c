@@ -74,8 +74,6 @@ char *xstrdup(const char *s)
 
 char *xasprintf(const char *fmt, ...)
 {
-    strbuf b;
-    sb_init(&b);
     va_list ap;
     va_start(ap, fmt);
     char tmp[1];
