@@ -89,6 +89,13 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
         files_write(c, &m);
         break;
     case PV_MSG_HELLO:
+        /* a new host session (a reconnect, a restore): the old session's
+         * commands, streams and workers have nobody to report to */
+        if (c->is_port) {
+            exec_abandon_all();
+            tail_close_all();
+            worker_kill_all();
+        }
         conn_send_ready(c);
         break;
     case PV_MSG_STAT: fs_stat(c, &m); break;

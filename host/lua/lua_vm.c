@@ -322,6 +322,14 @@ static int l_vm_reset(lua_State *L)
     pv_forget_open(v);
     return 0;
 }
+static int l_vm_reconnect(lua_State *L)
+{
+    lvm *v = check_vm(L, 1);
+    lifecycle(L, "reconnect", VM_BOOTED, vm_reconnect);
+    pv_forget_open(v); /* the agent closed what the old connection had open */
+    return 0;
+}
+
 static int l_vm_power_button(lua_State *L) { return lifecycle(L, "power_button", VM_BOOTED, vm_power_button); }
 
 static int l_vm_cid(lua_State *L)
@@ -750,6 +758,7 @@ static const luaL_Reg vm_methods[] = {
     {"resume", l_vm_resume},
     {"reset", l_vm_reset},
     {"power_button", l_vm_power_button},
+    {"reconnect", l_vm_reconnect},
     {"cid", l_vm_cid},
     {"is_quiescent", l_vm_is_quiescent},
     {"console_write", l_vm_console_write},

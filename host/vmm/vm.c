@@ -768,6 +768,29 @@ int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen)
     return 0;
 }
 
+static void chans_end(pv_vm *vm);
+
+/* Drops the agent connection and makes a new one, as a restore does. The
+ * agent abandons the old connection's work (its commands are killed, its
+ * streams closed) and greets the new host. */
+int vm_reconnect(pv_vm *vm, char *err, size_t errlen)
+{
+    if (vm->profile.local) {
+        snprintf(err, errlen, "VM '%s': reconnect needs a real VM", vm->name);
+        return -1;
+    }
+    close(vm->agent_fd);
+    vm->in_len = 0;
+    chans_end(vm);
+    vm->agent_fd = connect_when_ready(vm, "agent.sock", now_ms() + QMP_TIMEOUT_MS, err, errlen);
+    if (vm->agent_fd < 0 || vm_hello(vm, now_ms() + 30000, err, errlen) != 0) {
+        vm_launch_failed(vm, err, errlen);
+        mark_dead(vm, err);
+        return -1;
+    }
+    return 0;
+}
+
 void vm_launch_failed(pv_vm *vm, char *err, size_t errlen)
 {
     char *qerr = qemu_stderr_tail(vm);

@@ -123,6 +123,7 @@ int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, si
 int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen);
 /* Adds the console tail to err and kills QEMU. */
 void vm_launch_failed(pv_vm *vm, char *err, size_t errlen);
+int vm_reconnect(pv_vm *vm, char *err, size_t errlen);
 int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);

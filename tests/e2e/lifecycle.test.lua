@@ -127,3 +127,16 @@ test("handles from before a reset are invalidated, not confused with new ones", 
   t:assert_eq(p:status(), "lost")
   v:snapshot():delete() -- nothing stale blocks a snapshot
 end)
+
+test("the agent survives the host disconnecting and reconnecting", function(t)
+  local v = provium:vm("rc", "default"):boot()
+  local p = v:run_async("sleep 60")
+  local pid = p:pid()
+  v:reconnect()
+  t:assert_eq(v:run("echo still here").stdout, "still here\n")
+  -- the old connection's work was abandoned: its command is gone
+  t:assert_eq(v:run("kill -0 " .. pid .. " 2>/dev/null; echo $?").stdout, "1\n")
+  t:assert_contains(t:assert_raises(p.wait, p, "5s"), "lost")
+  v:reconnect()
+  t:assert_eq(v:syscall(39).errno, 0)
+end)
