@@ -1,6 +1,7 @@
 /* json.encode / json.decode over jansson. A table whose keys are exactly
  * 1..n is an array; any other table is an object with string keys. Integers
  * stay integers (64-bit) both ways. */
+#include <errno.h>
 #include <jansson.h>
 #include <lauxlib.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../util/util.h"
 #include "lua_api.h"
 
 #define MAX_DEPTH 128
@@ -72,8 +74,10 @@ static bool is_array(lua_State *L, int idx, size_t *len)
             max = lua_tointeger(L, -1);
         n++;
     }
-    *len = n;
-    return n > 0 && (size_t)max == n;
+    /* keys 1..max with gaps are still an array (gaps become null), as long
+     * as the gaps do not dominate: {[1e9] = 1} must not become 1e9 nulls */
+    *len = (size_t)max;
+    return n > 0 && (size_t)max <= 4 * n + 64;
 }
 
 static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
@@ -82,7 +86,7 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
     if (is_array(L, idx, &n)) {
         json_t *a = json_array();
         for (size_t i = 1; i <= n; i++) {
-            lua_geti(L, idx, (lua_Integer)i);
+            lua_geti(L, idx, (lua_Integer)i); /* nil in a gap: null */
             json_t *v = to_json(L, lua_gettop(L), depth + 1, err, errlen);
             lua_pop(L, 1);
             if (!v) {
@@ -96,8 +100,8 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
     json_t *o = json_object();
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            snprintf(err, errlen, "json.encode: object keys must be strings, got %s", luaL_typename(L, -2));
+        if (lua_type(L, -2) != LUA_TSTRING && lua_type(L, -2) != LUA_TNUMBER) {
+            snprintf(err, errlen, "json.encode: object keys must be strings or numbers, got %s", luaL_typename(L, -2));
             lua_pop(L, 2);
             json_decref(o);
             return NULL;
@@ -108,8 +112,11 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
             json_decref(o);
             return NULL;
         }
-        json_object_set_new(o, lua_tostring(L, -2), v);
-        lua_pop(L, 1);
+        /* numeric keys of a mixed table become strings; converting a copy
+         * keeps lua_next's key intact */
+        lua_pushvalue(L, -2);
+        json_object_set_new(o, luaL_tolstring(L, -1, NULL), v);
+        lua_pop(L, 3);
     }
     return o;
 }
@@ -231,12 +238,71 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* jansson refuses integers above INT64_MAX. Lua's own tonumber() wraps
+ * 0x8000000000000000..0xFFFFFFFFFFFFFFFF to negative integers; do the same
+ * by rewriting such literals (outside strings) before parsing. */
+static char *wrap_u64_literals(const char *s, size_t len, size_t *out_len)
+{
+    strbuf b;
+    sb_init(&b);
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        char c = s[i];
+        if (in_str) {
+            sb_add(&b, &c, 1);
+            if (c == '\\' && i + 1 < len) {
+                sb_add(&b, &s[i + 1], 1);
+                i += 2;
+                continue;
+            }
+            in_str = c != '"';
+            i++;
+            continue;
+        }
+        if (c == '"') {
+            in_str = true;
+            sb_add(&b, &c, 1);
+            i++;
+            continue;
+        }
+        if (c >= '0' && c <= '9') {
+            size_t j = i;
+            while (j < len && s[j] >= '0' && s[j] <= '9')
+                j++;
+            bool integer = j == len || (s[j] != '.' && s[j] != 'e' && s[j] != 'E');
+            bool negative = i > 0 && s[i - 1] == '-';
+            if (integer && !negative && j - i >= 19 && j - i <= 20) {
+                char digits[24];
+                memcpy(digits, s + i, j - i);
+                digits[j - i] = 0;
+                errno = 0;
+                unsigned long long u = strtoull(digits, NULL, 10);
+                if (errno == 0 && u > (unsigned long long)INT64_MAX) {
+                    sb_addf(&b, "%lld", (long long)(int64_t)u);
+                    i = j;
+                    continue;
+                }
+            }
+            sb_add(&b, s + i, j - i);
+            i = j;
+            continue;
+        }
+        sb_add(&b, &c, 1);
+        i++;
+    }
+    *out_len = b.len;
+    return sb_take(&b);
+}
+
 static int l_decode(lua_State *L)
 {
+    size_t raw_len;
+    const char *raw = luaL_checklstring(L, 1, &raw_len);
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    char *s = wrap_u64_literals(raw, raw_len, &len);
     json_error_t je;
     json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &je);
+    free(s);
     if (!v)
         return luaL_error(L, "json.decode: %s at line %d column %d", je.text, je.line, je.column);
     push_json(L, v);

@@ -60,6 +60,13 @@ test("json: arrays, objects, 64-bit integers", function(t)
   t:assert_eq(json.decode("3.5"), 3.5)
   t:assert_contains(t:assert_raises(json.decode, "{bad"), "json.decode")
   t:assert_contains(t:assert_raises(json.encode, {f = print}), "cannot encode")
+  -- keys 1..n with gaps are an array with nulls; a mixed table is an object
+  t:assert_eq(json.encode({[1] = 1, [3] = 3}), "[1,null,3]")
+  t:assert_eq(json.decode(json.encode({1, 2, name = "x"})).name, "x")
+  -- integers above INT64_MAX wrap like Lua's tonumber("0x...")
+  t:assert_eq(json.decode("18446744073709551615"), -1)
+  t:assert_eq(json.decode('{"v": 9223372036854775808, "s": "18446744073709551615"}').v, math.mininteger)
+  t:assert_eq(json.decode('["18446744073709551615"]')[1], "18446744073709551615")
 end)
 
 test("classic assertions raise with both values", function(t)
