@@ -10,23 +10,23 @@ $(B)/check/test_toml: tests/unit/test_toml.c host/config/toml.c host/config/toml
 # Each rule lists the product sources the test links; $(filter %.c,$^) picks
 # them out, so headers and other prerequisites only trigger rebuilds.
 UNIT_TESTS += $(B)/check/test_proto
-$(B)/check/test_proto: tests/unit/test_proto.c common/proto.c common/proto.h
+$(B)/check/test_proto: tests/unit/test_proto.c common/proto.c common/proto.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Icommon $(filter %.c,$^) -o $@
 
 UNIT_TESTS += $(B)/check/test_util
-$(B)/check/test_util: tests/unit/test_util.c $(UNIT_SUPPORT) host/util/util.h
+$(B)/check/test_util: tests/unit/test_util.c $(UNIT_SUPPORT) host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
 UNIT_TESTS += $(B)/check/test_cpio
-$(B)/check/test_cpio: tests/unit/test_cpio.c host/vmm/cpio.c $(UNIT_SUPPORT) host/vmm/cpio.h host/util/util.h
+$(B)/check/test_cpio: tests/unit/test_cpio.c host/vmm/cpio.c $(UNIT_SUPPORT) host/vmm/cpio.h host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/vmm -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
 UNIT_TESTS += $(B)/check/test_config
 $(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/toml.c $(UNIT_SUPPORT) \
-		host/config/config.h host/config/toml.h host/util/util.h
+		host/config/config.h host/config/toml.h host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/config -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
