@@ -15,6 +15,8 @@ set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 2
+# shellcheck source=../lib/checks.sh
+. "$ROOT/tests/lib/checks.sh"
 CLI=$ROOT/tests/cli
 FIX=$CLI/fixtures
 CONF=$CLI/configs/cli.toml
@@ -53,11 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-NPASS=0
-NFAIL=0
-FAILED=()
 FINDINGS=()
-START=$(date +%s.%N)
 
 # ---------------------------------------------------------------- helpers
 
@@ -103,18 +101,7 @@ pv() {
     OUT="$STDOUT"$'\n'"$STDERR"
 }
 
-# A check is: begin "description"; any number of expect_*; end_check.
-begin() {
-    DESC=$1
-    ERRS=()
-}
-problem() { ERRS+=("$1"); }
-expect_rc() { [ "$RC" = "$1" ] || problem "exit status $RC, expected $1"; }
-# expect_out TEXT: OUT contains TEXT (fixed string)
-expect_out() { grep -qF -- "$1" <<<"$OUT" || problem "output lacks: $1"; }
-# expect_re REGEX: OUT matches the extended regex
-expect_re() { grep -qE -- "$1" <<<"$OUT" || problem "output does not match: $1"; }
-expect_no_out() { ! grep -qF -- "$1" <<<"$OUT" || problem "output unexpectedly contains: $1"; }
+# Checks of this script beyond the shared harness (tests/lib/checks.sh).
 expect_faster_than() { [ "$ELAPSED" -lt $(($1 * 1000)) ] || problem "took ${ELAPSED} ms, expected under $1 s"; }
 expect_no_qemu() {
     qemu_gone_within "$1" "${2:-2}" || problem "QEMU still running $2 s after provium exited: $(live_qemu "$1" | tr '\n' ' ')"
@@ -123,20 +110,6 @@ expect_no_scratch() {
     local left
     left=$(ls -d "$1"/provium-* 2>/dev/null)
     [ -z "$left" ] || problem "scratch directory left behind: $left"
-}
-end_check() {
-    if [ ${#ERRS[@]} -eq 0 ]; then
-        echo "ok - $DESC"
-        NPASS=$((NPASS + 1))
-    else
-        echo "not ok - $DESC"
-        NFAIL=$((NFAIL + 1))
-        FAILED+=("$DESC")
-        local e
-        for e in "${ERRS[@]}"; do printf '%s\n' "$e" | sed 's/^/#   /'; done
-        echo "#   observed (exit $RC, ${ELAPSED:-?} ms):"
-        printf '%s\n' "$OUT" | head -n 60 | sed 's/^/#   | /'
-    fi
 }
 finding() {
     FINDINGS+=("$1")
@@ -631,10 +604,5 @@ OUT=$(live_qemu "$T" | while read -r p; do tr '\0' ' ' <"/proc/$p/cmdline"; echo
 [ -z "$OUT" ] || problem "leftover QEMU processes"
 end_check
 
-END=$(date +%s.%N)
-echo
-printf '# %d checks: %d passed, %d failed; %.1fs\n' $((NPASS + NFAIL)) "$NPASS" "$NFAIL" \
-    "$(echo "$END - $START" | bc 2>/dev/null || python3 -c "print($END - $START)")"
-for f in "${FAILED[@]}"; do echo "# FAILED: $f"; done
 for f in "${FINDINGS[@]}"; do echo "# finding: $f"; done
-[ "$NFAIL" -eq 0 ]
+check_summary

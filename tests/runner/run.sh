@@ -14,6 +14,8 @@ set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 2
+# shellcheck source=../lib/checks.sh
+. "$ROOT/tests/lib/checks.sh"
 FIX=tests/runner/fixtures
 LIMIT=${PROVIUM_RUNNER_LIMIT:-120}
 
@@ -42,11 +44,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-NPASS=0
-NFAIL=0
-FAILED=()
-START=$(date +%s.%N)
-
 RUN_N=0
 pv() {
     RUN_N=$((RUN_N + 1))
@@ -62,34 +59,11 @@ pv() {
     OUT="$STDOUT"$'\n'"$STDERR"
 }
 
-begin() {
-    DESC=$1
-    ERRS=()
-}
-problem() { ERRS+=("$1"); }
-expect_rc() { [ "$RC" = "$1" ] || problem "exit status $RC, expected $1"; }
-expect_out() { grep -qF -- "$1" <<<"$OUT" || problem "output lacks: $1"; }
-expect_re() { grep -qE -- "$1" <<<"$OUT" || problem "output does not match: $1"; }
-expect_no_out() { ! grep -qF -- "$1" <<<"$OUT" || problem "output unexpectedly contains: $1"; }
 # py SCRIPT ARGS...: a python check; its last output line is the problem.
 py() {
     local script=$1
     shift
     python3 -c "$script" "$@" >"$T/py.err" 2>&1 || problem "$(tail -n1 "$T/py.err")"
-}
-end_check() {
-    if [ ${#ERRS[@]} -eq 0 ]; then
-        echo "ok - $DESC"
-        NPASS=$((NPASS + 1))
-    else
-        echo "not ok - $DESC"
-        NFAIL=$((NFAIL + 1))
-        FAILED+=("$DESC")
-        local e
-        for e in "${ERRS[@]}"; do printf '%s\n' "$e" | sed 's/^/#   /'; done
-        echo "#   observed (exit $RC, ${ELAPSED:-?} ms):"
-        printf '%s\n' "$OUT" | head -n 40 | sed 's/^/#   | /'
-    fi
 }
 
 # ---------------------------------------------------------------- counts and exit codes
@@ -568,9 +542,4 @@ end_check
 
 # ---------------------------------------------------------------- summary
 
-END=$(date +%s.%N)
-echo
-printf '# %d checks: %d passed, %d failed; %.1fs\n' $((NPASS + NFAIL)) "$NPASS" "$NFAIL" \
-    "$(python3 -c "print($END - $START)")"
-for f in "${FAILED[@]}"; do echo "# FAILED: $f"; done
-[ "$NFAIL" -eq 0 ]
+check_summary

@@ -1,0 +1,47 @@
+# The check harness shared by the shell test scripts (tests/cli, tests/runner).
+# A check is: begin "description"; any number of expect_*; end_check.
+# Each expect_* reads RC (exit status) and OUT (output) set by the script's
+# runner function; a failed expectation records a problem, and end_check
+# prints "ok - ..." or "not ok - ..." with the problems and the output.
+# check_summary prints the totals and returns non-zero if any check failed.
+
+NPASS=0
+NFAIL=0
+FAILED=()
+CHECKS_START=$(date +%s.%N)
+
+begin() {
+    DESC=$1
+    ERRS=()
+}
+problem() { ERRS+=("$1"); }
+expect_rc() { [ "$RC" = "$1" ] || problem "exit status $RC, expected $1"; }
+# expect_out TEXT: OUT contains TEXT (fixed string)
+expect_out() { grep -qF -- "$1" <<<"$OUT" || problem "output lacks: $1"; }
+# expect_re REGEX: OUT matches the extended regex
+expect_re() { grep -qE -- "$1" <<<"$OUT" || problem "output does not match: $1"; }
+expect_no_out() { ! grep -qF -- "$1" <<<"$OUT" || problem "output unexpectedly contains: $1"; }
+end_check() {
+    if [ ${#ERRS[@]} -eq 0 ]; then
+        echo "ok - $DESC"
+        NPASS=$((NPASS + 1))
+    else
+        echo "not ok - $DESC"
+        NFAIL=$((NFAIL + 1))
+        FAILED+=("$DESC")
+        local e
+        for e in "${ERRS[@]}"; do printf '%s\n' "$e" | sed 's/^/#   /'; done
+        echo "#   observed (exit $RC, ${ELAPSED:-?} ms):"
+        printf '%s\n' "$OUT" | head -n 60 | sed 's/^/#   | /'
+    fi
+}
+check_summary() {
+    local end
+    end=$(date +%s.%N)
+    echo
+    printf '# %d checks: %d passed, %d failed; %.1fs\n' $((NPASS + NFAIL)) "$NPASS" "$NFAIL" \
+        "$(python3 -c "print($end - $CHECKS_START)")"
+    local f
+    for f in "${FAILED[@]}"; do echo "# FAILED: $f"; done
+    [ "$NFAIL" -eq 0 ]
+}
