@@ -94,6 +94,7 @@ e2e: all image kmod
 cli-tests: all image kmod
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
+	tests/cli/accel.sh
 
 runner-tests: all image
 	tests/runner/run.sh

@@ -22,6 +22,7 @@
 
 #include "../host/config/config.h"
 #include "../host/util/util.h"
+#include "../host/vmm/accel.h"
 #include "../host/vmm/vm.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -223,8 +224,11 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    bool kvm = false;
+    if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
+        die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
-           vm_kvm_available() ? "KVM" : "TCG software emulation");
+           kvm ? "KVM" : "TCG software emulation");
 
     double *raw = xcalloc((size_t)iters, sizeof(double)), *cold = xcalloc((size_t)iters, sizeof(double));
     for (int i = 0; i < iters; i++) {

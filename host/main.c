@@ -132,6 +132,7 @@ enum {
     O_OVERCOMMIT,
     O_FIXTURES,
     O_WATCH,
+    O_ACCEL,
 };
 
 static void push(char ***list, size_t *n, char *s)
@@ -167,6 +168,7 @@ int main(int argc, char **argv)
         {"cpu-overcommit", required_argument, NULL, O_OVERCOMMIT},
         {"fixtures", no_argument, NULL, O_FIXTURES},
         {"watch", no_argument, NULL, O_WATCH},
+        {"accel", required_argument, NULL, O_ACCEL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -356,6 +358,14 @@ int main(int argc, char **argv)
             break;
         case O_WATCH:
             o.watch = true;
+            break;
+        case O_ACCEL:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
+                fprintf(stderr, "provium: --accel must be auto, kvm or tcg, not '%s'\n", optarg);
+                return 2;
+            }
+            /* through the environment: every test file's process inherits it */
+            setenv("PROVIUM_ACCEL", optarg, 1);
             break;
         case 'h':
             usage(stdout);

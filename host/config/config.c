@@ -71,6 +71,25 @@ static int want_size(pv_config *c, const toml_value *v, const char *what, int64_
     ERR(v, "%s must be a positive byte count or a size like \"512M\" or \"2G\"", what);
 }
 
+int config_check_memory(int64_t bytes, char *err, size_t errlen)
+{
+    if (bytes < PV_MIN_MEMORY) {
+        snprintf(err, errlen, "memory %lld bytes is below the minimum of %lld MiB a guest kernel needs",
+                 (long long)bytes, PV_MIN_MEMORY >> 20);
+        return -1;
+    }
+    if (bytes > PV_MAX_MEMORY) {
+        snprintf(err, errlen, "memory %lld MiB is above the maximum of %lld GiB", (long long)(bytes >> 20),
+                 PV_MAX_MEMORY >> 30);
+        return -1;
+    }
+    if (bytes % (1024 * 1024)) {
+        snprintf(err, errlen, "memory %lld bytes is not a whole number of MiB", (long long)bytes);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_profile(pv_config *c, const char *name, const toml_value *t, bool plural, char *err,
                          size_t errlen)
 {
@@ -112,8 +131,16 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = want_string_array(c, v, "modules", &p->modules, &p->nmodules, err, errlen);
         else if (strcmp(k, "modules_dir") == 0)
             rc = want_path(c, v, "modules_dir", &p->modules_dir, err, errlen);
-        else if (strcmp(k, "memory") == 0)
+        else if (strcmp(k, "memory") == 0) {
             rc = want_size(c, v, "memory", &p->memory, err, errlen);
+            char why[160];
+            if (!rc && config_check_memory(p->memory, why, sizeof(why)) != 0)
+                ERR(v, "%s", why);
+        } else if (strcmp(k, "accel") == 0) {
+            rc = want_string(c, v, "accel", &p->accel, err, errlen);
+            if (!rc && strcmp(p->accel, "auto") && strcmp(p->accel, "kvm") && strcmp(p->accel, "tcg"))
+                ERR(v, "accel must be \"auto\", \"kvm\" or \"tcg\", not \"%s\"", p->accel);
+        }
         else if (strcmp(k, "cpus") == 0) {
             if (toml_type_of(v) != TOML_INT || toml_int(v) < 1 || toml_int(v) > 64)
                 ERR(v, "cpus must be an integer from 1 to 64");
@@ -134,7 +161,7 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = 0;
         } else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
-                   "guest_os, machine, modules, modules_dir, memory, cpus, boot_timeout, local",
+                   "guest_os, machine, accel, modules, modules_dir, memory, cpus, boot_timeout, local",
                 k, section, name);
         if (rc)
             return -1;
@@ -312,6 +339,7 @@ void profile_copy(pv_profile *dst, const pv_profile *src)
     dst->append = DUP(append);
     dst->guest_os = DUP(guest_os);
     dst->machine = DUP(machine);
+    dst->accel = DUP(accel);
     dst->modules_dir = DUP(modules_dir);
     dst->modules = dup_strv(src->modules, src->nmodules);
 }
@@ -327,6 +355,7 @@ void profile_free(pv_profile *p)
     free(p->append);
     free(p->guest_os);
     free(p->machine);
+    free(p->accel);
     free(p->modules_dir);
     free_strv(p->modules, p->nmodules);
     memset(p, 0, sizeof(*p));

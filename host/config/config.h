@@ -15,6 +15,7 @@ typedef struct {
     char *append;      /* appended to the command line */
     char *guest_os;
     char *machine;     /* "microvm", "pc", "q35" or NULL for automatic */
+    char *accel;       /* "auto", "kvm", "tcg" or NULL (auto) */
     char **modules;    /* kernel modules the agent must load before connecting */
     size_t nmodules;
     char *modules_dir; /* where modules.dep lives (/lib/modules/<version>) */
@@ -37,6 +38,13 @@ typedef struct {
 
 #define PV_DEFAULT_MEMORY (256LL * 1024 * 1024)
 #define PV_DEFAULT_BOOT_TIMEOUT_MS 60000
+#define PV_MIN_MEMORY (32LL * 1024 * 1024)
+#define PV_MAX_MEMORY (1024LL * 1024 * 1024 * 1024)
+#define PV_MAX_CPUS 64
+
+/* 0 when bytes is a guest RAM size QEMU can be given, else -1 with the
+ * broken bound named in err. */
+int config_check_memory(int64_t bytes, char *err, size_t errlen);
 
 /* explicit_path NULL: look for provium.toml in the working directory and its
  * parents; finding none is not an error (an empty config results). */

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "../vmm/accel.h"
+#include "../vmm/vm.h"
 #include "runner.h"
 
 static int failures;
@@ -26,24 +28,6 @@ static void check(bool ok, bool required, const char *what, const char *good, co
         line(required ? "FAIL" : "warn", what, bad);
         failures += required;
     }
-}
-
-static char *find_in_path(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return NULL;
-    char *copy = xstrdup(path), *save = NULL;
-    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        char *p = xasprintf("%s/%s", *dir ? dir : ".", name);
-        if (access(p, X_OK) == 0) {
-            free(copy);
-            return p;
-        }
-        free(p);
-    }
-    free(copy);
-    return NULL;
 }
 
 static bool can_open(const char *path, char *why, size_t len)
@@ -81,9 +65,21 @@ int runner_doctor(const pv_config *cfg)
     }
     free(qemu);
     /* KVM */
-    bool kvm = can_open("/dev/kvm", why, sizeof(why));
-    snprintf(buf, sizeof(buf), "%s; VMs run under TCG software emulation (works, much slower)", why);
-    check(kvm, false, "kvm", "/dev/kvm is usable: VMs run with hardware acceleration", buf);
+    /* KVM: what the probe found, not whether /dev/kvm opens */
+    {
+        const pv_profile *kp = config_profile(cfg, "default");
+        for (size_t i = 0; (!kp || kp->local || !kp->kernel) && i < cfg->nprofiles; i++)
+            kp = &cfg->profiles[i];
+        accel_verdict v;
+        accel_probe(kp && !kp->local ? kp->kernel : NULL, kp && !kp->local ? vm_machine(kp) : NULL, &v);
+        const char *forced = getenv("PROVIUM_ACCEL");
+        snprintf(buf, sizeof(buf), "%s; VMs run under TCG software emulation (works, much slower)", v.reason);
+        if (forced && strcmp(forced, "tcg") == 0)
+            line("info", "kvm", "PROVIUM_ACCEL=tcg: VMs run under TCG software emulation");
+        else
+            check(v.kvm, forced && strcmp(forced, "kvm") == 0, "kvm",
+                  "a probe guest ran under KVM: VMs run with hardware acceleration", buf);
+    }
     /* vhost-vsock: optional, the agent uses virtio-serial */
     bool vsock = can_open("/dev/vhost-vsock", why, sizeof(why));
     snprintf(buf, sizeof(buf), "%s; not needed (the agent talks over virtio-serial)", why);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "../vmm/accel.h"
 #include "../vmm/vm.h"
 #include "output.h"
 
@@ -829,6 +830,26 @@ static void schedule(const pv_config *cfg, const char *scratch, file_run *runs, 
         emit_pool(pool);
 }
 
+/* Probes the accelerator once, in the parent, before any file starts (the
+ * children then read the cached verdict), and says so when VMs will run
+ * under TCG although the user did not ask for it. */
+static void announce_accel(const pv_config *cfg, const run_opts *o)
+{
+    const pv_profile *p = config_profile(cfg, "default");
+    for (size_t i = 0; (!p || p->local || !p->kernel) && i < cfg->nprofiles; i++)
+        p = &cfg->profiles[i];
+    if (!p || p->local || !p->kernel)
+        return;
+    char err[256];
+    const char *want = accel_requested(p, err, sizeof(err));
+    if (!want || strcmp(want, "tcg") == 0)
+        return;
+    accel_verdict v;
+    accel_probe(p->kernel, vm_machine(p), &v);
+    if (!v.kvm && strcmp(want, "auto") == 0 && !o->json && !o->tap)
+        fprintf(stderr, "provium: %s; VMs run under TCG software emulation (slower)\n", v.reason);
+}
+
 int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
 {
     if (o->events_path && events_open(o->events_path) != 0)
@@ -870,8 +891,7 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
     char *scratch = make_scratch();
     if (!scratch)
         return 2;
-    if (!vm_kvm_available() && !o->json && !o->tap)
-        fprintf(stderr, "provium: /dev/kvm is not usable; VMs run under TCG software emulation (slower)\n");
+    announce_accel(cfg, o);
     progress_on = isatty(STDOUT_FILENO) && !o->json && !o->tap && !getenv("PROVIUM_NO_PROGRESS");
     file_run *runs = xcalloc(files->n, sizeof(file_run));
     for (size_t i = 0; i < files->n; i++) {

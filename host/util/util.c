@@ -377,3 +377,22 @@ void sha256_hex(const void *data, size_t len, char out[65])
         sprintf(out + 2 * i, "%02x", md[i]);
     out[64] = 0;
 }
+
+/* First executable called name in $PATH (new string), or NULL. */
+char *find_in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return NULL;
+    char *copy = xstrdup(path), *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char *p = xasprintf("%s/%s", *dir ? dir : ".", name);
+        if (access(p, X_OK) == 0) {
+            free(copy);
+            return p;
+        }
+        free(p);
+    }
+    free(copy);
+    return NULL;
+}

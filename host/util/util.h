@@ -56,4 +56,6 @@ const char *cache_root(void);
 
 /* Lowercase hex SHA-256 of the data (65 bytes incl. NUL). */
 void sha256_hex(const void *data, size_t len, char out[65]);
+/* The first executable file called name in $PATH (new string), or NULL. */
+char *find_in_path(const char *name);
 #endif

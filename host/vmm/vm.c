@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "accel.h"
 #include "embedded.h"
 
 #define AGENT_PORT_NAME "org.provium.agent.0"
@@ -26,15 +27,6 @@ const char *vm_state_name(vm_state s)
 {
     static const char *names[] = {"created", "booted", "paused", "shutdown", "dead"};
     return names[s];
-}
-
-bool vm_kvm_available(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    close(fd);
-    return true;
 }
 
 pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_root)
@@ -153,6 +145,11 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errle
     vm->ram_fd = open(vm->ram_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (vm->ram_fd >= 0 && ftruncate(vm->ram_fd, vm->mem_bytes) != 0)
         snprintf(err, errlen, "ftruncate: %s", strerror(errno));
+    if (accel_decide(&vm->profile, vm_machine(&vm->profile), &vm->kvm, err, errlen) != 0) {
+        free(initrd);
+        free(cmdline);
+        return NULL;
+    }
     argv_list a = {0};
     build_argv(vm, opts, initrd, cmdline, &a);
     free(initrd);
@@ -164,7 +161,7 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
                        argv_list *a)
 {
     const pv_profile *p = &vm->profile;
-    bool kvm = vm_kvm_available();
+    bool kvm = vm->kvm;
     const char *machine = vm_machine(p);
     bool microvm = strcmp(machine, "microvm") == 0;
     char *s;
@@ -596,6 +593,25 @@ int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen)
                   err, errlen);
 }
 
+/* QEMU can accept the QMP connection and then die of a bad argument: the
+ * socket error alone ("connection closed") says nothing. Give QEMU a moment
+ * to exit, and if it did, report its exit and its own stderr instead. */
+static void quote_qemu_death(pv_vm *vm, char *err, size_t errlen)
+{
+    int st = 0;
+    for (int waited = 0; waited < 2000; waited += 10) {
+        if (vm->qemu_pid > 0 && qemu_exited(vm, &st)) {
+            char *why = describe_exit(st), *qerr = qemu_stderr_tail(vm);
+            snprintf(err, errlen, "VM '%s': QEMU failed to start (%s): %s", vm->name, why,
+                     *qerr ? qerr : "no message");
+            free(why);
+            free(qerr);
+            return;
+        }
+        sleep_ms(10);
+    }
+}
+
 int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
               bool incoming, char *err, size_t errlen)
 {
@@ -619,6 +635,12 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     } else if (make_ram_file(vm, vm->mem_bytes, err, errlen) != 0) {
         return -1;
     }
+    if (accel_decide(&vm->profile, vm_machine(&vm->profile), &vm->kvm, err, errlen) != 0) {
+        char why[1024];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
+        return -1;
+    }
     argv_list a = {0};
     build_argv(vm, opts, initrd, cmdline, &a);
     if (incoming) {
@@ -632,8 +654,12 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
     int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
     int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
-    if (fd < 0 || qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0)
+    if (fd < 0)
         return -1;
+    if (qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0) {
+        quote_qemu_death(vm, err, errlen);
+        return -1;
+    }
     /* QEMU has mapped guest RAM by now: nothing else needs the name */
     if (vm->ram_shared)
         unlink(vm->ram_path);
@@ -649,8 +675,10 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
         json_decref(ver);
     }
     /* a restore from a RAM file must not expect RAM in the stream */
-    if (incoming && ram_file && vm_set_ignore_shared(vm, true, err, errlen) != 0)
+    if (incoming && ram_file && vm_set_ignore_shared(vm, true, err, errlen) != 0) {
+        quote_qemu_death(vm, err, errlen);
         return -1;
+    }
     vm->agent_fd = connect_when_ready(vm, "agent.sock", qmp_deadline, err, errlen);
     if (vm->agent_fd < 0)
         return -1;

@@ -71,6 +71,7 @@ typedef struct {
     /* what the running QEMU was started with; snapshots record it */
     int64_t mem_bytes;
     int cpus;
+    bool kvm; /* runs under -accel kvm (see accel.h), else TCG */
     char *cmdline;
     char *initrd_path;
     char *qemu_version;
@@ -146,8 +147,6 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errle
 /* Absolute now_ms() deadline applied to every wait (0: none). */
 void vm_set_global_deadline(int64_t deadline_ms);
 
-/* True when /dev/kvm can be used. */
-bool vm_kvm_available(void);
 /* The QEMU machine type a profile boots on. */
 const char *vm_machine(const pv_profile *p);
 #endif

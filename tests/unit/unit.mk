@@ -36,3 +36,10 @@ UNIT_TESTS += $(B)/check/test_agent_local
 $(B)/check/test_agent_local: tests/unit/test_agent_local.c common/proto.c common/proto.h $(B)/provium-agent
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Icommon $(filter %.c,$^) -o $@
+
+# The accelerator probe against the real QEMU (and, after make image, a real kernel).
+UNIT_TESTS += $(B)/check/test_accel
+$(B)/check/test_accel: tests/unit/test_accel.c host/vmm/accel.c $(UNIT_SUPPORT) host/vmm/accel.h host/util/util.h \
+		host/config/config.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
