@@ -23,6 +23,52 @@
 /* Where the next argument-less vm:snapshot() goes while building. */
 char *pv_fixture_snapshot_target;
 
+/* The fixtures being built by this process and its builder ancestors,
+ * outermost first: a builder inherits the list when it forks. */
+#define MAX_NESTED 16
+static const char *building[MAX_NESTED];
+static int nbuilding;
+
+void pv_fixture_note_profile(lua_State *L, const char *profile)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "provium.profiles");
+    if (lua_istable(L, -1)) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, profile);
+    }
+    lua_pop(L, 1);
+}
+
+/* Writes the keys of the registry table `field` (strings), one a line, to path. */
+static void write_set(lua_State *L, const char *field, const char *path, bool keys)
+{
+    strbuf b;
+    sb_init(&b);
+    lua_getfield(L, LUA_REGISTRYINDEX, field);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        sb_addf(&b, "%s\n", lua_tostring(L, keys ? -2 : -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    write_whole_file(path, b.s ? b.s : "", b.len, 0644);
+    sb_free(&b);
+}
+
+/* Reads a file written by write_set into at most max lines of text (which
+ * the lines point into); returns the number of lines. */
+static size_t read_lines(const char *dir, const char *file, char **text, char **lines, size_t max)
+{
+    char *path = xasprintf("%s/%s", dir, file);
+    size_t len, n = 0;
+    *text = read_whole_file(path, &len);
+    free(path);
+    char *save = NULL;
+    for (char *l = *text ? strtok_r(*text, "\n", &save) : NULL; l && n < max; l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    return n;
+}
+
 static void write_text(const char *path, const char *text)
 {
     write_whole_file(path, text, strlen(text), 0644);
@@ -43,6 +89,10 @@ static int build_child(const pv_lua_env *parent_env, const char *name, const cha
     }
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "provium.deps");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "provium.profiles");
+    if (nbuilding < MAX_NESTED)
+        building[nbuilding++] = name;
     pv_fixture_snapshot_target = snapdir;
     int rc = 1;
     if (luaL_loadfile(L, path) != LUA_OK) {
@@ -68,20 +118,13 @@ static int build_child(const pv_lua_env *parent_env, const char *name, const cha
             goto out;
         }
     }
-    /* host files the build read, for the cache entry's validity check */
-    strbuf deps;
-    sb_init(&deps);
-    lua_getfield(L, LUA_REGISTRYINDEX, "provium.deps");
-    lua_Integer n = luaL_len(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_geti(L, -1, i);
-        sb_addf(&deps, "%s\n", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
+    /* host files the build read and profiles it booted, for the entry's validity check */
     char *deps_path = xasprintf("%s/deps.txt", out_dir);
-    write_whole_file(deps_path, deps.s ? deps.s : "", deps.len, 0644);
+    write_set(L, "provium.deps", deps_path, false);
     free(deps_path);
-    sb_free(&deps);
+    char *profiles_path = xasprintf("%s/profiles.txt", out_dir);
+    write_set(L, "provium.profiles", profiles_path, true);
+    free(profiles_path);
     rc = 0;
 out:
     pv_lua_kill_all_vms();
@@ -152,17 +195,14 @@ static int build(const pv_config *cfg, const char *name, const char *key, char *
         free(out);
         return -1;
     }
-    /* the snapshot directory becomes the entry; deps come along */
-    char *deps_path = xasprintf("%s/deps.txt", out);
-    char *deps_text = read_whole_file(deps_path, &len);
-    free(deps_path);
-    char *deps[256];
-    size_t ndeps = 0;
-    for (char *l = deps_text ? strtok(deps_text, "\n") : NULL; l && ndeps < 256; l = strtok(NULL, "\n"))
-        deps[ndeps++] = l;
+    /* the snapshot directory becomes the entry; deps and profiles come along */
+    char *deps_text, *deps[256], *prof_text, *profs[64];
+    size_t ndeps = read_lines(out, "deps.txt", &deps_text, deps, 256);
+    size_t nprofs = read_lines(out, "profiles.txt", &prof_text, profs, 64);
     char *snap = xasprintf("%s/snapshot", out);
-    int rc = fixture_install(cfg, key, name, snap, deps, ndeps, err, sizeof(err));
+    int rc = fixture_install(cfg, key, name, snap, deps, ndeps, profs, nprofs, err, sizeof(err));
     free(deps_text);
+    free(prof_text);
     free(snap);
     rm_rf(out);
     free(out);
@@ -184,6 +224,16 @@ static int l_fixture_dir(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     bool force = lua_toboolean(L, 2);
     const pv_config *cfg = pv_lua_env_get()->config;
+    for (int i = 0; i < nbuilding; i++)
+        if (strcmp(building[i], name) == 0) {
+            strbuf chain;
+            sb_init(&chain);
+            for (int k = 0; k < nbuilding; k++)
+                sb_addf(&chain, "%s -> ", building[k]);
+            lua_pushfstring(L, "fixture '%s': it needs itself to build (%s%s)", name, chain.s, name);
+            sb_free(&chain);
+            return lua_error(L);
+        }
     char err[8192];
     char *key = fixture_key(cfg, name, err, sizeof(err));
     if (!key)

@@ -69,6 +69,8 @@ void pv_lua_snapshot_init(lua_State *L, int methods_idx);
 void pv_lua_fixture_init(lua_State *L, int internal_idx);
 void pv_lua_forget_vms(void);
 extern char *pv_fixture_snapshot_target;
+/* A VM of this profile booted or was restored: a fixture build records it. */
+void pv_fixture_note_profile(lua_State *L, const char *profile);
 
 void pv_lua_files_init(lua_State *L, int methods_idx);
 /* Workers (lua_worker.c): registers spawn_worker/spawn and the Worker type. */

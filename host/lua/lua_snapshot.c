@@ -115,6 +115,7 @@ static int l_restore(lua_State *L)
     free(abs);
     if (rc != 0)
         return luaL_error(L, "%s", err);
+    pv_fixture_note_profile(L, v->vm->profile.name);
     lua_settop(L, 1);
     return 1;
 }

@@ -276,6 +276,7 @@ static int l_vm_boot(lua_State *L)
     free_opts(&per);
     if (rc != 0)
         return luaL_error(L, "%s", err);
+    pv_fixture_note_profile(L, v->vm->profile.name);
     lua_settop(L, 1);
     return 1;
 }

@@ -526,7 +526,13 @@ char *rerun_state_path(const pv_config *cfg)
     const char *env = getenv("PROVIUM_RERUN_STATE");
     if (env && *env)
         return xstrdup(env);
-    return xasprintf("%s/rerun.json", cfg->cache_dir ? cfg->cache_dir : cache_root());
+    /* one file per project (the directory of its provium.toml), outside
+     * the fixture cache: `fixture clean` leaves it alone */
+    const char *project = cfg->dir ? cfg->dir : "/";
+    char hex[65];
+    sha256_hex(project, strlen(project), hex);
+    hex[16] = 0;
+    return xasprintf("%s/rerun/%s.json", cache_root(), hex);
 }
 
 static json_t *rerun_load(const pv_config *cfg)
@@ -569,7 +575,8 @@ int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *
     if (o->rerun_failed && !o->watch) {
         failed = rerun_load(cfg);
         if (!failed || json_array_size(failed) == 0) {
-            *notice = "--rerun-failed: the previous runs left no failed files; nothing to rerun.";
+            *notice = failed ? "--rerun-failed: the previous runs left no failed files; nothing to re-run."
+                             : "--rerun-failed: no prior failure state for this project; nothing to re-run.";
             json_decref(failed);
             for (size_t i = 0; i < files->n; i++)
                 free(files->paths[i]);
@@ -641,7 +648,7 @@ static void rerun_save(const pv_config *cfg, file_run *runs, size_t n)
     char *path = rerun_state_path(cfg);
     char *dir = path_dirname(path);
     mkdir_p(dir, 0755);
-    json_t *doc = json_pack("{s:o}", "failed", out);
+    json_t *doc = json_pack("{s:s,s:o}", "project", cfg->dir ? cfg->dir : "/", "failed", out);
     char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     if (json_dump_file(doc, tmp, JSON_INDENT(1)) != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, "provium: cannot write the rerun state %s: %s\n", path, strerror(errno));

@@ -59,7 +59,8 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *opt
  * itself explains an empty result (e.g. nothing to rerun). */
 int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *o, const char **notice);
 
-/* The rerun-state file: $PROVIUM_RERUN_STATE or <cache>/rerun.json. */
+/* The rerun-state file: $PROVIUM_RERUN_STATE, else one per project:
+ * <cache>/rerun/<hash of the provium.toml directory>.json. */
 char *rerun_state_path(const pv_config *cfg);
 
 /* provium list / provium doctor */

@@ -437,9 +437,10 @@ end_check
 # rerun-failed
 rm -f "$PROVIUM_RERUN_STATE"
 pv --rerun-failed $FIX/basic
-begin "--rerun-failed without state: nothing to rerun, exit 0"
+begin "--rerun-failed without state: no prior failure state, nothing to re-run, exit 0"
 expect_rc 0
-expect_out "nothing to rerun"
+expect_out "no prior failure state"
+expect_out "nothing to re-run"
 end_check
 
 pv $FIX/basic
@@ -462,7 +463,8 @@ begin "after the failing file passes, the state is empty and --rerun-failed has 
 python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["failed"]; assert f==[], f' "$PROVIUM_RERUN_STATE" ||
     problem "state: $(cat "$PROVIUM_RERUN_STATE")"
 expect_rc 0
-expect_out "nothing to rerun"
+expect_out "left no failed files"
+expect_out "nothing to re-run"
 end_check
 
 # since

@@ -43,3 +43,9 @@ $(B)/check/test_accel: tests/unit/test_accel.c host/vmm/accel.c $(UNIT_SUPPORT) 
 		host/config/config.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The Lua tokenizer behind the fixture cache key: self-contained, so it links alone.
+UNIT_TESTS += $(B)/check/test_lua_scan
+$(B)/check/test_lua_scan: tests/unit/test_lua_scan.c host/fixtures/lua_scan.c host/fixtures/lua_scan.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/fixtures $(filter %.c,$^) -o $@
