@@ -94,10 +94,10 @@ else
 fi
 echo '-- edited' >>"$P/cold.fixture.lua"
 run fixture stale
-if [ "$RC" = 0 ] && grep -q '^cold .*stale' <<<"$OUT" && ! grep -q '^base' <<<"$OUT"; then
-    ok "provium fixture stale lists exactly the edited fixture"
+if [ "$RC" = 1 ] && grep -q '^cold .*stale' <<<"$OUT" && ! grep -q '^base' <<<"$OUT"; then
+    ok "provium fixture stale lists exactly the edited fixture, exit 1"
 else
-    notok "provium fixture stale lists exactly the edited fixture" "$OUT"
+    notok "provium fixture stale lists exactly the edited fixture, exit 1" "rc $RC" "$OUT"
 fi
 run fixture build cold
 [ "$RC" = 0 ] && grep -q '^built cold' <<<"$OUT" && ok "provium fixture build builds a stale fixture" ||
@@ -140,6 +140,176 @@ run broken.test.lua
 [ "$RC" = 1 ] && grep -q "fixture 'broken' failed to build" <<<"$OUT" && grep -q "deliberately broken" <<<"$OUT" &&
     ok "a fixture that fails to build reports the builder's error" ||
     notok "a fixture that fails to build reports the builder's error" "$OUT"
+
+# ---- references are found by tokenizing Lua, not by grepping it ----
+# The source is full of fixture-looking text that is no call: in strings, in
+# comments, in long brackets. None of it may count, and it must not break it.
+cat >"$P/tricky.fixture.lua" <<'LUA'
+-- provium:vm_fixture("in_a_comment")
+--[[ provium.fixture("in_a_long_comment") ]]
+--[==[ ]] require("in_a_level_2_comment") ]==]
+local s = [[ provium:vm_fixture("in_a_long_string") ]]
+local s2 = [==[ ]] provium:fixture"in_a_level_2_string" ]==]
+local s3 = "require('in_a_string') provium:lab_fixture('x')"
+local vm = provium:vm("t", "default"):boot()
+vm:write_file("/etc/marker", "from-fixture")
+vm:run("echo 'fixture\"x\"' > /etc/quoted"):assert_ok()
+if false then provium:vm_fixture("never_called") end
+return vm:snapshot()
+LUA
+cat >"$P/tricky.test.lua" <<'LUA'
+test("a fixture whose strings look like references", function(t)
+  local vm = provium:vm_fixture("tricky")
+  t:assert_eq(vm:read_file("/etc/marker"), "from-fixture")
+  t:assert_eq(vm:read_file("/etc/quoted"), 'fixture"x"\n')
+end)
+LUA
+run tricky.test.lua
+[ "$RC" = 0 ] && ok "a fixture writing 'from-fixture', with names in comments, strings and [==[ ]==], builds and restores" ||
+    notok "a fixture writing 'from-fixture', with names in comments, strings and [==[ ]==], builds and restores" "$OUT"
+run fixture list
+grep -q '^tricky .*cached' <<<"$OUT" && ! grep -q 'error' <<<"$OUT" &&
+    ok "fixture list keys it (an unresolvable name breaks nothing)" ||
+    notok "fixture list keys it (an unresolvable name breaks nothing)" "$OUT"
+
+# fixtures that really reference each other, and a helper through require
+mkdir -p "$P/fx"
+cat >"$P/fx/layer1.fixture.lua" <<'LUA'
+local vm = provium:vm("l1", "default"):boot()
+vm:write_file("/etc/layer1", "one")
+return vm:snapshot()
+LUA
+cat >"$P/fx/layer2.fixture.lua" <<'LUA'
+local vm = provium:vm_fixture "fx/layer1"
+vm:write_file("/etc/layer2", require("fx.words").two)
+return vm:snapshot()
+LUA
+echo 'return {two = "two"}' >"$P/fx/words.lua"
+cat >"$P/layers.test.lua" <<'LUA'
+test("a fixture built on another", function(t)
+  local vm = provium:vm_fixture("fx/layer2")
+  t:assert_eq(vm:read_file("/etc/layer1") .. vm:read_file("/etc/layer2"), "onetwo")
+end)
+LUA
+run layers.test.lua
+[ "$RC" = 0 ] && ok "a fixture built on another fixture restores both layers" ||
+    notok "a fixture built on another fixture restores both layers" "$OUT"
+echo '-- edited' >>"$P/fx/layer1.fixture.lua"
+run fixture stale
+if [ "$RC" = 1 ] && grep -q '^fx/layer1 .*stale' <<<"$OUT" && grep -q '^fx/layer2 .*stale' <<<"$OUT" &&
+    ! grep -q '^tricky' <<<"$OUT"; then
+    ok "editing the inner fixture makes the outer one stale too, and nothing else"
+else
+    notok "editing the inner fixture makes the outer one stale too, and nothing else" "rc $RC" "$OUT"
+fi
+run fixture build fx/layer2
+[ "$RC" = 0 ] && grep -q '^built fx/layer2' <<<"$OUT" && ok "... and building the outer one rebuilds it" ||
+    notok "... and building the outer one rebuilds it" "$OUT"
+echo 'return {two = "TWO"}' >"$P/fx/words.lua"
+run fixture stale
+[ "$RC" = 1 ] && grep -q '^fx/layer2 .*stale' <<<"$OUT" && ! grep -q '^fx/layer1' <<<"$OUT" &&
+    ok "editing a helper the outer fixture requires makes only it stale" ||
+    notok "editing a helper the outer fixture requires makes only it stale" "rc $RC" "$OUT"
+
+# a build that reaches itself fails at once, naming the chain
+cat >"$P/loop_a.fixture.lua" <<'LUA'
+return provium:vm_fixture("loop_b"):snapshot()
+LUA
+cat >"$P/loop_b.fixture.lua" <<'LUA'
+return provium:vm_fixture("loop_a"):snapshot()
+LUA
+run fixture build loop_a
+[ "$RC" = 1 ] && grep -q "fixture 'loop_a': it needs itself to build (loop_a -> loop_b -> loop_a)" <<<"$OUT" &&
+    ok "fixtures that need each other fail with the chain" ||
+    notok "fixtures that need each other fail with the chain" "$OUT"
+rm -f "$P"/loop_*.fixture.lua
+
+# ---- fixture build/rebuild take a name or a path ----
+run fixture rebuild ./fx/layer1.fixture.lua
+[ "$RC" = 0 ] && grep -q '^built fx/layer1' <<<"$OUT" && ok "fixture rebuild PATH (with the suffix) builds that fixture" ||
+    notok "fixture rebuild PATH (with the suffix) builds that fixture" "$OUT"
+OUT=$(cd "$P/fx" && timeout -k 5 300 "$PROVIUM" fixture build layer1.fixture.lua 2>&1); RC=$?
+[ "$RC" = 0 ] && grep -q '^up to date fx/layer1' <<<"$OUT" && ok "fixture build PATH relative to the working directory" ||
+    notok "fixture build PATH relative to the working directory" "$OUT"
+run fixture build "$P/fx/layer1"
+[ "$RC" = 0 ] && grep -q '^up to date fx/layer1' <<<"$OUT" && ok "fixture build PATH without the suffix" ||
+    notok "fixture build PATH without the suffix" "$OUT"
+echo 'return nil' >"$T/outside.fixture.lua"
+run fixture build "$T/outside.fixture.lua"
+[ "$RC" = 1 ] && grep -q "outside.fixture.lua is not under a fixture root" <<<"$OUT" &&
+    ok "a fixture file outside the roots is refused, naming the roots" ||
+    notok "a fixture file outside the roots is refused, naming the roots" "$OUT"
+
+# ---- a fixture is keyed on the profiles its build booted ----
+rm -f "$P/broken.fixture.lua" "$P/broken.test.lua"
+for n in $(cd "$P" && "$PROVIUM" fixture stale | awk '$2 == "stale" {print $1}'); do run fixture build "$n"; done
+run fixture stale
+[ "$RC" = 0 ] && grep -q 'every fixture is cached and up to date' <<<"$OUT" && ok "fixture stale exits 0 when nothing is stale" ||
+    notok "fixture stale exits 0 when nothing is stale" "rc $RC" "$OUT"
+cat >"$P/two.fixture.lua" <<'LUA'
+local a = provium:vm("a", "default"):boot()
+local b = provium:vm("b", "other"):boot()
+b:shutdown()
+return a:snapshot()
+LUA
+cat >>"$P/provium.toml" <<TOML
+[profiles.other]
+kernel = "$ROOT/build/image/vmlinux"
+initrd = "$ROOT/build/image/initrd.cpio"
+TOML
+run fixture stale
+[ "$RC" = 1 ] && grep -q '^two .*stale' <<<"$OUT" && [ "$(grep -c 'stale  ' <<<"$OUT")" = 1 ] &&
+    ok "adding a profile leaves every fixture that does not boot it cached" ||
+    notok "adding a profile leaves every fixture that does not boot it cached" "rc $RC" "$OUT"
+run fixture build two
+[ "$RC" = 0 ] && grep -q '^built two' <<<"$OUT" && ok "a fixture booting two profiles builds" ||
+    notok "a fixture booting two profiles builds" "$OUT"
+run fixture stale
+[ "$RC" = 0 ] && ok "... after which nothing is stale" || notok "... after which nothing is stale" "rc $RC" "$OUT"
+printf 'memory = "300M"\n' >>"$P/provium.toml"   # appended to [profiles.other]
+run fixture stale
+if [ "$RC" = 1 ] && grep -q '^two .*stale' <<<"$OUT" && [ "$(grep -c 'stale  ' <<<"$OUT")" = 1 ]; then
+    ok "changing a profile makes stale exactly the fixtures that booted it"
+else
+    notok "changing a profile makes stale exactly the fixtures that booted it" "rc $RC" "$OUT"
+fi
+sed -i '/^memory = "300M"$/d; /^\[profiles.other\]$/,$d' "$P/provium.toml"
+run fixture stale
+[ "$RC" = 1 ] && grep -q "^two .*stale" <<<"$OUT" && ok "removing a profile a fixture booted makes it stale" ||
+    notok "removing a profile a fixture booted makes it stale" "rc $RC" "$OUT"
+rm -f "$P/two.fixture.lua"
+
+# ---- the rerun state is per project and survives fixture clean ----
+unset PROVIUM_RERUN_STATE
+Q=$T/projq R=$T/projr
+mkdir -p "$Q" "$R"
+printf '[provium]\ncache_dir = "%s"\n' "$T/qcache" >"$Q/provium.toml"
+printf 'test("fails", function(t) t:assert_eq(1, 2) end)\n' >"$Q/fails_here.test.lua"
+: >"$R/provium.toml"
+printf 'test("passes", function(t) t:assert_eq(1, 1) end)\n' >"$R/passes.test.lua"
+runin() { local d=$1; shift; OUT=$(cd "$d" && timeout -k 5 120 "$PROVIUM" "$@" 2>&1); RC=$?; }
+runin "$Q" fails_here.test.lua
+runin "$Q" fixture clean
+runin "$Q" --rerun-failed -v .
+[ "$RC" = 1 ] && grep -q 'fails_here.test.lua' <<<"$OUT" && ok "fixture clean with cache_dir set keeps the rerun state" ||
+    notok "fixture clean with cache_dir set keeps the rerun state" "rc $RC" "$OUT"
+runin "$R" --rerun-failed -v .
+[ "$RC" = 0 ] && grep -q 'no prior failure state' <<<"$OUT" && grep -q 'nothing to re-run' <<<"$OUT" &&
+    ok "another project's failures are not this project's: no prior failure state, nothing to re-run" ||
+    notok "another project's failures are not this project's: no prior failure state, nothing to re-run" "rc $RC" "$OUT"
+if python3 - "$PROVIUM_CACHE_DIR/rerun" "$Q" <<'PY'; then
+import glob, json, os, sys
+states = [json.load(open(f)) for f in glob.glob(os.path.join(sys.argv[1], "*.json"))]
+assert states, "no state files"
+for st in states:
+    for f in st["failed"]:
+        assert f.startswith(st["project"] + "/"), (st["project"], f)
+assert any(st["project"] == sys.argv[2] and st["failed"] for st in states), states
+PY
+    ok "each project's state file under the cache's rerun/ holds only its own files"
+else
+    notok "each project's state file under the cache's rerun/ holds only its own files" "$(cat "$PROVIUM_CACHE_DIR"/rerun/*.json)"
+fi
 
 echo "# $((NPASS + NFAIL)) checks: $NPASS passed, $NFAIL failed"
 [ "$NFAIL" = 0 ]
