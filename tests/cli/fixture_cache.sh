@@ -2,7 +2,11 @@
 # End-to-end checks of the fixture cache through the CLI: a second run builds
 # nothing, editing a fixture or its helper rebuilds, parallel files build a
 # cold fixture once, a corrupt entry is rebuilt with a warning, and the
-# `provium fixture` subcommand. Runs in a private project and cache.
+# `provium fixture` subcommand (stale's exit status, build by name or path).
+# Then: references found by tokenizing Lua (names in strings and comments do
+# not count), fixtures built on fixtures, a build that needs itself, keying
+# on the profiles a build booted, and the per-project --rerun-failed state.
+# Runs in a private project and cache.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROVIUM=$ROOT/build/provium
