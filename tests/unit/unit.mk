@@ -43,3 +43,10 @@ $(B)/check/test_accel: tests/unit/test_accel.c host/vmm/accel.c $(UNIT_SUPPORT) 
 		host/config/config.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+
+# Kernel report classification on real splats.
+UNIT_TESTS += $(B)/check/test_kreport
+$(B)/check/test_kreport: tests/unit/test_kreport.c host/health/kreport.c $(UNIT_SUPPORT) host/health/kreport.h \
+		host/util/util.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
