@@ -86,15 +86,17 @@ check: $(UNIT_TESTS)
 -include tests/fuzz/fuzz.mk
 -include bench/bench.mk
 include examples/kmod.mk
+include tests/kmod/faulty.mk
 
 # ---- end-to-end ----
-e2e: all image kmod
+e2e: all image kmod kmod-faulty
 	$(B)/provium -v tests/e2e examples
 
-cli-tests: all image kmod
+cli-tests: all image kmod kmod-faulty
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
 	tests/cli/accel.sh
+	tests/cli/kernel_health.sh
 
 runner-tests: all image
 	tests/runner/run.sh

@@ -108,6 +108,7 @@ static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payloa
     case PV_MSG_FD_WRITE: fd_write(c, &m); break;
     case PV_MSG_FD_SEEK: fd_seek(c, &m); break;
     case PV_MSG_FD_CLOSE: fd_close(c, &m); break;
+    case PV_MSG_KMSG_READ: kmsg_read(c, &m); break;
     case PV_MSG_SYSCALL: raw_syscall(c, &m); break;
     case PV_MSG_CLOCK_GET:
     case PV_MSG_CLOCK_SET:

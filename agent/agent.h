@@ -129,4 +129,7 @@ int agent_serve(agent_conn *c);
 int agent_main(int argc, char **argv);
 int wrapper_main(int argc, char **argv);
 
+/* kmsg.c: kernel log records written since the previous call, and the
+ * kernel's taint flags (the host's kernel health checks). */
+void kmsg_read(agent_conn *c, const pv_msg *m);
 #endif

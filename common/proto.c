@@ -137,6 +137,12 @@ static const pv_field_spec f_worker_exit[] = {
     {PV_T_MESSAGE, PV_K_BYTES, 0, "message"},
 };
 
+static const pv_field_spec f_kmsg[] = {
+    {PV_T_DATA, PV_K_BYTES, REQ, "data"},
+    {PV_T_FLAGS, PV_K_U64, REQ, "flags"},
+    {PV_T_COUNT, PV_K_U64, 0, "count"},
+};
+
 static const pv_msg_spec specs[] = {
     SPEC(PV_MSG_READY, f_ready),
     SPEC(PV_MSG_PING, f_ping),
@@ -183,6 +189,8 @@ static const pv_msg_spec specs[] = {
     SPEC(PV_MSG_WORKER_STARTED, f_worker_started),
     SPEC(PV_MSG_WORKER_KILL, f_worker_kill),
     SPEC(PV_MSG_WORKER_EXIT, f_worker_exit),
+    SPEC0(PV_MSG_KMSG_READ),
+    SPEC(PV_MSG_KMSG, f_kmsg),
 };
 
 const pv_msg_spec *pv_msg_lookup(uint16_t type)
@@ -209,6 +217,7 @@ bool pv_reply_matches(uint16_t req, uint16_t reply)
     case PV_MSG_SYSCALL: return reply == PV_MSG_SYSCALL_RESULT;
     case PV_MSG_CLOCK_GET: case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE: return reply == PV_MSG_TIME;
     case PV_MSG_BATCH: return reply == PV_MSG_BATCH_RESULT;
+    case PV_MSG_KMSG_READ: return reply == PV_MSG_KMSG;
     case PV_MSG_WRITE_FILE: case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_FD_CLOSE:
     case PV_MSG_SHUTDOWN: case PV_MSG_PROC_SIGNAL: case PV_MSG_TAIL_OPEN: case PV_MSG_STREAM_CLOSE:
         return reply == PV_MSG_OK;

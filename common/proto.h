@@ -69,6 +69,8 @@ enum pv_msg_type {
     PV_MSG_WORKER_STARTED = 91, /* reply: worker id and guest pid/tid */
     PV_MSG_WORKER_KILL = 92,    /* host -> agent: close a worker's channel */
     PV_MSG_WORKER_EXIT = 93,    /* pushed on the worker's channel when it is gone */
+    PV_MSG_KMSG_READ = 100,     /* host -> agent: kernel log records since the last read */
+    PV_MSG_KMSG = 101,          /* reply: the records and the taint flags */
 };
 
 /* Field tags. One namespace for all messages; each message's schema below

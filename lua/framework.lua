@@ -861,6 +861,69 @@ local function console_tails()
   return table.concat(parts, "\n")
 end
 
+---------------------------------------------------------------- kernel health
+local file_kernel_reports = {}
+-- Before and after every test the kernel log of every booted VM is drained
+-- (P.kernel_check, host/lua/lua_health.c). A kernel report (oops, WARNING,
+-- KASAN, lockdep, hung task, ...) during a test fails it; one between tests
+-- fails the file. t:expect_kernel_report, meta.kernel_reports = "allow" and
+-- the profile's kernel_reports = "allow" turn a report into a record.
+local function kernel_check()
+  if not P.kernel_check then return {reports = {}, logs = {}} end
+  local ok, res = pcall(P.kernel_check)
+  if not ok then return {reports = {}, logs = {}} end
+  return res
+end
+
+local function report_matches(r, what)
+  what = what:lower()
+  return r.kind == what or r.title:lower():find(what, 1, true) ~= nil
+end
+
+local function emit_reports(reports, test_name)
+  local event = P.event or function() end
+  for _, r in ipairs(reports) do
+    event("kernel_report", {vm = r.vm, kind = r.kind, title = r.title, test = test_name,
+      expected = r.expected or r.allowed or nil})
+  end
+end
+
+local function describe_report(r)
+  local text = r.text ~= "" and ("\n" .. r.text:gsub("\n$", "")) or ""
+  return string.format("VM '%s': %s%s", r.vm, r.title, text)
+end
+
+local function kernel_log_excerpt(logs)
+  local parts = {}
+  for name, text in pairs(logs) do
+    parts[#parts + 1] = "--- kernel log of vm '" .. name .. "' during the test ---\n" .. text:sub(-4096)
+  end
+  table.sort(parts)
+  return table.concat(parts, "\n")
+end
+
+-- t:expect_kernel_report(kind, fn): runs fn and passes only if the kernel
+-- reported kind ("WARNING", "oops", "KASAN", "lockdep", "hung_task", ... or
+-- any text of the report's title) meanwhile. Returns the matching reports.
+function T:expect_kernel_report(what, fn)
+  if type(what) ~= "string" then fail(self, "expect_kernel_report(kind, fn): kind must be a string", 2) end
+  if type(fn) ~= "function" then fail(self, "expect_kernel_report(kind, fn): fn must be a function", 2) end
+  self.kernel_pending = self.kernel_pending or {}
+  for _, r in ipairs(kernel_check().reports) do table.insert(self.kernel_pending, r) end
+  fn()
+  local got, matched = kernel_check(), {}
+  for _, r in ipairs(got.reports) do
+    if report_matches(r, what) then
+      r.expected = true
+      matched[#matched + 1] = r
+    end
+    table.insert(self.kernel_pending, r)
+  end
+  for name, text in pairs(got.logs) do self.kernel_logs[name] = (self.kernel_logs[name] or "") .. text end
+  if #matched == 0 then fail(self, "expected a kernel report matching '" .. what .. "', but the kernel reported none", 2) end
+  return matched
+end
+
 local function test_timeout(entry)
   local tmo = entry.meta.timeout or rawget(provium, "timeout")
   if tmo == nil then return nil end
@@ -870,7 +933,8 @@ local function test_timeout(entry)
 end
 
 local function run_test(entry)
-  local t = setmetatable({name = entry.name, meta = entry.meta, failures = {}, logs = {}, failed = false}, T)
+  local t = setmetatable({name = entry.name, meta = entry.meta, failures = {}, logs = {}, failed = false,
+    kernel_logs = {}}, T)
   local result = {name = entry.name}
   local skip = entry.meta.skip or file_todo
   if not skip and entry.meta.slow and not P.include_slow then skip = "slow test (run with --include-slow)" end
@@ -881,6 +945,9 @@ local function run_test(entry)
     return result
   end
   current = {kind = "test", vms = {}, order = {}, resources = {}}
+  -- what the kernel said before this test belongs to the file, not to it
+  local before = kernel_check()
+  for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
   local started = P.clock()
   local timeout = test_timeout(entry)
   local timed_out = false
@@ -908,6 +975,25 @@ local function run_test(entry)
     end
   end
   result.log = table.concat(t.logs, "\n")
+  local after = kernel_check()
+  local reports = t.kernel_pending or {}
+  for _, r in ipairs(after.reports) do reports[#reports + 1] = r end
+  for name, text in pairs(after.logs) do t.kernel_logs[name] = (t.kernel_logs[name] or "") .. text end
+  local allow = entry.meta.kernel_reports == "allow"
+  for _, r in ipairs(reports) do
+    if not (r.expected or r.allowed or allow) then
+      t.failed = true
+      table.insert(t.failures, describe_report(r))
+    end
+  end
+  if #reports > 0 then
+    result.kernel_reports = {}
+    for _, r in ipairs(reports) do
+      table.insert(result.kernel_reports, {vm = r.vm, kind = r.kind, title = r.title,
+        expected = (r.expected or r.allowed or allow) and true or false})
+    end
+    emit_reports(reports, entry.name)
+  end
   if not ok and err ~= FAIL and err ~= SKIP and not timed_out then
     t.failed = true
     table.insert(t.failures, tostring(err))
@@ -917,7 +1003,8 @@ local function run_test(entry)
   if t.failed then
     result.status = "failed"
     result.message = table.concat(t.failures, "\n")
-    result.console = console_tails()
+    local klog = kernel_log_excerpt(t.kernel_logs)
+    result.console = klog ~= "" and klog or console_tails()
   elseif not ok and err == SKIP then
     result.status = "skipped"
     result.message = t.skip_reason or current.todo_reason
@@ -964,6 +1051,7 @@ end
 function P.run_file(chunk)
   local event = P.event or function() end
   local report = {path = P.file_path, tests = {}, passed = true}
+  file_kernel_reports = {}
   local ok, err = xpcall(chunk, function(e) return user_traceback(tostring(e), 2) end)
   if P.list_mode then
     if not ok then report.chunk_error = tostring(err) end
@@ -1008,6 +1096,19 @@ function P.run_file(chunk)
       end
       event("test_" .. r.status, payload)
       table.insert(report.tests, r)
+    end
+  end
+  if not P.list_mode then
+    for _, r in ipairs(kernel_check().reports) do table.insert(file_kernel_reports, r) end
+    local failing = {}
+    for _, r in ipairs(file_kernel_reports) do
+      if not r.allowed then failing[#failing + 1] = "outside any test: " .. describe_report(r) end
+    end
+    emit_reports(file_kernel_reports, nil)
+    if #failing > 0 then
+      report.passed = false
+      local text = table.concat(failing, "\n")
+      report.chunk_error = report.chunk_error and (report.chunk_error .. "\n" .. text) or text
     end
   end
   close_scope(file_scope)

@@ -136,6 +136,16 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             char why[160];
             if (!rc && config_check_memory(p->memory, why, sizeof(why)) != 0)
                 ERR(v, "%s", why);
+        } else if (strcmp(k, "kernel_reports") == 0) {
+            char *s = NULL;
+            rc = want_string(c, v, "kernel_reports", &s, err, errlen);
+            if (!rc && strcmp(s, "fail") && strcmp(s, "allow")) {
+                free(s);
+                ERR(v, "kernel_reports must be \"fail\" or \"allow\"");
+            }
+            if (!rc)
+                p->kernel_reports_allowed = strcmp(s, "allow") == 0;
+            free(s);
         } else if (strcmp(k, "accel") == 0) {
             rc = want_string(c, v, "accel", &p->accel, err, errlen);
             if (!rc && strcmp(p->accel, "auto") && strcmp(p->accel, "kvm") && strcmp(p->accel, "tcg"))
@@ -161,7 +171,7 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = 0;
         } else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
-                   "guest_os, machine, accel, modules, modules_dir, memory, cpus, boot_timeout, local",
+                   "guest_os, machine, accel, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local",
                 k, section, name);
         if (rc)
             return -1;

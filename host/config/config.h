@@ -23,6 +23,7 @@ typedef struct {
     int cpus;
     int64_t boot_timeout_ms;
     bool local; /* no VM: the agent runs as a process on the host (fast op tests) */
+    bool kernel_reports_allowed; /* kernel_reports = "allow": oops/WARN/... are recorded, not failures */
 } pv_profile;
 
 typedef struct {

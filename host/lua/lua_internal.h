@@ -30,6 +30,8 @@ typedef struct lvm {
     unsigned next_item;
     struct lvm *next; /* all VMs of this process, for last-resort cleanup */
     uint32_t chan_base; /* 0 for a VM; a Worker's channel (lua_worker.c) */
+    unsigned long long taint; /* the kernel's taint flags at the last health check */
+    unsigned taint_generation; /* vm->generation when taint was read (0: never) */
 } lvm;
 
 lvm *pv_check_vm(lua_State *L, int idx);
@@ -68,6 +70,10 @@ void pv_lua_snapshot_init(lua_State *L, int methods_idx);
 
 void pv_lua_fixture_init(lua_State *L, int internal_idx);
 void pv_lua_forget_vms(void);
+/* Every VM of this Lua state, newest first (a linked list through ->next). */
+lvm *pv_lua_all_vms(void);
+/* Kernel health checks (lua_health.c): registers P.kernel_check. */
+void pv_lua_health_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);

@@ -438,6 +438,8 @@ static int l_vm_gc(lua_State *L)
 /* In a forked fixture builder: the parent's VMs are not ours to touch. */
 void pv_lua_forget_vms(void) { all_vms = NULL; }
 
+lvm *pv_lua_all_vms(void) { return all_vms; }
+
 void pv_lua_kill_all_vms(void)
 {
     for (lvm *v = all_vms; v; v = v->next)
@@ -804,4 +806,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     lua_pushcfunction(L, l_new_vm);
     lua_setfield(L, idx, "new_vm");
     pv_lua_fixture_init(L, idx);
+    pv_lua_health_init(L, idx);
 }

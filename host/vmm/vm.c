@@ -9,12 +9,14 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "../health/kreport.h"
 #include "accel.h"
 #include "embedded.h"
 
@@ -413,6 +415,50 @@ void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms
 
 /* Waits until a whole frame is buffered. Returns 1, 0 on timeout, -1 when
  * the connection or QEMU is gone (err set). */
+/* After an oops line, how long a reply may still come (the oops may have
+ * hit an unrelated process, or the one the agent waits for, which then
+ * reports a signal) before the wait ends as "kernel oops". */
+#define OOPS_GRACE_MS 1000
+
+/* Looks at console bytes written since the last look for a line that opens
+ * an oops-class report, and remembers the first one. */
+static void watch_console(pv_vm *vm)
+{
+    struct stat st;
+    if (vm->oops_seen_ms || !vm->console_path || stat(vm->console_path, &st) != 0 ||
+        st.st_size <= vm->console_scanned)
+        return;
+    int fd = open(vm->console_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* from the start of the last, maybe incomplete, line */
+    int64_t from = vm->console_scanned;
+    size_t n = (size_t)(st.st_size - from);
+    char *buf = xmalloc(n + 1);
+    ssize_t got = pread(fd, buf, n, from);
+    close(fd);
+    if (got <= 0) {
+        free(buf);
+        return;
+    }
+    buf[got] = 0;
+    const char *line = buf, *last_eol = NULL;
+    for (const char *eol; (eol = memchr(line, '\n', (size_t)(buf + got - line))); line = eol + 1) {
+        last_eol = eol;
+        size_t len = (size_t)(eol - line);
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (kreport_is_oops_line(line, len)) {
+            snprintf(vm->oops_line, sizeof(vm->oops_line), "%.*s", (int)len, line);
+            vm->oops_seen_ms = now_ms();
+            break;
+        }
+    }
+    if (last_eol)
+        vm->console_scanned = from + (last_eol - buf) + 1;
+    free(buf);
+}
+
 static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
 {
     if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
@@ -438,7 +484,7 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
         if (deadline >= 0 && left <= 0)
             return 0;
         struct pollfd p[2] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
-        int r = poll(p, vm->pidfd >= 0 ? 2 : 1, left < 0 || left > 200 ? 200 : (int)left);
+        int r = poll(p, vm->pidfd >= 0 ? 2 : 1, left < 0 || left > 100 ? 100 : (int)left);
         if (r < 0 && errno != EINTR) {
             snprintf(err, errlen, "VM '%s': poll: %s", vm->name, strerror(errno));
             return -1;
@@ -463,6 +509,11 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
             snprintf(err, errlen, "VM '%s': QEMU exited unexpectedly (%s)", vm->name, why);
             free(why);
             return -1;
+        }
+        watch_console(vm);
+        if (vm->oops_seen_ms && now_ms() - vm->oops_seen_ms >= OOPS_GRACE_MS) {
+            snprintf(err, errlen, "VM '%s': kernel oops: %s", vm->name, vm->oops_line);
+            return -2;
         }
     }
 }
@@ -615,6 +666,8 @@ static void quote_qemu_death(pv_vm *vm, char *err, size_t errlen)
 int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
               bool incoming, char *err, size_t errlen)
 {
+    vm->console_scanned = 0; /* QEMU starts the console log afresh */
+    vm->oops_seen_ms = 0;
     if (mkdir_p(vm->dir, 0700) != 0) {
         snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
         return -1;
@@ -999,6 +1052,10 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         snprintf(err, errlen, "VM '%s': request larger than the %u byte protocol limit", vm->name, PV_MAX_PAYLOAD);
         return -1;
     }
+    /* an oops from before this call is the health check's business, not a
+     * reason to cut this call short */
+    watch_console(vm);
+    vm->oops_seen_ms = 0;
     if (send_all(vm, vm->out.buf, vm->out.len, err, errlen) != 0)
         goto dead;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
@@ -1013,6 +1070,15 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
                 snprintf(err, errlen, "VM '%s': no reply from the guest agent within %.1f s", vm->name,
                          timeout_ms / 1000.0);
             return -1;
+        }
+        if (r == -2) {
+            /* the agent, or the process serving this call, died in the oops */
+            char op[32];
+            snprintf(op, sizeof(op), "%s", pv_msg_name(req_type));
+            for (char *c = op; *c; c++)
+                *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+            snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
+            goto dead;
         }
         if (r < 0)
             goto dead;

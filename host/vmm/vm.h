@@ -81,6 +81,11 @@ typedef struct {
     bool time_pinned; /* the test set the clock: restores keep the snapshot's */
     bool has_rng_seed; /* booted with a seeded virtio-rng (part of the machine) */
     uint64_t rng_seed;
+    /* console watch while waiting for replies: an oops on the console ends
+     * the wait at once instead of at the timeout (read_frame) */
+    int64_t console_scanned; /* bytes of the console log already looked at */
+    int64_t oops_seen_ms;    /* now_ms() when an oops line appeared, 0: none */
+    char oops_line[200];
 } pv_vm;
 
 

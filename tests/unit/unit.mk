@@ -49,3 +49,9 @@ UNIT_TESTS += $(B)/check/test_lua_scan
 $(B)/check/test_lua_scan: tests/unit/test_lua_scan.c host/fixtures/lua_scan.c host/fixtures/lua_scan.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/fixtures $(filter %.c,$^) -o $@
+# Kernel report classification on real splats.
+UNIT_TESTS += $(B)/check/test_kreport
+$(B)/check/test_kreport: tests/unit/test_kreport.c host/health/kreport.c $(UNIT_SUPPORT) host/health/kreport.h \
+		host/util/util.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
