@@ -1,8 +1,6 @@
 -- Workers (issue 7): more agents in one guest, each with its own channel,
 -- PID/TID and credentials; fork and thread modes.
 local vm = provium:vm("workers", "default"):boot()
--- the default initramfs root directory is 0700: let uid 1000 reach /bin/sh
-vm:run("chmod 755 /"):assert_ok()
 
 local SYS_read, SYS_write, SYS_close, SYS_pipe, SYS_dup2 = 0, 1, 3, 22, 33
 local SYS_getpid, SYS_exit, SYS_fcntl, SYS_getuid, SYS_setresuid, SYS_gettid = 39, 60, 72, 102, 117, 186
