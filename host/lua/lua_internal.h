@@ -49,6 +49,8 @@ void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, 
 const char *pv_signal_name(int sig);
 /* Registers a closable object (at the top of the stack) with the current scope. */
 void pv_track(lua_State *L);
+/* A signal argument: nil (SIGTERM), a number, or a name ("TERM", "sigkill"). */
+int pv_check_signal(lua_State *L, int idx);
 /* Opens a Tail stream on a fresh channel; request fields already added by fill. */
 void pv_lua_proc_init(lua_State *L, int methods_idx);
 int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *kind);
