@@ -40,6 +40,9 @@ void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms);
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
 /* Directory of the Lua file that called into the API (for host-relative paths). */
 char *pv_caller_dir(lua_State *L);
+/* Absolute path of the innermost Lua file (not a string chunk) on the call
+ * stack, or NULL. */
+char *pv_caller_file(lua_State *L);
 /* "file:line" of the calling Lua code, for creation sites (new string). */
 char *pv_caller_site(lua_State *L);
 
