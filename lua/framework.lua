@@ -772,15 +772,16 @@ function provium.parallel(self, ...)
       for _, task in ipairs(tasks) do
         if not task.done then
           local b = task.waiting
-          if not b or b.released then
+          if not b or b.released or b.failed then
             task.waiting = nil
             local rok, res = coroutine.resume(task.co)
             if not rok then error(res, 0) end
             if coroutine.status(task.co) == "dead" then task.done = true else task.waiting = res end
             progressed = true
           elseif P.clock() >= b.deadline then
-            error(string.format("provium:barrier('%s'): %d of %d arrived within %gs", b.name, b.arrived, b.count,
-              b.timeout), 0)
+            b.failed = string.format("provium:barrier('%s'): %d of %d arrived within %gs", b.name, b.arrived,
+              b.count, b.timeout)
+            progressed = true
           else
             blocked = b
           end
@@ -789,8 +790,15 @@ function provium.parallel(self, ...)
       end
       if pending == 0 then break end
       if not progressed and blocked then
-        error(string.format("provium:barrier('%s'): %d of %d arrived and no other task can run, so the rest "
-          .. "never will (count larger than the number of tasks?)", blocked.name, blocked.arrived, blocked.count), 0)
+        -- every task waits: no barrier can fill any more; they all fail now
+        -- rather than at their timeouts
+        for _, task in ipairs(tasks) do
+          local b = task.waiting
+          if b and not b.released and not b.failed then
+            b.failed = string.format("provium:barrier('%s'): %d of %d arrived and no other task can run, so the "
+              .. "rest never will (count larger than the number of tasks?)", b.name, b.arrived, b.count)
+          end
+        end
       end
     end
   end)
@@ -800,22 +808,28 @@ end
 
 -- provium:barrier(name, count[, timeout]): waits until count tasks of the
 -- running provium:parallel have reached the barrier of this name, then lets
--- them all continue (in task order). The name is reusable afterwards.
--- timeout (seconds, default 30) bounds how long the others may take.
+-- them all continue (in task order) and returns true. The name is reusable
+-- afterwards. timeout (seconds or a duration string, default 30) bounds how
+-- long the others may take. A barrier that times out or can no longer fill
+-- returns false and a message naming it (assert() it to raise). Outside
+-- parallel nobody else can arrive: count 1 returns true, more returns false.
 function provium.barrier(self, name, count, timeout)
   if self ~= provium then error("call provium:barrier(name, count[, timeout]) with a colon", 2) end
   if type(name) ~= "string" then error("provium:barrier: name must be a string", 2) end
   if math.type(count) ~= "integer" or count < 1 then error("provium:barrier: count must be a positive integer", 2) end
   if type(timeout) == "string" then timeout = P.duration(timeout) end
   timeout = timeout or 30
+  if type(timeout) ~= "number" or timeout < 0 then
+    error("provium:barrier: timeout must be a non-negative number of seconds or a duration string", 2)
+  end
   local sched, co = parallel_sched, coroutine.running()
   if not sched or not sched.cos[co] then
-    if count == 1 then return end
-    error(string.format("provium:barrier('%s'): only a task of provium:parallel can wait at a barrier "
-      .. "(called directly from a task function); here nobody else could arrive", name), 2)
+    if count == 1 then return true end
+    return false, string.format("provium:barrier('%s'): 1 of %d arrived; outside provium:parallel (or in a "
+      .. "coroutine that is not one of its tasks) nobody else can arrive", name, count)
   end
   local b = sched.barriers[name]
-  if not b or b.released then
+  if not b or b.released or b.failed then
     b = {name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout}
     sched.barriers[name] = b
   elseif b.count ~= count then
@@ -825,6 +839,8 @@ function provium.barrier(self, name, count, timeout)
   b.arrived = b.arrived + 1
   if b.arrived >= b.count then b.released = true end
   coroutine.yield(b)
+  if b.failed then return false, b.failed end
+  return true
 end
 
 function provium.shutdown_all()

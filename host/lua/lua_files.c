@@ -146,24 +146,45 @@ static int l_rename(lua_State *L)
     return 0;
 }
 
-/* vm:push_file(host_path, guest_path [, {perm=}]): host paths are relative
- * to the directory of the calling file. */
+/* vm:push_file(host_path, guest_path [, {perm=}]): a relative host path is
+ * resolved against the directory of the Lua file that calls push_file (a
+ * required helper's own directory when the helper calls it; a string chunk
+ * counts as the file that runs it); with no Lua file on the call stack (the
+ * REPL), against the current directory. */
 static int l_push_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
     const char *host = luaL_checkstring(L, 2);
     const char *guest = luaL_checkstring(L, 3);
     pv_require_booted(L, v, "push_file");
-    char *dir = pv_caller_dir(L);
-    char *full = path_join(dir, host);
+    bool relative = host[0] != '/' && strncmp(host, "~/", 2) != 0;
+    char *caller = relative ? pv_caller_file(L) : NULL;
+    char *dir = caller ? path_dirname(caller) : xstrdup(".");
+    char *joined = path_join(dir, host);
+    char *full = path_absolute(joined);
+    free(joined);
     free(dir);
     size_t len;
     char *data = read_whole_file(full, &len);
     if (!data) {
-        lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, strerror(errno));
+        int e = errno;
+        if (!relative)
+            lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, strerror(e));
+        else if (caller)
+            lua_pushfstring(L,
+                            "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
+                            "the directory of %s, the Lua file that called push_file)",
+                            full, strerror(e), host, caller);
+        else
+            lua_pushfstring(L,
+                            "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
+                            "the current directory: no Lua file called push_file)",
+                            full, strerror(e), host);
+        free(caller);
         free(full);
         return lua_error(L);
     }
+    free(caller);
     struct stat st;
     lua_Integer perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
     /* a fixture that pushes a host file is rebuilt when that file changes */

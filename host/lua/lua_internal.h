@@ -42,6 +42,9 @@ void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms);
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
 /* Directory of the Lua file that called into the API (for host-relative paths). */
 char *pv_caller_dir(lua_State *L);
+/* Absolute path of the innermost Lua file (not a string chunk) on the call
+ * stack, or NULL. */
+char *pv_caller_file(lua_State *L);
 /* "file:line" of the calling Lua code, for creation sites (new string). */
 char *pv_caller_site(lua_State *L);
 
@@ -51,6 +54,8 @@ void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, 
 const char *pv_signal_name(int sig);
 /* Registers a closable object (at the top of the stack) with the current scope. */
 void pv_track(lua_State *L);
+/* A signal argument: nil (SIGTERM), a number, or a name ("TERM", "sigkill"). */
+int pv_check_signal(lua_State *L, int idx);
 /* Opens a Tail stream on a fresh channel; request fields already added by fill. */
 void pv_lua_proc_init(lua_State *L, int methods_idx);
 int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *kind);

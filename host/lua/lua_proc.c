@@ -78,7 +78,7 @@ static const struct {
     {"pipe", SIGPIPE}, {"chld", SIGCHLD}, {"winch", SIGWINCH}, {"abrt", SIGABRT}, {"segv", SIGSEGV},
 };
 
-static int check_signal(lua_State *L, int idx)
+int pv_check_signal(lua_State *L, int idx)
 {
     if (lua_isnoneornil(L, idx))
         return SIGTERM;
@@ -112,6 +112,7 @@ static int l_run_async(lua_State *L)
     lvm *v = pv_check_vm(L, 1);
     pv_require_booted(L, v, "run_async");
     vm_chan *ch = vm_chan_open(v->vm);
+    ch->proc = true;
     uint32_t chan = ch->id;
     pv_build_exec(L, v, chan, true);
     vm_reply r;
@@ -161,7 +162,7 @@ static int send_signal(lua_State *L, lvm *v, lproc *p, int sig, bool raise)
 static int l_proc_kill(lua_State *L)
 {
     lproc *p = check_proc(L);
-    int sig = check_signal(L, 2);
+    int sig = pv_check_signal(L, 2);
     lvm *v;
     vm_chan *ch = proc_chan(L, p, &v);
     if (!ch || ch->done)

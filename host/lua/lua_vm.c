@@ -78,19 +78,25 @@ char *pv_caller_site(lua_State *L)
     return xstrdup("?");
 }
 
-char *pv_caller_dir(lua_State *L)
+char *pv_caller_file(lua_State *L)
 {
     lua_Debug ar;
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "S", &ar);
-        if (ar.source[0] == '@') {
-            char *abs = path_absolute(ar.source + 1);
-            char *dir = path_dirname(abs);
-            free(abs);
-            return dir;
-        }
+        if (ar.source[0] == '@')
+            return path_absolute(ar.source + 1);
     }
-    return xstrdup(".");
+    return NULL;
+}
+
+char *pv_caller_dir(lua_State *L)
+{
+    char *file = pv_caller_file(L);
+    if (!file)
+        return xstrdup(".");
+    char *dir = path_dirname(file);
+    free(file);
+    return dir;
 }
 
 /* ---- option parsing ---- */

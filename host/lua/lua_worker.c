@@ -22,16 +22,23 @@
 #define ASYNC_MT "provium.AsyncSyscall"
 #define KILL_WAIT_MS 10000
 #define JOIN_DEFAULT_MS 30000
+#define UID_ASK_MS 2000
+#define SYS_geteuid 107
 
-typedef struct {
+typedef struct lworker {
     lvm base; /* first: VM methods take a Worker for an lvm */
     uint32_t id;
     int64_t pid;
+    int64_t uid; /* effective uid when last asked; -1: not asked yet */
     bool thread;
-    bool ended; /* killed, exited, or its VM is gone */
+    bool ended;  /* killed, exited, or its VM is gone */
+    bool asking; /* asking for the uid: no nested asks */
     char *site;
     char gone[512];
+    struct lworker *next_live; /* every Worker not yet collected */
 } lworker;
+
+static lworker *live_workers;
 
 typedef struct {
     uint32_t chan;
@@ -58,6 +65,44 @@ static lworker *check_worker(lua_State *L, int idx) { return luaL_checkudata(L, 
 
 static const char *kind(const lworker *w) { return w->thread ? "thread" : "fork"; }
 
+/* "worker 2 (fork, pid 91, uid 1000) of VM 'box'" */
+static const char *describe(const lworker *w, char *buf, size_t len)
+{
+    char uid[32] = "";
+    if (w->uid >= 0)
+        snprintf(uid, sizeof(uid), ", uid %lld", (long long)w->uid);
+    snprintf(buf, len, "worker %u (%s, %s %lld%s) of VM '%s'", w->id, kind(w), w->thread ? "tid" : "pid",
+             (long long)w->pid, uid, w->base.vm ? w->base.vm->name : "?");
+    return buf;
+}
+
+/* vm->who_fn: names the worker whose channel the VM is addressing. refresh
+ * asks the worker for its effective uid first (one geteuid round trip). */
+static void who_fn(pv_vm *vm, bool refresh, char *buf, size_t len)
+{
+    lworker *w = NULL;
+    for (lworker *l = live_workers; l; l = l->next_live)
+        if (l->base.vm == vm && l->base.chan_base == vm->chan_base && (!w || w->ended))
+            w = l;
+    if (!w) {
+        snprintf(buf, len, "worker %u of VM '%s'", PV_CHAN_WORKER(vm->chan_base), vm->name);
+        return;
+    }
+    if (refresh && !w->asking && !w->ended && vm->state == VM_BOOTED) {
+        w->asking = true;
+        vm_begin_on(vm, PV_MSG_SYSCALL, w->base.chan_base);
+        pv_put_i64(&vm->out, PV_T_NR, SYS_geteuid);
+        vm_reply r;
+        char err[512];
+        if (vm_call(vm, &r, UID_ASK_MS, NULL, err, sizeof(err)) == 0) {
+            w->uid = pv_msg_i64(&r.msg, PV_T_RET, -1);
+            vm_reply_free(&r);
+        }
+        w->asking = false;
+    }
+    describe(w, buf, len);
+}
+
 /* Has the worker ended? Fills w->gone from what is known. */
 static bool worker_ended(lworker *w)
 {
@@ -66,9 +111,10 @@ static bool worker_ended(lworker *w)
     pv_vm *vm = w->base.vm;
     if (!vm)
         return true;
+    char who[256];
     if (vm->state != VM_BOOTED && vm->state != VM_PAUSED) {
-        snprintf(w->gone, sizeof(w->gone), "worker %u (%s, pid %lld) of VM '%s' ended with its VM (%s)", w->id,
-                 kind(w), (long long)w->pid, vm->name, vm_state_name(vm->state));
+        snprintf(w->gone, sizeof(w->gone), "%s ended with its VM (%s)", describe(w, who, sizeof(who)),
+                 vm_state_name(vm->state));
         w->ended = true;
         return true;
     }
@@ -123,6 +169,9 @@ static int l_spawn_worker(lua_State *L)
     uint32_t base = id << PV_WORKER_SHIFT;
     /* the worker's own channel: WORKER_EXIT is pushed there */
     vm_chan_free(v->vm, base); /* a previous worker with the same id */
+    for (vm_chan *c = v->vm->chans; c; c = c->next)
+        if (PV_CHAN_WORKER(c->id) == id && !c->done)
+            c->lost = true; /* what that worker left running is not this one's */
     vm_chan *ch = vm_chan_open(v->vm);
     ch->id = base;
     lworker *w = lua_newuserdatauv(L, sizeof(lworker), 1);
@@ -131,8 +180,12 @@ static int l_spawn_worker(lua_State *L)
     w->base.chan_base = base;
     w->id = id;
     w->pid = pid;
+    w->uid = -1;
     w->thread = thread;
     w->site = pv_caller_site(L);
+    w->next_live = live_workers;
+    live_workers = w;
+    v->vm->who_fn = who_fn;
     luaL_setmetatable(L, WORKER_MT);
     lua_pushvalue(L, 1); /* keeps the VM alive */
     lua_setiuservalue(L, -2, 1);
@@ -164,10 +217,11 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     if (worker_ended(w))
         return 0;
     pv_vm *vm = w->base.vm;
+    char who[256];
+    describe(w, who, sizeof(who));
     if (vm->state != VM_BOOTED) {
         if (raise)
-            return raisef(L, "worker %u of VM '%s': cannot kill: the VM is %s", w->id, vm->name,
-                              vm_state_name(vm->state));
+            return raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
         return 0;
     }
     vm->chan_base = 0;
@@ -178,8 +232,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     int gerr = 0;
     if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
         if (gerr == ESRCH) { /* it had already gone */
-            snprintf(w->gone, sizeof(w->gone), "worker %u (%s, pid %lld) of VM '%s' has exited", w->id, kind(w),
-                     (long long)w->pid, vm->name);
+            snprintf(w->gone, sizeof(w->gone), "%s has exited", who);
             w->ended = true;
             return 0;
         }
@@ -190,18 +243,78 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     vm_reply_free(&r);
     if (!wait_ended(raise ? L : NULL, w, now_ms() + KILL_WAIT_MS)) {
         if (raise)
-            return raisef(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %d s of kill", w->id,
-                              kind(w), (long long)w->pid, vm->name, KILL_WAIT_MS / 1000);
+            return raisef(L, "%s did not exit within %d s of kill", who, KILL_WAIT_MS / 1000);
         return 0;
     }
-    snprintf(w->gone, sizeof(w->gone), "worker %u (%s, pid %lld) of VM '%s' was killed", w->id, kind(w),
-             (long long)w->pid, vm->name);
+    snprintf(w->gone, sizeof(w->gone), "%s was killed", who);
     return 0;
 }
 
+/* In-flight work of w: its run_async processes that have not exited and its
+ * syscall_async calls that have not returned. */
+static size_t in_flight(lworker *w, bool procs_only, uint32_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (vm_chan *ch = w->base.vm->chans; ch; ch = ch->next) {
+        if (PV_CHAN_WORKER(ch->id) != w->id || ch->id == w->base.chan_base || ch->done || ch->lost)
+            continue;
+        if (!ch->proc && (procs_only || !ch->await_req))
+            continue;
+        if (ids && n < max)
+            ids[n] = ch->id;
+        n++;
+    }
+    return n;
+}
+
+/* w:kill(sig): sends sig to every process the worker started with run_async
+ * that is still running; the worker itself carries on. Returns how many. */
+static int signal_procs(lua_State *L, lworker *w, int sig)
+{
+    char who[256];
+    if (worker_ended(w))
+        return raisef(L, "%s: cannot kill(%d)", w->gone, sig);
+    pv_vm *vm = w->base.vm;
+    if (vm->state != VM_BOOTED)
+        return raisef(L, "%s: cannot kill(%d): the VM is %s", describe(w, who, sizeof(who)), sig,
+                      vm_state_name(vm->state));
+    size_t n = in_flight(w, true, NULL, 0);
+    uint32_t *ids = xcalloc(n + 1, sizeof(uint32_t));
+    in_flight(w, true, ids, n);
+    int sent = 0;
+    char err[8192];
+    for (size_t i = 0; i < n; i++) {
+        vm_begin_on(vm, PV_MSG_PROC_SIGNAL, w->base.chan_base);
+        pv_put_u64(&vm->out, PV_T_CHAN, ids[i]);
+        pv_put_u64(&vm->out, PV_T_SIGNAL, (uint64_t)sig);
+        vm_reply r;
+        int gerr = 0;
+        vm->chan_base = w->base.chan_base;
+        if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
+            if (gerr == ESRCH) /* it exited meanwhile */
+                continue;
+            free(ids);
+            return luaL_error(L, "%s", err);
+        }
+        vm_reply_free(&r);
+        sent++;
+    }
+    free(ids);
+    lua_pushinteger(L, sent);
+    return 1;
+}
+
+/* w:kill(): ends the worker. w:kill(sig): signals its processes. */
 static int l_worker_kill(lua_State *L)
 {
-    do_kill(L, check_worker(L, 1), true);
+    lworker *w = check_worker(L, 1);
+    if (!lua_isnoneornil(L, 2)) {
+        if (!lua_isinteger(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+            return luaL_error(L, "worker:kill(sig): sig must be a signal number or name, not a %s",
+                              luaL_typename(L, 2));
+        return signal_procs(L, w, pv_check_signal(L, 2));
+    }
+    do_kill(L, w, true);
     return 0;
 }
 
@@ -211,16 +324,38 @@ static int l_worker_close(lua_State *L)
     return 0;
 }
 
-/* w:join([timeout]): waits until the worker has exited (after kill, or when
- * it ended itself); raises naming it on timeout. */
+/* w:join([timeout]): waits until nothing the worker started is in flight
+ * (run_async processes, syscall_async calls) or the worker has ended.
+ * Returns {alive = bool, waited = n}; raises naming it on timeout. */
 static int l_worker_join(lua_State *L)
 {
     lworker *w = check_worker(L, 1);
     int64_t ms = lua_isnoneornil(L, 2) ? JOIN_DEFAULT_MS : pv_lua_duration_ms(L, 2, "join timeout");
-    if (!wait_ended(L, w, now_ms() + ms))
-        return raisef(L, "worker %u (%s, pid %lld) of VM '%s' did not exit within %.1f s (join)", w->id, kind(w),
-                          (long long)w->pid, w->base.vm->name, ms / 1000.0);
-    lua_pushboolean(L, 1);
+    int64_t deadline = now_ms() + ms;
+    size_t waited = worker_ended(w) ? 0 : in_flight(w, false, NULL, 0);
+    char err[8192];
+    while (!worker_ended(w) && in_flight(w, false, NULL, 0) > 0) {
+        int r = vm_pump(w->base.vm, deadline, err, sizeof(err));
+        if (r < 0)
+            return luaL_error(L, "%s", err);
+        if (r == 0) {
+            char who[256];
+            size_t procs = in_flight(w, true, NULL, 0), all = in_flight(w, false, NULL, 0);
+            return raisef(L, "%s: join: %zu process(es) and %zu system call(s) still running after %.1f s",
+                          describe(w, who, sizeof(who)), procs, all - procs, ms / 1000.0);
+        }
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, !worker_ended(w));
+    lua_setfield(L, -2, "alive");
+    lua_pushinteger(L, (lua_Integer)waited);
+    lua_setfield(L, -2, "waited");
+    return 1;
+}
+
+static int l_worker_handle(lua_State *L)
+{
+    lua_pushinteger(L, check_worker(L, 1)->id);
     return 1;
 }
 
@@ -265,6 +400,11 @@ static int l_worker_tostring(lua_State *L)
 static int l_worker_gc(lua_State *L)
 {
     lworker *w = check_worker(L, 1);
+    for (lworker **p = &live_workers; *p; p = &(*p)->next_live)
+        if (*p == w) {
+            *p = w->next_live;
+            break;
+        }
     free(w->site);
     w->site = NULL;
     while (w->base.items)
@@ -346,7 +486,12 @@ static int l_async_await(lua_State *L)
     a->done = true;
     if (ch->result.msg.hdr.type == PV_MSG_ERROR) {
         char *msg = pv_msg_strdup(&ch->result.msg, PV_T_MESSAGE);
-        lua_pushfstring(L, "VM '%s': %s", v->vm->name, msg ? msg : "error");
+        char who[256];
+        if (msg && strncmp(msg, "worker ", 7) == 0) /* the agent named the worker already */
+            snprintf(who, sizeof(who), "VM '%s'", v->vm->name);
+        else
+            describe((lworker *)v, who, sizeof(who));
+        lua_pushfstring(L, "%s: %s", who, msg ? msg : "error");
         free(msg);
         vm_chan_free(v->vm, a->chan);
         return lua_error(L);
@@ -403,7 +548,8 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     static const luaL_Reg worker_fns[] = {
         {"kill", l_worker_kill}, {"close", l_worker_close},   {"join", l_worker_join},
         {"pid", l_worker_pid},   {"id", l_worker_id},         {"is_thread", l_worker_is_thread},
-        {"alive", l_worker_alive}, {"syscall_async", l_syscall_async}, {NULL, NULL},
+        {"alive", l_worker_alive}, {"syscall_async", l_syscall_async}, {"handle", l_worker_handle},
+        {NULL, NULL},
     };
     luaL_newmetatable(L, WORKER_MT);
     luaL_newlib(L, worker_fns);

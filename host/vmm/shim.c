@@ -190,6 +190,15 @@ static int build_shim(const pv_profile *p, const pv_inject_file *files, size_t n
         }
         free(mods);
     }
+    if (nfiles && p->initrd) {
+        /* Parents that the profile's initramfs already has keep their mode
+         * and owner (an entry for /tmp or /home/user would reset them). */
+        size_t len;
+        char *base = read_whole_file(p->initrd, &len);
+        if (base)
+            cpio_know_dirs(w, base, len);
+        free(base);
+    }
     for (size_t i = 0; i < nfiles; i++) {
         cpio_add_parents(w, files[i].path);
         cpio_add_file(w, files[i].path, 0644, files[i].content, files[i].len);

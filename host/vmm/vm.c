@@ -1034,8 +1034,18 @@ void vm_reply_free(vm_reply *r)
     r->payload = NULL;
 }
 
+const char *vm_who(pv_vm *vm, bool refresh, char *buf, size_t len)
+{
+    if (vm->chan_base && vm->who_fn)
+        vm->who_fn(vm, refresh, buf, len);
+    else
+        snprintf(buf, len, "VM '%s'", vm->name);
+    return buf;
+}
+
 int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, char *err, size_t errlen)
 {
+    char who[256];
     memset(reply, 0, sizeof(*reply));
     if (guest_errno)
         *guest_errno = 0;
@@ -1064,11 +1074,11 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         int r = read_frame(vm, &hdr, deadline, err, errlen);
         if (r == 0) {
             if (global_deadline > 0 && now_ms() >= global_deadline)
-                snprintf(err, errlen, "test timeout: gave up waiting for VM '%s' (the request is abandoned)",
-                         vm->name);
+                snprintf(err, errlen, "test timeout: gave up waiting for %s (the request is abandoned)",
+                         vm_who(vm, false, who, sizeof(who)));
             else
-                snprintf(err, errlen, "VM '%s': no reply from the guest agent within %.1f s", vm->name,
-                         timeout_ms / 1000.0);
+                snprintf(err, errlen, "%s: no reply from the guest agent within %.1f s",
+                         vm_who(vm, false, who, sizeof(who)), timeout_ms / 1000.0);
             return -1;
         }
         if (r == -2) {
@@ -1105,11 +1115,19 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         }
         if (hdr.type == PV_MSG_ERROR) {
             char *msg = pv_msg_strdup(&reply->msg, PV_T_MESSAGE);
+            int ge = (int)pv_msg_i64(&reply->msg, PV_T_ERRNO, 0);
             if (guest_errno)
-                *guest_errno = (int)pv_msg_i64(&reply->msg, PV_T_ERRNO, 0);
-            snprintf(err, errlen, "VM '%s': %s", vm->name, msg ? msg : "error");
-            free(msg);
+                *guest_errno = ge;
             vm_reply_free(reply);
+            /* a worker is named with its current uid: that decides most
+             * refusals (this may ask the worker, so the reply is done with) */
+            bool refresh = ge == EACCES || ge == EPERM;
+            if (msg && strncmp(msg, "worker ", 7) == 0) /* the agent named the worker already */
+                snprintf(who, sizeof(who), "VM '%s'", vm->name);
+            else
+                vm_who(vm, refresh, who, sizeof(who));
+            snprintf(err, errlen, "%s: %s", who, msg ? msg : "error");
+            free(msg);
             return -1;
         }
         return 0;

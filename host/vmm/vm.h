@@ -41,12 +41,13 @@ typedef struct vm_chan {
     bool eof[VM_STREAMS];
     bool done; /* the process's EXEC_RESULT arrived (or the awaited reply) */
     bool lost; /* the guest rebooted or died before the end */
+    bool proc; /* an async process (run_async): worker:join waits for it */
     uint32_t await_req; /* a request sent with vm_send whose reply lands here */
     vm_reply result;
     struct vm_chan *next;
 } vm_chan;
 
-typedef struct {
+typedef struct pv_vm {
     char *name;
     pv_profile profile; /* deep copy: the VM outlives nothing it points to */
     vm_state state;
@@ -68,6 +69,10 @@ typedef struct {
     uint32_t next_chan;
     unsigned generation; /* bumped by every boot, reset and restore */
     uint32_t chan_base; /* channel of vm_begin and high bits of vm_chan_open ids: 0, or a worker's */
+    /* While chan_base is a worker's: names that worker in errors ("worker 2
+     * (fork, pid 91, uid 1000) of VM 'x'"); refresh asks it for its uid
+     * first. Set by the Lua layer (host/lua/lua_worker.c). */
+    void (*who_fn)(struct pv_vm *vm, bool refresh, char *buf, size_t len);
     /* what the running QEMU was started with; snapshots record it */
     int64_t mem_bytes;
     int cpus;
@@ -99,6 +104,9 @@ uint32_t vm_begin(pv_vm *vm, uint16_t type);
  * -1 with its message in err and its errno in *guest_errno (if non-NULL). */
 int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, char *err, size_t errlen);
 void vm_reply_free(vm_reply *r);
+/* Who the current request speaks for, for error messages: "VM 'x'" or the
+ * worker's name (see who_fn). */
+const char *vm_who(pv_vm *vm, bool refresh, char *buf, size_t len);
 /* Like vm_begin, on channel chan (the reply comes back on that channel). */
 uint32_t vm_begin_on(pv_vm *vm, uint16_t type, uint32_t chan);
 /* Sends vm->out without waiting; the reply is routed to the vm_chan of its

@@ -11,3 +11,6 @@ test("virtio modules were loaded by the agent", function(t)
   local mods = vm:read_file("/proc/modules")
   t:assert(mods:find("virtio_console", 1, true) ~= nil, "virtio_console not in /proc/modules")
 end)
+
+-- The stock kernel with the default initramfs: unprivileged workers work too.
+require("helpers.unprivileged").tests(vm)

@@ -1,8 +1,6 @@
 -- Workers (issue 7): more agents in one guest, each with its own channel,
 -- PID/TID and credentials; fork and thread modes.
 local vm = provium:vm("workers", "default"):boot()
--- the default initramfs root directory is 0700: let uid 1000 reach /bin/sh
-vm:run("chmod 755 /"):assert_ok()
 
 local SYS_read, SYS_write, SYS_close, SYS_pipe, SYS_dup2 = 0, 1, 3, 22, 33
 local SYS_getpid, SYS_exit, SYS_fcntl, SYS_getuid, SYS_setresuid, SYS_gettid = 39, 60, 72, 102, 117, 186
@@ -253,10 +251,117 @@ test("barrier: coroutines meet on the host", function(t)
       t:assert_eq(w2:read_file("/tmp/bar1"), "one")
     end)
   t:assert_eq(table.concat(order, ","), "a1,b1,a2,b2")
-  -- a barrier that cannot fill says so instead of hanging
-  local err = t:assert_raises(function()
-    provium:parallel(function() provium:barrier("lonely", 2, 1) end)
-  end)
-  t:assert_contains(tostring(err), "lonely")
+  -- a barrier that cannot fill says so at once instead of hanging: false and why
+  local t0 = os.clock()
+  local ok, why
+  provium:parallel(function() ok, why = provium:barrier("lonely", 2, 20) end)
+  t:assert_eq(ok, false)
+  t:assert_contains(why, "lonely")
+  t:assert_contains(why, "1 of 2")
+  t:assert(os.clock() - t0 < 5, "the unfillable barrier waited for its timeout")
   w1:kill(); w2:kill()
+end)
+
+test("barrier: filled barriers return true, timed-out ones false", function(t)
+  local results = {}
+  provium:parallel(
+    function() results.a = provium:barrier("meet", 2) end,
+    function() results.b = provium:barrier("meet", 2, "5s") end)
+  t:assert_eq(results.a, true)
+  t:assert_eq(results.b, true)
+  -- the second task keeps the guest busy past the first one's timeout
+  local ok, why
+  provium:parallel(
+    function() ok, why = provium:barrier("late", 2, 0.2) end,
+    function() vm:run("sleep 1"); provium:barrier("other", 1) end)
+  t:assert_eq(ok, false)
+  t:assert_contains(why, "late")
+  t:assert_contains(why, "within 0.2s")
+  t:assert_raises(function() provium:barrier("x", "two") end)
+  t:assert_raises(function() provium:barrier(42, 1) end)
+end)
+
+test("barrier outside provium:parallel", function(t)
+  t:assert_eq(provium:barrier("solo", 1), true)
+  t:assert_eq(provium:barrier("solo", 1, 0.5), true)
+  local ok, why = provium:barrier("pair", 2, 0.05)
+  t:assert_eq(ok, false)
+  t:assert_contains(why, "pair")
+  t:assert_contains(why, "outside provium:parallel")
+  -- a coroutine of its own is not a task of parallel either
+  local co = coroutine.wrap(function() return provium:barrier("co", 2, 0.05) end)
+  t:assert_eq(co(), false)
+end)
+
+test("worker:join returns at once when nothing is in flight", function(t)
+  for _, opts in ipairs({{}, {thread = true}}) do
+    local w = vm:spawn_worker(opts)
+    local t0 = os.time()
+    local j = w:join()
+    t:assert(os.time() - t0 <= 2, "join on an idle worker waited")
+    t:assert_eq(j.alive, true)
+    t:assert_eq(j.waited, 0)
+    t:assert_eq(w:run("echo still here").stdout, "still here\n") -- join does not end the worker
+    t:assert_eq(w:handle(), w:id())
+    t:assert(w:handle() > 0)
+    w:kill()
+    t:assert_eq(w:join().alive, false)
+  end
+end)
+
+test("worker:join waits for the worker's processes and calls", function(t)
+  local w = vm:spawn_worker()
+  local p1 = w:run_async("sleep 0.5")
+  local p2 = w:run_async("sleep 0.7; exit 3")
+  local h = w:syscall_async(35, string.rep("\0", 16)) -- nanosleep, a zero timespec: returns at once
+  local j = w:join(10)
+  t:assert_eq(j.waited, 3)
+  t:assert_eq(p1:status(), "exited")
+  t:assert_eq(p2:wait().exit_code, 3)
+  t:assert(h:done())
+  -- a process that outlives the timeout: raises naming the worker
+  local p = w:run_async("sleep 100")
+  local err = t:assert_raises(function() w:join(0.3) end)
+  t:assert_contains(tostring(err), "worker " .. w:id() .. " (fork, pid " .. w:pid())
+  t:assert_contains(tostring(err), "1 process(es)")
+  p:kill()
+  w:kill()
+end)
+
+test("worker:kill(sig) signals the worker's processes; kill() ends the worker", function(t)
+  local w = vm:spawn_worker()
+  local p1, p2 = w:run_async("sleep 100"), w:run_async("sleep 100")
+  local other = vm:run_async("sleep 100") -- not the worker's
+  t:assert_eq(w:kill("USR1"), 2)
+  t:assert_eq(p1:wait(10).signal, 10)
+  t:assert_eq(p2:wait(10).signal, 10)
+  t:assert_eq(other:status(), "running")
+  t:assert(w:alive(), "kill(sig) must not end the worker")
+  t:assert_eq(w:kill(9), 0) -- nothing left to signal
+  local err = t:assert_raises(function() w:kill({}) end)
+  t:assert_contains(tostring(err), "table")
+  t:assert_raises(function() w:kill("NOSUCHSIG") end)
+  w:kill()
+  t:assert(not w:alive())
+  other:kill()
+end)
+
+test("worker errors name the worker and its uid, not only the VM", function(t)
+  vm:write_file("/tmp/w-secret", "s", tonumber("600", 8))
+  for _, opts in ipairs({{}, {thread = true}}) do
+    local w = vm:spawn_worker(opts)
+    local kind = opts.thread and "thread, tid " or "fork, pid "
+    w:syscall(SYS_setresuid, 1000, 1000, 1000)
+    local err = tostring(t:assert_raises(function() w:open_file("/tmp/w-secret", {read = true}) end))
+    t:assert_contains(err, "worker " .. w:id() .. " (" .. kind .. w:pid() .. ", uid 1000) of VM 'workers': "
+      .. "open_file /tmp/w-secret: Permission denied")
+    -- other errors keep the name (the uid last seen)
+    err = tostring(t:assert_raises(function() w:stat("/nonexistent") end))
+    t:assert_contains(err, "worker " .. w:id() .. " (" .. kind .. w:pid() .. ", uid 1000) of VM 'workers': ")
+    -- the VM's own errors still name the VM
+    err = tostring(t:assert_raises(function() vm:stat("/nonexistent") end))
+    t:assert_contains(err, "VM 'workers': stat /nonexistent")
+    t:assert(not err:find("worker %d"), err)
+    w:kill()
+  end
 end)

@@ -322,6 +322,72 @@ static void test_small_cases(void)
     cpio_free(&w);
 }
 
+/* Names of the directory entries of an archive made by our writer, joined by ' '. */
+static void dir_names(const cpio_writer *w, char *out, size_t outlen)
+{
+    out[0] = 0;
+    for (size_t off = 0; off + 110 <= w->out.len;) {
+        unsigned mode, fsize, nsize;
+        if (!hex8(w->out.s + off + 14, &mode) || !hex8(w->out.s + off + 54, &fsize) ||
+            !hex8(w->out.s + off + 94, &nsize))
+            return;
+        const char *name = w->out.s + off + 110;
+        if ((mode & S_IFMT) == S_IFDIR)
+            snprintf(out + strlen(out), outlen - strlen(out), "%s%s", out[0] ? " " : "", name);
+        off = (off + 110 + nsize + 3) & ~3u;
+        off = (off + fsize + 3) & ~3u;
+    }
+}
+
+/* Parents that the base initramfs already has are not re-added: the kernel
+ * would apply the entry's 0755/root to /tmp (1777) or /home/user (uid 1000). */
+static void test_known_dirs(const char *tmp)
+{
+    set_case("cpio_know_dirs: GNU cpio archives, concatenated");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && mkdir -p stage/tmp stage/home/user stage/etc && cd stage && "
+             "find . ! -path ./home/user | LC_ALL=C sort | cpio --quiet -o -H newc > ../base.cpio && "
+             "echo ./home/user | cpio --quiet -o -H newc >> ../base.cpio && gzip -c ../base.cpio > ../base.cpio.gz",
+             tmp);
+    if (!CHECKF(run_sh(cmd) == 0, "`%s` failed", cmd))
+        return;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/base.cpio", tmp);
+    size_t len;
+    char *base = read_whole_file(path, &len);
+    if (!CHECK(base != NULL))
+        return;
+    cpio_writer w;
+    cpio_init(&w);
+    cpio_know_dirs(&w, base, len);
+    cpio_add_parents(&w, "/tmp/a");
+    cpio_add_parents(&w, "/home/user/.profile");
+    cpio_add_parents(&w, "etc/x.conf");
+    cpio_add_parents(&w, "/srv/data/one");
+    cpio_add_parents(&w, "/srv/data/two");
+    cpio_add_parents(&w, "/home/other/f");
+    char names[512];
+    dir_names(&w, names, sizeof(names));
+    CHECKF(strcmp(names, "srv srv/data home/other") == 0, "parents added: \"%s\"", names);
+    cpio_free(&w);
+    free(base);
+
+    set_case("cpio_know_dirs: a compressed base is not parsed, every parent is added");
+    snprintf(path, sizeof(path), "%s/base.cpio.gz", tmp);
+    base = read_whole_file(path, &len);
+    if (!CHECK(base != NULL))
+        return;
+    cpio_init(&w);
+    cpio_know_dirs(&w, base, len);
+    cpio_add_parents(&w, "/tmp/a");
+    cpio_add_parents(&w, "/tmp/b");
+    dir_names(&w, names, sizeof(names));
+    CHECKF(strcmp(names, "tmp") == 0, "parents added: \"%s\"", names);
+    cpio_free(&w);
+    free(base);
+}
+
 int main(void)
 {
     char tmp[] = "/tmp/provium-test-cpio-XXXXXX";
@@ -343,6 +409,7 @@ int main(void)
     }
     cpio_free(&w);
     test_small_cases();
+    test_known_dirs(tmp);
     rm_rf(tmp);
     printf("test_cpio: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
