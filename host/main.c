@@ -107,7 +107,8 @@ static void usage(FILE *out)
             "  -V, --version       show the version and exit\n"
             "\n"
             "exit status: 0 all tests passed or skipped, 1 a test failed, timed out or\n"
-            "crashed, 2 usage, configuration or internal error, 130 interrupted.\n"
+            "crashed, 2 usage, configuration or internal error, 5 --filter/--tag/--tag-meta\n"
+            "selected no test (\"no tests selected\"), 130 interrupted.\n"
             "See docs/cli.md for the details.\n");
 }
 

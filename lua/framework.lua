@@ -16,6 +16,10 @@ local classic_file = false
 local function where(level)
   local info = debug.getinfo(level + 1, "Sl")
   if not info or info.currentline < 0 then return "?" end
+  -- the test file as the runner shows it, not Lua's shortened "...path"
+  if P.file_path and info.source == "@" .. P.file_path and P.shown_path and P.shown_path ~= "" then
+    return P.shown_path .. ":" .. info.currentline
+  end
   return info.short_src .. ":" .. info.currentline
 end
 
