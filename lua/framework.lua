@@ -8,8 +8,9 @@ local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end
 local tests, by_name = {}, {}
 local file_scope = {kind = "file", vms = {}, order = {}, resources = {}}
 local current = file_scope
--- set by provium.create / provium.fixture: from then on the file is classic
--- and every test() runs where it is declared (see test() below)
+-- set by provium.create / provium.fixture at the file's top level: from then
+-- on the file is classic and every test() runs where it is declared (see
+-- test() below)
 local classic_file = false
 
 -- file:line of the code that called into the framework `level` frames up
@@ -527,7 +528,7 @@ function ConsoleStream:close() self.closed = true end
 local classic_count = 0
 function provium.create(profile, opts)
   if profile == provium then error("call provium.create(profile) with a dot", 2) end
-  classic_file = true
+  if current == file_scope then classic_file = true end
   classic_count = classic_count + 1
   local name = "vm" .. classic_count
   while current.vms[name] or file_scope.vms[name] do
@@ -867,7 +868,7 @@ end
 -- Classic (seed 002): provium.fixture(name) -> a booted classic-dialect VM.
 function provium.fixture(name)
   if name == provium then error("call provium.fixture(name) with a dot", 2) end
-  classic_file = true
+  if current == file_scope then classic_file = true end
   local vm = vm_from_fixture(name, 2)
   vm:__set_classic(true)
   return vm
@@ -973,8 +974,8 @@ end
 -- * classic (seeds 002, 004): the body runs right where test() is called,
 --   so top-level code after it sees its effects and a final vm:shutdown()
 --   comes last. A test is classic when its function declares no parameter
---   (function() ... end) or once the file has called provium.create or
---   provium.fixture.
+--   (function() ... end) or once the file's top level has called
+--   provium.create or provium.fixture.
 -- * newer (function(t) ...): test() only registers; the registered tests run
 --   in declaration order after the file's top level has finished.
 local run_in_place -- set by P.run_file while the top level runs

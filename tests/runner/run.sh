@@ -491,6 +491,32 @@ expect_re '^    ok   smoke fast$'
 expect_no_out "subsystem peinit"
 end_check
 
+pv --json $FIX/classic
+begin "classic dialect: tests run in place, mixed files run function(t) tests after the top level; declaration order in the report"
+expect_rc 0
+py '
+import json, sys
+r = {json.loads(l)["path"].split("/")[-1]: json.loads(l) for l in sys.argv[1].splitlines() if l.strip()}
+m, o = r["mixed.test.lua"], r["order.test.lua"]
+assert m["passed"] and o["passed"], r
+assert [t["name"] for t in m["tests"]] == ["newer a", "classic b", "newer c", "classic d"], m["tests"]
+assert [t["name"] for t in o["tests"]] == ["alpha one", "beta", "alpha two"], o["tests"]
+' "$STDOUT"
+end_check
+
+pv --json --filter alpha $FIX/classic
+begin "--filter selects classic tests too: the others are neither run nor reported"
+expect_rc 0
+py '
+import json, sys
+r = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(r) == 1 and r[0]["path"].endswith("classic/order.test.lua"), r
+assert r[0]["passed"] and r[0]["chunk_error"] is None, r
+assert [(t["name"], t["status"]) for t in r[0]["tests"]] == [("alpha one", "passed"), ("alpha two", "passed")], r
+assert r[0]["deselected"] == 1, r
+' "$STDOUT"
+end_check
+
 pv --tag-meta novalue $FIX/basic
 begin "--tag-meta without KEY=VALUE is a usage error"
 expect_rc 2
