@@ -125,7 +125,9 @@ local function unified_diff(expected, actual)
       local o = ops[q]
       if o[1] ~= "+" then a_n = a_n + 1 end
       if o[1] ~= "-" then b_n = b_n + 1 end
-      body[#body + 1] = o[1] .. o[2]
+      -- control characters other than tab stay visible (a \r of CRLF text)
+      body[#body + 1] = o[1] .. o[2]:gsub("[%c]", function(c) return c == "\t" and c or escapes[c] or
+        string.format("\\x%02X", c:byte()) end)
       if o[5] then body[#body + 1] = "\\ No newline at end of file" end
     end
     out[#out + 1] = string.format("@@ -%d,%d +%d,%d @@", a_n > 0 and a_start or a_start - 1, a_n,

@@ -33,6 +33,9 @@ test("values of several lines differ as a unified diff", function(t)
   t:assert_contains(e, "expected and actual differ:\n--- expected\n+++ actual\n@@ -1,3 +1,3 @@\n one\n-2\n+two\n three")
   e = t:assert_raises(function() t:assert_eq("a\nb", "a\nb\n") end)
   t:assert_contains(e, "-b\n+b\n\\ No newline at end of file")
+  -- control characters in diff lines stay visible
+  e = t:assert_raises(function() t:assert_eq("a\r\nb\n", "a\nb\n") end)
+  t:assert_contains(e, "\n-a\n+a\\r\n b")
   -- the classic global assertion says the same
   local ok, ce = pcall(assert_eq, "one\ntwo\n", "one\n2\n")
   t:assert(not ok)
