@@ -331,6 +331,7 @@ sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/text.tap"
 perl -MTAP::Parser -MJSON::PP -e 'my $p = TAP::Parser->new({source => $ARGV[0]}); my @m;
   while (my $r = $p->next) { push @m, $r->data->{message} if $r->is_yaml }
   print JSON::PP->new->encode(\@m)' "$T/text.tap" >"$T/text.tapmsg" 2>"$T/perl.err"
+prove -e cat "$T/text.tap" >"$T/text.prove" 2>&1
 pv -v $FIX/text
 begin "assertion text: escaped once, several lines as a diff, identical in text, --json, --junit and --tap"
 expect_rc 1
@@ -343,6 +344,8 @@ expect_re '^        log: a log line$'
 grep -qE '^        log: ?$' <<<"$OUT" && problem "t:log(\"...\\n\") printed an empty log line"
 xmllint --noout --schema tests/runner/junit.xsd "$T/text.xml" >"$T/xmllint.err" 2>&1 ||
     problem "xmllint: $(tail -n2 "$T/xmllint.err" | tr '\n' ' ')"
+grep -q "Parse errors" "$T/text.prove" && problem "prove: $(grep -A2 'Parse errors' "$T/text.prove" | tr '\n' ' ')"
+grep -qE "Tests: 3 Failed: 3" "$T/text.prove" || problem "prove did not see 3 tests / 3 failures: $(tr '\n' ' ' <"$T/text.prove")"
 py '
 import json, sys, xml.etree.ElementTree as ET
 r = json.loads(open(sys.argv[1]).read())
