@@ -80,7 +80,7 @@ check: $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory B=$(ASAN_B) OPT="-O1 -g $(SAN)" \
 	  WARN="$(WARN) -Wno-error=format-truncation" HOST_LIBS="$(HOST_LIBS) $(SAN)" $(ASAN_B)/provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
-	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua
+	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk

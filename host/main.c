@@ -84,10 +84,12 @@ static void usage(FILE *out)
             "selection:\n"
             "      --filter SUBSTR   files whose path, or tests whose name, contain SUBSTR\n"
             "      --tag TAG         only tests with one of these meta.tags (repeatable)\n"
-            "      --no-tag TAG      skip tests with this tag (wins over --tag)\n"
+            "      --no-tag TAG      leave out tests with this tag (wins over --tag)\n"
             "      --tag-meta K=V    only tests whose meta[K] is or contains V; OR within\n"
             "                        a key, AND across keys (repeatable)\n"
-            "      --no-tag-meta K=V skip tests whose meta[K] is or contains V (wins)\n"
+            "      --no-tag-meta K=V leave out tests whose meta[K] is or contains V (wins)\n"
+            "                        (tests left out are deselected: not run, not counted\n"
+            "                        as skipped; when none is left the exit status is 5)\n"
             "      --include-slow    also run meta.slow tests\n"
             "      --rerun-failed    only files that failed last time in this project (state:\n"
             "                        $PROVIUM_RERUN_STATE or <cache>/rerun/<project>.json)\n"
@@ -107,7 +109,8 @@ static void usage(FILE *out)
             "  -V, --version       show the version and exit\n"
             "\n"
             "exit status: 0 all tests passed or skipped, 1 a test failed, timed out or\n"
-            "crashed, 2 usage, configuration or internal error, 130 interrupted.\n"
+            "crashed, 2 usage, configuration or internal error, 5 --filter/--tag/--tag-meta\n"
+            "selected no test (\"no tests selected\"), 130 interrupted.\n"
             "See docs/cli.md for the details.\n");
 }
 

@@ -8,11 +8,19 @@ local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end
 local tests, by_name = {}, {}
 local file_scope = {kind = "file", vms = {}, order = {}, resources = {}}
 local current = file_scope
+-- set by provium.create / provium.fixture at the file's top level: from then
+-- on the file is classic and every test() runs where it is declared (see
+-- test() below)
+local classic_file = false
 
 -- file:line of the code that called into the framework `level` frames up
 local function where(level)
   local info = debug.getinfo(level + 1, "Sl")
   if not info or info.currentline < 0 then return "?" end
+  -- the test file as the runner shows it, not Lua's shortened "...path"
+  if P.file_path and info.source == "@" .. P.file_path and P.shown_path and P.shown_path ~= "" then
+    return P.shown_path .. ":" .. info.currentline
+  end
   return info.short_src .. ":" .. info.currentline
 end
 
@@ -30,9 +38,125 @@ local function user_traceback(msg, level)
   return table.concat(keep, "\n")
 end
 
+-- A string as one double-quoted line: printable bytes (UTF-8 included) as
+-- they are, \n \t \r \" \\ and other control bytes (\xNN) escaped once.
+local escapes = {["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\"}
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return escapes[c] or string.format("\\x%02X", c:byte()) end) .. '"'
+end
+
 local function show(v)
-  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "string" then return quote(v) end
   return tostring(v)
+end
+
+local function lines_of(s)
+  local out = {}
+  for line in (s .. "\n"):gmatch("(.-)\n") do out[#out + 1] = line end
+  local eol = s:sub(-1) == "\n"
+  if eol then out[#out] = nil end
+  return out, eol
+end
+
+-- More than one line (a single trailing newline does not count).
+local function multiline(s)
+  return type(s) == "string" and s:find("\n", 1, true) ~= nil and s:find("\n", 1, true) < #s
+end
+
+-- A unified diff (3 lines of context) from expected to actual, by lines.
+local function unified_diff(expected, actual)
+  local a, a_eol = lines_of(expected)
+  local b, b_eol = lines_of(actual)
+  if #a * #b > 250000 then return nil end
+  -- lcs[i][j]: length of the longest common subsequence of a[i..] and b[j..]
+  local lcs = {}
+  for i = #a + 1, 1, -1 do
+    lcs[i] = {}
+    for j = #b + 1, 1, -1 do
+      if i > #a or j > #b then lcs[i][j] = 0
+      elseif a[i] == b[j] then lcs[i][j] = lcs[i + 1][j + 1] + 1
+      else lcs[i][j] = math.max(lcs[i + 1][j], lcs[i][j + 1]) end
+    end
+  end
+  local ops, i, j = {}, 1, 1 -- {kind, text, line in a, line in b}
+  while i <= #a or j <= #b do
+    if i <= #a and j <= #b and a[i] == b[j] then
+      ops[#ops + 1] = {" ", a[i], i, j}; i, j = i + 1, j + 1
+    elseif i <= #a and (j > #b or lcs[i + 1][j] >= lcs[i][j + 1]) then
+      ops[#ops + 1] = {"-", a[i], i, j}; i = i + 1
+    else
+      ops[#ops + 1] = {"+", b[j], i, j}; j = j + 1
+    end
+  end
+  -- the missing final newline shows as a changed last line
+  if a_eol ~= b_eol then
+    for k = #ops, 1, -1 do
+      local o = ops[k]
+      if o[1] == " " and o[3] == #a and o[4] == #b then
+        table.remove(ops, k)
+        table.insert(ops, k, {"+", o[2], o[3], o[4], not b_eol})
+        table.insert(ops, k, {"-", o[2], o[3], o[4], not a_eol})
+        break
+      end
+    end
+  end
+  for _, o in ipairs(ops) do
+    if o[1] == "-" and o[3] == #a and not a_eol then o[5] = true end
+    if o[1] == "+" and o[4] == #b and not b_eol then o[5] = true end
+  end
+  local out = {"--- expected", "+++ actual"}
+  local k = 1
+  while k <= #ops do
+    while k <= #ops and ops[k][1] == " " do k = k + 1 end
+    if k > #ops then break end
+    local first = math.max(1, k - 3)
+    local last = k
+    -- extend the hunk while changes are at most 6 context lines apart
+    local m = k
+    while m <= #ops do
+      if ops[m][1] ~= " " then last = m; m = m + 1
+      elseif m - last > 6 then break
+      else m = m + 1 end
+    end
+    last = math.min(#ops, last + 3)
+    local a_start, b_start, a_n, b_n = ops[first][3], ops[first][4], 0, 0
+    local body = {}
+    for q = first, last do
+      local o = ops[q]
+      if o[1] ~= "+" then a_n = a_n + 1 end
+      if o[1] ~= "-" then b_n = b_n + 1 end
+      -- control characters other than tab stay visible (a \r of CRLF text)
+      body[#body + 1] = o[1] .. o[2]:gsub("[%c]", function(c) return c == "\t" and c or escapes[c] or
+        string.format("\\x%02X", c:byte()) end)
+      if o[5] then body[#body + 1] = "\\ No newline at end of file" end
+    end
+    out[#out + 1] = string.format("@@ -%d,%d +%d,%d @@", a_n > 0 and a_start or a_start - 1, a_n,
+      b_n > 0 and b_start or b_start - 1, b_n)
+    for _, l in ipairs(body) do out[#out + 1] = l end
+    k = last + 1
+  end
+  return table.concat(out, "\n")
+end
+
+-- "expected X, got Y", or a unified diff when either value has several lines.
+local function mismatch(expected, actual)
+  if type(expected) == "string" and type(actual) == "string" and (multiline(expected) or multiline(actual)) then
+    local diff = unified_diff(expected, actual)
+    if diff then return "expected and actual differ:\n" .. diff end
+  end
+  return "expected " .. show(expected) .. ", got " .. show(actual)
+end
+
+-- "expected HAYSTACK to contain NEEDLE"; a haystack of several lines follows
+-- as an indented block.
+local function not_contained(haystack, needle)
+  if not multiline(haystack) then return "expected " .. show(haystack) .. " to contain " .. show(needle) end
+  local lines, eol = lines_of(haystack)
+  local out, cap = {"expected the text below to contain " .. show(needle) .. ":"}, 200
+  for i = 1, math.min(#lines, cap) do out[#out + 1] = "  | " .. lines[i] end
+  if #lines > cap then out[#out + 1] = string.format("  ... (%d more lines)", #lines - cap) end
+  if not eol then out[#out + 1] = "  (no newline at the end)" end
+  return table.concat(out, "\n")
 end
 
 ---------------------------------------------------------------- provium
@@ -180,7 +304,7 @@ end
 
 function T:assert_eq(actual, expected, msg)
   if actual ~= expected then
-    fail(self, (msg and msg .. ": " or "") .. "expected " .. show(expected) .. ", got " .. show(actual), 2)
+    fail(self, (msg and msg .. ": " or "") .. mismatch(expected, actual), 2)
   end
 end
 
@@ -196,23 +320,36 @@ function T:assert_contains(haystack, needle, msg)
       .. " and " .. type(needle), 2)
   end
   if not haystack:find(needle, 1, true) then
-    fail(self, (msg and msg .. ": " or "") .. "expected " .. show(haystack) .. " to contain " .. show(needle), 2)
+    fail(self, (msg and msg .. ": " or "") .. not_contained(haystack, needle), 2)
   end
 end
 
--- Runs fn(...) and returns the error it raised; fails the test if it did not.
+-- t:assert_raises(fn[, msg]): runs fn and returns the error it raised; fails
+-- the test if it returned. An assertion of t failing inside fn is the raise:
+-- it leaves the test as it was (its text is returned). A single string after
+-- fn is msg; any other arguments after fn are passed to it.
 function T:assert_raises(fn, ...)
-  if type(fn) ~= "function" then fail(self, "assert_raises needs a function", 2) end
-  local ok, err = pcall(fn, ...)
-  if ok then fail(self, "expected an error, but the function returned normally", 2) end
-  if err == FAIL or err == SKIP then error(err, 0) end
+  local msg, args = nil, table.pack(...)
+  if args.n == 1 and type(args[1]) == "string" then msg, args = args[1], {n = 0} end
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    fail(self, (msg and msg .. ": " or "") .. "assert_raises needs a function, got " .. type(fn), 2)
+  end
+  local failed, nfailures = self.failed, #self.failures
+  local ok, err = pcall(fn, table.unpack(args, 1, args.n))
+  if ok then fail(self, (msg and msg .. ": " or "") .. "expected to raise, but the function returned normally", 2) end
+  if err == SKIP then error(err, 0) end
+  if err == FAIL then err = self.failures[#self.failures] or "assertion failed" end
+  self.failed = failed
+  for i = #self.failures, nfailures + 1, -1 do self.failures[i] = nil end
   return err
 end
 
 function T:log(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-  table.insert(self.logs, table.concat(parts, " "))
+  -- one entry per call: a trailing newline does not add an empty line
+  table.insert(self.logs, (table.concat(parts, " "):gsub("\r?\n$", "")))
 end
 
 function T:fail(msg)
@@ -261,13 +398,13 @@ end
 -- The classic dialect's global assertions (seeds 002, 004).
 function assert_eq(a, b, msg)
   if a ~= b then
-    error((msg and msg .. ": " or "") .. "expected " .. show(b) .. ", got " .. show(a), 2)
+    error((msg and msg .. ": " or "") .. mismatch(b, a), 2)
   end
 end
 
 function assert_contains(haystack, needle, msg)
   if type(haystack) ~= "string" or not haystack:find(tostring(needle), 1, true) then
-    error((msg and msg .. ": " or "") .. "expected " .. show(haystack) .. " to contain " .. show(needle), 2)
+    error((msg and msg .. ": " or "") .. not_contained(haystack, needle), 2)
   end
 end
 
@@ -393,6 +530,7 @@ function ConsoleStream:close() self.closed = true end
 local classic_count = 0
 function provium.create(profile, opts)
   if profile == provium then error("call provium.create(profile) with a dot", 2) end
+  if current == file_scope then classic_file = true end
   classic_count = classic_count + 1
   local name = "vm" .. classic_count
   while current.vms[name] or file_scope.vms[name] do
@@ -732,6 +870,7 @@ end
 -- Classic (seed 002): provium.fixture(name) -> a booted classic-dialect VM.
 function provium.fixture(name)
   if name == provium then error("call provium.fixture(name) with a dot", 2) end
+  if current == file_scope then classic_file = true end
   local vm = vm_from_fixture(name, 2)
   vm:__set_classic(true)
   return vm
@@ -849,6 +988,22 @@ function provium.shutdown_all()
 end
 
 ---------------------------------------------------------------- test()
+-- Two dialects decide when a test body runs:
+-- * classic (seeds 002, 004): the body runs right where test() is called,
+--   so top-level code after it sees its effects and a final vm:shutdown()
+--   comes last. A test is classic when its function declares no parameter
+--   (function() ... end) or once the file's top level has called
+--   provium.create or provium.fixture.
+-- * newer (function(t) ...): test() only registers; the registered tests run
+--   in declaration order after the file's top level has finished.
+local run_in_place -- set by P.run_file while the top level runs
+
+local function is_classic(fn)
+  if classic_file then return true end
+  local info = debug.getinfo(fn, "u")
+  return info.nparams == 0 and not info.isvararg
+end
+
 function test(name, meta, fn)
   if fn == nil then meta, fn = nil, meta end
   if type(name) ~= "string" or name == "" then error("test: name must be a non-empty string", 2) end
@@ -858,9 +1013,10 @@ function test(name, meta, fn)
     error("test '" .. name .. "': meta.tags must be a list of strings", 2)
   end
   if by_name[name] then error("test '" .. name .. "' is already defined", 2) end
-  local entry = {name = name, meta = meta or {}, fn = fn}
+  local entry = {name = name, meta = meta or {}, fn = fn, classic = is_classic(fn)}
   by_name[name] = entry
   table.insert(tests, entry)
+  if entry.classic and run_in_place and current == file_scope then run_in_place(entry) end
 end
 
 local function console_tails()
@@ -954,12 +1110,12 @@ local function run_test(entry)
   local result = {name = entry.name}
   local skip = entry.meta.skip or file_todo
   if not skip and entry.meta.slow and not P.include_slow then skip = "slow test (run with --include-slow)" end
-  -- --filter / --tag / --no-tag / --tag-meta / --no-tag-meta (host/lua/lua_runner.c)
-  if not skip and P.select_reason then skip = P.select_reason(entry.name, entry.meta) end
   if skip then
     result.status, result.message, result.duration = "skipped", type(skip) == "string" and skip or "skipped", 0
     return result
   end
+  local phase = P.phase
+  P.phase = "tests"
   current = {kind = "test", vms = {}, order = {}, resources = {}}
   -- what the kernel said before this test belongs to the file, not to it
   local before = kernel_check()
@@ -1029,6 +1185,7 @@ local function run_test(entry)
   end
   close_scope(current)
   current = file_scope
+  P.phase = phase
   result.duration = P.clock() - started
   return result
 end
@@ -1064,11 +1221,46 @@ local function restore_baseline(base)
   end
 end
 
-function P.run_file(chunk)
+-- Runs one test (or reports why it did not run) with its events; the
+-- result goes into entry.result. Returns false when it failed.
+local function run_entry(entry, before)
   local event = P.event or function() end
+  -- --filter / --tag / --no-tag / --tag-meta / --no-tag-meta (host/lua/lua_runner.c):
+  -- a test the selection leaves out is not run and not reported (nor skipped)
+  if P.select_reason and P.select_reason(entry.name, entry.meta) then
+    entry.deselected = true
+    return true
+  end
+  event("test_started", {name = entry.name, meta = entry.meta})
+  local r
+  local rok, rerr = true, nil
+  if before then rok, rerr = pcall(before) end
+  if rok then
+    r = run_test(entry)
+  else
+    r = {name = entry.name, status = "failed", duration = 0, message = rerr}
+  end
+  local payload = {name = r.name, meta = entry.meta, duration_ns = math.floor((r.duration or 0) * 1e9)}
+  if r.status == "failed" then
+    payload.reason, payload.console_excerpt = r.message, r.console
+  elseif r.status == "skipped" then
+    payload.reason = r.message
+  end
+  event("test_" .. r.status, payload)
+  entry.result = r
+  return r.status ~= "failed"
+end
+
+function P.run_file(chunk)
   local report = {path = P.file_path, tests = {}, passed = true}
   file_kernel_reports = {}
+  if not P.list_mode then
+    run_in_place = function(entry)
+      if not run_entry(entry) then report.passed = false end
+    end
+  end
   local ok, err = xpcall(chunk, function(e) return user_traceback(tostring(e), 2) end)
+  run_in_place = nil
   if P.list_mode then
     if not ok then report.chunk_error = tostring(err) end
     for _, entry in ipairs(tests) do
@@ -1092,26 +1284,19 @@ function P.run_file(chunk)
       report.chunk_error = berr
       report.passed = false
     end
-    for i, entry in ipairs(baseline ~= false and tests or {}) do
-      event("test_started", {name = entry.name, meta = entry.meta})
-      local r
-      local rok, rerr = true, nil
-      if baseline and i > 1 then rok, rerr = pcall(restore_baseline, baseline) end
-      if rok then
-        r = run_test(entry)
-      else
-        r = {name = entry.name, status = "failed", duration = 0,
-             message = "provium.reset_between_tests: restoring the baseline failed: " .. tostring(rerr)}
+    local n = 0
+    for _, entry in ipairs(baseline ~= false and tests or {}) do
+      if not entry.classic then
+        local before
+        if baseline and n > 0 then
+          before = function()
+            local rok, rerr = pcall(restore_baseline, baseline)
+            if not rok then error("provium.reset_between_tests: restoring the baseline failed: " .. tostring(rerr), 0) end
+          end
+        end
+        if not (P.select_reason and P.select_reason(entry.name, entry.meta)) then n = n + 1 end
+        if not run_entry(entry, before) then report.passed = false end
       end
-      if r.status == "failed" then report.passed = false end
-      local payload = {name = r.name, meta = entry.meta, duration_ns = math.floor((r.duration or 0) * 1e9)}
-      if r.status == "failed" then
-        payload.reason, payload.console_excerpt = r.message, r.console
-      elseif r.status == "skipped" then
-        payload.reason = r.message
-      end
-      event("test_" .. r.status, payload)
-      table.insert(report.tests, r)
     end
   end
   if not P.list_mode then
@@ -1127,6 +1312,13 @@ function P.run_file(chunk)
       report.chunk_error = report.chunk_error and (report.chunk_error .. "\n" .. text) or text
     end
   end
+  -- declaration order, whichever dialect ran them
+  local deselected = 0
+  for _, entry in ipairs(tests) do
+    if entry.result then table.insert(report.tests, entry.result) end
+    if entry.deselected then deselected = deselected + 1 end
+  end
+  if deselected > 0 then report.deselected = deselected end
   close_scope(file_scope)
   if #P.fixture_log > 0 then report.fixtures = P.fixture_log end
   return report

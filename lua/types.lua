@@ -199,8 +199,10 @@ function T:assert(cond, msg) end
 function T:assert_eq(actual, expected, msg) end
 function T:assert_neq(actual, unexpected, msg) end
 function T:assert_contains(haystack, needle, msg) end
+---@param fn function
+---@param msg? string names the call in the failure; any other arguments go to fn
 ---@return any
-function T:assert_raises(fn, ...) end
+function T:assert_raises(fn, msg, ...) end
 function T:fail(msg) end
 function T:skip(reason) end
 function T:log(...) end

@@ -573,11 +573,96 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
     return timeout_ms;
 }
 
+/* One argument as a shell would need it to read it back. */
+static void add_shell_word(strbuf *b, const char *s)
+{
+    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == strlen(s)) {
+        sb_adds(b, s);
+        return;
+    }
+    sb_adds(b, "'");
+    for (; *s; s++)
+        if (*s == '\'')
+            sb_adds(b, "'\\''");
+        else
+            sb_add(b, s, 1);
+    sb_adds(b, "'");
+}
+
+/* Pushes the command line of vm:run's arguments at 2.., for assert_ok. */
+static void push_run_command(lua_State *L)
+{
+    strbuf b;
+    sb_init(&b);
+    int list = 0;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (lua_istable(L, 3)) {
+            if (lua_getfield(L, 3, "args") == LUA_TTABLE)
+                list = lua_gettop(L);
+            else if (lua_pop(L, 1), luaL_len(L, 3) > 0)
+                lua_pushvalue(L, 3), list = lua_gettop(L);
+            else
+                lua_pushnil(L);
+        } else {
+            lua_pushnil(L);
+        }
+        if (list)
+            add_shell_word(&b, lua_tostring(L, 2));
+        else
+            sb_adds(&b, lua_tostring(L, 2));
+    } else if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "args");
+        list = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    } else {
+        lua_pushnil(L);
+    }
+    if (list) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            if (lua_isstring(L, -1)) {
+                if (b.len)
+                    sb_adds(&b, " ");
+                add_shell_word(&b, lua_tostring(L, -1));
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushstring(L, b.s ? b.s : "");
+    sb_free(&b);
+}
+
+#define RUN_COMMANDS "provium.run_commands"
+
+/* Remembers, for assert_ok, which command on which VM produced the result at
+ * the top of the stack (a weak table: results stay plain tables). */
+static void note_run_command(lua_State *L, lvm *v, int cmd_idx)
+{
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, RUN_COMMANDS) == 0) {
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -2);
+    if (v->chan_base)
+        lua_pushfstring(L, "a worker of vm '%s'", v->vm->name);
+    else
+        lua_pushfstring(L, "vm '%s'", v->vm->name);
+    lua_pushfstring(L, "%s: %s", lua_tostring(L, -1), lua_tostring(L, cmd_idx));
+    lua_remove(L, -2);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
 /* vm:run(...): see pv_build_exec for the argument forms. */
 static int l_vm_run(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     pv_require_booted(L, v, "run");
+    push_run_command(L);
+    int cmd_idx = lua_gettop(L);
     int64_t timeout_ms = pv_build_exec(L, v, 0, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
@@ -586,6 +671,7 @@ static int l_vm_run(lua_State *L)
     pv_push_run_result(L, v, &r.msg, out ? (const char *)out->data : "", out ? out->len : 0,
                        err ? (const char *)err->data : "", err ? err->len : 0);
     vm_reply_free(&r);
+    note_run_command(L, v, cmd_idx);
     return 1;
 }
 
@@ -686,6 +772,37 @@ static int l_result_ok(lua_State *L)
     return 1;
 }
 
+/* Adds "  NAME: TEXT" with the last 2000 bytes of TEXT, continuation lines
+ * indented. */
+static void add_output_tail(luaL_Buffer *b, const char *name, const char *text, size_t len)
+{
+    const size_t keep = 2000;
+    lua_State *L = b->L;
+    luaL_addstring(b, "\n  ");
+    luaL_addstring(b, name);
+    luaL_addstring(b, ":");
+    if (!len) {
+        luaL_addstring(b, " (empty)");
+        return;
+    }
+    const char *p = text;
+    if (len > keep) {
+        p = text + len - keep;
+        lua_pushfstring(L, " (last %d of %d bytes)", (int)keep, (int)len);
+        luaL_addvalue(b);
+    }
+    luaL_addstring(b, p == text ? " " : "\n    ");
+    const char *end = text + len;
+    if (end > p && end[-1] == '\n')
+        end--;
+    for (; p < end; p++) {
+        if (*p == '\n')
+            luaL_addstring(b, "\n    ");
+        else
+            luaL_addchar(b, *p);
+    }
+}
+
 static int l_result_assert_ok(lua_State *L)
 {
     /* an optional message comes first in the report */
@@ -701,7 +818,14 @@ static int l_result_assert_ok(lua_State *L)
     lua_getfield(L, 1, "signal");
     lua_getfield(L, 1, "stdout");
     lua_getfield(L, 1, "stderr");
+    lua_getfield(L, LUA_REGISTRYINDEX, RUN_COMMANDS);
+    if (lua_istable(L, -1)) {
+        lua_pushvalue(L, 1);
+        lua_rawget(L, -2);
+        lua_remove(L, -2);
+    }
     const char *status = lua_tostring(L, 2);
+    const char *cmd = lua_tostring(L, 8); /* "vm 'x': command line", when vm:run made it */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     if (saved) {
@@ -716,12 +840,15 @@ static int l_result_assert_ok(lua_State *L)
     else
         lua_pushfstring(L, "command failed: timed out");
     luaL_addvalue(&b);
-    luaL_addstring(&b, "\n  stdout: ");
-    lua_pushvalue(L, 6);
-    luaL_addvalue(&b);
-    luaL_addstring(&b, "\n  stderr: ");
-    lua_pushvalue(L, 7);
-    luaL_addvalue(&b);
+    if (cmd) {
+        luaL_addstring(&b, "\n  command on ");
+        luaL_addstring(&b, cmd);
+    }
+    size_t outlen = 0, errlen = 0;
+    const char *out = lua_isstring(L, 6) ? lua_tolstring(L, 6, &outlen) : "";
+    const char *err = lua_isstring(L, 7) ? lua_tolstring(L, 7, &errlen) : "";
+    add_output_tail(&b, "stdout", out, outlen);
+    add_output_tail(&b, "stderr", err, errlen);
     luaL_pushresult(&b);
     luaL_where(L, 1);
     lua_insert(L, -2);

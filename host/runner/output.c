@@ -57,11 +57,18 @@ static void xml_attr(FILE *out, const char *name, const char *value)
     strbuf b;
     sb_init(&b);
     clean_text(&b, value, true);
-    /* newlines in attributes would be normalised to spaces by parsers */
-    for (size_t i = 0; i < b.len; i++)
-        if (b.s[i] == '\n' || b.s[i] == '\t')
-            b.s[i] = ' ';
-    fprintf(out, " %s=\"%s\"", name, b.s ? b.s : "");
+    /* a literal newline or tab in an attribute is normalised to a space by
+     * parsers; character references keep them */
+    fprintf(out, " %s=\"", name);
+    for (size_t i = 0; i < b.len; i++) {
+        if (b.s[i] == '\n')
+            fputs("&#10;", out);
+        else if (b.s[i] == '\t')
+            fputs("&#9;", out);
+        else
+            fputc(b.s[i], out);
+    }
+    fputc('"', out);
     sb_free(&b);
 }
 
@@ -84,12 +91,6 @@ static double jnum(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_number(v) ? json_number_value(v) : 0;
-}
-
-static char *first_line(const char *s)
-{
-    const char *nl = strchr(s, '\n');
-    return nl ? xasprintf("%.*s", (int)(nl - s), s) : xstrdup(s);
 }
 
 /* The log of a test: the framework gives lines, --json gives an array. */
@@ -177,9 +178,8 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
             fprintf(out, body ? ">\n" : "/>\n");
             if (strcmp(st, "failed") == 0) {
                 const char *msg = jstr(tc, "message");
-                char *head = first_line(msg);
                 fprintf(out, "      <failure");
-                xml_attr(out, "message", head);
+                xml_attr(out, "message", msg);
                 xml_attr(out, "type", "failure");
                 fprintf(out, ">");
                 xml_text(out, msg);
@@ -189,7 +189,6 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
                     xml_text(out, console);
                 }
                 fprintf(out, "</failure>\n");
-                free(head);
             } else if (strcmp(st, "skipped") == 0) {
                 fprintf(out, "      <skipped");
                 xml_attr(out, "message", *jstr(tc, "message") ? jstr(tc, "message") : "skipped");
@@ -205,12 +204,11 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
             free(log);
         }
         if (chunk_error) {
-            char *head = first_line(chunk_error);
             fprintf(out, "    <testcase");
             xml_attr(out, "name", "(file)");
             xml_attr(out, "classname", path_shown);
             fprintf(out, " time=\"%.3f\">\n      <error", jnum(r, "duration"));
-            xml_attr(out, "message", head);
+            xml_attr(out, "message", chunk_error);
             xml_attr(out, "type", json_is_true(json_object_get(r, "timed_out")) ? "timeout" : "error");
             fprintf(out, ">");
             xml_text(out, chunk_error);
@@ -220,7 +218,6 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
                 xml_text(out, console);
             }
             fprintf(out, "</error>\n    </testcase>\n");
-            free(head);
         }
         if (file_logs && file_logs[i] && *file_logs[i]) {
             fprintf(out, "    <system-out>");

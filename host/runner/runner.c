@@ -54,6 +54,7 @@ typedef struct {
 typedef struct {
     int files_passed, files_failed;
     int tests_passed, tests_failed, tests_skipped;
+    int tests_deselected; /* left out by --filter / --tag / --tag-meta: not run, not skipped */
 } totals;
 
 static int signal_pipe[2] = {-1, -1};
@@ -410,6 +411,8 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     t->tests_passed += passed;
     t->tests_failed += failed;
     t->tests_skipped += skipped;
+    if (r)
+        t->tests_deselected += (int)json_integer_value(json_object_get(r, "deselected"));
 
     json_t *line = r ? json_incref(r) : json_object();
     json_object_set_new(line, "path", json_string(f->shown));
@@ -726,7 +729,30 @@ static bool needs_prepass(const run_opts *o)
 
 static test_select no_name_filter;
 
-static void prepass(const pv_config *cfg, file_run *runs, size_t n, const run_opts *o, size_t *deselected)
+/* The selection options as given, e.g. "--filter alpha --tag smoke". */
+static const char *selection_text(const run_opts *o)
+{
+    static char buf[1024];
+    strbuf b;
+    sb_init(&b);
+    const test_select *s = &o->sel;
+    if (o->filter)
+        sb_addf(&b, " --filter %s", o->filter);
+    for (size_t i = 0; i < s->ntags; i++)
+        sb_addf(&b, " --tag %s", s->tags[i]);
+    for (size_t i = 0; i < s->nno_tags; i++)
+        sb_addf(&b, " --no-tag %s", s->no_tags[i]);
+    for (size_t i = 0; i < s->ntag_meta; i++)
+        sb_addf(&b, " --tag-meta %s", s->tag_meta[i]);
+    for (size_t i = 0; i < s->nno_tag_meta; i++)
+        sb_addf(&b, " --no-tag-meta %s", s->no_tag_meta[i]);
+    snprintf(buf, sizeof(buf), "%s", b.s ? b.s + 1 : "the selection");
+    sb_free(&b);
+    return buf;
+}
+
+static void prepass(const pv_config *cfg, file_run *runs, size_t n, const run_opts *o, size_t *deselected,
+                    int *tests_deselected)
 {
     no_name_filter = o->sel;
     no_name_filter.filter = NULL;
@@ -755,6 +781,7 @@ static void prepass(const pv_config *cfg, file_run *runs, size_t n, const run_op
         if (!any && !broken) {
             f->phase = F_SKIPPED;
             (*deselected)++;
+            *tests_deselected += (int)json_array_size(json_object_get(r, "tests"));
             events_emit("file_deselected", json_pack("{s:s}", "path", f->shown), 0);
         }
         json_decref(r);
@@ -912,12 +939,12 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
     for (size_t i = 0; i < files->n; i++)
         events_emit("file_discovered", json_pack("{s:s}", "path", runs[i].shown), 0);
     size_t deselected = 0;
-    prepass(cfg, runs, files->n, o, &deselected);
+    totals t = {0};
+    prepass(cfg, runs, files->n, o, &deselected, &t.tests_deselected);
     emit_pool(&pool);
     if (o->tap)
         tap_begin(stdout);
     int tap_n = 0;
-    totals t = {0};
     size_t next = 0, done = deselected;
     double timeout_s = o->timeout_ms / 1000.0;
     bool fail_stop = false;
@@ -1034,6 +1061,9 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
     } else {
         rc = t.files_failed ? 1 : 0;
         rerun_save(cfg, runs, files->n);
+        /* a selection that keeps nothing is a mistake (a typo in CI), not a pass */
+        if (!rc && needs_prepass(o) && t.tests_passed + t.tests_failed + t.tests_skipped == 0)
+            rc = PV_EXIT_NONE_SELECTED;
     }
     double total_s = now_s() - t0;
     char summary[512];
@@ -1047,10 +1077,15 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         printf("\n%s\n", summary);
         if (deselected)
             printf("%zu files deselected (no test matches the selection)\n", deselected);
+        if (t.tests_deselected)
+            printf("%d tests deselected (not run, not counted)\n", t.tests_deselected);
         if (not_run && !stop_signal)
             printf("%zu files not run (--fail-fast)\n", not_run);
     }
     fflush(stdout);
+    if (rc == PV_EXIT_NONE_SELECTED)
+        fprintf(stderr, "provium: no tests selected: %s kept none of the %d tests in %zu files (exit status %d)\n",
+                selection_text(o), t.tests_deselected, files->n, PV_EXIT_NONE_SELECTED);
     if (o->junit_path) {
         json_t **results = xcalloc(files->n, sizeof(json_t *));
         const char **logs = xcalloc(files->n, sizeof(char *));

@@ -8,6 +8,9 @@
 
 #include "../config/config.h"
 
+/* Exit status of a run whose --filter / --tag / --tag-meta selection kept no test. */
+#define PV_EXIT_NONE_SELECTED 5
+
 /* Per-test selection, evaluated inside each file (see lua_runner.c). */
 typedef struct {
     const char *filter;            /* test-name substring; NULL = any */

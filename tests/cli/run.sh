@@ -124,6 +124,8 @@ expect_rc 0
 expect_out "usage: provium"
 expect_out "--timeout"
 expect_out "--config"
+expect_out "5 --filter/--tag/--tag-meta"
+expect_out "selected no test (\"no tests selected\")"
 end_check
 
 pv --version

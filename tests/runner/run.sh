@@ -322,6 +322,48 @@ sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/ok.tap"
 prove -e cat "$T/ok.tap" >"$T/prove.out" 2>&1 || problem "prove failed: $(tr '\n' ' ' <"$T/prove.out")"
 end_check
 
+# the same assertion text in every output format
+pv --json $FIX/text
+cp "$TD.out" "$T/text.json"
+pv --junit "$T/text.xml" $FIX/text
+pv --tap $FIX/text
+sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/text.tap"
+perl -MTAP::Parser -MJSON::PP -e 'my $p = TAP::Parser->new({source => $ARGV[0]}); my @m;
+  while (my $r = $p->next) { push @m, $r->data->{message} if $r->is_yaml }
+  print JSON::PP->new->encode(\@m)' "$T/text.tap" >"$T/text.tapmsg" 2>"$T/perl.err"
+prove -e cat "$T/text.tap" >"$T/text.prove" 2>&1
+pv -v $FIX/text
+begin "assertion text: escaped once, several lines as a diff, identical in text, --json, --junit and --tap"
+expect_rc 1
+expect_out 'uname -r: expected "5.10.0\n", got "6.1.192\n"'
+expect_re '^        -B$'
+expect_re '^        \+b$'
+expect_out 'got "say \"hi\"\\\x01"'
+expect_no_out '\\n'
+expect_re '^        log: a log line$'
+grep -qE '^        log: ?$' <<<"$OUT" && problem "t:log(\"...\\n\") printed an empty log line"
+xmllint --noout --schema tests/runner/junit.xsd "$T/text.xml" >"$T/xmllint.err" 2>&1 ||
+    problem "xmllint: $(tail -n2 "$T/xmllint.err" | tr '\n' ' ')"
+grep -q "Parse errors" "$T/text.prove" && problem "prove: $(grep -A2 'Parse errors' "$T/text.prove" | tr '\n' ' ')"
+grep -qE "Tests: 3 Failed: 3" "$T/text.prove" || problem "prove did not see 3 tests / 3 failures: $(tr '\n' ' ' <"$T/text.prove")"
+py '
+import json, sys, xml.etree.ElementTree as ET
+r = json.loads(open(sys.argv[1]).read())
+msgs = [t["message"] for t in r["tests"]]
+assert len(msgs) == 3, msgs
+assert msgs[0].endswith("uname -r: expected \"5.10.0\\n\", got \"6.1.192\\n\""), msgs[0]
+assert "\n--- expected\n+++ actual\n@@ -1,3 +1,3 @@\n a\n-B\n+b\n c\td" in msgs[1], msgs[1]
+assert [t["log"] for t in r["tests"]][1] == ["a log line"], r["tests"][1]
+cases = ET.parse(sys.argv[2]).getroot().findall("testsuite/testcase")
+junit_attr = [c.find("failure").get("message") for c in cases]
+junit_body = [c.find("failure").text for c in cases]
+assert junit_attr == msgs, ("junit message=", junit_attr, msgs)
+assert junit_body == msgs, ("junit body", junit_body, msgs)
+tap = json.load(open(sys.argv[3]))
+assert tap == msgs, ("tap", tap, msgs)
+' "$T/text.json" "$T/text.xml" "$T/text.tapmsg"
+end_check
+
 pv --tap --json $FIX/basic
 begin "--tap with --json is a usage error"
 expect_rc 2
@@ -359,34 +401,80 @@ expect_re '^1 files:'
 end_check
 
 pv -v --filter "fails on" $FIX/basic
-begin "--filter matching a test name runs that file; other tests are skipped with the reason"
+begin "--filter matching a test name runs that test; the others are deselected, not skipped"
 expect_rc 1
-expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua \(0 passed, 1 failed, 1 skipped\)'
-expect_out "not selected by --filter fails on"
+expect_re '^FAIL tests/runner/fixtures/basic/fail\.test\.lua \(0 passed, 1 failed, 0 skipped\)'
+expect_no_out "not selected by"
+expect_no_out "    SKIP passes"
 expect_re '^1 files:'
 expect_out "4 files deselected"
+expect_re '^[0-9]+ tests deselected'
 end_check
 
 pv -v --tag smoke $FIX/basic
-begin "--tag: tests with the tag run, others skip with the reason; files without any are not run"
+begin "--tag: tests with the tag run, the others are deselected; files without any are not run"
 expect_rc 0
-expect_re '^PASS tests/runner/fixtures/basic/tags\.test\.lua \(2 passed, 0 failed, 3 skipped\)'
-expect_out "not selected by --tag smoke"
+expect_re '^PASS tests/runner/fixtures/basic/tags\.test\.lua \(2 passed, 0 failed, 0 skipped\)'
+expect_no_out "not selected by --tag smoke"
 expect_re '^1 files:'
+end_check
+
+pv --json --tag smoke $FIX/basic/tags.test.lua
+begin "--json: deselected tests are left out of tests[] and counted in deselected"
+expect_rc 0
+py '
+import json, sys
+r = json.loads(sys.argv[1])
+assert [t["name"] for t in r["tests"]] == ["smoke fast", "smoke flaky"], r["tests"]
+assert r["deselected"] == 3, r
+' "$STDOUT"
+end_check
+
+pv --filter "no such test" $FIX/basic
+begin "--filter that selects no test: exit 5, 'no tests selected', nothing counted as skipped"
+expect_rc 5
+expect_out "no tests selected: --filter no such test kept none of"
+expect_re '; 0 tests: 0 passed, 0 failed, 0 skipped;'
+end_check
+
+pv --tag nosuchtag --json $FIX/basic
+begin "--tag that selects no test: exit 5 under --json too"
+expect_rc 5
+grep -qF "no tests selected: --tag nosuchtag" <<<"$STDERR" || problem "stderr lacks the line"
+end_check
+
+pv --tag smoke --no-tag smoke $FIX/basic/tags.test.lua
+begin "--no-tag that removes every tagged test: exit 5"
+expect_rc 5
+expect_out "no tests selected"
+end_check
+
+pv --filter "no such test" --shard 2/2 $FIX/basic/pass.test.lua
+begin "an empty --shard slice exits 0 even with a selection"
+expect_rc 0
+expect_no_out "no tests selected"
+end_check
+
+mkdir -p "$T/emptydir"
+pv --filter "no such test" "$T/emptydir"
+begin "an empty directory exits 0 even with a selection"
+expect_rc 0
+expect_no_out "no tests selected"
 end_check
 
 pv -v --tag smoke --no-tag flaky $FIX/basic/tags.test.lua
 begin "--no-tag wins over --tag"
 expect_rc 0
-expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '\(1 passed, 0 failed, 0 skipped\)'
 expect_re '^    ok   smoke fast$'
-expect_out "excluded by --no-tag flaky"
+expect_no_out "smoke flaky"
+expect_out "4 tests deselected"
 end_check
 
 pv -v --tag-meta subsystems=peinit --tag-meta subsystems=other $FIX/basic/tags.test.lua
 begin "--tag-meta: OR within a key (list values)"
 expect_rc 0
-expect_re '\(2 passed, 0 failed, 3 skipped\)'
+expect_re '\(2 passed, 0 failed, 0 skipped\)'
 expect_re '^    ok   subsystem peinit$'
 expect_re '^    ok   subsystem other$'
 end_check
@@ -394,16 +482,42 @@ end_check
 pv -v --tag-meta subsystems=peinit --tag-meta subsystems=other --tag-meta area=net $FIX/basic/tags.test.lua
 begin "--tag-meta: AND across keys"
 expect_rc 0
-expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '\(1 passed, 0 failed, 0 skipped\)'
 expect_re '^    ok   subsystem other$'
 end_check
 
 pv -v --tag-meta area=boot --no-tag-meta subsystems=loregd $FIX/basic/tags.test.lua
 begin "--no-tag-meta wins over --tag-meta"
 expect_rc 0
-expect_re '\(1 passed, 0 failed, 4 skipped\)'
+expect_re '\(1 passed, 0 failed, 0 skipped\)'
 expect_re '^    ok   smoke fast$'
-expect_out "excluded by --no-tag-meta subsystems=loregd"
+expect_no_out "subsystem peinit"
+end_check
+
+pv --json $FIX/classic
+begin "classic dialect: tests run in place, mixed files run function(t) tests after the top level; declaration order in the report"
+expect_rc 0
+py '
+import json, sys
+r = {json.loads(l)["path"].split("/")[-1]: json.loads(l) for l in sys.argv[1].splitlines() if l.strip()}
+m, o = r["mixed.test.lua"], r["order.test.lua"]
+assert m["passed"] and o["passed"], r
+assert [t["name"] for t in m["tests"]] == ["newer a", "classic b", "newer c", "classic d"], m["tests"]
+assert [t["name"] for t in o["tests"]] == ["alpha one", "beta", "alpha two"], o["tests"]
+' "$STDOUT"
+end_check
+
+pv --json --filter alpha $FIX/classic
+begin "--filter selects classic tests too: the others are neither run nor reported"
+expect_rc 0
+py '
+import json, sys
+r = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(r) == 1 and r[0]["path"].endswith("classic/order.test.lua"), r
+assert r[0]["passed"] and r[0]["chunk_error"] is None, r
+assert [(t["name"], t["status"]) for t in r[0]["tests"]] == [("alpha one", "passed"), ("alpha two", "passed")], r
+assert r[0]["deselected"] == 1, r
+' "$STDOUT"
 end_check
 
 pv --tag-meta novalue $FIX/basic
