@@ -95,6 +95,7 @@ cli-tests: all image kmod
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
 	tests/cli/accel.sh
+	tests/cli/repl.sh
 
 runner-tests: all image
 	tests/runner/run.sh
