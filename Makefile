@@ -96,6 +96,7 @@ cli-tests: all image kmod
 	tests/cli/fixture_cache.sh
 	tests/cli/accel.sh
 	tests/cli/repl.sh
+	tests/cli/lsp.sh
 
 runner-tests: all image
 	tests/runner/run.sh
