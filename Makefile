@@ -97,6 +97,7 @@ cli-tests: all image kmod
 	tests/cli/accel.sh
 	tests/cli/repl.sh
 	tests/cli/lsp.sh
+	tests/cli/guide_claims.sh
 
 runner-tests: all image
 	tests/runner/run.sh

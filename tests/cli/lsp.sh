@@ -8,16 +8,10 @@
 # Run after `make all image`: tests/cli/lsp.sh
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT" || exit 2
-# shellcheck source=../lib/checks.sh
-. "$ROOT/tests/lib/checks.sh"
-PROVIUM=$ROOT/build/provium
-LIMIT=${PROVIUM_CLI_LIMIT:-120}
-STUBTEST=$ROOT/tests/e2e/lsp_stubs.test.lua
-[ -x "$PROVIUM" ] && [ -e "$ROOT/build/image/vmlinux" ] || { echo "Bail out! run 'make all image' first" >&2; exit 2; }
-T=$(mktemp -d /tmp/pvlsp.XXXXXX)
+# shellcheck source=../lib/vm_scripts.sh
+. "$ROOT/tests/lib/vm_scripts.sh"
 trap 'rm -rf "$T"' EXIT
-export PROVIUM_CACHE_DIR=$T/cache
+STUBTEST=$ROOT/tests/e2e/lsp_stubs.test.lua
 
 run() {
     local t0

@@ -11,20 +11,9 @@
 # timeout(1); PROVIUM_CLI_LIMIT, default 120 s, bounds the boot).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT" || exit 2
-# shellcheck source=../lib/checks.sh
-. "$ROOT/tests/lib/checks.sh"
-PROVIUM=$ROOT/build/provium
+# shellcheck source=../lib/vm_scripts.sh
+. "$ROOT/tests/lib/vm_scripts.sh"
 CONF=$ROOT/tests/cli/configs/cli.toml
-LIMIT=${PROVIUM_CLI_LIMIT:-120}
-for f in "$PROVIUM" "$ROOT/build/image/vmlinux" "$ROOT/build/image/initrd.cpio"; do
-    [ -e "$f" ] || { echo "Bail out! $f is missing; run 'make all image'" >&2; exit 2; }
-done
-command -v python3 >/dev/null || { echo "Bail out! python3 is needed" >&2; exit 2; }
-
-# Short: provium ignores a TMPDIR longer than 40 bytes.
-T=$(mktemp -d /tmp/pvrepl.XXXXXX)
-export PROVIUM_CACHE_DIR=$T/cache
 REPL_PID=
 cleanup() {
     [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null
