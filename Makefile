@@ -97,6 +97,9 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/fixture_cache.sh
 	tests/cli/accel.sh
 	tests/cli/kernel_health.sh
+	tests/cli/repl.sh
+	tests/cli/lsp.sh
+	tests/cli/guide_claims.sh
 
 runner-tests: all image
 	tests/runner/run.sh

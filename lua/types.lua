@@ -16,26 +16,31 @@ function RunResult:ok() end
 ---@return RunResult
 function RunResult:assert_ok(msg) end
 
----@class Stream
-local Stream = {}
+---@class StreamBase what Streams and ConsoleStreams share
+local StreamBase = {}
 ---@param timeout? number|string
 ---@return string|nil
-function Stream:next(timeout) end
+function StreamBase:next(timeout) end
 ---@param pattern string
 ---@param timeout? number|string
 ---@return string
-function Stream:read_until(pattern, timeout) end
+function StreamBase:read_until(pattern, timeout) end
 ---@param pattern string
 ---@param timeout? number|string
-function Stream:expect(pattern, timeout) end
+function StreamBase:expect(pattern, timeout) end
 ---@param timeout? number|string
 ---@return string[]
-function Stream:drain(timeout) end
+function StreamBase:drain(timeout) end
 ---@return boolean
-function Stream:eof() end
-function Stream:close() end
+function StreamBase:eof() end
+function StreamBase:close() end
+
+---@class Stream: StreamBase
+local GuestStream = {}
 ---@return {file: string, line: integer}|nil
-function Stream:creation_site() end
+function GuestStream:creation_site() end
+---@return "tail_file"|"fd_stream"|"file_tail_stream"|"proc_stdout_stream"|"proc_stderr_stream"
+function GuestStream:kind() end
 
 ---@class File
 local File = {}
@@ -58,6 +63,8 @@ function File:fd() end
 function File:close() end
 ---@return Stream
 function File:tail_stream() end
+---@return {file: string, line: integer}|nil
+function File:creation_site() end
 
 ---@class Process
 local Process = {}
@@ -115,7 +122,136 @@ function Snapshot:delete() end
 ---@field out_bufs string[]
 ---@field out_data string|nil
 
----@class VM
+---@class Output
+---@field value string
+local Output = {}
+---@param sub string
+---@return boolean
+function Output:contains(sub) end
+---@param prefix string
+---@return boolean
+function Output:starts_with(prefix) end
+---@return string
+function Output:trim() end
+
+---@class ExecResult classic result of vm:exec
+---@field ok boolean
+---@field exit_code integer
+---@field stdout Output
+---@field stderr Output
+
+---@class Batch builder passed to the function given to vm:batch
+local Batch = {}
+function Batch:read_file(path) end
+function Batch:write_file(path, data, mode) end
+function Batch:stat(path) end
+function Batch:listdir(path) end
+function Batch:mkdir(path, opts) end
+function Batch:unlink(path) end
+function Batch:rename(from, to) end
+function Batch:syscall(nr, ...) end
+function Batch:ping() end
+
+---@class ConsoleStream: StreamBase a Stream over the serial console log
+
+---@class Console
+local Console = {}
+---@return string
+function Console:read_log() end
+---@param data string
+function Console:write(data) end
+---@param text string
+---@param timeout? number|string
+---@return string
+function Console:expect(text, timeout) end
+---@return ConsoleStream
+function Console:read() end
+
+---@class AsyncSyscall
+local AsyncSyscall = {}
+---@param timeout? number|string
+---@return SyscallResult|integer
+function AsyncSyscall:await(timeout) end
+---@return boolean
+function AsyncSyscall:done() end
+function AsyncSyscall:close() end
+
+---@class PushFileOpts
+---@field perm? integer permission bits of the guest file (default: the host file's)
+
+---@class Guest what VMs and workers both do
+local Guest = {}
+---@return string
+function Guest:name() end
+---@return string
+function Guest:profile() end
+---@return "created"|"booted"|"paused"|"shutdown"|"dead"
+function Guest:state() end
+function Guest:close() end
+---@return number
+function Guest:boot_seconds() end
+---@return string
+function Guest:console_log() end
+---@return string|nil
+function Guest:cid() end
+---@return boolean
+function Guest:is_quiescent() end
+---@return true
+function Guest:ping() end
+function Guest:reconnect() end
+---@param cmd string|table
+---@param args_or_opts? table
+---@param opts? table
+---@return RunResult
+function Guest:run(cmd, args_or_opts, opts) end
+---@return Process
+function Guest:run_async(cmd, args_or_opts, opts) end
+---@return ExecResult
+function Guest:exec(cmd, args_or_opts) end
+---@param path string
+---@return string
+function Guest:read_file(path) end
+---@param path string
+---@param data string
+---@param mode? integer
+function Guest:write_file(path, data, mode) end
+---@param host_path string relative: resolved against the directory of the Lua file that calls it
+---@param guest_path string
+---@param opts? PushFileOpts
+function Guest:push_file(host_path, guest_path, opts) end
+---@return {size: integer, mtime: number, mtime_ns: integer, perm: integer, entry_type: string}
+function Guest:stat(path) end
+---@return {name: string, entry_type: string}[]
+function Guest:listdir(path) end
+---@param opts? {perm?: integer, parents?: boolean}
+function Guest:mkdir(path, opts) end
+function Guest:unlink(path) end
+function Guest:rename(from, to) end
+---@param mode {read?: boolean, write?: boolean, create?: boolean, truncate?: boolean, append?: boolean, exclusive?: boolean, perm?: integer}
+---@return File
+function Guest:open_file(path, mode) end
+---@return integer
+function Guest:open_file_count() end
+---@return integer
+function Guest:open_stream_count() end
+---@param opts? {start?: "end"|"beginning"|"start"|integer}
+---@return Stream
+function Guest:tail_file(path, opts) end
+---@return Stream
+function Guest:fd_stream(fd_or_file) end
+---@return SyscallResult|integer
+function Guest:syscall(nr, ...) end
+---@return SyscallResult
+function Guest:ioctl(fd_or_file, cmd, data, opts) end
+---@return Clock
+function Guest:clock() end
+---@param fn fun(b: Batch)
+---@return table[]
+function Guest:batch(fn) end
+---@return Console
+function Guest:console() end
+
+---@class VM: Guest
 local VM = {}
 ---@param opts? table
 ---@return VM
@@ -125,71 +261,79 @@ function VM:pause() end
 function VM:resume() end
 function VM:reset() end
 function VM:power_button() end
-function VM:close() end
----@return string
-function VM:name() end
----@return string
-function VM:profile() end
----@return "created"|"booted"|"paused"|"shutdown"|"dead"
-function VM:state() end
----@param cmd string|table
----@param args_or_opts? table
----@param opts? table
----@return RunResult
-function VM:run(cmd, args_or_opts, opts) end
----@return Process
-function VM:run_async(cmd, args_or_opts, opts) end
----@return table classic result {ok, exit_code, stdout, stderr}
-function VM:exec(cmd, args_or_opts) end
----@param path string
----@return string
-function VM:read_file(path) end
----@param path string
 ---@param data string
----@param mode? integer
-function VM:write_file(path, data, mode) end
----@param host_path string
----@param guest_path string
-function VM:push_file(host_path, guest_path) end
----@return {size: integer, mtime: number, mtime_ns: integer, perm: integer, entry_type: string}
-function VM:stat(path) end
----@return {name: string, entry_type: string}[]
-function VM:listdir(path) end
-function VM:mkdir(path, opts) end
-function VM:unlink(path) end
-function VM:rename(from, to) end
----@param mode {read?: boolean, write?: boolean, create?: boolean, truncate?: boolean, append?: boolean, exclusive?: boolean, perm?: integer}
----@return File
-function VM:open_file(path, mode) end
----@return Stream
-function VM:tail_file(path, opts) end
----@return Stream
-function VM:fd_stream(fd_or_file) end
----@return SyscallResult|integer
-function VM:syscall(nr, ...) end
----@return SyscallResult
-function VM:ioctl(fd_or_file, cmd, data, opts) end
----@return Clock
-function VM:clock() end
----@return table[]
-function VM:batch(fn) end
+function VM:console_write(data) end
+---@param path? string
 ---@return Snapshot
 function VM:snapshot(path) end
 ---@return VM
 function VM:restore(snap_or_path) end
----@return VM
+---@param opts? {thread?: boolean}
+---@return Worker
 function VM:spawn_worker(opts) end
----@return VM
+---@param opts? {thread?: boolean}
+---@return Worker
 function VM:spawn(opts) end
----@return table
-function VM:console() end
+
+---@class Worker: Guest a second agent in the guest (vm:spawn_worker); VM-only calls raise
+local Worker = {}
+---@return integer
+function Worker:pid() end
+---@return integer
+function Worker:id() end
+---@return boolean
+function Worker:is_thread() end
+---@return boolean
+function Worker:alive() end
+function Worker:kill() end
+---@param timeout? number|string
+---@return true
+function Worker:join(timeout) end
+---@return AsyncSyscall
+function Worker:syscall_async(nr, ...) end
+
+---@class LabSnapshot
+local LabSnapshot = {}
+---@return string
+function LabSnapshot:path() end
+---@return integer
+function LabSnapshot:size() end
+function LabSnapshot:delete() end
 
 ---@class Lab
 local Lab = {}
+---@return string
+function Lab:name() end
+---@param name string
+---@param profile? string
+---@param opts? table
 ---@return VM
 function Lab:vm(name, profile, opts) end
+---@param name? string
 ---@return Lab
 function Lab:lab(name) end
+---@param x VM|Lab|(VM|Lab)[]
+function Lab:include(x) end
+---@param x string|VM|Lab
+function Lab:remove(x) end
+---@return {kind: "vm"|"sub_lab", name: string}[]
+function Lab:members() end
+---@return string[]
+function Lab:vm_names() end
+---@return string[]
+function Lab:sub_lab_names() end
+---@return string[]
+function Lab:bridge_names() end
+---@return Lab
+function Lab:boot() end
+function Lab:shutdown() end
+function Lab:pause() end
+function Lab:resume() end
+---@param dir? string
+---@return LabSnapshot|string
+function Lab:snapshot(dir) end
+---@param snap_or_dir LabSnapshot|string
+function Lab:restore(snap_or_dir) end
 
 ---@class T
 ---@field name string
@@ -213,20 +357,36 @@ function T:log(...) end
 provium = {}
 ---@return VM
 function provium:vm(name, profile, opts) end
+---@param name string
 ---@return VM
+---@overload fun(name: string): VM
 function provium:vm_fixture(name) end
+---@param name string
 ---@return Lab
+---@overload fun(name: string): Lab
 function provium:lab_fixture(name) end
 ---@return VM
 function provium.create(profile, opts) end
 ---@return VM
 function provium.fixture(name) end
+---@param path string
+---@overload fun(self: Provium, path: string)
+function provium.depends_on_file(path) end
 function provium.shutdown_all() end
+---@param resources {memory?: integer|string, cpus?: integer}
 function provium:claim(resources) end
 function provium:barrier(name, count, timeout) end
+---@param ... fun()
 function provium:parallel(...) end
+---@param fmt string
 ---@return string
+---@overload fun(self: Provium, fmt: string, ...): string
 function provium.pack(fmt, ...) end
+---@param fmt string
+---@param data string
+---@param pos? integer
+---@return any ...
+---@overload fun(self: Provium, fmt: string, data: string, pos?: integer): any ...
 function provium.unpack(fmt, data, pos) end
 
 ---@param name string
@@ -240,6 +400,7 @@ function wait_until(pred, opts) end
 function assert_eq(a, b, msg) end
 function assert_contains(haystack, needle, msg) end
 
+---@class Json
 json = {}
 ---@return string
 function json.encode(value) end

@@ -409,7 +409,7 @@ static void mark_dead(pv_vm *vm, const char *why)
 }
 
 /* Per-test deadline set by the framework: no wait outlives it. */
-static int64_t global_deadline;
+static volatile int64_t global_deadline;
 
 void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms; }
 
@@ -461,9 +461,10 @@ static void watch_console(pv_vm *vm)
 
 static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
 {
-    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
-        deadline = global_deadline;
     for (;;) {
+        /* re-read each slice: the REPL's Ctrl-C moves it during a wait */
+        if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
+            deadline = global_deadline;
         if (vm->in_len >= PV_HDR_SIZE) {
             if (pv_hdr_decode(vm->in, hdr) != 0) {
                 snprintf(err, errlen, "VM '%s': agent sent a frame of %u bytes, over the %u byte limit", vm->name,

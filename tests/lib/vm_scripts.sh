@@ -1,0 +1,18 @@
+# Shared start of the shell test scripts that boot VMs (tests/cli/repl.sh,
+# lsp.sh, guide_claims.sh), sourced with ROOT set to the repository root:
+# cds there, loads the check harness (tests/lib/checks.sh), sets PROVIUM and
+# LIMIT (PROVIUM_CLI_LIMIT, default 120 s, bounds any single provium run),
+# bails out without a build or python3, and makes T, a short private scratch
+# directory (provium ignores a TMPDIR over 40 bytes) that also holds the
+# guest-initrd cache. The script removes T in its EXIT trap.
+cd "$ROOT" || exit 2
+# shellcheck source=checks.sh
+. "$ROOT/tests/lib/checks.sh"
+PROVIUM=$ROOT/build/provium
+LIMIT=${PROVIUM_CLI_LIMIT:-120}
+for f in "$PROVIUM" "$ROOT/build/image/vmlinux" "$ROOT/build/image/initrd.cpio"; do
+    [ -e "$f" ] || { echo "Bail out! $f is missing; run 'make all image'" >&2; exit 2; }
+done
+command -v python3 >/dev/null || { echo "Bail out! python3 is needed" >&2; exit 2; }
+T=$(mktemp -d /tmp/pvvm.XXXXXX)
+export PROVIUM_CACHE_DIR=$T/cache
