@@ -173,12 +173,7 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-    {
         o->memory = opt_size(L, -1, "memory");
-        char why[160];
-        if (config_check_memory(o->memory, why, sizeof(why)) != 0)
-            luaL_error(L, "boot option %s", why);
-    }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)

@@ -675,6 +675,12 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     }
     vm->mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
     vm->cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
+    char why[200];
+    /* before QEMU starts (a local profile's memory is only a pool charge) */
+    if (config_check_memory(vm->mem_bytes, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "VM '%s': boot option %s", vm->name, why);
+        return -1;
+    }
     vm->has_rng_seed = opts->has_rng_seed;
     vm->rng_seed = opts->rng_seed;
     free(vm->cmdline);
