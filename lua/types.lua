@@ -281,13 +281,17 @@ local Worker = {}
 function Worker:pid() end
 ---@return integer
 function Worker:id() end
+---@return integer the same number as id()
+function Worker:handle() end
 ---@return boolean
 function Worker:is_thread() end
 ---@return boolean
 function Worker:alive() end
-function Worker:kill() end
+---@param sig? string|integer without it the worker ends; with it, its run_async processes get sig
+---@return integer|nil signalled how many processes were signalled (with sig)
+function Worker:kill(sig) end
 ---@param timeout? number|string
----@return true
+---@return {alive: integer, waited: integer}
 function Worker:join(timeout) end
 ---@return AsyncSyscall
 function Worker:syscall_async(nr, ...) end
@@ -347,6 +351,10 @@ function T:assert_contains(haystack, needle, msg) end
 ---@param msg? string names the call in the failure; any other arguments go to fn
 ---@return any
 function T:assert_raises(fn, msg, ...) end
+---@param kind string "WARNING", "oops", "KASAN", "lockdep", "hung_task", ... or text of the report's title
+---@param fn function
+---@return {vm: string, kind: string, title: string, text: string}[] the matching kernel reports
+function T:expect_kernel_report(kind, fn) end
 function T:fail(msg) end
 function T:skip(reason) end
 function T:log(...) end
