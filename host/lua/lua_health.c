@@ -57,9 +57,11 @@ static int check_vm(lua_State *L, lvm *v, int reports, int logs)
         push_report(L, reports, vm->name, found.v[i].kind, found.v[i].title, found.v[i].text, allowed);
     /* the taint moved to a bad flag but no report was readable (e.g. the
      * records were overwritten): still a failure, with what is known */
-    unsigned long long before = v->taint_generation == vm->generation ? v->taint : 0;
+    /* generation + 1: a first boot leaves generation at 0, and 0 means "never" */
+    bool same_boot = v->taint_generation == vm->generation + 1;
+    unsigned long long before = same_boot ? v->taint : 0;
     unsigned long long fresh = taint & ~before & BAD_TAINT;
-    if (fresh && found.n == 0 && v->taint_generation == vm->generation) {
+    if (fresh && found.n == 0 && same_boot) {
         char *names = kreport_taint_text(fresh);
         char *title = xasprintf("kernel tainted: %s", names);
         push_report(L, reports, vm->name, "taint", title, "", allowed);
@@ -68,9 +70,9 @@ static int check_vm(lua_State *L, lvm *v, int reports, int logs)
     }
     /* the first drain after a boot holds the boot log: its reports count,
      * but it is not "what the kernel wrote during the test" */
-    bool boot_log = v->taint_generation != vm->generation;
+    bool boot_log = !same_boot;
     v->taint = taint;
-    v->taint_generation = vm->generation;
+    v->taint_generation = vm->generation + 1;
     if (*text && !boot_log) {
         lua_pushstring(L, text);
         lua_setfield(L, logs, vm->name);

@@ -31,7 +31,7 @@ typedef struct lvm {
     struct lvm *next; /* all VMs of this process, for last-resort cleanup */
     uint32_t chan_base; /* 0 for a VM; a Worker's channel (lua_worker.c) */
     unsigned long long taint; /* the kernel's taint flags at the last health check */
-    unsigned taint_generation; /* vm->generation when taint was read (0: never) */
+    unsigned taint_generation; /* vm->generation + 1 when taint was read (0: never) */
 } lvm;
 
 lvm *pv_check_vm(lua_State *L, int idx);

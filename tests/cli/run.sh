@@ -571,7 +571,7 @@ begin "lsp-setup writes type stubs and .luarc.json"
 expect_rc 0
 [ -s "$T/lsp/.provium/types/provium.lua" ] || problem "no stubs written"
 grep -q '"workspace.library"' "$T/lsp/.luarc.json" 2>/dev/null || problem "no .luarc.json"
-grep -q 'function VM:run' "$T/lsp/.provium/types/provium.lua" 2>/dev/null || problem "stubs lack VM:run"
+grep -qE 'function (VM|Guest):run' "$T/lsp/.provium/types/provium.lua" 2>/dev/null || problem "stubs lack VM:run"
 end_check
 
 W=$T/watch
