@@ -531,19 +531,27 @@ local function lab_vms(lab)
   return out
 end
 
--- Boots every created VM; all or nothing: when one fails, those this call
--- booted are shut down again and the error names the VM.
+-- Boots every created VM; all or nothing: every member is tried, and when
+-- any fails, those this call booted are shut down again and the error names
+-- the action and each failed VM with its reason.
 local function lab_boot(lab)
-  local booted = {}
+  local booted, failed = {}, {}
   for _, vm in ipairs(lab_vms(lab)) do
     if vm:state() == "created" or vm:state() == "shutdown" then
       local ok, err = pcall(vm.boot, vm)
-      if not ok then
-        for _, b in ipairs(booted) do pcall(b.shutdown, b) end
-        error(err, 3)
-      end
-      booted[#booted + 1] = vm
+      if ok then booted[#booted + 1] = vm else failed[#failed + 1] = {vm:name(), tostring(err)} end
     end
+  end
+  if #failed > 0 then
+    for _, b in ipairs(booted) do pcall(b.shutdown, b) end
+    if #failed == 1 and #booted == 0 then error(failed[1][2], 3) end
+    local names, lines = {}, {}
+    for _, f in ipairs(failed) do
+      names[#names + 1] = f[1]
+      lines[#lines + 1] = "  " .. f[1] .. ": " .. f[2]
+    end
+    error(string.format("lab '%s': boot failed for %d of %d VMs (%s):\n%s", lab:name(), #failed,
+      #failed + #booted, table.concat(names, ", "), table.concat(lines, "\n")), 3)
   end
   return lab
 end
@@ -989,6 +997,7 @@ function P.run_file(chunk)
       report.passed = false
     end
     for i, entry in ipairs(baseline ~= false and tests or {}) do
+      P.test_index = i -- a claim inside a test is one-shot per test (lua_runner.c)
       event("test_started", {name = entry.name, meta = entry.meta})
       local r
       local rok, rerr = true, nil

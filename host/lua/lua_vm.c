@@ -167,12 +167,7 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-    {
-        o->memory = opt_size(L, -1, "memory");
-        char why[160];
-        if (config_check_memory(o->memory, why, sizeof(why)) != 0)
-            luaL_error(L, "boot option %s", why);
-    }
+        o->memory = opt_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
@@ -271,6 +266,11 @@ static int l_vm_boot(lua_State *L)
         o.nfiles = per.nfiles;
     }
     char err[8192];
+    /* a local profile has no guest kernel: its memory only counts in the pool */
+    if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
+        free_opts(&per);
+        return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
+    }
     pv_forget_open(v);
     int rc = vm_boot(v->vm, &o, err, sizeof(err));
     free_opts(&per);
