@@ -133,8 +133,45 @@ assert sorted(acq) == sorted(rel), "acquired %r released %r" % (acq, rel)
 assert any(p.endswith("small.test.lua") for p in acq), "no claim_acquired for small: %r" % acq
 assert "claim_refused" in kinds, "no claim_refused event"
 last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
-assert last["used"]["memory"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
+assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
 ' "$T/claims.jsonl"
+end_check
+
+# ---------------------------------------------------------------- VM boots charged to claims and the pool
+
+pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
+begin "hold and wait without claims: exactly one boot fails at once, naming the deadlock and provium:claim"
+expect_rc 1
+[ "$ELAPSED" -lt 10000 ] || problem "took ${ELAPSED} ms"
+py '
+import json, sys
+files = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(files) == 2, files
+fails = [t["message"] for f in files for t in f["tests"] if t["status"] == "failed"]
+assert len(fails) == 1, "expected one failed boot: %r" % fails
+assert "the pool is deadlocked" in fails[0] and "provium:claim" in fails[0], fails[0]
+assert all(f["chunk_error"] is None and f["timeout"] == "in_time" for f in files), files
+ev = [json.loads(l) for l in open(sys.argv[2])]
+assert any(e["kind"] == "boot_refused" and e["payload"]["reason"] == "deadlock" for e in ev), "no boot_refused"
+last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
+assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
+' "$STDOUT" "$T/dl.jsonl"
+end_check
+
+pv --json --mem 4G --cpus 2 $FIX/charge
+begin "boots are charged to the claim: past it fails fast; test-scope claims, memory_bytes, zero claims"
+expect_rc 0
+py '
+import json, sys
+files = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(files) == 2 and all(f["passed"] for f in files), [(f["path"], [(t["name"], t["message"]) for t in f["tests"]], f["chunk_error"]) for f in files]
+' "$STDOUT"
+end_check
+
+pv --json --mem 4G --cpus 1 --save-events $T/unclaimed.jsonl $FIX/deadlock/a_hold_and_wait.test.lua
+begin "an unclaimed file past the whole pool is refused at once ('exceeds pool total')"
+expect_rc 1
+expect_out "exceeds pool total"
 end_check
 
 pv --mem 100M $FIX/basic/pass.test.lua
