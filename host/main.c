@@ -347,10 +347,14 @@ int main(int argc, char **argv)
                         c == O_CPUS ? "cpus" : "cpu-overcommit", optarg);
                 return 2;
             }
-            if (c == O_CPUS)
+            if (c == O_CPUS) {
                 o.pool_cpus = v;
-            else
+            } else {
                 o.overcommit = v < 0.5 ? 0.5 : v > 8 ? 8 : v;
+                if (o.overcommit != v)
+                    fprintf(stderr, "provium: --cpu-overcommit %s clamped to %g (the allowed range is 0.5 to 8)\n",
+                            optarg, o.overcommit);
+            }
             break;
         }
         case O_FIXTURES:
@@ -411,6 +415,11 @@ int main(int argc, char **argv)
     char *const *paths = optind < argc ? argv + optind : cfg.nroots ? cfg.roots : here;
     size_t npaths = optind < argc ? (size_t)(argc - optind) : cfg.nroots ? cfg.nroots : 1;
     uint64_t stamp = watch_stamp(paths, npaths, cfg.path);
+    strbuf searched;
+    sb_init(&searched);
+    for (size_t i = 0; i < npaths; i++)
+        sb_addf(&searched, "%s%s", i ? ", " : "", paths[i]);
+    o.searched = searched.s;
     for (;;) {
         file_list_free(&files);
         rc = discover_files(paths, npaths, suffix, &files, err, sizeof(err));
@@ -422,6 +431,7 @@ int main(int argc, char **argv)
             rc = runner_select_files(&cfg, &files, &o, &notice);
             if (rc == 0 && notice)
                 fprintf(stderr, "provium: %s\n", notice);
+            o.explained_empty = notice != NULL;
             if (rc == 0 && sub)
                 rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
             else if (rc == 0) {
@@ -444,6 +454,7 @@ int main(int argc, char **argv)
         printf("change detected: running again\n\n");
     }
     file_list_free(&files);
+    sb_free(&searched);
     free(o.sel.tags);
     free(o.sel.no_tags);
     free(o.sel.tag_meta);

@@ -231,12 +231,12 @@ void pv_require_booted(lua_State *L, lvm *v, const char *op)
     if (vm->state == VM_BOOTED)
         return;
     if (vm->state == VM_DEAD)
-        luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", vm->name, op,
+        luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s); create a new VM to go on", vm->name, op,
                    vm->dead_reason ? vm->dead_reason : "QEMU exited");
-    const char *hint = vm->state == VM_CREATED ? " (call :boot() first)"
-                       : vm->state == VM_PAUSED ? " (call :resume() first)"
-                                                 : "";
-    luaL_error(L, "vm '%s': cannot %s: the VM is %s%s", vm->name, op, vm_state_name(vm->state), hint);
+    if (vm->state == VM_PAUSED)
+        luaL_error(L, "vm '%s': cannot %s: the VM is paused (call :resume() first)", vm->name, op);
+    luaL_error(L, "vm '%s': cannot %s: the VM is not booted (it is %s; call :boot() first)", vm->name, op,
+               vm_state_name(vm->state));
 }
 
 /* ---- methods ---- */
@@ -244,8 +244,12 @@ void pv_require_booted(lua_State *L, lvm *v, const char *op)
 static int l_vm_boot(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
+    if (v->vm->state == VM_DEAD)
+        return luaL_error(L, "vm '%s': cannot boot: the VM is dead (%s); create a new VM", v->vm->name,
+                          v->vm->dead_reason ? v->vm->dead_reason : "QEMU exited");
     if (v->vm->state != VM_CREATED && v->vm->state != VM_SHUTDOWN)
-        return luaL_error(L, "vm '%s': cannot boot: the VM is %s", v->vm->name, vm_state_name(v->vm->state));
+        return luaL_error(L, "vm '%s': cannot boot: the VM is already booted (it is %s)", v->vm->name,
+                          vm_state_name(v->vm->state));
     vm_boot_opts o = v->opts;
     vm_boot_opts per = {0};
     parse_boot_opts(L, 2, &per);
@@ -284,7 +288,7 @@ static int l_vm_shutdown(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     if (v->vm->state == VM_CREATED)
-        return luaL_error(L, "vm '%s': cannot shutdown: the VM is created (it was never booted)", v->vm->name);
+        return luaL_error(L, "vm '%s': cannot shutdown: the VM is not booted (it is created; it was never booted)", v->vm->name);
     char err[4096];
     if (v->vm->state != VM_SHUTDOWN && v->vm->state != VM_DEAD && vm_shutdown(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
@@ -306,9 +310,8 @@ static int l_vm_close(lua_State *L)
 static int lifecycle(lua_State *L, const char *op, vm_state need, int (*fn)(pv_vm *, char *, size_t))
 {
     lvm *v = check_vm(L, 1);
-    if (v->vm->state == VM_DEAD)
-        return luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", v->vm->name, op,
-                          v->vm->dead_reason ? v->vm->dead_reason : "QEMU exited");
+    if (v->vm->state != need && (v->vm->state == VM_DEAD || v->vm->state == VM_CREATED || v->vm->state == VM_SHUTDOWN))
+        pv_require_booted(L, v, op); /* raises: dead, not booted */
     if (v->vm->state != need)
         return luaL_error(L, "vm '%s': cannot %s: the VM is %s (%s needs a %s VM)", v->vm->name, op,
                           vm_state_name(v->vm->state), op, vm_state_name(need));

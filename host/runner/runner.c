@@ -246,10 +246,14 @@ static void boot_request(file_run *f, pool_state *pool, const char *name, pool_a
         free(hint);
     } else {
         pool_amount held = amount_max(pool->deflt, after);
-        if (!amount_within(held, pool->total)) {
+        /* vCPUs are time-shared: a file whose VMs have more of them than the
+         * whole pool takes all of it (it runs alone on the CPUs) */
+        if (held.cpus > pool->total.cpus)
+            held.cpus = pool->total.cpus;
+        if (held.mem > pool->total.mem) {
             char *need = amount_text(held), *tot = amount_text(pool->total);
             msg = xasprintf("err vm '%s': cannot boot: the file's VMs would need %s, which exceeds pool total %s; "
-                            "raise --mem / --cpus / --cpu-overcommit or boot smaller VMs",
+                            "raise --mem or boot smaller VMs",
                             name, need, tot);
             free(need);
             free(tot);
@@ -681,7 +685,15 @@ int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *
     if (o->rerun_failed && !o->watch) {
         failed = rerun_load(cfg);
         if (!failed || json_array_size(failed) == 0) {
-            *notice = "--rerun-failed: the previous runs left no failed files; nothing to rerun.";
+            static char text[4200];
+            char *state = rerun_state_path(cfg);
+            if (!failed && access(state, F_OK) != 0)
+                snprintf(text, sizeof(text),
+                         "--rerun-failed: no prior failure state (%s does not exist); nothing to re-run", state);
+            else
+                snprintf(text, sizeof(text), "--rerun-failed: the previous runs left no failed files; nothing to re-run");
+            free(state);
+            *notice = text;
             json_decref(failed);
             for (size_t i = 0; i < files->n; i++)
                 free(files->paths[i]);
@@ -1047,8 +1059,15 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         if (o->tap) {
             tap_begin(stdout);
             tap_end(stdout, 0);
-        } else if (!o->json) {
-            printf("No test files found.\n");
+        } else if (o->json) {
+            json_t *nf = json_pack("{s:{s:s,s:s}}", "no_files", "pattern", "*.test.lua", "searched",
+                                   o->searched ? o->searched : ".");
+            char *line = json_dumps(nf, JSON_COMPACT);
+            printf("%s\n", line);
+            free(line);
+            json_decref(nf);
+        } else if (!o->explained_empty) {
+            printf("no *.test.lua files found (searched: %s)\n", o->searched ? o->searched : ".");
         }
         if (o->junit_path && junit_write(o->junit_path, NULL, NULL, 0, 0) != 0)
             fprintf(stderr, "provium: --junit: cannot write %s: %s\n", o->junit_path, strerror(errno));

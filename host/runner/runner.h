@@ -30,6 +30,8 @@ typedef struct {
     int64_t pool_mem;        /* bytes; 0 = 80 % of host RAM */
     double pool_cpus;        /* 0 = host CPUs */
     double overcommit;       /* 0 = 1.0 */
+    const char *searched;    /* the paths searched, for "no *.test.lua files found" */
+    bool explained_empty;    /* the selection already said why nothing runs */
     test_select sel;
 } run_opts;
 

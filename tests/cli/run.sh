@@ -162,9 +162,9 @@ expect_out "No such file or directory"
 end_check
 
 pv --config "$CONF" "$FIX/empty"
-begin "a directory without test files says 'No test files found' and exits 0"
+begin "a directory without test files says 'no *.test.lua files found' and exits 0"
 expect_rc 0
-expect_out "No test files found"
+expect_out "no *.test.lua files found"
 end_check
 
 # ---------------------------------------------------------------- 3. results

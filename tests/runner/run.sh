@@ -159,7 +159,7 @@ assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool no
 end_check
 
 pv --json --mem 4G --cpus 2 $FIX/charge
-begin "boots are charged to the claim: past it fails fast; test-scope claims, memory_bytes, zero claims"
+begin "boots are charged to the claim: past it fails fast; unclaimed files are charged to the pool; test-scope claims, memory_bytes, zero claims"
 expect_rc 0
 py '
 import json, sys
@@ -168,10 +168,14 @@ assert len(files) == 2 and all(f["passed"] for f in files), [(f["path"], [(t["na
 ' "$STDOUT"
 end_check
 
-pv --json --mem 4G --cpus 1 --save-events $T/unclaimed.jsonl $FIX/deadlock/a_hold_and_wait.test.lua
-begin "an unclaimed file past the whole pool is refused at once ('exceeds pool total')"
-expect_rc 1
-expect_out "exceeds pool total"
+pv --json --mem 4G --cpus 1 $FIX/deadlock/a_hold_and_wait.test.lua
+begin "an unclaimed file with more vCPUs than the pool takes the whole pool instead of failing"
+expect_rc 0
+end_check
+
+pv --json --mem 300M --cpus 2 $FIX/pool_mem
+begin "an unclaimed file whose VMs need more memory than the pool: the boot is refused at once ('exceeds pool total')"
+expect_rc 0
 end_check
 
 pv --mem 100M $FIX/basic/pass.test.lua
@@ -474,9 +478,11 @@ end_check
 # rerun-failed
 rm -f "$PROVIUM_RERUN_STATE"
 pv --rerun-failed $FIX/basic
-begin "--rerun-failed without state: nothing to rerun, exit 0"
+begin "--rerun-failed without state: 'no prior failure state', nothing to re-run, exit 0"
 expect_rc 0
-expect_out "nothing to rerun"
+expect_out "no prior failure state"
+expect_out "nothing to re-run"
+expect_no_out "files found"
 end_check
 
 pv $FIX/basic
@@ -499,7 +505,7 @@ begin "after the failing file passes, the state is empty and --rerun-failed has 
 python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["failed"]; assert f==[], f' "$PROVIUM_RERUN_STATE" ||
     problem "state: $(cat "$PROVIUM_RERUN_STATE")"
 expect_rc 0
-expect_out "nothing to rerun"
+expect_out "nothing to re-run"
 end_check
 
 # since
@@ -532,9 +538,31 @@ end_check
 pv $FIX/../no-tests-here 2>/dev/null
 mkdir -p "$T/empty"
 pv "$T/empty"
-begin "no test files: a message and exit 0"
+begin "no test files: 'no *.test.lua files found' naming the searched path, exit 0"
 expect_rc 0
-expect_out "No test files found"
+expect_out "no *.test.lua files found (searched: $T/empty)"
+end_check
+
+pv --json "$T/empty"
+begin "no test files under --json: one no_files object"
+expect_rc 0
+py '
+import json, sys
+lines = [l for l in sys.argv[1].splitlines() if l.strip()]
+assert len(lines) == 1, lines
+o = json.loads(lines[0])
+assert o["no_files"]["pattern"] == "*.test.lua" and o["no_files"]["searched"].endswith("/empty"), o
+' "$STDOUT"
+end_check
+
+pv --cpu-overcommit 0.1 "$T/empty"
+begin "--cpu-overcommit outside 0.5..8 is clamped with a notice; 1.5 is not"
+expect_rc 0
+expect_out "--cpu-overcommit 0.1 clamped to 0.5"
+pv --cpu-overcommit 100 "$T/empty"
+expect_out "--cpu-overcommit 100 clamped to 8"
+pv --cpu-overcommit 1.5 "$T/empty"
+expect_no_out "clamped"
 end_check
 
 # ---------------------------------------------------------------- subcommands
