@@ -43,6 +43,16 @@ local reserved = {vm = true, timeout = true, create = true, pack = true, unpack 
   pause = true, resume = true, snapshot = true, restore = true, name = true,
   reset_between_tests = true, shutdown_all = true}
 
+-- "'NAME' is a reserved name (reserved: ...)": the names provium.NAME and
+-- lab.NAME already mean something, so VMs and sub-labs cannot take them.
+local function check_reserved(what, name)
+  if not reserved[name] then return end
+  local names = {}
+  for k in pairs(reserved) do names[#names + 1] = k end
+  table.sort(names)
+  error(string.format("%s: '%s' is a reserved name (reserved: %s)", what, name, table.concat(names, ", ")), 3)
+end
+
 local function find_vm(name)
   return current.vms[name] or file_scope.vms[name]
 end
@@ -52,13 +62,16 @@ function provium.vm(self, name, profile, opts)
   if type(name) ~= "string" or name == "" then error("provium:vm: name must be a non-empty string", 2) end
   if profile == nil then
     local vm = find_vm(name)
-    if not vm then error(string.format("provium:vm: no VM named '%s' in this test or at file scope", name), 2) end
+    if not vm then
+      error(string.format("provium:vm: no vm named '%s' in this test or at file scope (create it with "
+        .. "provium:vm(%q, PROFILE))", name, name), 2)
+    end
     return vm
   end
   if type(profile) ~= "string" then error("provium:vm: profile must be a string", 2) end
-  if reserved[name] then error(string.format("provium:vm: '%s' is a reserved name", name), 2) end
+  check_reserved("provium:vm", name)
   if current.vms[name] then
-    error(string.format("provium:vm: a VM named '%s' already exists in this scope", name), 2)
+    error(string.format("provium:vm: the name '%s' is already used by a VM in this scope", name), 2)
   end
   if current ~= file_scope and file_scope.vms[name] then
     error(string.format("provium:vm: a VM named '%s' already exists at file scope; use provium:vm(%q) to reuse it",
@@ -437,7 +450,8 @@ function Lab:vm(name, profile, opts)
     if not vm then error(string.format("lab '%s': no VM named '%s'", self._name, name), 2) end
     return vm
   end
-  if self._vms[name] then error(string.format("lab '%s': a VM named '%s' already exists", self._name, name), 2) end
+  check_reserved("lab '" .. self._name .. "': vm", name)
+  if self._vms[name] then error(string.format("lab '%s': the name '%s' is already used by a VM", self._name, name), 2) end
   local ok, vm = pcall(P.new_vm, name, profile, opts)
   if not ok then error(vm, 2) end
   self._vms[name] = vm
@@ -453,6 +467,7 @@ function Lab:lab(name)
     lab_counter = lab_counter + 1
   end
   if type(name) ~= "string" or name == "" then error("lab:lab: name must be a string", 2) end
+  check_reserved("lab '" .. self._name .. "': lab", name)
   if self._labs[name] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, name), 2) end
   local sub = new_lab(name)
   self._labs[name] = sub
