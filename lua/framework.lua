@@ -709,11 +709,25 @@ end
 
 P.fixture_log = {}
 
+-- --save-events: fixture_build_started/_done when this file built the
+-- fixture, fixture_cache_hit after a cached snapshot restored.
+local function fixture_events(name, built, dir, t0, wall0)
+  if not P.event or not P.__wall_ns then return end
+  if built then
+    P.event("fixture_build_started", {path = name}, wall0)
+    P.event("fixture_build_done", {path = name, duration_ns = math.floor((P.clock() - t0) * 1e9),
+      snapshot_bytes = P.__dir_bytes(dir)})
+  else
+    P.event("fixture_cache_hit", {path = name})
+  end
+end
+
 -- A booted VM restored from the fixture's cached snapshot (built first when
 -- missing or stale). A cached entry that cannot be restored is discarded
 -- with a warning and rebuilt.
 local function vm_from_fixture(name, level)
   if type(name) ~= "string" or name == "" then error("fixture name must be a non-empty string", level + 1) end
+  local t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
   local ok, dir, profile, built = pcall(P.fixture_dir, name)
   if not ok then error(dir, level + 1) end
   local vm = provium.vm(provium, unique_vm_name(name), profile or "default")
@@ -724,11 +738,13 @@ local function vm_from_fixture(name, level)
     io.stderr:write(warning, "\n")
     table.insert(P.fixture_log, {name = name, warning = warning})
     P.fixture_discard(dir)
+    t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
     ok, dir, profile, built = pcall(P.fixture_dir, name, true)
     if not ok then error(dir, level + 1) end
     rok, rerr = pcall(vm.restore, vm, dir)
     if not rok then error(rerr, level + 1) end
   end
+  fixture_events(name, built, dir, t0, wall0)
   table.insert(P.fixture_log, {name = name, built = built})
   return vm
 end
@@ -743,11 +759,13 @@ end
 function provium.lab_fixture(a, b)
   local name = a == provium and b or a
   if type(name) ~= "string" or name == "" then error("lab_fixture: name must be a non-empty string", 2) end
+  local t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
   local ok, dir, _, built = pcall(P.fixture_dir, name)
   if not ok then error(dir, 2) end
   local lab = Lab.lab(P.root_lab, nil)
   local rok, rerr = pcall(lab_restore, lab, dir)
   if not rok then error(rerr, 2) end
+  fixture_events(name, built, dir, t0, wall0)
   table.insert(P.fixture_log, {name = name, built = built})
   return lab
 end

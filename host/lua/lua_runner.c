@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "../runner/runner.h"
 #include "../util/util.h"
@@ -60,18 +62,19 @@ static int ask_runner(const char *msg, char *err, size_t errlen)
     return -1;
 }
 
-/* P.event(kind, payload): forwarded to the runner, which adds the path. */
+/* P.event(kind, payload[, ts_ns]): forwarded to the runner, which adds the
+ * path (or, for vm_* and fixture_* events, the file). ts defaults to now. */
 static int l_event(lua_State *L)
 {
     const char *kind = luaL_checkstring(L, 1);
+    long long ts = lua_isinteger(L, 3) ? (long long)lua_tointeger(L, 3) : (long long)wall_ns();
     if (ctl < 0)
         return 0;
     char err[256];
     char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json_lossy(L, 2, err, sizeof(err));
     if (!payload)
         return 0;
-    char *msg = xasprintf("{\"t\":\"event\",\"kind\":\"%s\",\"ts\":%lld,\"payload\":%s}", kind,
-                          (long long)wall_ns(), payload);
+    char *msg = xasprintf("{\"t\":\"event\",\"kind\":\"%s\",\"ts\":%lld,\"payload\":%s}", kind, ts, payload);
     send_msg(msg);
     free(msg);
     free(payload);
@@ -337,6 +340,33 @@ static int l_vm_memory(lua_State *L)
     return 1;
 }
 
+/* P.__wall_ns() -> now, ns since the epoch (event timestamps) */
+static int l_wall_ns(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)wall_ns());
+    return 1;
+}
+
+/* P.__dir_bytes(dir) -> bytes the regular files directly in dir take on disk */
+static int l_dir_bytes(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    lua_Integer total = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char *p = xasprintf("%s/%s", dir, e->d_name);
+        struct stat st;
+        if (e->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
+            total += (lua_Integer)st.st_size;
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    lua_pushinteger(L, total);
+    return 1;
+}
+
 /* P.__vm_release(memory, cpus): a charged VM is gone. */
 static int l_vm_release(lua_State *L)
 {
@@ -438,6 +468,10 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     lua_setfield(L, P, "__vm_release");
     lua_pushcfunction(L, l_vm_memory);
     lua_setfield(L, P, "__vm_memory");
+    lua_pushcfunction(L, l_wall_ns);
+    lua_setfield(L, P, "__wall_ns");
+    lua_pushcfunction(L, l_dir_bytes);
+    lua_setfield(L, P, "__dir_bytes");
     lua_pushboolean(L, mode == CHILD_LIST);
     lua_setfield(L, P, "list_mode");
     lua_pushstring(L, shown ? shown : "");

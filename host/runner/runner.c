@@ -384,7 +384,8 @@ static void drain_ctl(file_run *f, pool_state *pool)
                 payload = json_object();
             else
                 json_incref(payload);
-            bool vm = kind && strncmp(kind, "vm_", 3) == 0;
+            /* a fixture event's path is the fixture's */
+            bool vm = kind && (strncmp(kind, "vm_", 3) == 0 || strncmp(kind, "fixture_", 8) == 0);
             json_object_set_new(payload, vm ? "file" : "path", json_string(f->shown));
             events_emit(kind ? kind : "unknown", payload, json_integer_value(json_object_get(m, "ts")));
         } else if (t && (strcmp(t, "boot") == 0 || strcmp(t, "release") == 0)) {
@@ -1110,8 +1111,18 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         sb_init(&runs[i].report);
     }
     double t0 = now_s();
-    for (size_t i = 0; i < files->n; i++)
-        events_emit("file_discovered", json_pack("{s:s}", "path", runs[i].shown), 0);
+    for (size_t i = 0; i < files->n && events_enabled(); i++) {
+        file_decl d;
+        scan_file_decl(runs[i].path, &d);
+        json_t *refs = json_array();
+        for (size_t k = 0; k < d.nfixtures; k++)
+            json_array_append_new(refs, json_string(d.fixtures[k]));
+        events_emit("file_discovered",
+                    json_pack("{s:s,s:o,s:o}", "path", runs[i].shown, "fixture_refs", refs, "declared_claim",
+                              d.has_claim ? amount_json((pool_amount){d.claim_mem, d.claim_cpus}) : json_null()),
+                    0);
+        file_decl_free(&d);
+    }
     size_t deselected = 0;
     prepass(cfg, runs, files->n, o, &deselected);
     emit_pool(&pool);

@@ -158,7 +158,7 @@ assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool no
 ' "$STDOUT" "$T/dl.jsonl"
 end_check
 
-pv --json --mem 4G --cpus 2 $FIX/charge
+pv --json --mem 4G --cpus 2 --save-events $T/charge.jsonl $FIX/charge
 begin "boots are charged to the claim: past it fails fast; unclaimed files are charged to the pool; test-scope claims, memory_bytes, zero claims"
 expect_rc 0
 py '
@@ -166,6 +166,23 @@ import json, sys
 files = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
 assert len(files) == 2 and all(f["passed"] for f in files), [(f["path"], [(t["name"], t["message"]) for t in f["tests"]], f["chunk_error"]) for f in files]
 ' "$STDOUT"
+end_check
+
+begin "events: file_discovered has fixture_refs and declared_claim, vm_spawned memory_bytes, amounts use memory_bytes"
+py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+fd = {e["payload"]["path"].split("/")[-1]: e["payload"] for e in ev if e["kind"] == "file_discovered"}
+assert fd["claims.test.lua"]["declared_claim"] == {"memory_bytes": 64 << 20, "cpus": 1.0}, fd
+assert fd["over_claim.test.lua"]["declared_claim"] == {"memory_bytes": 512 << 20, "cpus": 1.0}, fd
+assert all(p["fixture_refs"] == [] for p in fd.values()), fd
+vs = [e["payload"] for e in ev if e["kind"] == "vm_spawned"]
+assert vs and all(p["memory_bytes"] == 1 << 20 and p["vm_name"] and p["profile"] == "local" and p["file"] for p in vs), vs
+for e in ev:
+    for k in ("reservation", "amount", "waiting_for"):
+        if k in e["payload"]:
+            assert set(e["payload"][k]) == {"memory_bytes", "cpus"}, e
+' "$T/charge.jsonl"
 end_check
 
 pv --json --mem 4G --cpus 1 $FIX/deadlock/a_hold_and_wait.test.lua
