@@ -137,6 +137,29 @@ assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool no
 ' "$T/claims.jsonl"
 end_check
 
+# ---------------------------------------------------------------- --coverage, --no-preflight
+
+PV_PATH=/usr/bin:/bin pv --coverage $FIX/basic/pass.test.lua
+begin "--coverage without provium-coverage on PATH: exit 2 with a pointer"
+expect_rc 2
+expect_out "provium-coverage is not on PATH"
+end_check
+
+mkdir -p "$T/cov"
+cat >"$T/cov/provium-coverage" <<SH
+#!/bin/sh
+# a stand-in: records its arguments and the events it was given
+echo "\$@" >"$T/cov/args"
+cp "\$2" "$T/cov/events"
+SH
+chmod +x "$T/cov/provium-coverage"
+PV_PATH=$T/cov:/usr/bin:/bin pv --coverage --no-preflight $FIX/basic/pass.test.lua
+begin "--coverage pipes the run's events to provium-coverage --from FILE; --no-preflight is accepted"
+expect_rc 0
+grep -q '^--from ' "$T/cov/args" 2>/dev/null || problem "provium-coverage args: $(cat "$T/cov/args" 2>&1)"
+grep -q '"kind":"run_completed"' "$T/cov/events" 2>/dev/null || problem "no events reached provium-coverage"
+end_check
+
 # ---------------------------------------------------------------- VM boots charged to claims and the pool
 
 pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
