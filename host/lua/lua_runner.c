@@ -415,7 +415,7 @@ static const char vm_hooks[] =
     "  up[vm] = P.clock()\n"
     "  local ok, cid = pcall(vm.cid, vm)\n"
     "  P.event('vm_spawned', {vm_name = vm:name(), profile = vm:profile(), boot_seconds = vm:boot_seconds(),\n"
-    "    memory_bytes = P.__vm_memory(vm), cid = ok and cid or nil})\n"
+    "    memory_bytes = charged[vm] and charged[vm][1] or P.__vm_memory(vm), cid = ok and cid or nil})\n"
     "  return table.unpack(r, 1, r.n)\n"
     "end\n"
     "M.shutdown = function(vm, ...)\n"

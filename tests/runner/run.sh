@@ -162,7 +162,8 @@ end_check
 
 # ---------------------------------------------------------------- VM boots charged to claims and the pool
 
-pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
+# pressure gating off: both files must be running at once to hold and wait
+PROVIUM_PSI_THRESHOLD=off pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
 begin "hold and wait without claims: exactly one boot fails at once, naming the deadlock and provium:claim"
 expect_rc 1
 [ "$ELAPSED" -lt 10000 ] || problem "took ${ELAPSED} ms"
