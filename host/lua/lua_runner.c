@@ -8,10 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
+#include "../fixtures/fixtures.h"
 #include "../runner/runner.h"
 #include "../util/util.h"
 #include "lua_api.h"
@@ -347,23 +346,10 @@ static int l_wall_ns(lua_State *L)
     return 1;
 }
 
-/* P.__dir_bytes(dir) -> bytes the regular files directly in dir take on disk */
+/* P.__dir_bytes(dir) -> bytes the files directly in dir take on disk */
 static int l_dir_bytes(lua_State *L)
 {
-    const char *dir = luaL_checkstring(L, 1);
-    lua_Integer total = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char *p = xasprintf("%s/%s", dir, e->d_name);
-        struct stat st;
-        if (e->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
-            total += (lua_Integer)st.st_size;
-        free(p);
-    }
-    if (d)
-        closedir(d);
-    lua_pushinteger(L, total);
+    lua_pushinteger(L, (lua_Integer)dir_bytes(luaL_checkstring(L, 1)));
     return 1;
 }
 
@@ -456,22 +442,12 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     lua_settop(L, top);
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.P");
     int P = lua_gettop(L);
-    lua_pushcfunction(L, l_event);
-    lua_setfield(L, P, "event");
-    lua_pushcfunction(L, l_select_reason);
-    lua_setfield(L, P, "select_reason");
-    lua_pushcfunction(L, l_vm_booted);
-    lua_setfield(L, P, "__vm_booted");
-    lua_pushcfunction(L, l_vm_charge);
-    lua_setfield(L, P, "__vm_charge");
-    lua_pushcfunction(L, l_vm_release);
-    lua_setfield(L, P, "__vm_release");
-    lua_pushcfunction(L, l_vm_memory);
-    lua_setfield(L, P, "__vm_memory");
-    lua_pushcfunction(L, l_wall_ns);
-    lua_setfield(L, P, "__wall_ns");
-    lua_pushcfunction(L, l_dir_bytes);
-    lua_setfield(L, P, "__dir_bytes");
+    static const luaL_Reg fns[] = {
+        {"event", l_event},           {"select_reason", l_select_reason}, {"__vm_booted", l_vm_booted},
+        {"__vm_charge", l_vm_charge}, {"__vm_release", l_vm_release},     {"__vm_memory", l_vm_memory},
+        {"__wall_ns", l_wall_ns},     {"__dir_bytes", l_dir_bytes},       {NULL, NULL},
+    };
+    pv_add_methods(L, P, fns);
     lua_pushboolean(L, mode == CHILD_LIST);
     lua_setfield(L, P, "list_mode");
     lua_pushstring(L, shown ? shown : "");
