@@ -222,6 +222,17 @@ static char *claim_hint(pool_amount a)
                      ceil(a.cpus));
 }
 
+/* What a file without a claim holds for VMs that use `live`: at least its
+ * default reservation. vCPUs are time-shared: a file whose VMs have more of
+ * them than the whole pool takes all of it (it runs alone on the CPUs). */
+static pool_amount unclaimed_hold(const pool_state *pool, pool_amount live)
+{
+    pool_amount held = amount_max(pool->deflt, live);
+    if (held.cpus > pool->total.cpus)
+        held.cpus = pool->total.cpus;
+    return held;
+}
+
 /* A VM boot asks for room. A file with a claim boots within it or fails at
  * once; a file without one holds max(default reservation, its VMs) and
  * waits when the pool has no room for the difference. */
@@ -245,11 +256,7 @@ static void boot_request(file_run *f, pool_state *pool, const char *name, pool_a
         free(claim);
         free(hint);
     } else {
-        pool_amount held = amount_max(pool->deflt, after);
-        /* vCPUs are time-shared: a file whose VMs have more of them than the
-         * whole pool takes all of it (it runs alone on the CPUs) */
-        if (held.cpus > pool->total.cpus)
-            held.cpus = pool->total.cpus;
+        pool_amount held = unclaimed_hold(pool, after);
         if (held.mem > pool->total.mem) {
             char *need = amount_text(held), *tot = amount_text(pool->total);
             msg = xasprintf("err vm '%s': cannot boot: the file's VMs would need %s, which exceeds pool total %s; "
@@ -284,7 +291,7 @@ static void boot_release(file_run *f, pool_state *pool, pool_amount vm)
     f->live.mem = f->live.mem > vm.mem ? f->live.mem - vm.mem : 0;
     f->live.cpus = f->live.cpus > vm.cpus + 1e-9 ? f->live.cpus - vm.cpus : 0;
     if (!f->claimed && !f->claim_pending) {
-        hold(pool, f, amount_max(pool->deflt, f->live));
+        hold(pool, f, unclaimed_hold(pool, f->live));
         emit_pool(pool);
     }
 }
