@@ -451,7 +451,10 @@ function Lab:vm(name, profile, opts)
     return vm
   end
   check_reserved("lab '" .. self._name .. "': vm", name)
-  if self._vms[name] then error(string.format("lab '%s': the name '%s' is already used by a VM", self._name, name), 2) end
+  if self._vms[name] then
+    error(string.format("lab '%s': a VM named '%s' already exists (the name is already used in this lab)",
+      self._name, name), 2)
+  end
   local ok, vm = pcall(P.new_vm, name, profile, opts)
   if not ok then error(vm, 2) end
   self._vms[name] = vm
