@@ -88,8 +88,13 @@ check: $(UNIT_TESTS)
 include examples/kmod.mk
 
 # ---- end-to-end ----
+# Several of these files boot more than one VM at a time without a claim, and
+# booted VMs are charged to the pool: on a host with few CPUs two such files
+# would hold one vCPU each and wait for another (the dispatcher then fails a
+# boot). A larger vCPU budget, with as many files at once as there are CPUs,
+# keeps them apart; TCG time-shares the vCPUs anyway.
 e2e: all image kmod
-	$(B)/provium -v tests/e2e examples
+	$(B)/provium -v --cpu-overcommit 4 -j $(shell nproc) tests/e2e examples
 
 cli-tests: all image kmod
 	tests/cli/run.sh
