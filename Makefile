@@ -89,8 +89,13 @@ include examples/kmod.mk
 include tests/kmod/faulty.mk
 
 # ---- end-to-end ----
+# Several of these files boot more than one VM at a time without a claim, and
+# booted VMs are charged to the pool: on a host with few CPUs two such files
+# would hold one vCPU each and wait for another (the dispatcher then fails a
+# boot). A larger vCPU budget, with as many files at once as there are CPUs,
+# keeps them apart; TCG time-shares the vCPUs anyway.
 e2e: all image kmod kmod-faulty
-	$(B)/provium -v tests/e2e examples
+	$(B)/provium -v --cpu-overcommit 4 -j $(shell nproc) tests/e2e examples
 
 cli-tests: all image kmod kmod-faulty
 	tests/cli/run.sh

@@ -1,8 +1,11 @@
 /* provium: command-line entry point. */
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +83,8 @@ static void usage(FILE *out)
             "      --cpus N        pool vCPUs before overcommit (default: host CPUs)\n"
             "      --cpu-overcommit F  multiplier on --cpus, clamped to 0.5..8 (default 1)\n"
             "  -j, --jobs N        additionally run at most N test files at once\n"
+            "      --no-preflight  accepted for compatibility; provium runs no start-up\n"
+            "                      checks to skip (the accelerator probe is cached)\n"
             "\n"
             "selection:\n"
             "      --filter SUBSTR   files whose path, or tests whose name, contain SUBSTR\n"
@@ -103,6 +108,8 @@ static void usage(FILE *out)
             "      --tap           print TAP version 14 instead of text\n"
             "      --junit FILE    also write a JUnit XML report to FILE\n"
             "      --save-events FILE  write one JSON event per line to FILE\n"
+            "      --coverage      after the run, pipe the events to provium-coverage\n"
+            "                      (it must be on PATH)\n"
             "      --watch         after the run, run again whenever a file under the\n"
             "                      paths or provium.toml changes (Ctrl-C stops)\n"
             "  -h, --help          show this help and exit\n"
@@ -136,7 +143,50 @@ enum {
     O_FIXTURES,
     O_WATCH,
     O_ACCEL,
+    O_NO_PREFLIGHT,
+    O_COVERAGE,
 };
+
+/* The first executable NAME in $PATH (caller frees), or NULL. */
+static char *find_on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return NULL;
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        char *cand = xasprintf("%.*s/%s", (int)len, len ? path : ".", name);
+        if (access(cand, X_OK) == 0)
+            return cand;
+        free(cand);
+        path += len + (path[len] == ':');
+    }
+    return NULL;
+}
+
+/* --coverage: provium-coverage --from EVENTS; its exit status. */
+static int run_coverage(const char *bin, const char *events)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(bin, bin, "--from", events, (char *)NULL);
+        fprintf(stderr, "provium: --coverage: cannot run %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0) {
+        fprintf(stderr, "provium: --coverage: cannot run %s: %s\n", bin, strerror(errno));
+        return 1;
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "provium: --coverage: %s failed (%s %d)\n", bin, WIFEXITED(st) ? "exit status" : "signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        return 1;
+    }
+    return 0;
+}
 
 static void push(char ***list, size_t *n, char *s)
 {
@@ -172,6 +222,8 @@ int main(int argc, char **argv)
         {"fixtures", no_argument, NULL, O_FIXTURES},
         {"watch", no_argument, NULL, O_WATCH},
         {"accel", required_argument, NULL, O_ACCEL},
+        {"no-preflight", no_argument, NULL, O_NO_PREFLIGHT},
+        {"coverage", no_argument, NULL, O_COVERAGE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -181,7 +233,7 @@ int main(int argc, char **argv)
     o.timeout_ms = 300000;
     const char *config_path = NULL;
     const char *sub = NULL;
-    bool fixtures = false;
+    bool fixtures = false, coverage = false;
     if (argc > 1 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "doctor") == 0)) {
         sub = argv[1];
         argv[1] = argv[0];
@@ -350,10 +402,14 @@ int main(int argc, char **argv)
                         c == O_CPUS ? "cpus" : "cpu-overcommit", optarg);
                 return 2;
             }
-            if (c == O_CPUS)
+            if (c == O_CPUS) {
                 o.pool_cpus = v;
-            else
+            } else {
                 o.overcommit = v < 0.5 ? 0.5 : v > 8 ? 8 : v;
+                if (o.overcommit != v)
+                    fprintf(stderr, "provium: --cpu-overcommit %s clamped to %g (the allowed range is 0.5 to 8)\n",
+                            optarg, o.overcommit);
+            }
             break;
         }
         case O_FIXTURES:
@@ -361,6 +417,11 @@ int main(int argc, char **argv)
             break;
         case O_WATCH:
             o.watch = true;
+            break;
+        case O_NO_PREFLIGHT:
+            break;
+        case O_COVERAGE:
+            coverage = true;
             break;
         case O_ACCEL:
             if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
@@ -395,6 +456,26 @@ int main(int argc, char **argv)
     }
     if (o.include_slow)
         setenv("PROVIUM_INCLUDE_SLOW", "1", 1);
+    char *coverage_bin = NULL, *coverage_tmp = NULL;
+    if (coverage && !sub) {
+        coverage_bin = find_on_path("provium-coverage");
+        if (!coverage_bin) {
+            fprintf(stderr, "provium: --coverage: provium-coverage is not on PATH; install it, or run with "
+                            "--save-events FILE and give FILE to it yourself\n");
+            return 2;
+        }
+        if (!o.events_path) {
+            const char *tmp = getenv("TMPDIR");
+            coverage_tmp = xasprintf("%s/provium-events-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+            int fd = mkstemp(coverage_tmp);
+            if (fd < 0) {
+                fprintf(stderr, "provium: --coverage: cannot create %s: %s\n", coverage_tmp, strerror(errno));
+                return 2;
+            }
+            close(fd);
+            o.events_path = coverage_tmp;
+        }
+    }
     pv_config cfg;
     char err[4096];
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
@@ -414,6 +495,11 @@ int main(int argc, char **argv)
     char *const *paths = optind < argc ? argv + optind : cfg.nroots ? cfg.roots : here;
     size_t npaths = optind < argc ? (size_t)(argc - optind) : cfg.nroots ? cfg.nroots : 1;
     uint64_t stamp = watch_stamp(paths, npaths, cfg.path);
+    strbuf searched;
+    sb_init(&searched);
+    for (size_t i = 0; i < npaths; i++)
+        sb_addf(&searched, "%s%s", i ? ", " : "", paths[i]);
+    o.searched = searched.s;
     for (;;) {
         file_list_free(&files);
         rc = discover_files(paths, npaths, suffix, &files, err, sizeof(err));
@@ -425,6 +511,7 @@ int main(int argc, char **argv)
             rc = runner_select_files(&cfg, &files, &o, &notice);
             if (rc == 0 && notice)
                 fprintf(stderr, "provium: %s\n", notice);
+            o.explained_empty = notice != NULL;
             if (rc == 0 && sub)
                 rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
             else if (rc == 0) {
@@ -446,7 +533,17 @@ int main(int argc, char **argv)
         stamp = now;
         printf("change detected: running again\n\n");
     }
+    if (coverage_bin && rc != 2) {
+        int crc = run_coverage(coverage_bin, o.events_path);
+        if (crc != 0 && rc == 0)
+            rc = 1;
+    }
+    if (coverage_tmp)
+        unlink(coverage_tmp);
+    free(coverage_tmp);
+    free(coverage_bin);
     file_list_free(&files);
+    sb_free(&searched);
     free(o.sel.tags);
     free(o.sel.no_tags);
     free(o.sel.tag_meta);

@@ -167,6 +167,16 @@ local reserved = {vm = true, timeout = true, create = true, pack = true, unpack 
   pause = true, resume = true, snapshot = true, restore = true, name = true,
   reset_between_tests = true, shutdown_all = true}
 
+-- "'NAME' is a reserved name (reserved: ...)": the names provium.NAME and
+-- lab.NAME already mean something, so VMs and sub-labs cannot take them.
+local function check_reserved(what, name)
+  if not reserved[name] then return end
+  local names = {}
+  for k in pairs(reserved) do names[#names + 1] = k end
+  table.sort(names)
+  error(string.format("%s: '%s' is a reserved name (reserved: %s)", what, name, table.concat(names, ", ")), 3)
+end
+
 local function find_vm(name)
   return current.vms[name] or file_scope.vms[name]
 end
@@ -176,13 +186,16 @@ function provium.vm(self, name, profile, opts)
   if type(name) ~= "string" or name == "" then error("provium:vm: name must be a non-empty string", 2) end
   if profile == nil then
     local vm = find_vm(name)
-    if not vm then error(string.format("provium:vm: no VM named '%s' in this test or at file scope", name), 2) end
+    if not vm then
+      error(string.format("provium:vm: no vm named '%s' in this test or at file scope (create it with "
+        .. "provium:vm(%q, PROFILE))", name, name), 2)
+    end
     return vm
   end
   if type(profile) ~= "string" then error("provium:vm: profile must be a string", 2) end
-  if reserved[name] then error(string.format("provium:vm: '%s' is a reserved name", name), 2) end
+  check_reserved("provium:vm", name)
   if current.vms[name] then
-    error(string.format("provium:vm: a VM named '%s' already exists in this scope", name), 2)
+    error(string.format("provium:vm: the name '%s' is already used by a VM in this scope", name), 2)
   end
   if current ~= file_scope and file_scope.vms[name] then
     error(string.format("provium:vm: a VM named '%s' already exists at file scope; use provium:vm(%q) to reuse it",
@@ -575,7 +588,11 @@ function Lab:vm(name, profile, opts)
     if not vm then error(string.format("lab '%s': no VM named '%s'", self._name, name), 2) end
     return vm
   end
-  if self._vms[name] then error(string.format("lab '%s': a VM named '%s' already exists", self._name, name), 2) end
+  check_reserved("lab '" .. self._name .. "': vm", name)
+  if self._vms[name] then
+    error(string.format("lab '%s': a VM named '%s' already exists (the name is already used in this lab)",
+      self._name, name), 2)
+  end
   local ok, vm = pcall(P.new_vm, name, profile, opts)
   if not ok then error(vm, 2) end
   self._vms[name] = vm
@@ -591,6 +608,7 @@ function Lab:lab(name)
     lab_counter = lab_counter + 1
   end
   if type(name) ~= "string" or name == "" then error("lab:lab: name must be a string", 2) end
+  check_reserved("lab '" .. self._name .. "': lab", name)
   if self._labs[name] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, name), 2) end
   local sub = new_lab(name)
   self._labs[name] = sub
@@ -669,19 +687,27 @@ local function lab_vms(lab)
   return out
 end
 
--- Boots every created VM; all or nothing: when one fails, those this call
--- booted are shut down again and the error names the VM.
+-- Boots every created VM; all or nothing: every member is tried, and when
+-- any fails, those this call booted are shut down again and the error names
+-- the action and each failed VM with its reason.
 local function lab_boot(lab)
-  local booted = {}
+  local booted, failed = {}, {}
   for _, vm in ipairs(lab_vms(lab)) do
     if vm:state() == "created" or vm:state() == "shutdown" then
       local ok, err = pcall(vm.boot, vm)
-      if not ok then
-        for _, b in ipairs(booted) do pcall(b.shutdown, b) end
-        error(err, 3)
-      end
-      booted[#booted + 1] = vm
+      if ok then booted[#booted + 1] = vm else failed[#failed + 1] = {vm:name(), tostring(err)} end
     end
+  end
+  if #failed > 0 then
+    for _, b in ipairs(booted) do pcall(b.shutdown, b) end
+    if #failed == 1 and #booted == 0 then error(failed[1][2], 3) end
+    local names, lines = {}, {}
+    for _, f in ipairs(failed) do
+      names[#names + 1] = f[1]
+      lines[#lines + 1] = "  " .. f[1] .. ": " .. f[2]
+    end
+    error(string.format("lab '%s': boot failed for %d of %d VMs (%s):\n%s", lab:name(), #failed,
+      #failed + #booted, table.concat(names, ", "), table.concat(lines, "\n")), 3)
   end
   return lab
 end
@@ -824,11 +850,25 @@ end
 
 P.fixture_log = {}
 
+-- --save-events: fixture_build_started/_done when this file built the
+-- fixture, fixture_cache_hit after a cached snapshot restored.
+local function fixture_events(name, built, dir, t0, wall0)
+  if not P.event or not P.__wall_ns then return end
+  if built then
+    P.event("fixture_build_started", {path = name}, wall0)
+    P.event("fixture_build_done", {path = name, duration_ns = math.floor((P.clock() - t0) * 1e9),
+      snapshot_bytes = P.__dir_bytes(dir)})
+  else
+    P.event("fixture_cache_hit", {path = name})
+  end
+end
+
 -- A booted VM restored from the fixture's cached snapshot (built first when
 -- missing or stale). A cached entry that cannot be restored is discarded
 -- with a warning and rebuilt.
 local function vm_from_fixture(name, level)
   if type(name) ~= "string" or name == "" then error("fixture name must be a non-empty string", level + 1) end
+  local t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
   local ok, dir, profile, built = pcall(P.fixture_dir, name)
   if not ok then error(dir, level + 1) end
   local vm = provium.vm(provium, unique_vm_name(name), profile or "default")
@@ -839,11 +879,13 @@ local function vm_from_fixture(name, level)
     io.stderr:write(warning, "\n")
     table.insert(P.fixture_log, {name = name, warning = warning})
     P.fixture_discard(dir)
+    t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
     ok, dir, profile, built = pcall(P.fixture_dir, name, true)
     if not ok then error(dir, level + 1) end
     rok, rerr = pcall(vm.restore, vm, dir)
     if not rok then error(rerr, level + 1) end
   end
+  fixture_events(name, built, dir, t0, wall0)
   table.insert(P.fixture_log, {name = name, built = built})
   return vm
 end
@@ -858,11 +900,13 @@ end
 function provium.lab_fixture(a, b)
   local name = a == provium and b or a
   if type(name) ~= "string" or name == "" then error("lab_fixture: name must be a non-empty string", 2) end
+  local t0, wall0 = P.clock(), P.__wall_ns and P.__wall_ns()
   local ok, dir, _, built = pcall(P.fixture_dir, name)
   if not ok then error(dir, 2) end
   local lab = Lab.lab(P.root_lab, nil)
   local rok, rerr = pcall(lab_restore, lab, dir)
   if not rok then error(rerr, 2) end
+  fixture_events(name, built, dir, t0, wall0)
   table.insert(P.fixture_log, {name = name, built = built})
   return lab
 end
@@ -1248,6 +1292,7 @@ local function run_entry(entry, before)
     entry.deselected = true
     return true
   end
+  P.test_index = (P.test_index or 0) + 1 -- a claim inside a test is one-shot per test (lua_runner.c)
   event("test_started", {name = entry.name, meta = entry.meta})
   local r
   local rok, rerr = true, nil

@@ -176,8 +176,7 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
         if (rc)
             return -1;
     }
-    if (!p->kernel && !p->local)
-        ERR(t, "profile '%s' has no kernel", name);
+    /* a profile without a kernel loads; only the boots that use it fail (vm_boot) */
     if (!p->init)
         p->init = xstrdup("/sbin/init");
     if (p->nmodules && !p->modules_dir)

@@ -10,9 +10,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../fixtures/fixtures.h"
 #include "../runner/runner.h"
 #include "../util/util.h"
 #include "lua_api.h"
+#include "lua_internal.h"
+#include <jansson.h>
 
 static int ctl = -1;
 static child_mode the_mode;
@@ -33,18 +36,44 @@ static int send_msg(const char *msg)
     }
 }
 
-/* P.event(kind, payload): forwarded to the runner, which adds the path. */
+/* Sends msg and waits for the runner's answer: 0 for "ok", else -1 with the
+ * reason in err. The runner always answers (it grants, refuses or breaks a
+ * deadlock); the wait ends with the runner, which kills this process. */
+static int ask_runner(const char *msg, char *err, size_t errlen)
+{
+    if (send_msg(msg) != 0) {
+        snprintf(err, errlen, "cannot reach the runner: %s", strerror(errno));
+        return -1;
+    }
+    char reply[4096];
+    ssize_t n;
+    do
+        n = recv(ctl, reply, sizeof(reply) - 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        snprintf(err, errlen, "the runner did not answer");
+        return -1;
+    }
+    reply[n] = 0;
+    if (strncmp(reply, "ok", 2) == 0)
+        return 0;
+    snprintf(err, errlen, "%s", strncmp(reply, "err ", 4) == 0 ? reply + 4 : reply);
+    return -1;
+}
+
+/* P.event(kind, payload[, ts_ns]): forwarded to the runner, which adds the
+ * path (or, for vm_* and fixture_* events, the file). ts defaults to now. */
 static int l_event(lua_State *L)
 {
     const char *kind = luaL_checkstring(L, 1);
+    long long ts = lua_isinteger(L, 3) ? (long long)lua_tointeger(L, 3) : (long long)wall_ns();
     if (ctl < 0)
         return 0;
     char err[256];
     char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json_lossy(L, 2, err, sizeof(err));
     if (!payload)
         return 0;
-    char *msg = xasprintf("{\"t\":\"event\",\"kind\":\"%s\",\"ts\":%lld,\"payload\":%s}", kind,
-                          (long long)wall_ns(), payload);
+    char *msg = xasprintf("{\"t\":\"event\",\"kind\":\"%s\",\"ts\":%lld,\"payload\":%s}", kind, ts, payload);
     send_msg(msg);
     free(msg);
     free(payload);
@@ -56,13 +85,13 @@ static int64_t claim_memory(lua_State *L, int idx)
     if (lua_isnil(L, idx))
         return 0;
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) <= 0)
-            luaL_error(L, "provium:claim: memory must be a positive number of bytes or a size like \"512M\"");
+        if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0)
+            luaL_error(L, "provium:claim: memory must be a whole number of bytes (0 or more) or a size like \"512M\"");
         return lua_tointeger(L, idx);
     }
     if (lua_type(L, idx) == LUA_TSTRING) {
         int64_t v = parse_size(lua_tostring(L, idx));
-        if (v <= 0)
+        if (v < 0)
             luaL_error(L, "provium:claim: cannot parse memory '%s' (use bytes or a size like \"512M\", \"2G\")",
                        lua_tostring(L, idx));
         return v;
@@ -70,7 +99,9 @@ static int64_t claim_memory(lua_State *L, int idx)
     return luaL_error(L, "provium:claim: memory must be a number of bytes or a size string");
 }
 
-/* provium:claim({memory = "1G", cpus = 2}) at file scope, once. */
+/* provium:claim({memory = "1G", cpus = 2}) at file scope, once. Inside a
+ * test a claim is that test's own: once per test, with no effect on the
+ * pool (the file's reservation is made before its tests run). */
 static int l_claim(lua_State *L)
 {
     lua_getglobal(L, "provium");
@@ -82,32 +113,45 @@ static int l_claim(lua_State *L)
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.P");
     lua_getfield(L, -1, "phase");
     bool in_tests = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "tests") == 0;
-    lua_pop(L, 2);
-    if (in_tests)
-        return luaL_error(L, "provium:claim: claims are made at file scope, not inside a test");
-    if (claim_where[0])
-        return luaL_error(L, "provium:claim: claim already taken (first claim at %s)", claim_where);
-    if (vms_booted)
+    lua_getfield(L, -2, "test_index");
+    lua_Integer test_index = lua_tointeger(L, -1);
+    lua_pop(L, 3);
+    static lua_Integer test_claimed;
+    if (in_tests && test_claimed == test_index)
+        return luaL_error(L, "provium:claim: claim already taken in this test (a claim is one-shot per test, and "
+                             "per file at file scope)");
+    if (!in_tests && claim_where[0])
+        return luaL_error(L, "provium:claim: claim already taken (one-shot per file; first claim at %s)",
+                          claim_where);
+    if (!in_tests && vms_booted)
         return luaL_error(L, "provium:claim: claim before booting any VM (a VM of this file is already running)");
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-        if (strcmp(k, "memory") && strcmp(k, "cpus"))
-            return luaL_error(L, "provium:claim: unknown key '%s' (known: memory, cpus)", k);
+        if (strcmp(k, "memory") && strcmp(k, "memory_bytes") && strcmp(k, "cpus"))
+            return luaL_error(L, "provium:claim: unknown key '%s' (known: memory, memory_bytes, cpus)", k);
         lua_pop(L, 1);
     }
     lua_getfield(L, 2, "memory");
-    int64_t mem = claim_memory(L, -1);
+    lua_getfield(L, 2, "memory_bytes");
+    if (!lua_isnil(L, -1) && !lua_isnil(L, -2))
+        return luaL_error(L, "provium:claim: give memory or memory_bytes, not both");
+    if (!lua_isnil(L, -1) && !lua_isinteger(L, -1))
+        return luaL_error(L, "provium:claim: memory_bytes must be a whole number of bytes");
+    int64_t mem = claim_memory(L, lua_isnil(L, -1) ? -2 : -1);
+    lua_pop(L, 2);
     lua_getfield(L, 2, "cpus");
     double cpus = 0;
     if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0)
-            return luaL_error(L, "provium:claim: cpus must be a positive number");
+        if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
+            return luaL_error(L, "provium:claim: cpus must be a number, 0 or more");
         cpus = lua_tonumber(L, -1);
     }
-    lua_pop(L, 2);
-    if (!mem && cpus == 0)
-        return luaL_error(L, "provium:claim: give memory, cpus or both");
+    lua_pop(L, 1);
+    if (in_tests) {
+        test_claimed = test_index;
+        return 0;
+    }
     luaL_where(L, 1);
     const char *w = lua_tostring(L, -1);
     snprintf(claim_where, sizeof(claim_where), "%.*s", (int)(strlen(w) > 2 ? strlen(w) - 2 : strlen(w)), w);
@@ -126,21 +170,13 @@ static int l_claim(lua_State *L)
     if (ctl < 0 || the_mode == CHILD_LIST)
         return 0;
     char *msg = xasprintf("{\"t\":\"claim\",\"memory\":%lld,\"cpus\":%.17g}", (long long)mem, cpus);
-    int rc = send_msg(msg);
+    char err[4096];
+    int rc = ask_runner(msg, err, sizeof(err));
     free(msg);
     if (rc != 0)
-        return luaL_error(L, "provium:claim: cannot reach the runner: %s", strerror(errno));
-    char reply[4096];
-    ssize_t n;
-    do
-        n = recv(ctl, reply, sizeof(reply) - 1, 0);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return luaL_error(L, "provium:claim: the runner did not answer");
-    reply[n] = 0;
-    if (strncmp(reply, "ok", 2) == 0)
-        return 0;
-    return luaL_error(L, "%s", strncmp(reply, "err ", 4) == 0 ? reply + 4 : reply);
+        return strncmp(err, "provium:claim", 13) == 0 ? luaL_error(L, "%s", err)
+                                                      : luaL_error(L, "provium:claim: %s", err);
+    return 0;
 }
 
 /* ---- selection ---- */
@@ -253,12 +289,92 @@ static int l_vm_booted(lua_State *L)
     return 0;
 }
 
+/* The size a boot of the VM at 1 (with per-boot options at 2) takes. */
+static void boot_size(lua_State *L, int64_t *mem, int *cpus)
+{
+    lvm *v = luaL_checkudata(L, 1, VM_MT);
+    *mem = v->opts.memory ? v->opts.memory : v->vm->profile.memory;
+    *cpus = v->opts.cpus ? v->opts.cpus : v->vm->profile.cpus;
+    if (!lua_istable(L, 2))
+        return; /* bad options are the boot's own error */
+    lua_getfield(L, 2, "memory");
+    int64_t m = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : lua_isstring(L, -1) ? parse_size(lua_tostring(L, -1)) : 0;
+    if (m > 0)
+        *mem = m;
+    lua_getfield(L, 2, "cpus");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) <= PV_MAX_CPUS)
+        *cpus = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+}
+
+/* P.__vm_charge(vm[, opts]) -> memory, cpus charged (nothing without a
+ * runner): asks the runner for room for this boot; raises when it refuses. */
+static int l_vm_charge(lua_State *L)
+{
+    int64_t mem;
+    int cpus;
+    boot_size(L, &mem, &cpus);
+    if (ctl < 0 || the_mode == CHILD_LIST)
+        return 0;
+    lvm *v = luaL_checkudata(L, 1, VM_MT);
+    json_t *req = json_pack("{s:s,s:s,s:I,s:i}", "t", "boot", "vm", v->vm->name, "memory", (json_int_t)mem, "cpus",
+                            cpus);
+    char *msg = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    char err[4096];
+    int rc = ask_runner(msg, err, sizeof(err));
+    free(msg);
+    if (rc != 0)
+        return luaL_error(L, "%s", err);
+    lua_pushinteger(L, mem);
+    lua_pushinteger(L, cpus);
+    return 2;
+}
+
+/* P.__vm_memory(vm): the guest RAM the running VM was started with. */
+static int l_vm_memory(lua_State *L)
+{
+    lvm *v = luaL_checkudata(L, 1, VM_MT);
+    lua_pushinteger(L, v->vm->mem_bytes ? v->vm->mem_bytes : v->vm->profile.memory);
+    return 1;
+}
+
+/* P.__wall_ns() -> now, ns since the epoch (event timestamps) */
+static int l_wall_ns(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)wall_ns());
+    return 1;
+}
+
+/* P.__dir_bytes(dir) -> bytes the files directly in dir take on disk */
+static int l_dir_bytes(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)dir_bytes(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* P.__vm_release(memory, cpus): a charged VM is gone. */
+static int l_vm_release(lua_State *L)
+{
+    char *msg = xasprintf("{\"t\":\"release\",\"memory\":%lld,\"cpus\":%lld}", (long long)luaL_checkinteger(L, 1),
+                          (long long)luaL_checkinteger(L, 2));
+    send_msg(msg);
+    free(msg);
+    return 0;
+}
+
 static const char vm_hooks[] =
     "local P, M = ...\n"
     "local boot, shutdown, close = M.boot, M.shutdown, M.close\n"
     "local up = setmetatable({}, {__mode = 'k'})\n"
+    "local charged = setmetatable({}, {__mode = 'k'})\n"
     "local function live(vm) local s = vm:state() return s == 'booted' or s == 'paused' end\n"
+    "local function uncharge(vm)\n"
+    "  local c = charged[vm]\n"
+    "  if c and not live(vm) then charged[vm] = nil; P.__vm_release(c[1], c[2]) end\n"
+    "end\n"
     "local function ended(vm)\n"
+    "  uncharge(vm)\n"
     "  if up[vm] and not live(vm) then\n"
     "    P.event('vm_shutdown', {vm_name = vm:name(), duration_ns = math.floor((P.clock() - up[vm]) * 1e9)})\n"
     "    up[vm] = nil\n"
@@ -273,13 +389,19 @@ static const char vm_hooks[] =
     "end\n"
     "M.boot = function(vm, ...)\n"
     "  P.__vm_booted()\n"
+    "  local s = vm:state()\n"
+    "  if not charged[vm] and (s == 'created' or s == 'shutdown') then\n"
+    "    local ok, mem, cpus = pcall(P.__vm_charge, vm, ...)\n"
+    "    if not ok then rethrow(mem) end\n"
+    "    if mem then charged[vm] = {mem, cpus} end\n"
+    "  end\n"
     "  local r = table.pack(pcall(boot, vm, ...))\n"
-    "  if not r[1] then rethrow(r[2]) end\n"
+    "  if not r[1] then uncharge(vm); rethrow(r[2]) end\n"
     "  r = table.pack(table.unpack(r, 2, r.n))\n"
     "  up[vm] = P.clock()\n"
     "  local ok, cid = pcall(vm.cid, vm)\n"
     "  P.event('vm_spawned', {vm_name = vm:name(), profile = vm:profile(), boot_seconds = vm:boot_seconds(),\n"
-    "    cid = ok and cid or nil})\n"
+    "    memory_bytes = charged[vm] and charged[vm][1] or P.__vm_memory(vm), cid = ok and cid or nil})\n"
     "  return table.unpack(r, 1, r.n)\n"
     "end\n"
     "M.shutdown = function(vm, ...)\n"
@@ -320,12 +442,12 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     lua_settop(L, top);
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.P");
     int P = lua_gettop(L);
-    lua_pushcfunction(L, l_event);
-    lua_setfield(L, P, "event");
-    lua_pushcfunction(L, l_select_reason);
-    lua_setfield(L, P, "select_reason");
-    lua_pushcfunction(L, l_vm_booted);
-    lua_setfield(L, P, "__vm_booted");
+    static const luaL_Reg fns[] = {
+        {"event", l_event},           {"select_reason", l_select_reason}, {"__vm_booted", l_vm_booted},
+        {"__vm_charge", l_vm_charge}, {"__vm_release", l_vm_release},     {"__vm_memory", l_vm_memory},
+        {"__wall_ns", l_wall_ns},     {"__dir_bytes", l_dir_bytes},       {NULL, NULL},
+    };
+    pv_add_methods(L, P, fns);
     lua_pushboolean(L, mode == CHILD_LIST);
     lua_setfield(L, P, "list_mode");
     lua_pushstring(L, shown ? shown : "");

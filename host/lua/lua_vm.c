@@ -173,7 +173,7 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-        o->memory = opt_size(L, -1, "memory");
+        o->memory = opt_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
@@ -237,12 +237,12 @@ void pv_require_booted(lua_State *L, lvm *v, const char *op)
     if (vm->state == VM_BOOTED)
         return;
     if (vm->state == VM_DEAD)
-        luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", vm->name, op,
+        luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s); create a new VM to go on", vm->name, op,
                    vm->dead_reason ? vm->dead_reason : "QEMU exited");
-    const char *hint = vm->state == VM_CREATED ? " (call :boot() first)"
-                       : vm->state == VM_PAUSED ? " (call :resume() first)"
-                                                 : "";
-    luaL_error(L, "vm '%s': cannot %s: the VM is %s%s", vm->name, op, vm_state_name(vm->state), hint);
+    if (vm->state == VM_PAUSED)
+        luaL_error(L, "vm '%s': cannot %s: the VM is paused (call :resume() first)", vm->name, op);
+    luaL_error(L, "vm '%s': cannot %s: the VM is not booted (it is %s; call :boot() first)", vm->name, op,
+               vm_state_name(vm->state));
 }
 
 /* ---- methods ---- */
@@ -250,8 +250,12 @@ void pv_require_booted(lua_State *L, lvm *v, const char *op)
 static int l_vm_boot(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
+    if (v->vm->state == VM_DEAD)
+        return luaL_error(L, "vm '%s': cannot boot: the VM is dead (%s); create a new VM", v->vm->name,
+                          v->vm->dead_reason ? v->vm->dead_reason : "QEMU exited");
     if (v->vm->state != VM_CREATED && v->vm->state != VM_SHUTDOWN)
-        return luaL_error(L, "vm '%s': cannot boot: the VM is %s", v->vm->name, vm_state_name(v->vm->state));
+        return luaL_error(L, "vm '%s': cannot boot: the VM is already booted (it is %s)", v->vm->name,
+                          vm_state_name(v->vm->state));
     vm_boot_opts o = v->opts;
     vm_boot_opts per = {0};
     parse_boot_opts(L, 2, &per);
@@ -272,6 +276,11 @@ static int l_vm_boot(lua_State *L)
         o.nfiles = per.nfiles;
     }
     char err[8192];
+    /* a local profile has no guest kernel: its memory only counts in the pool */
+    if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
+        free_opts(&per);
+        return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
+    }
     pv_forget_open(v);
     int rc = vm_boot(v->vm, &o, err, sizeof(err));
     free_opts(&per);
@@ -286,7 +295,7 @@ static int l_vm_shutdown(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     if (v->vm->state == VM_CREATED)
-        return luaL_error(L, "vm '%s': cannot shutdown: the VM is created (it was never booted)", v->vm->name);
+        return luaL_error(L, "vm '%s': cannot shutdown: the VM is not booted (it is created; it was never booted)", v->vm->name);
     char err[4096];
     if (v->vm->state != VM_SHUTDOWN && v->vm->state != VM_DEAD && vm_shutdown(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
@@ -308,9 +317,8 @@ static int l_vm_close(lua_State *L)
 static int lifecycle(lua_State *L, const char *op, vm_state need, int (*fn)(pv_vm *, char *, size_t))
 {
     lvm *v = check_vm(L, 1);
-    if (v->vm->state == VM_DEAD)
-        return luaL_error(L, "vm '%s': cannot %s: the VM is dead (%s)", v->vm->name, op,
-                          v->vm->dead_reason ? v->vm->dead_reason : "QEMU exited");
+    if (v->vm->state != need && (v->vm->state == VM_DEAD || v->vm->state == VM_CREATED || v->vm->state == VM_SHUTDOWN))
+        pv_require_booted(L, v, op); /* raises: dead, not booted */
     if (v->vm->state != need)
         return luaL_error(L, "vm '%s': cannot %s: the VM is %s (%s needs a %s VM)", v->vm->name, op,
                           vm_state_name(v->vm->state), op, vm_state_name(need));

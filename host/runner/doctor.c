@@ -106,11 +106,12 @@ int runner_doctor(const pv_config *cfg)
         check(false, true, "default image", "",
               cfg->path ? "provium.toml has no [profiles.default]" : "no provium.toml found (use -c FILE)");
     } else {
-        bool k = file_exists(d->kernel), i = !d->initrd || file_exists(d->initrd);
+        bool k = d->kernel && file_exists(d->kernel), i = !d->initrd || file_exists(d->initrd);
         if (k && i)
             snprintf(buf, sizeof(buf), "kernel %s, initrd %s", d->kernel, d->initrd ? d->initrd : "(none)");
         else
-            snprintf(buf, sizeof(buf), "%s is missing; run 'make image'", !k ? d->kernel : d->initrd);
+            snprintf(buf, sizeof(buf), "%s is missing; run 'make image'",
+                     !k ? (d->kernel ? d->kernel : "the profile's kernel") : d->initrd);
         check(k && i, true, "default image", buf, buf);
     }
     /* CPU pressure */

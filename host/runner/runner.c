@@ -46,6 +46,12 @@ typedef struct {
     bool claimed;
     pool_amount want;
     bool blocked_noted;
+    pool_amount live;       /* what the file's booted VMs use (charged to its claim or the pool) */
+    bool boot_pending;      /* a VM boot waits for room in the pool */
+    pool_amount boot_vm;    /* that VM's size */
+    pool_amount boot_held;  /* what the file holds once that boot is granted */
+    char *boot_name;
+    double boot_wait_started;
     json_t *result; /* the --json object, kept for JUnit and the rerun state */
     char *file_log; /* captured output of a crashed or timed-out file */
     bool failed;
@@ -143,7 +149,7 @@ typedef struct {
 
 static json_t *amount_json(pool_amount a)
 {
-    return json_pack("{s:I,s:f}", "memory", (json_int_t)a.mem, "cpus", a.cpus);
+    return json_pack("{s:I,s:f}", "memory_bytes", (json_int_t)a.mem, "cpus", a.cpus);
 }
 
 static bool fits(const pool_state *p, pool_amount a)
@@ -181,6 +187,114 @@ static void give_back(pool_state *p, file_run *f)
 static char *amount_text(pool_amount a)
 {
     return xasprintf("%lld MiB, %g vCPUs", (long long)(a.mem >> 20), a.cpus);
+}
+
+static void ctl_reply(file_run *f, const char *msg);
+
+static pool_amount amount_add(pool_amount a, pool_amount b) { return (pool_amount){a.mem + b.mem, a.cpus + b.cpus}; }
+
+static pool_amount amount_max(pool_amount a, pool_amount b)
+{
+    return (pool_amount){a.mem > b.mem ? a.mem : b.mem, a.cpus > b.cpus ? a.cpus : b.cpus};
+}
+
+static bool amount_within(pool_amount a, pool_amount limit)
+{
+    return a.mem <= limit.mem && a.cpus <= limit.cpus + 1e-9;
+}
+
+/* Would the pool have room if f held `held` instead of what it holds now? */
+static bool fits_instead(const pool_state *p, const file_run *f, pool_amount held)
+{
+    pool_amount used = {p->used.mem - f->held.mem + held.mem, p->used.cpus - f->held.cpus + held.cpus};
+    return amount_within(used, p->total);
+}
+
+static void hold(pool_state *p, file_run *f, pool_amount held)
+{
+    give_back(p, f);
+    take(p, f, held);
+}
+
+/* The claim a file would need for its VMs so far plus one more, as Lua. */
+static char *claim_hint(pool_amount a)
+{
+    return xasprintf("provium:claim({memory = \"%lldM\", cpus = %g})", (long long)((a.mem + (1 << 20) - 1) >> 20),
+                     ceil(a.cpus));
+}
+
+/* What a file without a claim holds for VMs that use `live`: at least its
+ * default reservation. vCPUs are time-shared: a file whose VMs have more of
+ * them than the whole pool takes all of it (it runs alone on the CPUs). */
+static pool_amount unclaimed_hold(const pool_state *pool, pool_amount live)
+{
+    pool_amount held = amount_max(pool->deflt, live);
+    if (held.cpus > pool->total.cpus)
+        held.cpus = pool->total.cpus;
+    return held;
+}
+
+/* A VM boot asks for room. A file with a claim boots within it or fails at
+ * once; a file without one holds max(default reservation, its VMs) and
+ * waits when the pool has no room for the difference. */
+static void boot_request(file_run *f, pool_state *pool, const char *name, pool_amount vm)
+{
+    pool_amount after = amount_add(f->live, vm);
+    char *msg = NULL;
+    if (f->claimed) {
+        if (amount_within(after, f->want)) {
+            f->live = after;
+            ctl_reply(f, "ok");
+            return;
+        }
+        char *need = amount_text(vm), *in_use = amount_text(f->live), *claim = amount_text(f->want),
+             *hint = claim_hint(after);
+        msg = xasprintf("err vm '%s': cannot boot: it needs %s on top of the %s the file's VMs already use, "
+                        "and the file's claim is %s; raise %s",
+                        name, need, in_use, claim, hint);
+        free(need);
+        free(in_use);
+        free(claim);
+        free(hint);
+    } else {
+        pool_amount held = unclaimed_hold(pool, after);
+        if (held.mem > pool->total.mem) {
+            char *need = amount_text(held), *tot = amount_text(pool->total);
+            msg = xasprintf("err vm '%s': cannot boot: the file's VMs would need %s, which exceeds pool total %s; "
+                            "raise --mem or boot smaller VMs",
+                            name, need, tot);
+            free(need);
+            free(tot);
+        } else if (fits_instead(pool, f, held)) {
+            hold(pool, f, held);
+            f->live = after;
+            ctl_reply(f, "ok");
+            emit_pool(pool);
+            return;
+        } else {
+            f->boot_pending = true;
+            f->boot_vm = vm;
+            f->boot_held = held;
+            free(f->boot_name);
+            f->boot_name = xstrdup(name);
+            f->boot_wait_started = now_s();
+            f->blocked_noted = false;
+            return;
+        }
+    }
+    ctl_reply(f, msg);
+    free(msg);
+}
+
+/* A VM of the file is gone: an unclaimed file gives back what it no longer needs. */
+static void boot_release(file_run *f, pool_state *pool, pool_amount vm)
+{
+    f->live.mem = f->live.mem > vm.mem ? f->live.mem - vm.mem : 0;
+    f->live.cpus = f->live.cpus > vm.cpus + 1e-9 ? f->live.cpus - vm.cpus : 0;
+    if (!f->claimed && !f->claim_pending) {
+        hold(pool, f, unclaimed_hold(pool, f->live));
+        emit_pool(pool);
+    }
 }
 
 /* ---------------------------------------------------------------- children */
@@ -278,9 +392,19 @@ static void drain_ctl(file_run *f, pool_state *pool)
                 payload = json_object();
             else
                 json_incref(payload);
-            bool vm = kind && strncmp(kind, "vm_", 3) == 0;
+            /* a fixture event's path is the fixture's */
+            bool vm = kind && (strncmp(kind, "vm_", 3) == 0 || strncmp(kind, "fixture_", 8) == 0);
             json_object_set_new(payload, vm ? "file" : "path", json_string(f->shown));
             events_emit(kind ? kind : "unknown", payload, json_integer_value(json_object_get(m, "ts")));
+        } else if (t && (strcmp(t, "boot") == 0 || strcmp(t, "release") == 0)) {
+            pool_amount vm = {json_integer_value(json_object_get(m, "memory")),
+                              json_number_value(json_object_get(m, "cpus"))};
+            if (strcmp(t, "boot") == 0) {
+                const char *name = json_string_value(json_object_get(m, "vm"));
+                boot_request(f, pool, name ? name : "?", vm);
+            } else {
+                boot_release(f, pool, vm);
+            }
         } else if (t && strcmp(t, "claim") == 0) {
             pool_amount want = {json_integer_value(json_object_get(m, "memory")),
                                 json_number_value(json_object_get(m, "cpus"))};
@@ -807,19 +931,92 @@ static bool psi_high(const pool_state *p)
     return v >= 0 && v >= p->psi_threshold;
 }
 
+/* Grants waiting VM boots that now fit, oldest first. */
+static bool grant_boots(file_run *runs, size_t n, pool_state *pool)
+{
+    bool changed = false;
+    for (;;) {
+        file_run *oldest = NULL;
+        for (size_t i = 0; i < n; i++) {
+            file_run *f = &runs[i];
+            if (f->phase == F_RUNNING && f->boot_pending && fits_instead(pool, f, f->boot_held) &&
+                (!oldest || f->boot_wait_started < oldest->boot_wait_started))
+                oldest = f;
+        }
+        if (!oldest)
+            break;
+        hold(pool, oldest, oldest->boot_held);
+        oldest->live = amount_add(oldest->live, oldest->boot_vm);
+        oldest->boot_pending = false;
+        /* waiting for the pool does not count against the file's timeout */
+        oldest->deadline_base += now_s() - oldest->boot_wait_started;
+        ctl_reply(oldest, "ok");
+        changed = true;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (runs[i].phase == F_RUNNING && runs[i].boot_pending)
+            note_blocked(&runs[i], amount_add(runs[i].live, runs[i].boot_vm), "pool_full");
+    return changed;
+}
+
+/* Hold and wait: when every running file waits for the pool and at least
+ * one of them holds booted VMs while it waits, nothing will ever be given
+ * back. The newest waiting boot fails, so its file can end and release. */
+static void break_deadlock(file_run *runs, size_t n, pool_state *pool)
+{
+    file_run *victim = NULL;
+    size_t running = 0;
+    for (size_t i = 0; i < n; i++) {
+        file_run *f = &runs[i];
+        if (f->phase != F_RUNNING)
+            continue;
+        running++;
+        if (!f->boot_pending && !f->claim_pending)
+            return; /* this one can still give something back */
+        if (f->boot_pending && (!victim || f->boot_wait_started >= victim->boot_wait_started))
+            victim = f;
+    }
+    if (!victim)
+        return;
+    pool_amount peak = amount_add(victim->live, victim->boot_vm);
+    char *held = amount_text(victim->held), *vm = amount_text(victim->boot_vm), *tot = amount_text(pool->total),
+         *hint = claim_hint(peak);
+    char *msg = xasprintf("err vm '%s': cannot boot: the pool is deadlocked: all %zu running files hold resources "
+                          "and wait for more (this file holds %s and its next VM needs %s; pool total %s); "
+                          "reserve the file's peak before its first boot with %s",
+                          victim->boot_name, running, held, vm, tot, hint);
+    victim->boot_pending = false;
+    victim->deadline_base += now_s() - victim->boot_wait_started;
+    ctl_reply(victim, msg);
+    events_emit("boot_refused",
+                json_pack("{s:s,s:s,s:o,s:s}", "path", victim->shown, "vm_name", victim->boot_name, "waiting_for",
+                          amount_json(victim->boot_vm), "reason", "deadlock"),
+                0);
+    free(msg);
+    free(held);
+    free(vm);
+    free(tot);
+    free(hint);
+}
+
 /* Grants waiting claims (in dispatch order), then starts new files, as the
  * pool, -j and CPU pressure allow. FIFO: the first file that cannot go
  * blocks the ones behind it. */
 static void schedule(const pv_config *cfg, const char *scratch, file_run *runs, size_t n, size_t *next,
                      pool_state *pool, bool stop_dispatch)
 {
-    bool changed = false;
+    bool changed = grant_boots(runs, n, pool);
+    bool waiting = false;
     for (size_t i = 0; i < n; i++) {
         file_run *f = &runs[i];
-        if (f->phase != F_RUNNING || !f->claim_pending)
+        if (f->phase != F_RUNNING)
+            continue;
+        waiting = waiting || f->boot_pending;
+        if (!f->claim_pending)
             continue;
         if (!fits(pool, f->want)) {
             note_blocked(f, f->want, "pool_full");
+            break_deadlock(runs, n, pool);
             if (changed)
                 emit_pool(pool);
             return;
@@ -832,6 +1029,10 @@ static void schedule(const pv_config *cfg, const char *scratch, file_run *runs, 
         events_emit("claim_acquired", json_pack("{s:s,s:o}", "path", f->shown, "amount", amount_json(f->want)), 0);
         ctl_reply(f, "ok");
         changed = true;
+    }
+    if (waiting) {
+        break_deadlock(runs, n, pool);
+        stop_dispatch = true; /* FIFO: a waiting boot goes before new files */
     }
     while (!stop_dispatch && *next < n) {
         file_run *f = &runs[*next];
@@ -892,8 +1093,15 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         if (o->tap) {
             tap_begin(stdout);
             tap_end(stdout, 0);
-        } else if (!o->json) {
-            printf("No test files found.\n");
+        } else if (o->json) {
+            json_t *nf = json_pack("{s:{s:s,s:s}}", "no_files", "pattern", "*.test.lua", "searched",
+                                   o->searched ? o->searched : ".");
+            char *line = json_dumps(nf, JSON_COMPACT);
+            printf("%s\n", line);
+            free(line);
+            json_decref(nf);
+        } else if (!o->explained_empty) {
+            printf("no *.test.lua files found (searched: %s)\n", o->searched ? o->searched : ".");
         }
         if (o->junit_path && junit_write(o->junit_path, NULL, NULL, 0, 0) != 0)
             fprintf(stderr, "provium: --junit: cannot write %s: %s\n", o->junit_path, strerror(errno));
@@ -936,8 +1144,18 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         sb_init(&runs[i].report);
     }
     double t0 = now_s();
-    for (size_t i = 0; i < files->n; i++)
-        events_emit("file_discovered", json_pack("{s:s}", "path", runs[i].shown), 0);
+    for (size_t i = 0; i < files->n && events_enabled(); i++) {
+        file_decl d;
+        scan_file_decl(runs[i].path, &d);
+        json_t *refs = json_array();
+        for (size_t k = 0; k < d.nfixtures; k++)
+            json_array_append_new(refs, json_string(d.fixtures[k]));
+        events_emit("file_discovered",
+                    json_pack("{s:s,s:o,s:o}", "path", runs[i].shown, "fixture_refs", refs, "declared_claim",
+                              d.has_claim ? amount_json((pool_amount){d.claim_mem, d.claim_cpus}) : json_null()),
+                    0);
+        file_decl_free(&d);
+    }
     size_t deselected = 0;
     totals t = {0};
     prepass(cfg, runs, files->n, o, &deselected, &t.tests_deselected);
@@ -969,7 +1187,7 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
             pfd[np++] = (struct pollfd){runs[i].report_fd, POLLIN, 0};
             pfd[np++] = (struct pollfd){runs[i].ctl_fd, POLLIN, 0};
             blocked = blocked || runs[i].claim_pending;
-            if (o->timeout_ms && !runs[i].claim_pending) {
+            if (o->timeout_ms && !runs[i].claim_pending && !runs[i].boot_pending) {
                 double left = runs[i].deadline_base + timeout_s - now_s();
                 int ms = left < 0 ? 0 : (int)(left * 1000) + 1;
                 if (ms < wait_ms)
@@ -991,7 +1209,8 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
                 continue;
             drain_ctl(f, &pool);
             drain_report(f);
-            if (o->timeout_ms && !f->claim_pending && now_s() - f->deadline_base > timeout_s && !f->timed_out) {
+            if (o->timeout_ms && !f->claim_pending && !f->boot_pending && now_s() - f->deadline_base > timeout_s &&
+                !f->timed_out) {
                 f->timed_out = true;
                 kill_group(f, SIGKILL);
             }
@@ -1021,7 +1240,8 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
                     events_emit("claim_released",
                                 json_pack("{s:s,s:o}", "path", f->shown, "amount", amount_json(f->want)), 0);
                 give_back(&pool, f);
-                f->claim_pending = false;
+                f->claim_pending = f->boot_pending = false;
+                f->live = (pool_amount){0, 0};
                 emit_pool(&pool);
                 if (f->failed && o->fail_fast)
                     fail_stop = true;
@@ -1110,6 +1330,7 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         sb_free(&runs[i].report);
         free(runs[i].log_path);
         free(runs[i].file_log);
+        free(runs[i].boot_name);
         json_decref(runs[i].result);
     }
     free(runs);

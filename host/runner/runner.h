@@ -33,6 +33,8 @@ typedef struct {
     int64_t pool_mem;        /* bytes; 0 = 80 % of host RAM */
     double pool_cpus;        /* 0 = host CPUs */
     double overcommit;       /* 0 = 1.0 */
+    const char *searched;    /* the paths searched, for "no *.test.lua files found" */
+    bool explained_empty;    /* the selection already said why nothing runs */
     test_select sel;
 } run_opts;
 
@@ -80,6 +82,18 @@ struct lua_State;
  * hooks into a state made by pv_lua_new. */
 void pv_lua_runner_install(struct lua_State *L, int ctl_fd, child_mode mode, const test_select *sel,
                            const char *shown);
+
+/* ---- what a file declares, read without running it (host/runner/scan.c) ---- */
+typedef struct {
+    char **fixtures; /* names given to vm_fixture / lab_fixture / provium.fixture as literals */
+    size_t nfixtures;
+    bool has_claim; /* a file-scope provium:claim{...} with literal fields */
+    int64_t claim_mem;
+    double claim_cpus;
+} file_decl;
+void scan_source_decl(const char *src, size_t len, file_decl *d);
+int scan_file_decl(const char *path, file_decl *d);
+void file_decl_free(file_decl *d);
 
 /* ---- the pool (host/runner/pool.c) ---- */
 typedef struct {

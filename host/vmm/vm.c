@@ -56,7 +56,7 @@ pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_r
 static bool is_elf(const char *path)
 {
     unsigned char magic[4] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0)
         return false;
     ssize_t n = read(fd, magic, 4);
@@ -811,6 +811,13 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
         vm->state = VM_BOOTED;
         vm->boot_seconds = now_s() - t0;
         return 0;
+    }
+    if (!vm->profile.kernel) {
+        snprintf(err, errlen,
+                 "VM '%s': cannot boot: profile '%s' has no kernel (set kernel = \"PATH\" in [profiles.%s] of "
+                 "provium.toml, or local = true for a VM without one)",
+                 vm->name, vm->profile.name, vm->profile.name);
+        return -1;
     }
     if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) ||
         (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))

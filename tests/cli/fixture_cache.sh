@@ -47,10 +47,32 @@ LUA
 run() { OUT=$(cd "$P" && timeout -k 5 300 "$PROVIUM" "$@" 2>&1); RC=$?; }
 built() { grep -o '"name":"base","built":[a-z]*\|"built":[a-z]*,"name":"base"' <<<"$OUT" | grep -o 'true\|false' | head -1; }
 
-run --json use.test.lua
+# fixture_events FILE KIND...: the events of FILE are exactly these fixture_* kinds, for fixture "base"
+fixture_events() {
+    python3 - "$@" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+fx = [e for e in ev if e["kind"].startswith("fixture_")]
+assert [e["kind"] for e in fx] == sys.argv[2:], [e["kind"] for e in fx]
+for e in fx:
+    assert e["payload"]["path"] == "base" and e["payload"]["file"].endswith("use.test.lua"), e
+done = [e for e in fx if e["kind"] == "fixture_build_done"]
+for e in done:
+    assert e["payload"]["duration_ns"] > 0 and e["payload"]["snapshot_bytes"] > 0, e
+    start = [s for s in fx if s["kind"] == "fixture_build_started"][0]
+    assert start["ts"] < e["ts"], (start, e)
+PY
+}
+
+run --json --save-events "$T/ev1.jsonl" use.test.lua
 [ "$RC" = 0 ] && [ "$(built)" = true ] && ok "first run builds the fixture" || notok "first run builds the fixture" "$OUT"
-run --json use.test.lua
+E=$(fixture_events "$T/ev1.jsonl" fixture_build_started fixture_build_done 2>&1) &&
+    ok "a build emits fixture_build_started and fixture_build_done (path, duration_ns, snapshot_bytes)" ||
+    notok "a build emits fixture_build_started and fixture_build_done" "$E"
+run --json --save-events "$T/ev2.jsonl" use.test.lua
 [ "$RC" = 0 ] && [ "$(built)" = false ] && ok "second run builds nothing" || notok "second run builds nothing" "$OUT"
+E=$(fixture_events "$T/ev2.jsonl" fixture_cache_hit 2>&1) &&
+    ok "a cached fixture emits fixture_cache_hit" || notok "a cached fixture emits fixture_cache_hit" "$E"
 echo 'return {value = "v2"}' >"$P/helper.lua"
 run --json use.test.lua
 [ "$RC" = 0 ] && [ "$(built)" = true ] && ok "editing a required helper rebuilds" || notok "editing a required helper rebuilds" "$OUT"

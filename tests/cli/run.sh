@@ -164,9 +164,9 @@ expect_out "No such file or directory"
 end_check
 
 pv --config "$CONF" "$FIX/empty"
-begin "a directory without test files says 'No test files found' and exits 0"
+begin "a directory without test files says 'no *.test.lua files found' and exits 0"
 expect_rc 0
-expect_out "No test files found"
+expect_out "no *.test.lua files found"
 end_check
 
 # ---------------------------------------------------------------- 3. results
@@ -299,8 +299,14 @@ begin "unknown profile in a test: exit 1, names the profile and lists the availa
 expect_rc 1
 expect_re '^FAIL tests/cli/fixtures/boot/unknown_profile\.test\.lua \(0 passed, 1 failed'
 expect_out "unknown profile 'no_such_profile'"
-expect_out "default, garbage_initrd, debian_nomods, missing_kernel"
+expect_out "default, garbage_initrd, debian_nomods, missing_kernel, no_kernel, local"
 expect_out "unknown_profile.test.lua:2:"
+end_check
+
+pv --config "$CONF" tests/cli/fixtures/nokernel
+begin "a profile without a kernel loads; only its boots fail; lab boot, reserved names and state errors are worded"
+expect_rc 0
+expect_re '^PASS tests/cli/fixtures/nokernel/nokernel\.test\.lua \(5 passed, 0 failed'
 end_check
 
 PV_CWD=$FIX/proj/tests/sub pv

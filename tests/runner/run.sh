@@ -133,8 +133,90 @@ assert sorted(acq) == sorted(rel), "acquired %r released %r" % (acq, rel)
 assert any(p.endswith("small.test.lua") for p in acq), "no claim_acquired for small: %r" % acq
 assert "claim_refused" in kinds, "no claim_refused event"
 last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
-assert last["used"]["memory"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
+assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
 ' "$T/claims.jsonl"
+end_check
+
+# ---------------------------------------------------------------- --coverage, --no-preflight
+
+PV_PATH=/usr/bin:/bin pv --coverage $FIX/basic/pass.test.lua
+begin "--coverage without provium-coverage on PATH: exit 2 with a pointer"
+expect_rc 2
+expect_out "provium-coverage is not on PATH"
+end_check
+
+mkdir -p "$T/cov"
+cat >"$T/cov/provium-coverage" <<SH
+#!/bin/sh
+# a stand-in: records its arguments and the events it was given
+echo "\$@" >"$T/cov/args"
+cp "\$2" "$T/cov/events"
+SH
+chmod +x "$T/cov/provium-coverage"
+PV_PATH=$T/cov:/usr/bin:/bin pv --coverage --no-preflight $FIX/basic/pass.test.lua
+begin "--coverage pipes the run's events to provium-coverage --from FILE; --no-preflight is accepted"
+expect_rc 0
+grep -q '^--from ' "$T/cov/args" 2>/dev/null || problem "provium-coverage args: $(cat "$T/cov/args" 2>&1)"
+grep -q '"kind":"run_completed"' "$T/cov/events" 2>/dev/null || problem "no events reached provium-coverage"
+end_check
+
+# ---------------------------------------------------------------- VM boots charged to claims and the pool
+
+# pressure gating off: both files must be running at once to hold and wait
+PROVIUM_PSI_THRESHOLD=off pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
+begin "hold and wait without claims: exactly one boot fails at once, naming the deadlock and provium:claim"
+expect_rc 1
+[ "$ELAPSED" -lt 10000 ] || problem "took ${ELAPSED} ms"
+py '
+import json, sys
+files = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(files) == 2, files
+fails = [t["message"] for f in files for t in f["tests"] if t["status"] == "failed"]
+assert len(fails) == 1, "expected one failed boot: %r" % fails
+assert "the pool is deadlocked" in fails[0] and "provium:claim" in fails[0], fails[0]
+assert all(f["chunk_error"] is None and f["timeout"] == "in_time" for f in files), files
+ev = [json.loads(l) for l in open(sys.argv[2])]
+assert any(e["kind"] == "boot_refused" and e["payload"]["reason"] == "deadlock" for e in ev), "no boot_refused"
+last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
+assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
+' "$STDOUT" "$T/dl.jsonl"
+end_check
+
+pv --json --mem 4G --cpus 2 --save-events $T/charge.jsonl $FIX/charge
+begin "boots are charged to the claim: past it fails fast; unclaimed files are charged to the pool; test-scope claims, memory_bytes, zero claims"
+expect_rc 0
+py '
+import json, sys
+files = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+assert len(files) == 2 and all(f["passed"] for f in files), [(f["path"], [(t["name"], t["message"]) for t in f["tests"]], f["chunk_error"]) for f in files]
+' "$STDOUT"
+end_check
+
+begin "events: file_discovered has fixture_refs and declared_claim, vm_spawned memory_bytes, amounts use memory_bytes"
+py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+fd = {e["payload"]["path"].split("/")[-1]: e["payload"] for e in ev if e["kind"] == "file_discovered"}
+assert fd["claims.test.lua"]["declared_claim"] == {"memory_bytes": 64 << 20, "cpus": 1.0}, fd
+assert fd["over_claim.test.lua"]["declared_claim"] == {"memory_bytes": 512 << 20, "cpus": 1.0}, fd
+assert all(p["fixture_refs"] == [] for p in fd.values()), fd
+vs = [e["payload"] for e in ev if e["kind"] == "vm_spawned"]
+assert vs and all(p["memory_bytes"] == 1 << 20 and p["vm_name"] and p["profile"] == "local" and p["file"] for p in vs), vs
+for e in ev:
+    for k in ("reservation", "amount", "waiting_for"):
+        if k in e["payload"]:
+            assert set(e["payload"][k]) == {"memory_bytes", "cpus"}, e
+' "$T/charge.jsonl"
+end_check
+
+pv --json --mem 4G --cpus 1 $FIX/deadlock/a_hold_and_wait.test.lua
+begin "an unclaimed file with more vCPUs than the pool takes the whole pool instead of failing"
+expect_rc 0
+end_check
+
+pv --json --mem 300M --cpus 2 $FIX/pool_mem
+begin "an unclaimed file whose VMs need more memory than the pool: the boot is refused at once ('exceeds pool total')"
+expect_rc 0
 end_check
 
 pv --mem 100M $FIX/basic/pass.test.lua
@@ -551,10 +633,11 @@ end_check
 # rerun-failed
 rm -f "$PROVIUM_RERUN_STATE"
 pv --rerun-failed $FIX/basic
-begin "--rerun-failed without state: no prior failure state, nothing to re-run, exit 0"
+begin "--rerun-failed without state: 'no prior failure state', nothing to re-run, exit 0"
 expect_rc 0
 expect_out "no prior failure state"
 expect_out "nothing to re-run"
+expect_no_out "files found"
 end_check
 
 pv $FIX/basic
@@ -611,9 +694,31 @@ end_check
 pv $FIX/../no-tests-here 2>/dev/null
 mkdir -p "$T/empty"
 pv "$T/empty"
-begin "no test files: a message and exit 0"
+begin "no test files: 'no *.test.lua files found' naming the searched path, exit 0"
 expect_rc 0
-expect_out "No test files found"
+expect_out "no *.test.lua files found (searched: $T/empty)"
+end_check
+
+pv --json "$T/empty"
+begin "no test files under --json: one no_files object"
+expect_rc 0
+py '
+import json, sys
+lines = [l for l in sys.argv[1].splitlines() if l.strip()]
+assert len(lines) == 1, lines
+o = json.loads(lines[0])
+assert o["no_files"]["pattern"] == "*.test.lua" and o["no_files"]["searched"].endswith("/empty"), o
+' "$STDOUT"
+end_check
+
+pv --cpu-overcommit 0.1 "$T/empty"
+begin "--cpu-overcommit outside 0.5..8 is clamped with a notice; 1.5 is not"
+expect_rc 0
+expect_out "--cpu-overcommit 0.1 clamped to 0.5"
+pv --cpu-overcommit 100 "$T/empty"
+expect_out "--cpu-overcommit 100 clamped to 8"
+pv --cpu-overcommit 1.5 "$T/empty"
+expect_no_out "clamped"
 end_check
 
 # ---------------------------------------------------------------- subcommands

@@ -260,6 +260,26 @@ static void expect_error(int srcline, const char *label, const char *text, int l
 }
 #define EXPECT_ERROR(label, text, line, what) expect_error(__LINE__, label, text, line, what)
 
+/* A profile without a kernel loads: only the boots that use it fail. */
+static void test_profile_without_kernel(void)
+{
+    set_case("a profile without a kernel loads");
+    pv_config c;
+    char err[512];
+    if (CHECKF(parse("[profile.nokernel]\ninitrd = \"i\"\n\n[profiles.empty]\n\n[profiles.k]\nkernel = \"k\"\n", &c, err,
+                     sizeof(err)) == 0,
+               "config_parse failed: %s", err)) {
+        const pv_profile *p = config_profile(&c, "nokernel");
+        CHECK(p != NULL && p->kernel == NULL && p->initrd != NULL);
+        p = config_profile(&c, "empty");
+        CHECK(p != NULL && p->kernel == NULL && !p->local);
+        p = config_profile(&c, "k");
+        if (CHECK(p != NULL))
+            CHECK_STR(p->kernel, "/some/dir/k");
+    }
+    config_free(&c);
+}
+
 static void test_errors(void)
 {
     EXPECT_ERROR("unknown key in [profile.x]", "[profile.x]\nkernel = \"k\"\nkernal = \"k\"\n", 3,
@@ -274,8 +294,6 @@ static void test_errors(void)
                  "profile 'x' is defined twice");
     EXPECT_ERROR("profile in both spellings (plural first)",
                  "[profiles.dup]\nkernel = \"a\"\n\n[profile.dup]\nkernel = \"b\"\n", 4, "defined twice");
-    EXPECT_ERROR("missing kernel", "[profile.nokernel]\ninitrd = \"i\"\n", 1, "profile 'nokernel' has no kernel");
-    EXPECT_ERROR("missing kernel, empty table", "\n[profiles.empty]\n", 2, "has no kernel");
     EXPECT_ERROR("bad machine", "[profiles.x]\nkernel = \"k\"\nmachine = \"virt\"\n", 3,
                  "machine must be \"microvm\", \"pc\" or \"q35\", not \"virt\"");
     EXPECT_ERROR("machine in upper case", "[profiles.x]\nkernel = \"k\"\nmachine = \"Q35\"\n", 3, "machine must be");
@@ -480,6 +498,7 @@ int main(void)
     test_profile_plural();
     test_both_spellings_and_home();
     test_provium_section();
+    test_profile_without_kernel();
     test_errors();
     test_known_bugs();
     test_load();
