@@ -604,6 +604,12 @@ static int make_ram_file(pv_vm *vm, int64_t bytes, char *err, size_t errlen)
     else
         vm->ram_path = xasprintf("%s.ram", vm->dir);
     vm->ram_fd = open(vm->ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (vm->ram_fd < 0 && errno == EEXIST) {
+        /* the name carries our pid: the file is the leftover of a killed
+         * process that had the same pid before us */
+        unlink(vm->ram_path);
+        vm->ram_fd = open(vm->ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (vm->ram_fd < 0 || ftruncate(vm->ram_fd, bytes) != 0) {
         snprintf(err, errlen, "VM '%s': cannot create guest RAM file %s: %s", vm->name, vm->ram_path,
                  strerror(errno));

@@ -604,6 +604,24 @@ expect_out "(2 passed, 0 failed, 0 skipped)"
 [ "$stopped_in" -le 5 ] || problem "provium --watch took ${stopped_in} s to stop after SIGTERM"
 end_check
 
+# A process killed before QEMU mapped its guest RAM leaves
+# /dev/shm/provium-PID-0.ram behind; a later process that gets the same pid
+# must not fail on it (exec keeps the shell's pid, and the REPL boots its VM
+# in its own process, so the leftover is its own).
+if [ -w /dev/shm ]; then
+    RUN_N=$((RUN_N + 1))
+    TD=$T/r$RUN_N
+    mkdir -p "$TD"
+    OUT=$(cd "$ROOT" && echo 'print(vm:run("echo ram-ok").stdout)' | TMPDIR=$TD timeout -k 5 "$LIMIT" sh -c \
+        ': > /dev/shm/provium-$$-0.ram; exec "$0" repl --config "$1" default' "$PROVIUM" "$CONF" 2>&1)
+    RC=$?
+    begin "a stale guest RAM file left under the same pid by a killed run does not break the boot"
+    expect_rc 0
+    expect_out "ram-ok"
+    expect_no_out "File exists"
+    end_check
+fi
+
 # ---------------------------------------------------------------- summary
 
 begin "no QEMU process from any run of this script is left"
