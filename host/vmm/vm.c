@@ -1062,7 +1062,7 @@ static bool wait_exit(pv_vm *vm, int64_t deadline);
 
 /* ---- lifecycle ---- */
 
-int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen)
+int vm_console_write(pv_vm *vm, const void *data, size_t len, int64_t timeout_ms, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/console.sock", vm->dir);
     int fd = connect_unix(path);
@@ -1071,11 +1071,25 @@ int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t 
         snprintf(err, errlen, "VM '%s': cannot connect to the serial console: %s", vm->name, strerror(errno));
         return -1;
     }
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
+        deadline = global_deadline;
     int rc = 0;
+    size_t total = len;
     const char *p = data;
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        struct pollfd wp = {fd, POLLOUT, 0};
+        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        if (deadline >= 0 && wait <= 0) {
+            snprintf(err, errlen, "VM '%s': console write: timed out after %lld ms with %zu of %zu bytes written",
+                     vm->name, (long long)(timeout_ms > 0 ? timeout_ms : 0), total - len, total);
+            rc = -1;
+            break;
+        }
+        if (poll(&wp, 1, wait) <= 0)
+            continue;
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0) {
             snprintf(err, errlen, "VM '%s': console write: %s", vm->name, strerror(errno));
