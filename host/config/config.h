@@ -23,6 +23,7 @@ typedef struct {
     int cpus;
     int64_t boot_timeout_ms;
     bool local; /* no VM: the agent runs as a process on the host (fast op tests) */
+    bool no_acpi; /* acpi = false: the guest runs without ACPI (no power button) */
 } pv_profile;
 
 typedef struct {
