@@ -151,6 +151,9 @@ void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs)
 static int l_syscall(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "VM '%s': syscall: the syscall number nr must be an integer, not %s", v->vm->name,
+                          luaL_typename(L, 2));
     lua_Integer nr = luaL_checkinteger(L, 2);
     pv_require_booted(L, v, "syscall");
     sysreq s = {0};
