@@ -149,8 +149,8 @@ static void power_off(void)
 {
     sync();
     exec_abandon_all();
-    /* RB_AUTOBOOT rather than RB_POWER_OFF: machines without ACPI (microvm)
-     * cannot power off, and the host always runs QEMU with -no-reboot, which
+    /* RB_AUTOBOOT rather than RB_POWER_OFF: machines without ACPI (a
+     * microvm with acpi = false) cannot power off, and the host always runs QEMU with -no-reboot, which
      * turns the reboot into a clean QEMU exit. */
     reboot(RB_AUTOBOOT);
     agent_log("reboot: %s", strerror(errno));

@@ -54,7 +54,8 @@ void files_read(agent_conn *c, const pv_msg *m)
     }
     close(fd);
     if (err == EFBIG)
-        conn_send_error(c, chan, req, err, "read_file %s: larger than the %u byte transfer limit", path,
+        conn_send_error(c, chan, req, err, "read_file %s: larger than the %u byte transfer limit; read it in parts "
+                        "with vm:open_file (file:read, file:seek) or follow it with vm:tail_file", path,
                         (unsigned)MAX_FILE_BYTES);
     else if (err)
         conn_send_error(c, chan, req, err, "read_file %s: %s", path, strerror(err));

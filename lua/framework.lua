@@ -6,7 +6,7 @@ local FAIL = setmetatable({}, {__tostring = function() return "test failure" end
 local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end})
 
 local tests, by_name = {}, {}
-local file_scope = {kind = "file", vms = {}, order = {}, resources = {}}
+local file_scope = {kind = "file", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}}
 local current = file_scope
 -- set by provium.create / provium.fixture at the file's top level: from then
 -- on the file is classic and every test() runs where it is declared (see
@@ -178,7 +178,7 @@ local function check_reserved(what, name)
 end
 
 local function find_vm(name)
-  return current.vms[name] or file_scope.vms[name]
+  return current.vms[name] or file_scope.vms[name] or (P.root_lab and P.root_lab._vms[name])
 end
 
 function provium.vm(self, name, profile, opts)
@@ -223,7 +223,7 @@ local function close_scope(scope)
   for i = #scope.order, 1, -1 do
     pcall(scope.order[i].close, scope.order[i])
   end
-  scope.vms, scope.order, scope.resources = {}, {}, {}
+  scope.vms, scope.order, scope.resources, scope.labs, scope.lab_order = {}, {}, {}, {}, {}
 end
 
 ---------------------------------------------------------------- binary helpers
@@ -451,7 +451,14 @@ end
 
 function Console:read_log() return self.vm:console_log() end
 
-function Console:write(data) self.vm:console_write(data) end
+function Console:write(data, opts)
+  local ok, err = pcall(self.vm.console_write, self.vm, data, opts)
+  if not ok then error(err, 2) end
+end
+
+-- The serial port belongs to the VM: closing a Console only ends this
+-- object's use (later calls still work, like a fresh vm:console()).
+function Console:close() end
 
 -- expect(pattern[, timeout]): waits until the console, past the previous
 -- match, contains pattern (plain text); returns the text up to its end.
@@ -574,6 +581,10 @@ Lab.__index = function(self, key)
   if type(key) == "string" then return self._vms[key] or self._labs[key] end
 end
 
+local function remove_from(list, item)
+  for i, v in ipairs(list) do if v == item then table.remove(list, i); return end end
+end
+
 local function new_lab(name)
   return setmetatable({_name = name, _vms = {}, _vm_order = {}, _labs = {}, _lab_order = {}}, Lab)
 end
@@ -602,6 +613,52 @@ function Lab:vm(name, profile, opts)
   return vm
 end
 
+local function is_root(lab) return lab == P.root_lab or lab == provium end
+
+-- The root lab's sub-labs belong to the scope that made them (a test's are
+-- gone when it ends); a sub-lab's own sub-labs belong to it.
+local function find_sub_lab(lab, name)
+  if is_root(lab) then return current.labs[name] or file_scope.labs[name] end
+  return lab._labs[name]
+end
+
+local function add_sub_lab(lab, sub)
+  local map, order = lab._labs, lab._lab_order
+  if is_root(lab) then map, order = current.labs, current.lab_order end
+  map[sub._name] = sub
+  table.insert(order, sub)
+end
+
+local function sub_lab_list(lab)
+  if not is_root(lab) then return lab._lab_order end
+  local out = {}
+  for _, scope in ipairs({file_scope, current}) do
+    for _, l in ipairs(scope.lab_order) do
+      if scope.labs[l._name] == l then out[#out + 1] = l end
+    end
+    if scope == current then break end
+  end
+  return out
+end
+
+local function remove_sub_lab(lab, sub)
+  if not is_root(lab) then
+    if lab._labs[sub._name] ~= sub then return false end
+    lab._labs[sub._name] = nil
+    remove_from(lab._lab_order, sub)
+    return true
+  end
+  for _, scope in ipairs({current, file_scope}) do
+    if scope.labs[sub._name] == sub then
+      scope.labs[sub._name] = nil
+      remove_from(scope.lab_order, sub)
+      return true
+    end
+  end
+  return false
+end
+
+-- lab:lab(name): the sub-lab of that name, made when it does not exist yet.
 function Lab:lab(name)
   if name == nil then
     name = "__lab_" .. lab_counter
@@ -609,59 +666,103 @@ function Lab:lab(name)
   end
   if type(name) ~= "string" or name == "" then error("lab:lab: name must be a string", 2) end
   check_reserved("lab '" .. self._name .. "': lab", name)
-  if self._labs[name] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, name), 2) end
-  local sub = new_lab(name)
-  self._labs[name] = sub
-  table.insert(self._lab_order, sub)
+  local sub = find_sub_lab(self, name)
+  if sub then return sub end
+  sub = new_lab(name)
+  add_sub_lab(self, sub)
   return sub
+end
+
+-- The root lab's direct VMs are those provium:vm made in the file and the
+-- current test scope (sub-lab VMs are in the scopes for cleanup only, so
+-- they are not in scope.vms) plus those provium:include added.
+
+local function root_vm_list()
+  local out, seen = {}, {}
+  for _, scope in ipairs({file_scope, current}) do
+    for _, vm in ipairs(scope.order) do
+      if not seen[vm] and scope.vms[vm:name()] == vm then seen[vm] = true; out[#out + 1] = vm end
+    end
+  end
+  for _, vm in ipairs(P.root_lab._vm_order) do
+    if not seen[vm] then seen[vm] = true; out[#out + 1] = vm end
+  end
+  return out
+end
+
+local function vm_taken(lab, n)
+  if is_root(lab) then return find_vm(n) end
+  return lab._vms[n]
 end
 
 function Lab:include(x)
   local items = (type(x) == "table" and not is_lab(x)) and x or {x}
-  for _, item in ipairs(items) do
+  for i, item in ipairs(items) do
     if is_vm(item) then
       local n = item:name()
-      if self._vms[n] then error(string.format("lab '%s': a VM named '%s' already exists", self._name, n), 2) end
+      if vm_taken(self, n) then error(string.format("lab '%s': a VM named '%s' already exists", self._name, n), 2) end
+      if is_root(self) then self = P.root_lab end
       self._vms[n] = item
       table.insert(self._vm_order, item)
     elseif is_lab(item) then
       local n = item._name
-      if self._labs[n] then error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, n), 2) end
-      self._labs[n] = item
-      table.insert(self._lab_order, item)
+      if find_sub_lab(self, n) then
+        error(string.format("lab '%s': a sub-lab named '%s' already exists", self._name, n), 2)
+      end
+      add_sub_lab(self, item)
     else
-      error("lab:include: expected a VM, a lab or a list of them", 2)
+      error(string.format("lab '%s': include: element %d is a %s, expected a VM or lab userdata (or a list of them)",
+        self._name, i, type(item)), 2)
     end
   end
 end
 
-local function remove_from(list, item)
-  for i, v in ipairs(list) do if v == item then table.remove(list, i); return end end
+-- Graph only: the VM or sub-lab keeps running.
+-- On the root lab a VM stays in its scope's cleanup list: removed or not,
+-- the scope that created it shuts it down at its end.
+local function remove_root_vm(x)
+  local n, found = x:name(), false
+  for _, scope in ipairs({current, file_scope}) do
+    if scope.vms[n] == x then scope.vms[n] = nil; found = true end
+  end
+  if P.root_lab._vms[n] == x then
+    P.root_lab._vms[n] = nil
+    remove_from(P.root_lab._vm_order, x)
+    found = true
+  end
+  return found
 end
 
--- Graph only: the VM or sub-lab keeps running.
 function Lab:remove(x)
-  if type(x) == "string" then x = self._vms[x] or self._labs[x] end
-  if is_vm(x) and self._vms[x:name()] == x then
+  local what = x
+  if type(x) == "string" then
+    x = (is_root(self) and find_vm(x) or self._vms[x]) or find_sub_lab(self, x)
+  end
+  if is_vm(x) and is_root(self) and remove_root_vm(x) then
+    return
+  elseif is_vm(x) and self._vms[x:name()] == x then
     self._vms[x:name()] = nil
     remove_from(self._vm_order, x)
-  elseif is_lab(x) and self._labs[x._name] == x then
-    self._labs[x._name] = nil
-    remove_from(self._lab_order, x)
+  elseif is_lab(x) and remove_sub_lab(self, x) then
+    return
   else
-    error(string.format("lab '%s': nothing to remove by that name", self._name), 2)
+    error(string.format("lab '%s': remove: no VM or sub-lab %s in this lab", self._name,
+      type(what) == "string" and ("named '" .. what .. "'") or ("given as a " .. type(what))), 2)
   end
 end
 
+-- Names in lexical order, as the reference gives them.
 function Lab:vm_names()
   local out = {}
-  for _, vm in ipairs(self._vm_order) do out[#out + 1] = vm:name() end
+  for _, vm in ipairs(is_root(self) and root_vm_list() or self._vm_order) do out[#out + 1] = vm:name() end
+  table.sort(out)
   return out
 end
 
 function Lab:sub_lab_names()
   local out = {}
-  for _, l in ipairs(self._lab_order) do out[#out + 1] = l._name end
+  for _, l in ipairs(sub_lab_list(self)) do out[#out + 1] = l._name end
+  table.sort(out)
   return out
 end
 
@@ -677,14 +778,8 @@ end
 -- The VMs a lab operation applies to: a sub-lab's own, or for the root lab
 -- those of the current scope and the file scope.
 local function lab_vms(lab)
-  if lab ~= provium then return lab._vm_order end
-  local out, seen = {}, {}
-  for _, scope in ipairs({file_scope, current}) do
-    for _, vm in ipairs(scope.order) do
-      if not seen[vm] then seen[vm] = true; out[#out + 1] = vm end
-    end
-  end
-  return out
+  if is_root(lab) then return root_vm_list() end
+  return lab._vm_order
 end
 
 -- Boots every created VM; all or nothing: every member is tried, and when
@@ -744,12 +839,35 @@ function LabSnapshot:delete()
   self._deleted = true
 end
 
-local function lab_snapshot(lab, dir)
-  local vms = {}
+-- lab.json (format 2) mirrors the lab's tree: its booted VMs as members
+-- ({name, profile, dir}) and its sub-labs, each with its own members and
+-- sub_labs. A VM found twice in the tree is saved once; later entries
+-- point at the same dir.
+local function snapshot_tree(lab, prefix, saved, used, order)
+  local node = {name = lab:name(), members = {}, sub_labs = {}}
   for _, vm in ipairs(lab_vms(lab)) do
-    if vm:state() == "booted" then vms[#vms + 1] = vm end
+    if vm:state() == "booted" or saved[vm] then
+      local d = saved[vm]
+      if not d then
+        d = prefix .. vm:name()
+        local n = 1
+        while used[d] do n = n + 1; d = prefix .. vm:name() .. "-" .. n end
+        used[d], saved[vm] = true, d
+        order[#order + 1] = {vm = vm, dir = d}
+      end
+      node.members[#node.members + 1] = {name = vm:name(), profile = vm:profile(), dir = d}
+    end
   end
-  if #vms == 0 then error("lab snapshot: no booted VM in the lab", 3) end
+  for _, sub in ipairs(sub_lab_list(lab)) do
+    node.sub_labs[#node.sub_labs + 1] = snapshot_tree(sub, prefix .. "lab." .. sub:name() .. "/", saved, used, order)
+  end
+  return node
+end
+
+local function lab_snapshot(lab, dir)
+  local saves = {}
+  local tree = snapshot_tree(lab, "", {}, {}, saves)
+  if #saves == 0 then error("lab snapshot: no booted VM in the lab or its sub-labs", 3) end
   local explicit = dir ~= nil
   if not dir then
     dir = P.snapshot_target()
@@ -760,21 +878,49 @@ local function lab_snapshot(lab, dir)
     end
   end
   os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
-  for _, vm in ipairs(vms) do vm:pause() end
-  local members, ok, err = {}, true, nil
-  for _, vm in ipairs(vms) do
-    local sub = dir .. "/" .. vm:name()
-    ok, err = pcall(vm.snapshot, vm, sub, true)
+  for _, s in ipairs(saves) do s.vm:pause() end
+  local ok, err = true, nil
+  for _, s in ipairs(saves) do
+    os.execute("mkdir -p '" .. (dir .. "/" .. s.dir):match("^(.*)/") .. "'")
+    ok, err = pcall(s.vm.snapshot, s.vm, dir .. "/" .. s.dir, true)
     if not ok then break end
-    members[#members + 1] = {name = vm:name(), profile = vm:profile(), dir = vm:name()}
   end
-  for _, vm in ipairs(vms) do pcall(vm.resume, vm) end
+  for _, s in ipairs(saves) do pcall(s.vm.resume, s.vm) end
   if not ok then error(err, 3) end
   local f = assert(io.open(dir .. "/lab.json", "w"))
-  f:write(json.encode({format = 1, lab = lab:name(), members = members}))
+  f:write(json.encode({format = 2, lab = tree.name, members = tree.members, sub_labs = tree.sub_labs}))
   f:close()
   if explicit then return dir end
   return setmetatable({_path = dir}, LabSnapshot)
+end
+
+-- Restores a lab.json node into lab: members it lacks are created (in the
+-- root lab with provium:vm), missing sub-labs are made, running members are
+-- shut down first. format 1 (no sub_labs) restores the same way.
+local function restore_tree(lab, node, dir, restored)
+  for _, m in ipairs(node.members or {}) do
+    local vm = is_root(lab) and find_vm(m.name) or (not is_root(lab) and lab._vms[m.name])
+    local again = restored[m.dir]
+    if again and vm ~= again then
+      if vm then error(string.format("lab:restore: lab '%s' already has a VM named '%s'", lab:name(), m.name), 0) end
+      Lab.include(is_root(lab) and P.root_lab or lab, again)
+    elseif not again then
+      if not vm then
+        local ok, made = pcall(is_root(lab) and function() return provium.vm(provium, m.name, m.profile) end
+          or function() return Lab.vm(lab, m.name, m.profile) end)
+        if not ok then error(made, 0) end
+        vm = made
+      end
+      local st = vm:state()
+      if st == "booted" or st == "paused" then vm:shutdown() end
+      local ok, err = pcall(vm.restore, vm, dir .. "/" .. m.dir)
+      if not ok then error(err, 0) end
+      restored[m.dir] = vm
+    end
+  end
+  for _, sn in ipairs(node.sub_labs or {}) do
+    restore_tree(Lab.lab(is_root(lab) and P.root_lab or lab, sn.name), sn, dir, restored)
+  end
 end
 
 local function lab_restore(lab, snap)
@@ -784,14 +930,8 @@ local function lab_restore(lab, snap)
   if not f then error("lab:restore: " .. dir .. " is not a lab snapshot (no lab.json)", 3) end
   local index = json.decode(f:read("a"))
   f:close()
-  for _, m in ipairs(index.members or {}) do
-    local vm = lab == provium and find_vm(m.name) or (lab ~= provium and lab._vms[m.name])
-    if not vm then vm = lab:vm(m.name, m.profile) end
-    local st = vm:state()
-    if st == "booted" or st == "paused" then vm:shutdown() end
-    local ok, err = pcall(vm.restore, vm, dir .. "/" .. m.dir)
-    if not ok then error(err, 3) end
-  end
+  local ok, err = pcall(restore_tree, lab, index, dir, {})
+  if not ok then error(err, 3) end
   return lab
 end
 
@@ -1176,7 +1316,7 @@ local function run_test(entry)
   end
   local phase = P.phase
   P.phase = "tests"
-  current = {kind = "test", vms = {}, order = {}, resources = {}}
+  current = {kind = "test", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}}
   -- what the kernel said before this test belongs to the file, not to it
   local before = kernel_check()
   for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
@@ -1390,7 +1530,7 @@ end
 -- a typo cannot silently shadow the API.
 setmetatable(provium, {
   __index = function(_, key)
-    if type(key) == "string" then return find_vm(key) or (P.root_lab and P.root_lab._labs[key]) end
+    if type(key) == "string" then return find_vm(key) or (P.root_lab and find_sub_lab(P.root_lab, key)) end
   end,
   __newindex = function(t, key, value)
     if key == "timeout" or key == "reset_between_tests" then rawset(t, key, value); return end

@@ -156,6 +156,11 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
                 ERR(v, "cpus must be an integer from 1 to 64");
             p->cpus = (int)toml_int(v);
             rc = 0;
+        } else if (strcmp(k, "acpi") == 0) {
+            if (toml_type_of(v) != TOML_BOOL)
+                ERR(v, "acpi must be true or false");
+            p->no_acpi = !toml_bool(v);
+            rc = 0;
         } else if (strcmp(k, "local") == 0) {
             if (toml_type_of(v) != TOML_BOOL)
                 ERR(v, "local must be true or false");
@@ -171,7 +176,7 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = 0;
         } else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
-                   "guest_os, machine, accel, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local",
+                   "guest_os, machine, accel, acpi, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local",
                 k, section, name);
         if (rc)
             return -1;

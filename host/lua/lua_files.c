@@ -363,7 +363,13 @@ static int l_file_seek(lua_State *L)
     lvm *v = file_vm(L, &f, "seek");
     lua_Integer off = luaL_checkinteger(L, 2);
     static const char *const whences[] = {"set", "cur", "end", NULL};
-    int whence = luaL_checkoption(L, 3, "set", whences);
+    const char *w = luaL_optstring(L, 3, "set");
+    int whence = 0;
+    while (whences[whence] && strcmp(whences[whence], w) != 0)
+        whence++;
+    if (!whences[whence])
+        return luaL_error(L, "VM '%s': file:seek: whence must be \"set\", \"cur\" or \"end\", not \"%s\"", v->vm->name,
+                          w);
     return do_seek(L, f, v, off, whence);
 }
 

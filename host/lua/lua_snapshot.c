@@ -155,7 +155,7 @@ static int l_snap_gc(lua_State *L)
 static int l_snap_tostring(lua_State *L)
 {
     lsnap *s = check_snap(L);
-    lua_pushfstring(L, "Snapshot(%s%s)", s->path, s->deleted ? ", deleted" : "");
+    lua_pushfstring(L, "snapshot %s%s", s->path, s->deleted ? " (deleted)" : "");
     return 1;
 }
 

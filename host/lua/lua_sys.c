@@ -151,6 +151,9 @@ void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs)
 static int l_syscall(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "VM '%s': syscall: the syscall number nr must be an integer, not %s", v->vm->name,
+                          luaL_typename(L, 2));
     lua_Integer nr = luaL_checkinteger(L, 2);
     pv_require_booted(L, v, "syscall");
     sysreq s = {0};
@@ -276,6 +279,21 @@ static double check_finite(lua_State *L, int idx, const char *what)
     return d;
 }
 
+/* A clock duration: a number of seconds or a string such as "500ms", "2s",
+ * "5m", "1h"; signed ("-2s") only where negative is allowed. */
+static double clock_seconds(lua_State *L, int idx, const char *what, bool signed_ok)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return check_finite(L, idx, what);
+    const char *s = lua_tostring(L, idx);
+    bool neg = signed_ok && s[0] == '-';
+    int64_t ms = parse_duration_ms(neg ? s + 1 : s);
+    if (ms < 0)
+        luaL_error(L, "clock:%s: cannot parse \"%s\" as a duration (use seconds, \"500ms\", \"5s\", \"2m\", \"1h\"%s)",
+                   what, s, signed_ok ? ", or \"-5s\" to go back" : "");
+    return (neg ? -1.0 : 1.0) * (double)ms / 1000.0;
+}
+
 static int l_clock_get(lua_State *L)
 {
     lvm *v = clock_vm(L, "clock:get");
@@ -296,7 +314,8 @@ static int clock_set(lua_State *L, int64_t ns)
 {
     lvm *v = clock_vm(L, "clock:set");
     if (ns < 0)
-        return luaL_error(L, "clock:set: time must not be before 1970");
+        return luaL_error(L, "clock:set: %f s is before 1970, and Linux refuses to set CLOCK_REALTIME before the "
+                             "epoch (EINVAL)", (double)ns / 1e9);
     vm_begin(v->vm, PV_MSG_CLOCK_SET);
     pv_put_i64(&v->vm->out, PV_T_TIME_NS, ns);
     clock_call(L, v);
@@ -310,7 +329,7 @@ static int l_clock_set_ns(lua_State *L) { return clock_set(L, luaL_checkinteger(
 
 static int l_clock_advance(lua_State *L)
 {
-    double secs = check_finite(L, 2, "advance");
+    double secs = clock_seconds(L, 2, "advance", true);
     lvm *v = clock_vm(L, "clock:advance");
     vm_begin(v->vm, PV_MSG_CLOCK_ADVANCE);
     pv_put_i64(&v->vm->out, PV_T_DELTA_NS, (int64_t)(secs * 1e9));
@@ -321,7 +340,7 @@ static int l_clock_advance(lua_State *L)
 /* Real time passes for the guest too: the host just waits. */
 static int l_clock_sleep(lua_State *L)
 {
-    double secs = check_finite(L, 2, "sleep");
+    double secs = clock_seconds(L, 2, "sleep", false);
     clock_vm(L, "clock:sleep");
     if (secs < 0)
         return luaL_error(L, "clock:sleep: duration must not be negative");

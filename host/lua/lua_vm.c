@@ -373,8 +373,29 @@ static int l_vm_console_write(lua_State *L)
     if (v->vm->state != VM_BOOTED && v->vm->state != VM_PAUSED)
         return luaL_error(L, "vm '%s': cannot write to the console: the VM is %s", v->vm->name,
                           vm_state_name(v->vm->state));
+    int64_t timeout_ms = 10000;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pop(L, 1);
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+            if (strcmp(k, "timeout_ms") == 0)
+                return luaL_error(L, "vm '%s': console write: opts.timeout_ms is not supported (use timeout = \"500ms\" "
+                                     "or timeout = 0.5)", v->vm->name);
+            if (strcmp(k, "timeout") != 0)
+                return luaL_error(L, "vm '%s': console write: unknown option '%s' (known: timeout)", v->vm->name, k);
+        }
+        lua_getfield(L, 3, "timeout");
+        if (!lua_isnil(L, -1)) {
+            bool zero = (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == 0) ||
+                        (lua_type(L, -1) == LUA_TSTRING && parse_duration_ms(lua_tostring(L, -1)) == 0);
+            timeout_ms = zero ? 0 : pv_lua_duration_ms(L, -1, "console write: opts.timeout");
+        }
+        lua_pop(L, 1);
+    }
     char err[1024];
-    if (vm_console_write(v->vm, data, len, err, sizeof(err)) != 0)
+    if (vm_console_write(v->vm, data, len, timeout_ms, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
 }

@@ -180,6 +180,7 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
                           "memory", (json_int_t)vm->mem_bytes, "cpus", vm->cpus, "cmdline", vm->cmdline, "ram_file",
                           vm->ram_shared);
     json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
+    json_object_set_new(m, "acpi", json_boolean(!vm->profile.no_acpi));
     if (vm->has_rng_seed)
         json_object_set_new(m, "rng_seed", json_integer((json_int_t)vm->rng_seed));
     rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
@@ -246,6 +247,14 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     if (strcmp(vm_machine(&vm->profile), meta_str(m, "machine")) != 0) {
         snprintf(err, errlen, "restore: snapshot %s is of a %s machine, VM '%s' is %s", dir, meta_str(m, "machine"),
                  vm->name, vm_machine(&vm->profile));
+        goto out;
+    }
+    /* a microvm's devices differ with ACPI; snapshots from before the acpi
+     * key have none and were all taken with ACPI off */
+    bool snap_acpi = json_is_true(json_object_get(m, "acpi"));
+    if (strcmp(vm_machine(&vm->profile), "microvm") == 0 && snap_acpi != !vm->profile.no_acpi) {
+        snprintf(err, errlen, "restore: snapshot %s was taken with ACPI %s, VM '%s' runs with it %s (profile key acpi)",
+                 dir, snap_acpi ? "on" : "off", vm->name, vm->profile.no_acpi ? "off" : "on");
         goto out;
     }
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/util.h"
@@ -24,6 +25,10 @@
 #define QMP_TIMEOUT_MS 10000
 #define SHUTDOWN_TIMEOUT_MS 15000
 #define DEFAULT_CMDLINE "console=ttyS0 quiet tsc=reliable noapictimer"
+/* microvm with ACPI: its ACPI tables route the PIT to the wrong IOAPIC pin
+ * (no IRQ0 override), so the local APIC timer must stay on or the guest
+ * has no timer tick at all. */
+#define DEFAULT_CMDLINE_ACPI_MICROVM "console=ttyS0 quiet tsc=reliable"
 
 const char *vm_state_name(vm_state s)
 {
@@ -92,21 +97,76 @@ static void argv_free(argv_list *a)
     free(a->v);
 }
 
+/* The host's TSC rate in kHz, measured once against CLOCK_MONOTONIC_RAW;
+ * 0 when the TSC is not constant or cannot be measured. Under TCG the
+ * guest reads the host's TSC, so this is the guest's rate too. */
+static long host_tsc_khz(void)
+{
+    static long khz = -1;
+    if (khz >= 0)
+        return khz;
+    khz = 0;
+#if defined(__x86_64__)
+    size_t len = 0;
+    char *info = read_whole_file("/proc/cpuinfo", &len);
+    bool constant = info && strstr(info, " constant_tsc") && strstr(info, " nonstop_tsc");
+    free(info);
+    if (!constant)
+        return khz;
+    long best = 0;
+    for (int tries = 0, good = 0; tries < 10 && good < 3; tries++) {
+        struct timespec a, b;
+        uint64_t a0 = __builtin_ia32_rdtsc();
+        clock_gettime(CLOCK_MONOTONIC_RAW, &a);
+        uint64_t a1 = __builtin_ia32_rdtsc();
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        uint64_t b0 = __builtin_ia32_rdtsc();
+        clock_gettime(CLOCK_MONOTONIC_RAW, &b);
+        uint64_t b1 = __builtin_ia32_rdtsc();
+        if (a1 - a0 > 20000 || b1 - b0 > 20000)
+            continue; /* preempted between the reads: try again */
+        double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+        long k = (long)((double)((b0 + b1) / 2 - (a0 + a1) / 2) / ns * 1e6 + 0.5);
+        if (k > best)
+            best = k; /* a late wake-up can only lower the figure */
+        good++;
+    }
+    khz = best;
+#endif
+    return khz;
+}
+
 static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 {
     const pv_profile *p = &vm->profile;
     strbuf b;
     sb_init(&b);
-    sb_adds(&b, o->kernel_cmdline ? o->kernel_cmdline : p->cmdline ? p->cmdline : DEFAULT_CMDLINE);
+    const char *base = microvm && !p->no_acpi ? DEFAULT_CMDLINE_ACPI_MICROVM : DEFAULT_CMDLINE;
+    sb_adds(&b, o->kernel_cmdline ? o->kernel_cmdline : p->cmdline ? p->cmdline : base);
     if (p->append && !o->kernel_cmdline)
         sb_addf(&b, " %s", p->append);
     /* panic=-1 + -no-reboot: a panicking guest ends QEMU at once instead of
      * hanging until the boot deadline. reboot=t: microvm has no other way. */
     sb_addf(&b, " panic=-1 reboot=t rdinit=/provium-wrapper provium.init=%s", p->init);
-    /* microvm has neither ACPI tables (acpi=off) nor PCI: say so, or the
-     * kernel spends boot time probing and logs errors about it. */
+    /* microvm has no PCI: say so, or the kernel spends boot time probing
+     * and logs errors about it. Its ACPI (hardware-reduced, with a generic
+     * event device for the power button) is on unless the profile says
+     * acpi = false. */
     if (microvm)
-        sb_adds(&b, " acpi=off pci=off");
+        sb_adds(&b, " pci=off");
+    if (p->no_acpi)
+        sb_adds(&b, " acpi=off");
+    /* Under TCG the kernel's quick TSC calibration against the PIT fails
+     * when the host is busy; the slow fallback needs a timer tick, which
+     * a microvm with ACPI lacks at that point (the boot hangs), and costs
+     * boot time elsewhere. Tell the kernel the rate instead. */
+    bool kvm = false;
+    char aerr[256];
+    long khz = host_tsc_khz();
+    if (khz > 0 && !strstr(b.s, "tsc_early_khz=") && accel_decide(p, vm_machine(p), &kvm, aerr, sizeof(aerr)) == 0 &&
+        !kvm)
+        sb_addf(&b, " tsc_early_khz=%ld", khz);
     return sb_take(&b);
 }
 
@@ -174,7 +234,7 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, "none");
     arg(a, "-no-reboot");
     arg(a, "-machine");
-    s = xasprintf("%s,memory-backend=pvram", microvm ? "microvm,acpi=off" : machine);
+    s = xasprintf("%s,memory-backend=pvram", !microvm ? machine : p->no_acpi ? "microvm,acpi=off" : "microvm,acpi=on");
     arg(a, s);
     free(s);
     /* Guest RAM lives in a file: shared while the VM runs (a snapshot then
@@ -1166,7 +1226,7 @@ static bool wait_exit(pv_vm *vm, int64_t deadline);
 
 /* ---- lifecycle ---- */
 
-int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen)
+int vm_console_write(pv_vm *vm, const void *data, size_t len, int64_t timeout_ms, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/console.sock", vm->dir);
     int fd = connect_unix(path);
@@ -1175,11 +1235,25 @@ int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t 
         snprintf(err, errlen, "VM '%s': cannot connect to the serial console: %s", vm->name, strerror(errno));
         return -1;
     }
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
+        deadline = global_deadline;
     int rc = 0;
+    size_t total = len;
     const char *p = data;
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        struct pollfd wp = {fd, POLLOUT, 0};
+        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        if (deadline >= 0 && wait <= 0) {
+            snprintf(err, errlen, "VM '%s': console write: timed out after %lld ms with %zu of %zu bytes written",
+                     vm->name, (long long)(timeout_ms > 0 ? timeout_ms : 0), total - len, total);
+            rc = -1;
+            break;
+        }
+        if (poll(&wp, 1, wait) <= 0)
+            continue;
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0) {
             snprintf(err, errlen, "VM '%s': console write: %s", vm->name, strerror(errno));
@@ -1236,24 +1310,43 @@ int vm_reset(pv_vm *vm, char *err, size_t errlen)
     return vm_qmp(vm, "set-action", json_pack("{s:s}", "reboot", "shutdown"), NULL, err, errlen);
 }
 
-/* ACPI power button: the guest's init shuts down and powers off. */
+/* ACPI power button: the guest's init shuts down and powers off.
+ * A press is an input event for whoever has the button's event device
+ * open at that moment; right after boot() the guest's handler (acpid in
+ * the default image) may not run yet and the press is lost. So the button
+ * is pressed again every POWER_BUTTON_REPEAT_MS until QEMU exits or the
+ * deadline passes; a guest already shutting down ignores the extra ones. */
+#define POWER_BUTTON_REPEAT_MS 1000
 int vm_power_button(pv_vm *vm, char *err, size_t errlen)
 {
-    if (strcmp(vm_machine(&vm->profile), "microvm") == 0) {
+    if (vm->profile.no_acpi) {
         snprintf(err, errlen,
-                 "VM '%s': power_button needs ACPI, which the microvm machine runs without; set machine = \"pc\" "
-                 "or \"q35\" in profile '%s'",
+                 "VM '%s': power_button needs ACPI, which profile '%s' turns off (acpi = false); remove that "
+                 "line to get the power button",
                  vm->name, vm->profile.name);
         return -1;
     }
-    if (vm_qmp(vm, "system_powerdown", NULL, NULL, err, errlen) != 0)
-        return -1;
-    if (!wait_exit(vm, now_ms() + SHUTDOWN_TIMEOUT_MS)) {
+    int64_t deadline = now_ms() + SHUTDOWN_TIMEOUT_MS;
+    int presses = 0;
+    bool off = false;
+    while (!off && now_ms() < deadline) {
+        if (vm_qmp(vm, "system_powerdown", NULL, NULL, err, errlen) != 0) {
+            if (qemu_exited(vm, NULL)) { /* it powered off while we pressed again */
+                off = true;
+                break;
+            }
+            return -1;
+        }
+        presses++;
+        int64_t until = now_ms() + POWER_BUTTON_REPEAT_MS;
+        off = wait_exit(vm, until < deadline ? until : deadline);
+    }
+    if (!off) {
         char *tail = vm_console_tail(vm, 10);
         snprintf(err, errlen,
-                 "VM '%s': the guest did not power off within %d s of the ACPI power button (does its init "
-                 "handle it?); QEMU killed. Last console lines:\n%s",
-                 vm->name, SHUTDOWN_TIMEOUT_MS / 1000, tail);
+                 "VM '%s': the guest did not power off within %d s of the ACPI power button (pressed %d times; "
+                 "does its init handle it?); QEMU killed. Last console lines:\n%s",
+                 vm->name, SHUTDOWN_TIMEOUT_MS / 1000, presses, tail);
         free(tail);
         vm_kill(vm);
         vm->state = VM_SHUTDOWN;

@@ -142,7 +142,9 @@ int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);
 
-int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen);
+/* Writes data to the serial console within timeout_ms (<= 0: no limit of
+ * its own; the per-test deadline still applies). */
+int vm_console_write(pv_vm *vm, const void *data, size_t len, int64_t timeout_ms, char *err, size_t errlen);
 int vm_pause(pv_vm *vm, char *err, size_t errlen);
 int vm_resume(pv_vm *vm, char *err, size_t errlen);
 int vm_reset(pv_vm *vm, char *err, size_t errlen);

@@ -100,6 +100,7 @@ static void test_profile_plural(void)
                        "memory = 134217728\n"
                        "cpus = 64\n"
                        "boot_timeout = 30\n"
+                       "acpi = false\n"
                        "\n"
                        "[profiles.pc]\n"
                        "kernel = \"k\"\n"
@@ -130,6 +131,7 @@ static void test_profile_plural(void)
             CHECK(p->boot_timeout_ms == 90000);
             CHECK_STR(p->init, "/sbin/init"); /* default */
             CHECK(p->rootfs == NULL && p->append == NULL);
+            CHECK(!p->no_acpi); /* ACPI is on unless the profile says acpi = false */
         }
         p = config_profile(&c, "tiny");
         if (CHECK(p != NULL)) {
@@ -138,6 +140,7 @@ static void test_profile_plural(void)
             CHECK(p->memory == 134217728);
             CHECK(p->cpus == 64);
             CHECK(p->boot_timeout_ms == 30000);
+            CHECK(p->no_acpi);
             CHECK_STR(p->init, "/sbin/init");
             CHECK(p->initrd == NULL);
         }
@@ -314,6 +317,7 @@ static void test_errors(void)
     EXPECT_ERROR("cpus as a string", "[profiles.x]\nkernel = \"k\"\ncpus = \"4\"\n", 3, "cpus must be an integer");
     EXPECT_ERROR("cpus zero", "[profiles.x]\nkernel = \"k\"\ncpus = 0\n", 3, "cpus must be an integer from 1 to 64");
     EXPECT_ERROR("cpus too many", "[profiles.x]\nkernel = \"k\"\ncpus = 65\n", 3, "cpus must be");
+    EXPECT_ERROR("acpi not a bool", "[profiles.x]\nkernel = \"k\"\nacpi = \"off\"\n", 3, "acpi must be true or false");
     EXPECT_ERROR("memory malformed", "[profiles.x]\nkernel = \"k\"\nmemory = \"lots\"\n", 3,
                  "memory must be a positive byte count");
     EXPECT_ERROR("memory zero", "[profiles.x]\nkernel = \"k\"\nmemory = 0\n", 3, "memory must be");

@@ -156,6 +156,22 @@ test("argument forms mix positional args and options; /sbin is on PATH", functio
   t:assert(not ok and e:find("setting up: command failed: exited with status 1", 1, true), tostring(e))
 end)
 
+test("argument errors name what is wrong and what to use instead", function(t)
+  vm:write_file(base .. "/w", "0123456789")
+  local f = vm:open_file(base .. "/w", {read = true})
+  t:assert_contains(t:assert_raises(f.seek, f, 0, "middle"), 'whence must be "set", "cur" or "end", not "middle"')
+  t:assert_eq(f:seek(2, "cur"), 2)
+  f:close()
+  t:assert_contains(t:assert_raises(vm.syscall, vm, "getpid"), "syscall number nr must be an integer, not string")
+  -- a sparse file past the transfer limit: read_file points at the handle and tail forms
+  vm:run("truncate -s 40M " .. base .. "/big || dd if=/dev/zero of=" .. base .. "/big bs=1 count=0 seek=40M")
+  local e = t:assert_raises(vm.read_file, vm, base .. "/big")
+  t:assert_contains(e, "transfer limit")
+  t:assert_contains(e, "vm:open_file")
+  t:assert_contains(e, "vm:tail_file")
+  vm:unlink(base .. "/big")
+end)
+
 test("binary output survives into reports", function(t)
   t:log("bytes: \255\254 and more")
 end)
