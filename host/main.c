@@ -10,6 +10,7 @@
 #include "../common/proto.h"
 #include "config/config.h"
 #include "fixtures/fixtures.h"
+#include "runner/ci.h"
 #include "runner/runner.h"
 #include "tools/tools.h"
 #include "util/util.h"
@@ -63,6 +64,9 @@ static void usage(FILE *out)
             "       provium fixture [-c FILE] list|stale|build NAME|PATH|rebuild NAME|PATH|clean\n"
             "       provium repl [-c FILE] PROFILE [--name NAME]   (a booted VM as `vm` at a Lua prompt)\n"
             "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
+            "       provium timings merge FILE...   (one timings file from several)\n"
+            "       provium cache [-c FILE] export FILE.tar.zst [--fixtures NAMES] [--images]\n"
+            "       provium cache [-c FILE] import FILE.tar.zst\n"
             "\n"
             "Runs Provium test files (*.test.lua) against real Linux kernels in QEMU.\n"
             "PATHs may be files or directories (searched recursively). Without PATHs,\n"
@@ -94,7 +98,12 @@ static void usage(FILE *out)
             "      --rerun-failed    only files that failed last time in this project (state:\n"
             "                        $PROVIUM_RERUN_STATE or <cache>/rerun/<project>.json)\n"
             "      --since FILE      only files modified after FILE\n"
-            "      --shard K/N       only the K-th of N deterministic slices (by path)\n"
+            "      --shard K/N       only the K-th of N deterministic slices, balanced by the\n"
+            "                        recorded durations (by path for files without one);\n"
+            "                        auto: K/N from the CI's variables (PROVIUM_SHARD,\n"
+            "                        GitLab CI_NODE_*, Buildkite BUILDKITE_PARALLEL_JOB*)\n"
+            "      --timings FILE    where file durations are recorded and read (default:\n"
+            "                        <cache>/timings/<project>.json)\n"
             "\n"
             "output:\n"
             "  -v, --verbose       list every test, with skip reasons and console tails\n"
@@ -136,6 +145,7 @@ enum {
     O_FIXTURES,
     O_WATCH,
     O_ACCEL,
+    O_TIMINGS,
 };
 
 static void push(char ***list, size_t *n, char *s)
@@ -172,6 +182,7 @@ int main(int argc, char **argv)
         {"fixtures", no_argument, NULL, O_FIXTURES},
         {"watch", no_argument, NULL, O_WATCH},
         {"accel", required_argument, NULL, O_ACCEL},
+        {"timings", required_argument, NULL, O_TIMINGS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -225,8 +236,10 @@ int main(int argc, char **argv)
         config_free(&rcfg);
         return rc;
     }
-    if (argc > 1 && strcmp(argv[1], "fixture") == 0) {
-        /* provium fixture [-c FILE] OP ...: host/fixtures/fixture_cli.c */
+    if (argc > 1 && strcmp(argv[1], "timings") == 0)
+        return timings_cli(argc - 2, argv + 2);
+    if (argc > 1 && (strcmp(argv[1], "fixture") == 0 || strcmp(argv[1], "cache") == 0)) {
+        /* provium fixture|cache [-c FILE] OP ...: host/fixtures/fixture_cli.c, cache_archive.c */
         int i = 2;
         if (argc > 3 && (strcmp(argv[2], "-c") == 0 || strcmp(argv[2], "--config") == 0)) {
             config_path = argv[3];
@@ -239,7 +252,7 @@ int main(int argc, char **argv)
             config_free(&fcfg);
             return 2;
         }
-        int rc = fixture_cli(&fcfg, argc - i, argv + i);
+        int rc = argv[1][0] == 'f' ? fixture_cli(&fcfg, argc - i, argv + i) : cache_cli(&fcfg, argc - i, argv + i);
         config_free(&fcfg);
         return rc;
     }
@@ -320,15 +333,24 @@ int main(int argc, char **argv)
             o.fail_fast = true;
             break;
         case O_SHARD: {
-            int k, n, used = 0;
-            if (sscanf(optarg, "%d/%d%n", &k, &n, &used) != 2 || optarg[used] || n < 1 || k < 1 || k > n) {
-                fprintf(stderr, "provium: --shard needs K/N with 1 <= K <= N, not '%s'\n", optarg);
+            int k, n;
+            char serr[512];
+            if (strcmp(optarg, "auto") == 0) {
+                if (shard_from_env(&k, &n, serr, sizeof(serr)) != 0) {
+                    fprintf(stderr, "provium: %s\n", serr);
+                    return 2;
+                }
+            } else if (shard_parse(optarg, &k, &n) != 0) {
+                fprintf(stderr, "provium: --shard needs K/N with 1 <= K <= N, or auto, not '%s'\n", optarg);
                 return 2;
             }
             o.shard_k = k;
             o.shard_n = n;
             break;
         }
+        case O_TIMINGS:
+            o.timings_path = optarg;
+            break;
         case O_RERUN:
             o.rerun_failed = true;
             break;
