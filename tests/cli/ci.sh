@@ -20,6 +20,8 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
+# shellcheck source=../lib/project.sh
+. "$ROOT/tests/lib/project.sh"
 trap 'rm -rf "$T"' EXIT
 export PROVIUM_NO_PROGRESS=1
 unset PROVIUM_SHARD CI_NODE_INDEX CI_NODE_TOTAL BUILDKITE_PARALLEL_JOB BUILDKITE_PARALLEL_JOB_COUNT
@@ -220,14 +222,7 @@ end_check
 # ---------------------------------------------------------------- cache export / import
 
 F=$T/fproj
-mkdir -p "$F"
-cat >"$F/provium.toml" <<TOML
-[provium]
-roots = ["."]
-[profiles.default]
-kernel = "$ROOT/build/image/vmlinux"
-initrd = "$ROOT/build/image/initrd.cpio"
-TOML
+project_toml "$F"
 cat >"$F/base.fixture.lua" <<'LUA'
 local vm = provium:vm("b", "default"):boot()
 vm:write_file("/etc/base", "from the fixture")
