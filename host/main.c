@@ -65,6 +65,7 @@ static void usage(FILE *out)
             "       provium repl [-c FILE] PROFILE [--name NAME]   (a booted VM as `vm` at a Lua prompt)\n"
             "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
             "       provium timings merge FILE...   (one timings file from several)\n"
+            "       provium junit merge FILE...     (one JUnit report from several)\n"
             "       provium cache [-c FILE] export FILE.tar.zst [--fixtures NAMES] [--images]\n"
             "       provium cache [-c FILE] import FILE.tar.zst\n"
             "\n"
@@ -238,6 +239,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "timings") == 0)
         return timings_cli(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "junit") == 0)
+        return junit_cli(argc - 2, argv + 2);
     if (argc > 1 && (strcmp(argv[1], "fixture") == 0 || strcmp(argv[1], "cache") == 0)) {
         /* provium fixture|cache [-c FILE] OP ...: host/fixtures/fixture_cli.c, cache_archive.c */
         int i = 2;

@@ -39,8 +39,10 @@ char *timings_key(const pv_config *cfg, const char *abs_path);
  * process from path (missing file: empty). -1 with err on a broken file. */
 int timings_load(const char *path, char *err, size_t errlen);
 int64_t timings_ms(const char *key);
-/* Merges measured durations (seconds) into the file under a lock. */
-int timings_record(const char *path, char *const *keys, const double *seconds, size_t n, char *err, size_t errlen);
+/* Merges measured durations (seconds) into the file under a lock: into
+ * "pending" for a sharded run, else into "files" (folding "pending" in). */
+int timings_record(const char *path, char *const *keys, const double *seconds, size_t n, bool pending, char *err,
+                   size_t errlen);
 /* provium timings merge FILE...; argv starts after "timings". */
 int timings_cli(int argc, char **argv);
 
@@ -56,6 +58,9 @@ int64_t shard_file_ms(const char *abs_path);
 /* Applies --shard to the discovered files (keep[i] set for the shard's). */
 int shard_select(const pv_config *cfg, const char *timings_file, char *const *paths, size_t n, int k, int nshards,
                  bool *keep, char *err, size_t errlen);
+
+/* ---- provium junit merge FILE... (host/runner/junit_merge.c) ---- */
+int junit_cli(int argc, char **argv);
 
 /* ---- provium cache export|import (host/fixtures/cache_archive.c) ---- */
 int cache_cli(const pv_config *cfg, int argc, char **argv);

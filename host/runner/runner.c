@@ -893,7 +893,7 @@ static void record_timings(const pv_config *cfg, const file_run *runs, size_t n,
         }
     }
     char *path = timings_path(cfg, o->timings_path), err[1024];
-    if (timings_record(path, keys, secs, m, err, sizeof(err)) != 0)
+    if (timings_record(path, keys, secs, m, o->shard_n > 0, err, sizeof(err)) != 0)
         fprintf(stderr, "provium: %s\n", err);
     for (size_t i = 0; i < m; i++)
         free(keys[i]);

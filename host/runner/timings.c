@@ -1,7 +1,12 @@
 /* Recorded durations of test files: one JSON file, one entry per file,
  * merged across runs, read by --shard to balance shards by time.
  *   {"provium_timings": 1,
- *    "files": {"tests/a.test.lua": {"duration": 12.5, "updated": 1796410038}}} */
+ *    "files": {"tests/a.test.lua": {"duration": 12.5, "updated": 1796410038}},
+ *    "pending": {...}}
+ * "files" is what --shard plans with. A sharded run records into "pending"
+ * instead, so the shards of one plan run one after the other on one machine
+ * still split the same way; the next run without --shard, and `timings
+ * merge`, fold "pending" into "files". */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -43,23 +48,29 @@ char *timings_key(const pv_config *cfg, const char *abs_path)
 
 /* The "files" object of a timings document; NULL with err when the
  * document is not one. */
-static json_t *files_of(json_t *doc, const char *path, char *err, size_t errlen)
+static bool entries_ok(json_t *entries, const char *path, char *err, size_t errlen)
 {
-    json_t *files = json_object_get(doc, "files");
-    if (!json_is_object(doc) || !json_is_object(files)) {
-        snprintf(err, errlen, "timings file %s: not a provium timings file (no \"files\" object)", path);
-        return NULL;
-    }
     const char *k;
     json_t *v;
-    json_object_foreach(files, k, v)
+    json_object_foreach(entries, k, v)
     {
         if (!json_is_number(json_object_get(v, "duration")) || json_number_value(json_object_get(v, "duration")) < 0) {
             snprintf(err, errlen, "timings file %s: entry '%s' has no non-negative \"duration\"", path, k);
-            return NULL;
+            return false;
         }
     }
-    return files;
+    return true;
+}
+
+/* Whether doc is a timings document; err says why not. */
+static bool doc_ok(json_t *doc, const char *path, char *err, size_t errlen)
+{
+    json_t *files = json_object_get(doc, "files"), *pending = json_object_get(doc, "pending");
+    if (!json_is_object(doc) || !json_is_object(files) || (pending && !json_is_object(pending))) {
+        snprintf(err, errlen, "timings file %s: not a provium timings file (no \"files\" object)", path);
+        return false;
+    }
+    return entries_ok(files, path, err, errlen) && (!pending || entries_ok(pending, path, err, errlen));
 }
 
 /* Reads a timings document: a missing file is an empty one. */
@@ -76,7 +87,7 @@ static json_t *load_doc(const char *path, bool missing_ok, char *err, size_t err
             snprintf(err, errlen, "timings file %s: invalid JSON at line %d: %s", path, je.line, je.text);
         return NULL;
     }
-    if (!files_of(doc, path, err, errlen)) {
+    if (!doc_ok(doc, path, err, errlen)) {
         json_decref(doc);
         return NULL;
     }
@@ -129,7 +140,8 @@ static char *dump(json_t *doc)
     return json_dumps(doc, JSON_INDENT(1) | JSON_SORT_KEYS);
 }
 
-int timings_record(const char *path, char *const *keys, const double *seconds, size_t n, char *err, size_t errlen)
+int timings_record(const char *path, char *const *keys, const double *seconds, size_t n, bool pending, char *err,
+                   size_t errlen)
 {
     if (n == 0)
         return 0;
@@ -148,9 +160,16 @@ int timings_record(const char *path, char *const *keys, const double *seconds, s
     int rc = -1;
     if (doc) {
         json_t *files = json_object_get(doc, "files");
+        if (!pending) { /* a run without --shard plans the next ones: fold */
+            merge_into(files, json_object_get(doc, "pending"));
+            json_object_del(doc, "pending");
+        } else if (!json_is_object(json_object_get(doc, "pending"))) {
+            json_object_set_new(doc, "pending", json_object());
+        }
+        json_t *dst = pending ? json_object_get(doc, "pending") : files;
         json_int_t now = (json_int_t)time(NULL);
         for (size_t i = 0; i < n; i++)
-            json_object_set_new(files, keys[i], json_pack("{s:f,s:I}", "duration", round(seconds[i] * 1000) / 1000,
+            json_object_set_new(dst, keys[i], json_pack("{s:f,s:I}", "duration", round(seconds[i] * 1000) / 1000,
                                                           "updated", now));
         char *text = dump(doc);
         char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
@@ -171,7 +190,8 @@ int timings_record(const char *path, char *const *keys, const double *seconds, s
 }
 
 static const char timings_usage[] = "usage: provium timings merge FILE... > MERGED.json\n"
-                                    "  merges timings files (e.g. one per CI shard): per path the newest entry wins\n";
+                                    "  merges timings files (e.g. one per CI shard), their pending entries included:\n"
+                                    "  per path the newest entry wins\n";
 
 int timings_cli(int argc, char **argv)
 {
@@ -195,6 +215,7 @@ int timings_cli(int argc, char **argv)
             return 2;
         }
         merge_into(json_object_get(out, "files"), json_object_get(doc, "files"));
+        merge_into(json_object_get(out, "files"), json_object_get(doc, "pending"));
         json_decref(doc);
     }
     char *text = dump(out);

@@ -6,7 +6,8 @@
 #  * --shard K/N balances by the recorded durations (longest first), splits
 #    files without a timing by path and says so in `list --shard`; the split
 #    is the same from another checkout location with the same timings file;
-#  * provium timings merge; --shard auto from PROVIUM_SHARD, GitLab and
+#  * provium timings merge, provium junit merge (xmllint against
+#    tests/runner/junit.xsd); --shard auto from PROVIUM_SHARD, GitLab and
 #    Buildkite variables, and its error when none is set;
 #  * provium cache export/import on a real fixture: the imported snapshot
 #    restores without a build, a second import keeps the valid entry, entries
@@ -25,7 +26,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'rm -rf "$T"' EXIT
 export PROVIUM_NO_PROGRESS=1
 unset PROVIUM_SHARD CI_NODE_INDEX CI_NODE_TOTAL BUILDKITE_PARALLEL_JOB BUILDKITE_PARALLEL_JOB_COUNT
-command -v zstd >/dev/null || { echo "Bail out! zstd is needed" >&2; exit 2; }
+for tool in zstd xmllint; do
+    command -v $tool >/dev/null || { echo "Bail out! $tool is needed" >&2; exit 2; }
+done
 
 # run [ENV=V...] -- ARGS...: provium from $WD (default: the repository root)
 WD=$ROOT
@@ -157,6 +160,42 @@ got=$(python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["path"] f
 [ "$got" = "${SHARD[1]}" ] || problem "ran '$got', listed '${SHARD[1]}'"
 end_check
 
+begin "... and records its files' durations as pending, leaving the planned durations alone"
+RC=-
+pyj "$T/syn.json" '
+assert sorted(d.get("pending", {})) == ["t/a.test.lua", "t/g.test.lua"], d
+assert d["files"]["t/a.test.lua"]["duration"] == 100, d["files"]' 2>"$T/py.err" || problem "$(tail -n1 "$T/py.err")"
+end_check
+
+for k in 2 3; do
+    run -- --json --shard $k/3 --timings "$T/syn.json" t
+done
+AFTER=()
+for k in 1 2 3; do
+    run -- list --shard $k/3 --timings "$T/syn.json" t
+    AFTER[$k]=$(grep '\.test\.lua' <<<"$OUT" | sed 's/  (.*//' | sort | tr '\n' ' ')
+done
+begin "sharded runs record into \"pending\": shards run one after the other keep the split they were planned with"
+RC=-
+for k in 1 2 3; do
+    [ "${AFTER[$k]}" = "${SHARD[$k]}" ] || problem "shard $k/3 changed after the shards ran: ${AFTER[$k]}"
+done
+pyj "$T/syn.json" '
+assert sorted(d["pending"]) == ["t/%s.test.lua" % c for c in "abcdefgh"], d["pending"]
+assert d["files"]["t/a.test.lua"]["duration"] == 100, d["files"]' 2>"$T/py.err" || problem "$(tail -n1 "$T/py.err")"
+end_check
+
+cp "$T/syn.json" "$T/syn-pending.json"
+run -- --timings "$T/syn.json" t/b.test.lua
+begin "the next run without --shard folds the pending durations into the plan"
+expect_rc 0
+pyj "$T/syn.json" '
+assert "pending" not in d, d
+assert sorted(d["files"]) == ["t/%s.test.lua" % c for c in "abcdefgh"], sorted(d["files"])
+assert d["files"]["t/a.test.lua"]["duration"] < 5, d["files"]["t/a.test.lua"]' 2>"$T/py.err" || problem "$(tail -n1 "$T/py.err")"
+end_check
+cp "$T/syn-pending.json" "$T/syn.json"
+
 echo '{"files": {"t/a.test.lua": {"duration": "long"}}}' >"$T/bad.json"
 run -- list --shard 1/2 --timings "$T/bad.json" t
 begin "a broken timings file is an error naming the file and the entry"
@@ -173,17 +212,20 @@ cat >"$T/m1.json" <<'JSON'
 JSON
 cat >"$T/m2.json" <<'JSON'
 {"provium_timings": 1, "files": {"t/a.test.lua": {"duration": 9, "updated": 200},
- "t/c.test.lua": {"duration": 1, "updated": 50}, "t/b.test.lua": {"duration": 3, "updated": 100}}}
+ "t/c.test.lua": {"duration": 1, "updated": 50}, "t/b.test.lua": {"duration": 3, "updated": 100}},
+ "pending": {"t/d.test.lua": {"duration": 4, "updated": 400}, "t/c.test.lua": {"duration": 2, "updated": 60}}}
 JSON
 run -- timings merge "$T/m1.json" "$T/m2.json"
 echo "$OUT" | grep -v '^$' >"$T/merged.json"
 run -- timings merge "$T/m2.json" "$T/m1.json"
-begin "timings merge: the union, the newest entry per path wins, order does not matter"
+begin "timings merge: the union (pending entries folded in), the newest entry per path wins, order does not matter"
 expect_rc 0
 python3 - "$T/merged.json" <<'PY' 2>"$T/py.err" || problem "$(tail -n1 "$T/py.err")"
 import json, sys
 f = json.load(open(sys.argv[1]))["files"]
-assert {k: v["duration"] for k, v in f.items()} == {"t/a.test.lua": 9, "t/b.test.lua": 7, "t/c.test.lua": 1}, f
+assert {k: v["duration"] for k, v in f.items()} == {"t/a.test.lua": 9, "t/b.test.lua": 7, "t/c.test.lua": 2,
+                                                   "t/d.test.lua": 4}, f
+assert "pending" not in json.load(open(sys.argv[1])), "pending left in the merge"
 PY
 [ "$(echo "$OUT" | grep -v '^$')" = "$(cat "$T/merged.json")" ] || problem "merge depends on the order of its arguments"
 end_check
@@ -192,6 +234,33 @@ run -- timings merge "$T/m1.json" "$T/nonexistent.json"
 begin "timings merge of a missing file fails naming it"
 expect_rc 2
 expect_out "nonexistent.json"
+end_check
+
+# ---------------------------------------------------------------- junit merge
+
+for k in 1 2 3; do
+    run -- --shard $k/3 --timings "$T/syn.json" --junit "$T/j$k.xml" t
+done
+run -- junit merge "$T/j1.xml" "$T/j2.xml" "$T/j3.xml"
+printf '%s\n' "$OUT" | grep -v '^$' >"$T/jall.xml"
+begin "junit merge: the shards' reports as one, valid against tests/runner/junit.xsd, totals summed"
+expect_rc 0
+xmllint --noout --schema "$ROOT/tests/runner/junit.xsd" "$T/jall.xml" 2>"$T/xml.err" || problem "$(head -3 "$T/xml.err")"
+python3 - "$T/jall.xml" <<'PY' 2>"$T/py.err" || problem "$(tail -n1 "$T/py.err")"
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+names = sorted(s.get("name") for s in r.findall("testsuite"))
+assert names == ["t/%s.test.lua" % c for c in "abcdefgh"], names
+assert r.get("tests") == "8" and r.get("failures") == "0", r.attrib
+assert sum(len(s.findall("testcase")) for s in r.findall("testsuite")) == 8
+PY
+end_check
+
+printf '<testsuites><testsuite name="x"' >"$T/broken.xml"
+run -- junit merge "$T/j1.xml" "$T/broken.xml"
+begin "junit merge of a broken report fails naming it"
+expect_rc 2
+expect_out "broken.xml: not a JUnit report"
 end_check
 
 # ---------------------------------------------------------------- --shard auto
@@ -386,8 +455,9 @@ need(any("junit" in str(s.get("with", {})) for s in steps), "github: the JUnit r
 need(any(s.get("if") == "always()" or s.get("if") == "${{ always() }}" for s in steps if s.get("uses", "").startswith("actions/upload-artifact")),
      "github: uploads must run when tests fail (if: always())")
 merge = [jj for jj in jobs.values() if "needs" in jj]
-need(merge and "timings merge" in "\n".join(s.get("run", "") for s in merge[0].get("steps", [])),
-     "github: no job that merges the shards' timings")
+mruns = "\n".join(s.get("run", "") for s in merge[0].get("steps", [])) if merge else ""
+need("timings merge" in mruns and "junit merge" in mruns, "github: no job that merges the shards' timings and JUnit")
+need(merge and merge[0].get("if") == "always()", "github: the merge job must run when a shard fails")
 # GitLab CI
 tj = [v for k, v in gl.items() if isinstance(v, dict) and "parallel" in v]
 need(tj, "gitlab: no job with parallel:")
