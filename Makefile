@@ -102,6 +102,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/lsp.sh
 	tests/cli/guide_claims.sh
 	tests/cli/ci.sh
+	tests/cli/report.sh
 
 runner-tests: all image
 	tests/runner/run.sh

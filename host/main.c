@@ -1,5 +1,7 @@
 /* provium: command-line entry point. */
 #include <dirent.h>
+#include <errno.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -55,6 +57,17 @@ static uint64_t watch_stamp(char *const *paths, size_t n, const char *config)
     return h;
 }
 
+/* --html: the report of the run just made, from its events. */
+static int html_report(const run_opts *o, const char *html)
+{
+    char err[1024];
+    if (report_html(o->events_path, html, err, sizeof(err)) != 0) {
+        fprintf(stderr, "provium: --html: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -66,6 +79,7 @@ static void usage(FILE *out)
             "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
             "       provium timings merge FILE...   (one timings file from several)\n"
             "       provium junit merge FILE...     (one JUnit report from several)\n"
+            "       provium report EVENTS.jsonl -o FILE.html   (the HTML report of saved events)\n"
             "       provium cache [-c FILE] export FILE.tar.zst [--fixtures NAMES] [--images]\n"
             "       provium cache [-c FILE] import FILE.tar.zst\n"
             "\n"
@@ -113,6 +127,7 @@ static void usage(FILE *out)
             "      --tap           print TAP version 14 instead of text\n"
             "      --junit FILE    also write a JUnit XML report to FILE\n"
             "      --save-events FILE  write one JSON event per line to FILE\n"
+            "      --html FILE     also write a self-contained HTML report of the run to FILE\n"
             "      --watch         after the run, run again whenever a file under the\n"
             "                      paths or provium.toml changes (Ctrl-C stops)\n"
             "  -h, --help          show this help and exit\n"
@@ -147,6 +162,7 @@ enum {
     O_WATCH,
     O_ACCEL,
     O_TIMINGS,
+    O_HTML,
 };
 
 static void push(char ***list, size_t *n, char *s)
@@ -184,6 +200,7 @@ int main(int argc, char **argv)
         {"watch", no_argument, NULL, O_WATCH},
         {"accel", required_argument, NULL, O_ACCEL},
         {"timings", required_argument, NULL, O_TIMINGS},
+        {"html", required_argument, NULL, O_HTML},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -194,6 +211,8 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     const char *sub = NULL;
     bool fixtures = false;
+    const char *html = NULL;      /* --html FILE */
+    char *html_events = NULL;     /* the events it is made from, without --save-events */
     if (argc > 1 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "doctor") == 0)) {
         sub = argv[1];
         argv[1] = argv[0];
@@ -241,6 +260,8 @@ int main(int argc, char **argv)
         return timings_cli(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "junit") == 0)
         return junit_cli(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return report_cli(argc - 2, argv + 2);
     if (argc > 1 && (strcmp(argv[1], "fixture") == 0 || strcmp(argv[1], "cache") == 0)) {
         /* provium fixture|cache [-c FILE] OP ...: host/fixtures/fixture_cli.c, cache_archive.c */
         int i = 2;
@@ -354,6 +375,9 @@ int main(int argc, char **argv)
         case O_TIMINGS:
             o.timings_path = optarg;
             break;
+        case O_HTML:
+            html = optarg;
+            break;
         case O_RERUN:
             o.rerun_failed = true;
             break;
@@ -420,6 +444,22 @@ int main(int argc, char **argv)
     }
     if (o.include_slow)
         setenv("PROVIUM_INCLUDE_SLOW", "1", 1);
+    if (html && sub) {
+        fprintf(stderr, "provium: --html only applies to a run\n");
+        return 2;
+    }
+    if (html && !o.events_path) {
+        /* the report is made from the run's events: keep them in a temporary file */
+        const char *tmp = getenv("TMPDIR");
+        html_events = xasprintf("%s/provium-events-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        int fd = mkstemp(html_events);
+        if (fd < 0) {
+            fprintf(stderr, "provium: --html: cannot create a temporary file %s: %s\n", html_events, strerror(errno));
+            return 2;
+        }
+        close(fd);
+        o.events_path = html_events;
+    }
     pv_config cfg;
     char err[4096];
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
@@ -455,6 +495,8 @@ int main(int argc, char **argv)
             else if (rc == 0) {
                 fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
                 rc = runner_run(&cfg, &files, &o);
+                if (html && html_report(&o, html) != 0 && rc == 0)
+                    rc = 2;
             }
         }
         if (!o.watch || sub || rc == 130)
@@ -472,6 +514,9 @@ int main(int argc, char **argv)
         printf("change detected: running again\n\n");
     }
     file_list_free(&files);
+    if (html_events)
+        unlink(html_events);
+    free(html_events);
     free(o.sel.tags);
     free(o.sel.no_tags);
     free(o.sel.tag_meta);

@@ -62,6 +62,12 @@ int shard_select(const pv_config *cfg, const char *timings_file, char *const *pa
 /* ---- provium junit merge FILE... (host/runner/junit_merge.c) ---- */
 int junit_cli(int argc, char **argv);
 
+/* ---- the HTML report (host/runner/report.c) ---- */
+/* Writes the report of the run whose events are in events_path. */
+int report_html(const char *events_path, const char *html_path, char *err, size_t errlen);
+/* provium report EVENTS.jsonl -o FILE.html; argv starts after "report". */
+int report_cli(int argc, char **argv);
+
 /* ---- provium cache export|import (host/fixtures/cache_archive.c) ---- */
 int cache_cli(const pv_config *cfg, int argc, char **argv);
 #endif
