@@ -426,6 +426,20 @@ expect_out "nosuch"
 [ ! -e "$T/x.tar.zst" ] || problem "an archive was written"
 end_check
 
+cp "$F/base.fixture.lua" "$F/unbuilt.fixture.lua"
+run PROVIUM_CACHE_DIR=$A -- cache export "$T/x.tar.zst" --fixtures unbuilt
+begin "cache export --fixtures of a fixture that was never built says how to build it"
+expect_rc 1
+expect_out "fixture 'unbuilt' has no valid cache entry here (build it first: provium fixture build unbuilt)"
+end_check
+run PROVIUM_CACHE_DIR=$A -- cache export "$T/y.tar.zst"
+begin "cache export of everything leaves out, and counts, fixtures without a valid entry"
+expect_rc 0
+expect_out "exported 1 fixture entries"
+expect_out "1 fixtures have no valid cache entry here and were left out"
+end_check
+rm "$F/unbuilt.fixture.lua"
+
 # ---------------------------------------------------------------- CI templates
 
 py_check "$ROOT/ci/github-actions.yml" "$ROOT/ci/gitlab-ci.yml" "$ROOT/docs/ci.md" <<'PY'
