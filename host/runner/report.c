@@ -137,7 +137,8 @@ static int load_events(const char *path, run_data *r, char *err, size_t errlen)
     }
     free(line);
     fclose(in);
-    qsort(ev, n, sizeof(json_t *), by_ts); /* children's events arrive late */
+    if (n)
+        qsort(ev, n, sizeof(json_t *), by_ts); /* children's events arrive late */
     r->events = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(r->events, ev[i]);
