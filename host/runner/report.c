@@ -76,6 +76,7 @@ typedef struct {
     char *file, *name, *profile;
     int64_t start, end;
     double boot_s;
+    bool restored; /* from a snapshot, not a cold boot */
 } vm_row;
 
 typedef struct {
@@ -190,11 +191,12 @@ static void analyse(run_data *r)
             f->failed++;
         else if (!strcmp(kind, "test_skipped"))
             f->skipped++;
-        else if (!strcmp(kind, "vm_spawned")) {
+        else if (!strcmp(kind, "vm_spawned") || !strcmp(kind, "vm_restored")) {
+            bool restored = kind[3] == 'r';
             r->vms = xrealloc(r->vms, (r->nvms + 1) * sizeof(vm_row));
-            double boot = json_number_value(json_object_get(p, "boot_seconds"));
+            double boot = json_number_value(json_object_get(p, restored ? "restore_seconds" : "boot_seconds"));
             r->vms[r->nvms++] = (vm_row){xstrdup(path), xstrdup(jstr(p, "vm_name")), xstrdup(jstr(p, "profile")),
-                                         ts - (int64_t)(boot * 1e9), 0, boot};
+                                         ts - (int64_t)(boot * 1e9), 0, boot, restored};
             if (r->vms[r->nvms - 1].start < r->t0)
                 r->t0 = r->vms[r->nvms - 1].start;
         } else if (!strcmp(kind, "vm_shutdown")) {
@@ -254,6 +256,7 @@ static const char css[] =
     ".bar{position:absolute;top:0;bottom:0;border-radius:2px}.bar.wait{background:#e0c060}"
     ".bar.passed{background:#4caf50}.bar.failed,.bar.crashed{background:#e53935}.bar.timed_out{background:#8e24aa}"
     ".bar.interrupted{background:#999}.bar.running{background:#90a4ae}.bar.vm{background:#1e88e5}"
+    ".bar.vm.restored{background:#00acc1}"
     ".legend span{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 1em;vertical-align:middle}"
     ".failure{border-left:4px solid #e53935;padding:.2em .8em;margin:1em 0;background:#fdf3f3}"
     ".failure.timed_out,.failure.crashed{border-color:#8e24aa}"
@@ -324,7 +327,8 @@ static void render(strbuf *b, run_data *r)
     sb_adds(b, "<section id=\"timeline\"><h2>Timeline</h2><p class=\"legend\"><span class=\"bar wait\" "
                "style=\"position:static\"></span>waiting for the pool<span style=\"background:#4caf50\"></span>passed"
                "<span style=\"background:#e53935\"></span>failed / crashed<span style=\"background:#8e24aa\"></span>"
-               "timed out<span style=\"background:#1e88e5\"></span>VM (boot to shutdown)</p>\n");
+               "timed out<span style=\"background:#1e88e5\"></span>VM, cold boot to shutdown"
+               "<span style=\"background:#00acc1\"></span>VM restored from a snapshot</p>\n");
     for (size_t k = 0; k < r->nfiles; k++) {
         file_row *f = &r->files[k];
         if (!f->dispatched)
@@ -352,9 +356,11 @@ static void render(strbuf *b, run_data *r)
             esc(b, m->name);
             sb_adds(b, " <span class=\"muted\">(");
             esc(b, m->profile);
-            sb_addf(b, ", booted in %.1fs)</span></div><div class=\"track\">", m->boot_s);
-            char *title = xasprintf("VM %s", m->name);
-            bar(b, r, "vm", m->start, m->end ? m->end : (f->completed ? f->completed : r->t1), title);
+            sb_addf(b, ", %s in %.1fs)</span></div><div class=\"track\">", m->restored ? "restored" : "booted",
+                    m->boot_s);
+            char *title = xasprintf("VM %s (%s)", m->name, m->restored ? "restored from a snapshot" : "cold boot");
+            int64_t end = m->end ? m->end : f->completed ? f->completed : r->t1;
+            bar(b, r, m->restored ? "vm restored" : "vm", m->start, end, title);
             free(title);
             sb_adds(b, "</div></div>\n");
         }

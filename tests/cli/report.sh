@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The HTML run report (--html FILE, provium report EVENTS -o FILE) of a run
-# with passes, failures, skips, a timeout and a file that boots a VM, whose
+# with passes, failures, skips, a timeout, a file that boots a VM and one
+# that restores a VM from a snapshot, whose
 # test names and failure messages hold HTML and bytes that are not UTF-8:
 #  * a structural check (python's html.parser): self-contained (no script,
 #    no external reference), every section, a timeline lane per file and one
@@ -41,6 +42,15 @@ test("<script>alert('x')</script> & \"quotes\"", function(t)
   t:assert_eq("\xff<b>bold</b>\27[31m", "plain")
 end)
 test("skipped <i>on purpose</i>", {skip = "reason <u>with markup</u>"}, function(t) end)
+LUA
+cat >"$T/h/restore.test.lua" <<'LUA'
+local vm = provium:vm("snap", "default"):boot()
+test("a restored VM answers", function(t)
+  local s = vm:snapshot()
+  vm:shutdown()
+  vm:restore(s)
+  t:assert_eq(vm:run("echo back").stdout, "back\n")
+end)
 LUA
 run --timeout 3s --save-events "$T/events.jsonl" --html "$T/report.html" \
     tests/runner/fixtures/basic tests/runner/fixtures/hang "$T/h" tests/runner/fixtures/vm/a_claims_two.test.lua
@@ -86,6 +96,8 @@ need(any("h/hostile.test.lua" in (l or "") for l in lanes), "no lane for the hos
 need([1 for t, c, a in p.classes if c == "bar vm"], "no VM bar in the timeline")
 need([1 for t, c, a in p.classes if c == "bar timed_out"], "no timed-out bar in the timeline")
 need([1 for t, c, a in p.classes if c == "lane vmlane"], "no VM lane")
+need([1 for t, c, a in p.classes if c == "bar vm restored"], "no restored VM in the timeline")
+need("restored in" in text and "booted in" in text, "the VM lanes do not tell restores from cold boots")
 names = "".join(p.text.get("test-name", []))
 need("<script>alert('x')</script> & \"quotes\"" in names, "the hostile test name does not read back as written")
 need("skipped <i>on purpose</i>" in names, "the skipped test's name does not read back")
