@@ -448,6 +448,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "provium: --html only applies to a run\n");
         return 2;
     }
+    char *consoles = NULL; /* --html: every VM's console is kept beside the report */
+    if (html) {
+        size_t hl = strlen(html);
+        char *abs = path_absolute(html);
+        consoles = xasprintf("%.*s-consoles", (int)(strlen(abs) - (hl > 5 && !strcmp(html + hl - 5, ".html") ? 5 : 0)),
+                             abs);
+        free(abs);
+        setenv("PROVIUM_CONSOLE_DIR", consoles, 1);
+    }
     if (html && !o.events_path) {
         /* the report is made from the run's events: keep them in a temporary file */
         const char *tmp = getenv("TMPDIR");
@@ -494,6 +503,10 @@ int main(int argc, char **argv)
                 rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
             else if (rc == 0) {
                 fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
+                if (consoles) { /* this run's consoles only */
+                    rm_rf(consoles);
+                    mkdir_p(consoles, 0755);
+                }
                 rc = runner_run(&cfg, &files, &o);
                 if (html && html_report(&o, html) != 0 && rc == 0)
                     rc = 2;
@@ -517,6 +530,7 @@ int main(int argc, char **argv)
     if (html_events)
         unlink(html_events);
     free(html_events);
+    free(consoles);
     free(o.sel.tags);
     free(o.sel.no_tags);
     free(o.sel.tag_meta);

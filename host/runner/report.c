@@ -77,6 +77,7 @@ typedef struct {
     int64_t start, end;
     double boot_s;
     bool restored; /* from a snapshot, not a cold boot */
+    char *console; /* the kept console log (--html), or NULL */
 } vm_row;
 
 typedef struct {
@@ -196,13 +197,15 @@ static void analyse(run_data *r)
             r->vms = xrealloc(r->vms, (r->nvms + 1) * sizeof(vm_row));
             double boot = json_number_value(json_object_get(p, restored ? "restore_seconds" : "boot_seconds"));
             r->vms[r->nvms++] = (vm_row){xstrdup(path), xstrdup(jstr(p, "vm_name")), xstrdup(jstr(p, "profile")),
-                                         ts - (int64_t)(boot * 1e9), 0, boot, restored};
+                                         ts - (int64_t)(boot * 1e9), 0, boot, restored, NULL};
             if (r->vms[r->nvms - 1].start < r->t0)
                 r->t0 = r->vms[r->nvms - 1].start;
         } else if (!strcmp(kind, "vm_shutdown")) {
             for (size_t k = r->nvms; k-- > 0;)
                 if (!r->vms[k].end && !strcmp(r->vms[k].file, path) && !strcmp(r->vms[k].name, jstr(p, "vm_name"))) {
                     r->vms[k].end = ts;
+                    if (*jstr(p, "console_log"))
+                        r->vms[k].console = xstrdup(jstr(p, "console_log"));
                     break;
                 }
         }
@@ -277,7 +280,7 @@ static size_t location_len(const char *m)
     return d > c + 1 && *d == ':' ? (size_t)(d - m) : 0;
 }
 
-static void render(strbuf *b, run_data *r)
+static void render(strbuf *b, run_data *r, const char *html_path)
 {
     json_t *done = NULL;
     size_t i;
@@ -356,8 +359,20 @@ static void render(strbuf *b, run_data *r)
             esc(b, m->name);
             sb_adds(b, " <span class=\"muted\">(");
             esc(b, m->profile);
-            sb_addf(b, ", %s in %.1fs)</span></div><div class=\"track\">", m->restored ? "restored" : "booted",
-                    m->boot_s);
+            sb_addf(b, ", %s in %.1fs)</span>", m->restored ? "restored" : "booted", m->boot_s);
+            if (m->console && file_exists(m->console)) {
+                /* relative to the report when beside it, so the pair can be moved together */
+                char *dir = path_dirname(html_path), *abs = path_absolute(dir);
+                size_t dl = strlen(abs);
+                const char *link = !strncmp(m->console, abs, dl) && m->console[dl] == '/' ? m->console + dl + 1
+                                                                                           : m->console;
+                sb_adds(b, " <a class=\"console-link\" href=\"");
+                esc(b, link);
+                sb_adds(b, "\">console</a>");
+                free(dir);
+                free(abs);
+            }
+            sb_adds(b, "</div><div class=\"track\">");
             char *title = xasprintf("VM %s (%s)", m->name, m->restored ? "restored from a snapshot" : "cold boot");
             int64_t end = m->end ? m->end : f->completed ? f->completed : r->t1;
             bar(b, r, m->restored ? "vm restored" : "vm", m->start, end, title);
@@ -476,7 +491,7 @@ int report_html(const char *events_path, const char *html_path, char *err, size_
         analyse(&r);
         strbuf b;
         sb_init(&b);
-        render(&b, &r);
+        render(&b, &r, html_path);
         char *tmp = xasprintf("%s.tmp.%d", html_path, (int)getpid());
         rc = write_whole_file(tmp, b.s, b.len, 0644);
         if (rc == 0)
@@ -497,6 +512,7 @@ int report_html(const char *events_path, const char *html_path, char *err, size_
         free(r.vms[i].file);
         free(r.vms[i].name);
         free(r.vms[i].profile);
+        free(r.vms[i].console);
     }
     free(r.vms);
     json_decref(r.events);

@@ -7,6 +7,7 @@
 #    no external reference), every section, a timeline lane per file and one
 #    for the VM, the failure and skip texts escaped so they read back as
 #    written;
+#  * the consoles of the VMs are kept in report-consoles/ beside it, linked;
 #  * `provium report` on the saved events writes the same file;
 #  * headless chromium renders it: --dump-dom has the failure text and the
 #    timeline elements, and a screenshot is taken.
@@ -83,7 +84,14 @@ errs = []
 def need(c, what):
     if not c: errs.append(what)
 need(not [t for t, a in p.tags if t in ("script", "link", "img", "iframe", "object")], "a script or external element")
-need(not [a for t, a in p.tags for k in ("src", "href") if k in a], "an attribute that loads or links something")
+import os
+need(not [a for t, a in p.tags if "src" in a], "an attribute that loads something")
+links = [a["href"] for t, a in p.tags if "href" in a]
+need(not [a for t, a in p.tags if "href" in a and (t != "a" or a.get("class") != "console-link")], "a link other than to a console")
+need(links, "no link to a kept console")
+for l in links:
+    need(l.startswith("report-consoles/") and os.path.getsize(os.path.join(os.path.dirname(sys.argv[1]), l)) > 0,
+         "the console link %s is not a file beside the report" % l)
 import re
 need("url(" not in text and "@import" not in text and not re.search(r"(https?|ftp|file):", text), "an external reference in the page")
 for sec in ("summary", "timeline", "failures", "skipped", "slowest"):
