@@ -8,7 +8,8 @@ WARN     := -Wall -Wextra -Werror
 OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -lm
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build
@@ -55,7 +56,7 @@ $(B)/obj/embed_types.o: lua/types.lua
 # ---- host ----
 $(B)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) $(XML_CFLAGS) -c $< -o $@
 
 $(B)/provium: $(HOST_OBJS) $(EMBED_OBJS)
 	$(CC) $(OPT) $^ $(HOST_LIBS) -o $@
@@ -105,6 +106,8 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/repl.sh
 	tests/cli/lsp.sh
 	tests/cli/guide_claims.sh
+	tests/cli/ci.sh
+	tests/cli/report.sh
 
 runner-tests: all image
 	tests/runner/run.sh

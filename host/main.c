@@ -13,6 +13,7 @@
 #include "../common/proto.h"
 #include "config/config.h"
 #include "fixtures/fixtures.h"
+#include "runner/ci.h"
 #include "runner/runner.h"
 #include "tools/tools.h"
 #include "util/util.h"
@@ -57,6 +58,17 @@ static uint64_t watch_stamp(char *const *paths, size_t n, const char *config)
     return h;
 }
 
+/* --html: the report of the run just made, from its events. */
+static int html_report(const run_opts *o, const char *html)
+{
+    char err[1024];
+    if (report_html(o->events_path, html, err, sizeof(err)) != 0) {
+        fprintf(stderr, "provium: --html: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -66,6 +78,11 @@ static void usage(FILE *out)
             "       provium fixture [-c FILE] list|stale|build NAME|PATH|rebuild NAME|PATH|clean\n"
             "       provium repl [-c FILE] PROFILE [--name NAME]   (a booted VM as `vm` at a Lua prompt)\n"
             "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
+            "       provium timings merge FILE...   (one timings file from several)\n"
+            "       provium junit merge FILE...     (one JUnit report from several)\n"
+            "       provium report EVENTS.jsonl -o FILE.html   (the HTML report of saved events)\n"
+            "       provium cache [-c FILE] export FILE.tar.zst [--fixtures NAMES] [--images]\n"
+            "       provium cache [-c FILE] import FILE.tar.zst\n"
             "\n"
             "Runs Provium test files (*.test.lua) against real Linux kernels in QEMU.\n"
             "PATHs may be files or directories (searched recursively). Without PATHs,\n"
@@ -99,7 +116,12 @@ static void usage(FILE *out)
             "      --rerun-failed    only files that failed last time in this project (state:\n"
             "                        $PROVIUM_RERUN_STATE or <cache>/rerun/<project>.json)\n"
             "      --since FILE      only files modified after FILE\n"
-            "      --shard K/N       only the K-th of N deterministic slices (by path)\n"
+            "      --shard K/N       only the K-th of N deterministic slices, balanced by the\n"
+            "                        recorded durations (by path for files without one);\n"
+            "                        auto: K/N from the CI's variables (PROVIUM_SHARD,\n"
+            "                        GitLab CI_NODE_*, Buildkite BUILDKITE_PARALLEL_JOB*)\n"
+            "      --timings FILE    where file durations are recorded and read (default:\n"
+            "                        <cache>/timings/<project>.json)\n"
             "\n"
             "output:\n"
             "  -v, --verbose       list every test, with skip reasons and console tails\n"
@@ -110,6 +132,7 @@ static void usage(FILE *out)
             "      --save-events FILE  write one JSON event per line to FILE\n"
             "      --coverage      after the run, pipe the events to provium-coverage\n"
             "                      (it must be on PATH)\n"
+            "      --html FILE     also write a self-contained HTML report of the run to FILE\n"
             "      --watch         after the run, run again whenever a file under the\n"
             "                      paths or provium.toml changes (Ctrl-C stops)\n"
             "  -h, --help          show this help and exit\n"
@@ -145,6 +168,8 @@ enum {
     O_ACCEL,
     O_NO_PREFLIGHT,
     O_COVERAGE,
+    O_TIMINGS,
+    O_HTML,
 };
 
 /* The first executable NAME in $PATH (caller frees), or NULL. */
@@ -224,6 +249,8 @@ int main(int argc, char **argv)
         {"accel", required_argument, NULL, O_ACCEL},
         {"no-preflight", no_argument, NULL, O_NO_PREFLIGHT},
         {"coverage", no_argument, NULL, O_COVERAGE},
+        {"timings", required_argument, NULL, O_TIMINGS},
+        {"html", required_argument, NULL, O_HTML},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -234,6 +261,8 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     const char *sub = NULL;
     bool fixtures = false, coverage = false;
+    const char *html = NULL;      /* --html FILE */
+    char *html_events = NULL;     /* the events it is made from, without --save-events */
     if (argc > 1 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "doctor") == 0)) {
         sub = argv[1];
         argv[1] = argv[0];
@@ -277,8 +306,14 @@ int main(int argc, char **argv)
         config_free(&rcfg);
         return rc;
     }
-    if (argc > 1 && strcmp(argv[1], "fixture") == 0) {
-        /* provium fixture [-c FILE] OP ...: host/fixtures/fixture_cli.c */
+    if (argc > 1 && strcmp(argv[1], "timings") == 0)
+        return timings_cli(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "junit") == 0)
+        return junit_cli(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return report_cli(argc - 2, argv + 2);
+    if (argc > 1 && (strcmp(argv[1], "fixture") == 0 || strcmp(argv[1], "cache") == 0)) {
+        /* provium fixture|cache [-c FILE] OP ...: host/fixtures/fixture_cli.c, cache_archive.c */
         int i = 2;
         if (argc > 3 && (strcmp(argv[2], "-c") == 0 || strcmp(argv[2], "--config") == 0)) {
             config_path = argv[3];
@@ -291,7 +326,7 @@ int main(int argc, char **argv)
             config_free(&fcfg);
             return 2;
         }
-        int rc = fixture_cli(&fcfg, argc - i, argv + i);
+        int rc = argv[1][0] == 'f' ? fixture_cli(&fcfg, argc - i, argv + i) : cache_cli(&fcfg, argc - i, argv + i);
         config_free(&fcfg);
         return rc;
     }
@@ -372,15 +407,27 @@ int main(int argc, char **argv)
             o.fail_fast = true;
             break;
         case O_SHARD: {
-            int k, n, used = 0;
-            if (sscanf(optarg, "%d/%d%n", &k, &n, &used) != 2 || optarg[used] || n < 1 || k < 1 || k > n) {
-                fprintf(stderr, "provium: --shard needs K/N with 1 <= K <= N, not '%s'\n", optarg);
+            int k, n;
+            char serr[512];
+            if (strcmp(optarg, "auto") == 0) {
+                if (shard_from_env(&k, &n, serr, sizeof(serr)) != 0) {
+                    fprintf(stderr, "provium: %s\n", serr);
+                    return 2;
+                }
+            } else if (shard_parse(optarg, &k, &n) != 0) {
+                fprintf(stderr, "provium: --shard needs K/N with 1 <= K <= N, or auto, not '%s'\n", optarg);
                 return 2;
             }
             o.shard_k = k;
             o.shard_n = n;
             break;
         }
+        case O_TIMINGS:
+            o.timings_path = optarg;
+            break;
+        case O_HTML:
+            html = optarg;
+            break;
         case O_RERUN:
             o.rerun_failed = true;
             break;
@@ -476,6 +523,31 @@ int main(int argc, char **argv)
             o.events_path = coverage_tmp;
         }
     }
+    if (html && sub) {
+        fprintf(stderr, "provium: --html only applies to a run\n");
+        return 2;
+    }
+    char *consoles = NULL; /* --html: every VM's console is kept beside the report */
+    if (html) {
+        size_t hl = strlen(html);
+        char *abs = path_absolute(html);
+        consoles = xasprintf("%.*s-consoles", (int)(strlen(abs) - (hl > 5 && !strcmp(html + hl - 5, ".html") ? 5 : 0)),
+                             abs);
+        free(abs);
+        setenv("PROVIUM_CONSOLE_DIR", consoles, 1);
+    }
+    if (html && !o.events_path) {
+        /* the report is made from the run's events: keep them in a temporary file */
+        const char *tmp = getenv("TMPDIR");
+        html_events = xasprintf("%s/provium-events-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        int fd = mkstemp(html_events);
+        if (fd < 0) {
+            fprintf(stderr, "provium: --html: cannot create a temporary file %s: %s\n", html_events, strerror(errno));
+            return 2;
+        }
+        close(fd);
+        o.events_path = html_events;
+    }
     pv_config cfg;
     char err[4096];
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
@@ -516,7 +588,13 @@ int main(int argc, char **argv)
                 rc = fixtures ? runner_list(&cfg, &files, NULL, o.json) : runner_list(&cfg, &files, &o, o.json);
             else if (rc == 0) {
                 fixture_evict(&cfg); /* keep the fixture cache under cache_max_size */
+                if (consoles) { /* this run's consoles only */
+                    rm_rf(consoles);
+                    mkdir_p(consoles, 0755);
+                }
                 rc = runner_run(&cfg, &files, &o);
+                if (html && html_report(&o, html) != 0 && rc == 0)
+                    rc = 2;
             }
         }
         if (!o.watch || sub || rc == 130)
@@ -544,6 +622,10 @@ int main(int argc, char **argv)
     free(coverage_bin);
     file_list_free(&files);
     sb_free(&searched);
+    if (html_events)
+        unlink(html_events);
+    free(html_events);
+    free(consoles);
     free(o.sel.tags);
     free(o.sel.no_tags);
     free(o.sel.tag_meta);

@@ -70,7 +70,8 @@ int discover_files(char *const *paths, size_t npaths, const char *suffix, file_l
         if (S_ISDIR(st.st_mode)) {
             file_list found = {0};
             walk(abs, suffix, &found);
-            qsort(found.paths, found.n, sizeof(char *), by_path);
+            if (found.n)
+                qsort(found.paths, found.n, sizeof(char *), by_path);
             for (size_t k = 0; k < found.n; k++)
                 push(out, found.paths[k]);
             free(found.paths);

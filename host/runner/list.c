@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "ci.h"
 #include "runner.h"
 
 static const char *shown(const char *path)
@@ -22,8 +23,14 @@ static const char *shown(const char *path)
 int runner_list(const pv_config *cfg, const file_list *files, const run_opts *o, bool json)
 {
     int rc = 0;
+    const shard_summary *sh = o && o->shard_n ? shard_last() : NULL;
+    if (sh && !json)
+        printf("shard %d/%d: %zu files balanced by their recorded durations (%.1fs in all), %zu without a timing "
+               "split by path; timings: %s\n",
+               o->shard_k, o->shard_n, sh->timed, sh->timed_ms / 1000.0, sh->untimed, sh->timings);
     for (size_t i = 0; i < files->n; i++) {
         const char *s = shown(files->paths[i]);
+        int64_t ms = sh ? shard_file_ms(files->paths[i]) : -1;
         if (!o) { /* fixtures: just the files */
             if (json) {
                 json_t *j = json_pack("{s:s}", "path", s);
@@ -72,12 +79,19 @@ int runner_list(const pv_config *cfg, const file_list *files, const run_opts *o,
         if (chunk_error)
             rc = 1;
         json_object_set_new(r, "path", json_string(s));
+        if (sh) /* seconds the split counted, null: split by path */
+            json_object_set_new(r, "shard_duration", ms >= 0 ? json_real(ms / 1000.0) : json_null());
         if (json) {
             char *t = json_dumps(r, JSON_COMPACT);
             printf("%s\n", t);
             free(t);
         } else {
-            printf("%s\n", s);
+            if (!sh)
+                printf("%s\n", s);
+            else if (ms >= 0)
+                printf("%s  (recorded %.2fs)\n", s, ms / 1000.0);
+            else
+                printf("%s  (no timing: split by path)\n", s);
             json_array_foreach(tests, k, tc)
             {
                 const char *reason = json_string_value(json_object_get(tc, "reason"));

@@ -24,6 +24,7 @@
 #include "../util/util.h"
 #include "../vmm/accel.h"
 #include "../vmm/vm.h"
+#include "ci.h"
 #include "output.h"
 
 typedef enum { F_PENDING, F_RUNNING, F_DONE, F_SKIPPED } file_phase;
@@ -653,13 +654,8 @@ char *rerun_state_path(const pv_config *cfg)
     const char *env = getenv("PROVIUM_RERUN_STATE");
     if (env && *env)
         return xstrdup(env);
-    /* one file per project (the directory of its provium.toml), outside
-     * the fixture cache: `fixture clean` leaves it alone */
-    const char *project = cfg->dir ? cfg->dir : "/";
-    char hex[65];
-    sha256_hex(project, strlen(project), hex);
-    hex[16] = 0;
-    return xasprintf("%s/rerun/%s.json", cache_root(), hex);
+    /* outside the fixture cache: `fixture clean` leaves it alone */
+    return project_state_path(cfg, "rerun");
 }
 
 static json_t *rerun_load(const pv_config *cfg)
@@ -690,11 +686,6 @@ static bool in_array(json_t *a, const char *s)
     return false;
 }
 
-static int by_shown(const void *a, const void *b)
-{
-    return strcmp(shown_path(*(char *const *)a), shown_path(*(char *const *)b));
-}
-
 int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *o, const char **notice)
 {
     *notice = NULL;
@@ -718,11 +709,17 @@ int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *
         return 2;
     }
     size_t keep = 0;
-    char **sorted = NULL;
+    bool *in_shard = NULL;
     if (o->shard_n) {
-        sorted = xcalloc(files->n ? files->n : 1, sizeof(char *));
-        memcpy(sorted, files->paths, files->n * sizeof(char *));
-        qsort(sorted, files->n, sizeof(char *), by_shown);
+        char err[1024];
+        in_shard = xcalloc(files->n ? files->n : 1, sizeof(bool));
+        if (shard_select(cfg, o->timings_path, files->paths, files->n, o->shard_k, o->shard_n, in_shard, err,
+                         sizeof(err)) != 0) {
+            fprintf(stderr, "provium: --shard %d/%d: %s\n", o->shard_k, o->shard_n, err);
+            free(in_shard);
+            json_decref(failed);
+            return 2;
+        }
     }
     for (size_t i = 0; i < files->n; i++) {
         char *p = files->paths[i];
@@ -734,19 +731,15 @@ int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *
             !(st.st_mtim.tv_sec > ref.st_mtim.tv_sec ||
               (st.st_mtim.tv_sec == ref.st_mtim.tv_sec && st.st_mtim.tv_nsec > ref.st_mtim.tv_nsec)))
             ok = false;
-        if (ok && o->shard_n) {
-            size_t rank = 0;
-            while (sorted[rank] != p)
-                rank++;
-            ok = (int)(rank % (size_t)o->shard_n) == o->shard_k - 1;
-        }
+        if (ok && in_shard)
+            ok = in_shard[i];
         if (ok)
             files->paths[keep++] = p;
         else
             free(p);
     }
     files->n = keep;
-    free(sorted);
+    free(in_shard);
     json_decref(failed);
     return 0;
 }
@@ -1085,6 +1078,31 @@ static void announce_accel(const pv_config *cfg, const run_opts *o)
         fprintf(stderr, "provium: %s; VMs run under TCG software emulation (slower)\n", v.reason);
 }
 
+/* Durations of the files that ran whole (no per-test selection) go into
+ * the timings file that --shard balances by. */
+static void record_timings(const pv_config *cfg, const file_run *runs, size_t n, const run_opts *o)
+{
+    char **keys = xcalloc(n, sizeof(char *));
+    double *secs = xcalloc(n, sizeof(double));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const test_select *s = runs[i].sel;
+        bool whole = !s->filter && !s->ntags && !s->nno_tags && !s->ntag_meta && !s->nno_tag_meta;
+        if (runs[i].phase == F_DONE && whole) {
+            keys[m] = timings_key(cfg, runs[i].path);
+            secs[m++] = runs[i].elapsed;
+        }
+    }
+    char *path = timings_path(cfg, o->timings_path), err[1024];
+    if (timings_record(path, keys, secs, m, o->shard_n > 0, err, sizeof(err)) != 0)
+        fprintf(stderr, "provium: %s\n", err);
+    for (size_t i = 0; i < m; i++)
+        free(keys[i]);
+    free(keys);
+    free(secs);
+    free(path);
+}
+
 int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
 {
     if (o->events_path && events_open(o->events_path) != 0)
@@ -1285,6 +1303,7 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
         if (!rc && needs_prepass(o) && t.tests_passed + t.tests_failed + t.tests_skipped == 0)
             rc = PV_EXIT_NONE_SELECTED;
     }
+    record_timings(cfg, runs, files->n, o);
     double total_s = now_s() - t0;
     char summary[512];
     snprintf(summary, sizeof(summary), "%zu files: %d passed, %d failed; %d tests: %d passed, %d failed, %d skipped; %.1fs",

@@ -30,6 +30,7 @@ typedef struct {
     const char *filter;      /* --filter SUBSTR (path or test name) */
     const char *since;       /* --since FILE */
     int shard_k, shard_n;    /* --shard K/N; n = 0 when unset */
+    const char *timings_path; /* --timings FILE; NULL = under the cache root */
     int64_t pool_mem;        /* bytes; 0 = 80 % of host RAM */
     double pool_cpus;        /* 0 = host CPUs */
     double overcommit;       /* 0 = 1.0 */

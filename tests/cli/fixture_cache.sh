@@ -14,19 +14,14 @@ T=$(mktemp -d /tmp/pvfix.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export PROVIUM_CACHE_DIR=$T/cache
 NPASS=0 NFAIL=0
+# shellcheck source=../lib/project.sh
+. "$ROOT/tests/lib/project.sh"
 
 ok() { echo "ok - $1"; NPASS=$((NPASS + 1)); }
 notok() { echo "not ok - $1"; shift; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done; NFAIL=$((NFAIL + 1)); }
 
 P=$T/proj
-mkdir -p "$P"
-cat >"$P/provium.toml" <<TOML
-[provium]
-roots = ["."]
-[profiles.default]
-kernel = "$ROOT/build/image/vmlinux"
-initrd = "$ROOT/build/image/initrd.cpio"
-TOML
+project_toml "$P"
 cat >"$P/helper.lua" <<'LUA'
 return {value = "v1"}
 LUA

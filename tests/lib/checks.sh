@@ -21,6 +21,9 @@ expect_out() { grep -qF -- "$1" <<<"$OUT" || problem "output lacks: $1"; }
 # expect_re REGEX: OUT matches the extended regex
 expect_re() { grep -qE -- "$1" <<<"$OUT" || problem "output does not match: $1"; }
 expect_no_out() { ! grep -qF -- "$1" <<<"$OUT" || problem "output unexpectedly contains: $1"; }
+# py_check ARGS... <<'PY' ... PY: runs the Python check on stdin with ARGS;
+# RC is its exit status and OUT what it printed (its problems)
+py_check() { OUT=$(python3 - "$@" 2>&1); RC=$?; }
 end_check() {
     if [ ${#ERRS[@]} -eq 0 ]; then
         echo "ok - $DESC"

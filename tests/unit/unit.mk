@@ -61,3 +61,8 @@ $(B)/check/test_kreport: tests/unit/test_kreport.c host/health/kreport.c $(UNIT_
 		host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+# The shard split: balance on a skewed synthetic set, determinism (pure, links alone).
+UNIT_TESTS += $(B)/check/test_shard
+$(B)/check/test_shard: tests/unit/test_shard.c host/runner/shard.c host/runner/ci.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/runner $(filter %.c,$^) -o $@
