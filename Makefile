@@ -20,7 +20,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
+.PHONY: all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod
 
 all: $(B)/provium
 
@@ -62,12 +62,21 @@ $(B)/provium: $(HOST_OBJS) $(EMBED_OBJS)
 	$(CC) $(OPT) $^ $(HOST_LIBS) -o $@
 
 # ---- guest image (cached outside the checkout, linked into build/image) ----
-image: deps
+# `image` is every guest image the tests use; `image-default` is what the
+# examples need (make demo), without the debug kernel's extra build.
+image: image-default image-debug
+
+image-default: deps
 	@mkdir -p $(B)/image
 	@k=$$(image/build-kernel.sh) && ln -sfn $$k/vmlinux $(B)/image/vmlinux && ln -sfn $$k/bzImage $(B)/image/bzImage && ln -sfn $$k/src $(B)/image/kernel-build
 	@i=$$(image/build-initrd.sh) && ln -sfn $$i/initrd.cpio $(B)/image/initrd.cpio
 	@v=$$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1) && ln -sfn $$v $(B)/image/debian-vmlinuz && \
 	  ln -sfn /lib/modules/$${v#/boot/vmlinuz-} $(B)/image/debian-modules
+
+# the debug kernel (image/debug.fragment: KASAN, lockdep, UBSAN, KUnit)
+image-debug: deps
+	@mkdir -p $(B)/image
+	@k=$$(image/build-kernel.sh debug) && ln -sfn $$k/vmlinux $(B)/image/debug-vmlinux && ln -sfn $$k/src $(B)/image/debug-kernel-build
 
 # ---- unit tests under AddressSanitizer + UBSan (tests/unit/unit.mk) ----
 UNIT_TESTS :=
@@ -120,7 +129,7 @@ test: deps
 	@$(MAKE) --no-print-directory e2e
 
 demo: deps
-	@$(MAKE) --no-print-directory all image kmod
+	@$(MAKE) --no-print-directory all image-default kmod
 	$(B)/provium examples/
 
 clean:

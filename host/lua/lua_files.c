@@ -194,6 +194,7 @@ static int l_push_file(lua_State *L)
         lua_rawseti(L, -2, luaL_len(L, -2) + 1);
     }
     lua_pop(L, 1);
+    pv_health_note_module(full); /* a pushed .ko: its frames can be decoded */
     free(full);
     perm = opt_perm(L, 4, "perm", perm);
     vm_begin(v->vm, PV_MSG_WRITE_FILE);

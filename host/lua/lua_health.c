@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../health/decode.h"
 #include "../health/kreport.h"
 #include "../util/util.h"
 #include "../vmm/vm.h"
@@ -18,6 +19,50 @@
  * loading a test's own module sets): M, B, D, W, L. */
 #define BAD_TAINT ((1ULL << 4) | (1ULL << 5) | (1ULL << 7) | (1ULL << 9) | (1ULL << 14))
 #define KMSG_TIMEOUT_MS 10000
+#define DECODE_TIMEOUT_MS 20000
+#define MAX_MODULES 32
+
+/* Modules the file pushed into its VMs: name as the kernel prints it
+ * (file name without .ko, '-' read as '_') and host path. */
+static decode_module modules[MAX_MODULES];
+static size_t nmodules;
+
+void pv_health_note_module(const char *host_path)
+{
+    size_t len = strlen(host_path);
+    if (len < 4 || strcmp(host_path + len - 3, ".ko") != 0)
+        return;
+    const char *base = strrchr(host_path, '/');
+    base = base ? base + 1 : host_path;
+    char *name = xasprintf("%.*s", (int)(strlen(base) - 3), base);
+    for (char *c = name; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    for (size_t i = 0; i < nmodules; i++)
+        if (strcmp(modules[i].name, name) == 0) {
+            free((char *)modules[i].path);
+            modules[i].path = xstrdup(host_path);
+            free(name);
+            return;
+        }
+    if (nmodules == MAX_MODULES) {
+        free(name);
+        return;
+    }
+    modules[nmodules].name = name;
+    modules[nmodules++].path = xstrdup(host_path);
+}
+
+/* The report's text with its frames decoded where possible; vmlinux only
+ * for ELF kernels (a bzImage has no symbols). */
+static char *decoded_text(const pv_vm *vm, const char *text)
+{
+    const char *k = vm->profile.kernel;
+    size_t kl = k ? strlen(k) : 0;
+    bool elf = k && (kl < 8 || strcmp(k + kl - 8, "bzImage") != 0) && !strstr(k, "vmlinuz");
+    char *out = kreport_decode(text, elf ? k : NULL, modules, nmodules, DECODE_TIMEOUT_MS);
+    return out ? out : xstrdup(text);
+}
 
 static void push_report(lua_State *L, int list, const char *vm, const char *kind, const char *title, const char *text,
                         bool allowed)
@@ -53,8 +98,11 @@ static int check_vm(lua_State *L, lvm *v, int reports, int logs)
     bool allowed = vm->profile.kernel_reports_allowed;
     kreport_list found = {0};
     kreport_scan(text, &found);
-    for (size_t i = 0; i < found.n; i++)
-        push_report(L, reports, vm->name, found.v[i].kind, found.v[i].title, found.v[i].text, allowed);
+    for (size_t i = 0; i < found.n; i++) {
+        char *shown = decoded_text(vm, found.v[i].text);
+        push_report(L, reports, vm->name, found.v[i].kind, found.v[i].title, shown, allowed);
+        free(shown);
+    }
     /* the taint moved to a bad flag but no report was readable (e.g. the
      * records were overwritten): still a failure, with what is known */
     /* generation + 1: a first boot leaves generation at 0, and 0 means "never" */

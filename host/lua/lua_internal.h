@@ -79,6 +79,9 @@ void pv_lua_forget_vms(void);
 lvm *pv_lua_all_vms(void);
 /* Kernel health checks (lua_health.c): registers P.kernel_check. */
 void pv_lua_health_init(lua_State *L, int internal_idx);
+/* Remembers host_path when it is a kernel module (*.ko), so stack frames of
+ * that module in kernel reports decode to file:line. */
+void pv_health_note_module(const char *host_path);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);

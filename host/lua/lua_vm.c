@@ -685,6 +685,10 @@ static int l_vm_run(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     pv_require_booted(L, v, "run");
+    /* the command line is pushed above the arguments: absent ones must stay
+     * absent (nil) at their own slots, not become that string */
+    if (lua_gettop(L) < 4)
+        lua_settop(L, 4);
     push_run_command(L);
     int cmd_idx = lua_gettop(L);
     int64_t timeout_ms = pv_build_exec(L, v, 0, false);

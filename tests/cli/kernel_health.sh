@@ -31,6 +31,7 @@ expect_out "FAIL a WARN_ON fires"
 expect_out "VM 'kh': kernel WARNING in provium_faulty_warn"
 expect_out "[provium_faulty]"
 expect_out "cut here"
+expect_re "trigger_write\+0x[0-9a-f]+/0x[0-9a-f]+ \[provium_faulty\] \(/.*provium_faulty\.c:[0-9]+\)"
 expect_out "2 passed, 1 failed"
 end_check
 

@@ -7,6 +7,24 @@ local TRIGGER = faulty.TRIGGER
 local vm = provium:vm("health", "default"):boot()
 faulty.load(vm)
 
+-- First: once the kernel has oopsed (taint D) it stops reporting hung tasks.
+test("a task stuck in D state is reported as a hung task", function(t)
+  vm:write_file("/proc/sys/kernel/hung_task_timeout_secs", "1")
+  local got = t:expect_kernel_report("hung_task", function()
+    vm:run_async("echo hang > " .. TRIGGER)
+    -- khungtaskd looks once per timeout; under emulation on a loaded host
+    -- the first look can take several seconds
+    wait_until(function()
+      return vm:run("dmesg").stdout:find("blocked for more than", 1, true)
+    end, {timeout = 90, interval = 1})
+    -- the task stays stuck: no more reports after this one
+    vm:write_file("/proc/sys/kernel/hung_task_timeout_secs", "0")
+  end)
+  t:assert_eq(got[1].kind, "hung_task")
+  t:assert_contains(got[1].title, "blocked for more than")
+  t:assert_contains(got[1].text, "trigger_write")
+end)
+
 test("expect_kernel_report catches a WARN_ON and names the function and module", function(t)
   local got = t:expect_kernel_report("WARNING", function()
     vm:write_file(TRIGGER, "warn")
@@ -17,6 +35,12 @@ test("expect_kernel_report catches a WARN_ON and names the function and module",
   t:assert_contains(got[1].title, "[provium_faulty]")
   t:assert_contains(got[1].text, "cut here")
   t:assert_contains(got[1].text, "end trace")
+  -- frames decoded to file:line, in the module (its .ko was pushed) and in vmlinux
+  t:assert_contains(got[1].text, "trigger_write+")
+  t:assert(got[1].text:find("%[provium_faulty%] %(/[^)]*provium_faulty%.c:%d+%)") ~= nil,
+    "module frame not decoded:\n" .. got[1].text)
+  t:assert(got[1].text:find("vfs_write%+0x%x+/0x%x+ %(fs/read_write%.c:%d+%)") ~= nil,
+    "kernel frame not decoded:\n" .. got[1].text)
 end)
 
 test("an oops in a shell child is caught, the VM keeps working", {kernel_reports = "allow"}, function(t)

@@ -2,8 +2,10 @@
 -- tests/e2e/kernel_health.test.lua and tests/cli/fixtures/kernel/.
 local M = {}
 local ROOT = debug.getinfo(1, "S").source:sub(2):match("^(.*)/tests/kmod/")
-function M.load(vm)
-  vm:push_file(ROOT .. "/build/kmod-faulty/provium_faulty.ko", "/tmp/faulty.ko")
+-- debug = true: the build against the debug kernel (profile "debug").
+function M.load(vm, debug)
+  local dir = debug and "/build/kmod-faulty-debug/" or "/build/kmod-faulty/"
+  vm:push_file(ROOT .. dir .. "provium_faulty.ko", "/tmp/faulty.ko")
   local ko = vm:open_file("/tmp/faulty.ko", {read = true})
   local r = vm:syscall(313, {args = {ko:fd(), 0, 0}, bufs = {"\0"}, ptrs = {1}})
   ko:close()

@@ -163,6 +163,8 @@ test("argument errors name what is wrong and what to use instead", function(t)
   t:assert_eq(f:seek(2, "cur"), 2)
   f:close()
   t:assert_contains(t:assert_raises(vm.syscall, vm, "getpid"), "syscall number nr must be an integer, not string")
+  -- vm:run() with nothing to run is an error, not a run of something else
+  t:assert_contains(t:assert_raises(function() vm:run() end), "expected a command string or a table, got nil")
   -- a sparse file past the transfer limit: read_file points at the handle and tail forms
   vm:run("truncate -s 40M " .. base .. "/big || dd if=/dev/zero of=" .. base .. "/big bs=1 count=0 seek=40M")
   local e = t:assert_raises(vm.read_file, vm, base .. "/big")
