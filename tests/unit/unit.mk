@@ -55,3 +55,10 @@ $(B)/check/test_kreport: tests/unit/test_kreport.c host/health/kreport.c $(UNIT_
 		host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The KTAP parser on real KUnit and kselftest output (tests/unit/ktap-corpus/).
+UNIT_TESTS += $(B)/check/test_ktap
+$(B)/check/test_ktap: tests/unit/test_ktap.c host/health/ktap.c host/health/ktap.h tests/unit/check.h \
+		$(wildcard tests/unit/ktap-corpus/*.inc)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -o $@
