@@ -19,7 +19,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
+.PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod kselftests
 
 all: $(B)/provium
 
@@ -68,6 +68,11 @@ image: deps
 	@v=$$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1) && ln -sfn $$v $(B)/image/debian-vmlinuz && \
 	  ln -sfn /lib/modules/$${v#/boot/vmlinuz-} $(B)/image/debian-modules
 
+# ---- the kernel's own selftests for the default image (examples/kselftest),
+# static, cached by content like the image; a few seconds once
+kselftests: image
+	@k=$$(image/build-kselftests.sh $(B)/image/kernel-build) && ln -sfn $$k $(B)/image/kselftest
+
 # ---- unit tests under AddressSanitizer + UBSan (tests/unit/unit.mk) ----
 UNIT_TESTS :=
 include tests/unit/unit.mk
@@ -89,7 +94,7 @@ include examples/kmod.mk
 include tests/kmod/faulty.mk
 
 # ---- end-to-end ----
-e2e: all image kmod kmod-faulty
+e2e: all image kmod kmod-faulty kselftests
 	$(B)/provium -v tests/e2e examples
 
 cli-tests: all image kmod kmod-faulty
@@ -103,6 +108,7 @@ cli-tests: all image kmod kmod-faulty
 
 runner-tests: all image
 	tests/runner/run.sh
+	tests/runner/ktap.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all image
@@ -112,7 +118,7 @@ test: deps
 	@$(MAKE) --no-print-directory e2e
 
 demo: deps
-	@$(MAKE) --no-print-directory all image kmod
+	@$(MAKE) --no-print-directory all image kmod kselftests
 	$(B)/provium examples/
 
 clean:

@@ -273,6 +273,9 @@ static void fill_result(ktap_node *node, span l)
         node->directive = c.n ? directive_of(c, &reason) : KTAP_DIR_NONE;
         if (node->directive != KTAP_DIR_NONE && reason.n)
             node->directive_text = dupn(reason.s, reason.n);
+        /* kselftest's "ok 3 # SKIP CLOCK_TAI": the reason names the test */
+        if (!desc.n && node->directive == KTAP_DIR_SKIP && reason.n && !node->name)
+            node->name = dupn(reason.s, reason.n);
     }
 }
 

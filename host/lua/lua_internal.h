@@ -79,6 +79,8 @@ void pv_lua_forget_vms(void);
 lvm *pv_lua_all_vms(void);
 /* Kernel health checks (lua_health.c): registers P.kernel_check. */
 void pv_lua_health_init(lua_State *L, int internal_idx);
+/* KTAP parsing for t:ktap / vm:kselftest / vm:kunit (lua_ktap.c): registers P.ktap_parse. */
+void pv_lua_ktap_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);

@@ -179,9 +179,17 @@ static void test_directives(void)
                     "not ok 4 todo_fails # TODO later\n"
                     "ok 5 todo_passes # TODO later\n"
                     "ok 6 expected # XFAIL known bug\n";
-    inline_case("directives", t, "s", (tally){3, 0, 2, 1});
     ktap_node *root;
     ktap_cases c;
+    inline_case("directives", t, "s", (tally){3, 0, 2, 1});
+    /* kselftest: a skipped case named only by its reason */
+    set_case("skip named by its reason");
+    const char *named = "1..1\nok 1 # SKIP CLOCK_TAI   \n";
+    parse_text(named, strlen(named), NULL, &root, &c);
+    CHECK(c.n == 1 && strcmp(c.v[0].name, "CLOCK_TAI") == 0 && c.v[0].status == KTAP_SKIP);
+    ktap_cases_free(&c);
+    ktap_free(root);
+    set_case("directives");
     parse_text(t, strlen(t), "s", &root, &c);
     const ktap_case *k = find(&c, "s / skipped_ok");
     CHECK(k && k->message && strcmp(k->message, "SKIP no device") == 0);
