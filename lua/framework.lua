@@ -1182,7 +1182,14 @@ local function vm_kselftest(vm, what, opts)
     local dir, base = what:match("^(.*)/([^/]+)$")
     if kind == "dir" or base == "run_kselftest.sh" then
       local root = kind == "dir" and what or dir
-      cmd = "./run_kselftest.sh"
+      -- the runner writes each binary's output to /dev/stdout, which a
+      -- devtmpfs-only guest (busybox) lacks: without the link it would
+      -- become a plain file
+      cmd = ""
+      for fd, name in ipairs({"stdin", "stdout", "stderr"}) do
+        cmd = cmd .. string.format("[ -L /dev/%s ] || ln -sfn /proc/self/fd/%d /dev/%s; ", name, fd - 1, name)
+      end
+      cmd = cmd .. "./run_kselftest.sh"
       for _, name in ipairs(opts.tests or {}) do cmd = cmd .. " -t " .. shell_quote(name) end
       cwd = cwd or root
     elseif kind == "file" then
