@@ -108,7 +108,6 @@ cli-tests: all image kmod kmod-faulty
 
 runner-tests: all image
 	tests/runner/run.sh
-	tests/runner/ktap.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all image

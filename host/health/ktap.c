@@ -528,6 +528,8 @@ static char *result_message(const ktap_node *n, ktap_status st)
     }
     if (!n->has_result)
         snprintf(m, len, "no result line for '%s' (it crashed, hung or its output was cut)", label);
+    else if (st == KTAP_SKIP)
+        snprintf(m, len, "%s", *dt ? dt : "skipped");
     else if (st != KTAP_FAIL)
         snprintf(m, len, "%s%s%s", dn, *dt ? " " : "", dt);
     else
