@@ -1211,12 +1211,12 @@ local function vm_kselftest(vm, what, opts)
   for _, c in ipairs(cases) do if c.status == "failed" then nfail = nfail + 1 end end
   if r.timed_out then
     cases[#cases + 1] = {name = label .. " / (timeout)", status = "failed",
-      message = string.format("%s did not finish in its timeout and was killed", cmd)}
+      message = string.format("%s did not finish within %s s and was killed", cmd, tostring(opts.timeout or 300))}
   elseif not res.found then
     -- not a KTAP program: its exit status is the verdict (4 is KSFT_SKIP)
     cases[#cases + 1] = {name = label, status = r.exit_code == 0 and "passed" or r.exit_code == 4 and "skipped"
-      or "failed", message = r.exit_code ~= 0 and string.format("%s printed no KTAP and exited with %d", cmd,
-      r.exit_code) or nil, diag = r.stdout ~= "" and r.stdout or nil}
+      or "failed", message = r.exit_code ~= 0 and string.format("%s printed no KTAP and exited with %d%s", cmd,
+      r.exit_code, r.exit_code == 4 and " (KSFT_SKIP)" or "") or nil, diag = r.stdout ~= "" and r.stdout or nil}
   elseif r.exit_code ~= 0 and r.exit_code ~= 4 and nfail == 0 then
     cases[#cases + 1] = {name = label .. " / (exit status)", status = "failed",
       message = string.format("%s exited with %d (%s) although no case failed", cmd, r.exit_code, r.status)}
@@ -1226,10 +1226,94 @@ local function vm_kselftest(vm, what, opts)
   return sum
 end
 
+-- vm:kunit(module_or_suite[, opts]): KUnit results as sub-tests. A path
+-- ending in ".ko" (on the host; relative to the calling file) is pushed,
+-- loaded with finit_module (opts.params), its new suites' debugfs results
+-- read, and unloaded again (unless opts.keep). Any other string names a
+-- built-in suite, whose results (from boot) are read. Needs CONFIG_KUNIT and
+-- CONFIG_KUNIT_DEBUGFS in the guest kernel.
+local KUNIT_DIR = "/sys/kernel/debug/kunit"
+
+local function kunit_suites(vm)
+  local r = vm:run("ls -1 " .. KUNIT_DIR .. " 2>/dev/null")
+  local set = {}
+  for name in r.stdout:gmatch("[^\n]+") do set[name] = true end
+  return set
+end
+
+local function vm_kunit(vm, what, opts)
+  local t = need_test("kunit", vm)
+  local name = vm:name()
+  if type(what) ~= "string" or what == "" then
+    error(string.format("vm '%s': kunit(module_or_suite): expected a .ko path or a suite name, got %s", name,
+      type(what)), 2)
+  end
+  opts = opts or {}
+  vm:run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs none /sys/kernel/debug")
+  local before = kunit_suites(vm)
+  local suites, loaded = {}, nil
+  if what:match("%.ko$") then
+    local host = what
+    if host:sub(1, 1) ~= "/" and host:sub(1, 2) ~= "~/" then
+      local src = debug.getinfo(2, "S").source
+      local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$")
+      if dir then host = dir .. "/" .. host end
+    end
+    local mod = host:match("([^/]+)%.ko$")
+    local guest = "/root/" .. mod .. ".ko"
+    vm:push_file(host, guest)
+    local ko = vm:open_file(guest, {read = true})
+    local r = vm:syscall(313, {args = {ko:fd(), 0, 0}, bufs = {(opts.params or "") .. "\0"}, ptrs = {1}})
+    ko:close()
+    if r.ret ~= 0 then
+      local why = r.errno == 2 and " (unknown symbol: does the kernel have CONFIG_KUNIT?)" or ""
+      error(string.format("vm '%s': kunit: finit_module(%s) failed with errno %d%s", name, guest, r.errno, why), 2)
+    end
+    loaded = mod:gsub("-", "_")
+    for suite in pairs(kunit_suites(vm)) do
+      if not before[suite] then suites[#suites + 1] = suite end
+    end
+    table.sort(suites)
+    if #suites == 0 then
+      vm:syscall(176, {args = {0, 2048}, bufs = {loaded .. "\0"}, ptrs = {0}})
+      error(string.format("vm '%s': kunit: %s registered no KUnit suite under %s", name, what, KUNIT_DIR), 2)
+    end
+  else
+    if not next(before) then
+      error(string.format("vm '%s': kunit: %s is missing: the kernel has no KUnit (CONFIG_KUNIT and "
+        .. "CONFIG_KUNIT_DEBUGFS)", name, KUNIT_DIR), 2)
+    end
+    if not before[what] then
+      local known = {}
+      for suite in pairs(before) do known[#known + 1] = suite end
+      table.sort(known)
+      error(string.format("vm '%s': kunit: no suite '%s' (known: %s)", name, what, table.concat(known, ", ")), 2)
+    end
+    suites = {what}
+  end
+  local cases = {}
+  for _, suite in ipairs(suites) do
+    local text = vm:read_file(KUNIT_DIR .. "/" .. suite .. "/results")
+    local res = P.ktap_parse(text)
+    for _, c in ipairs(res.cases) do cases[#cases + 1] = c end
+    if not res.found then
+      cases[#cases + 1] = {name = suite, status = "failed", message = "its debugfs results hold no KTAP",
+        diag = text ~= "" and text or nil}
+    end
+  end
+  if loaded and not opts.keep then
+    vm:syscall(176, {args = {0, 2048}, bufs = {loaded .. "\0"}, ptrs = {0}})
+  end
+  local sum = add_subtests(t, cases, 2)
+  sum.suites = suites
+  return sum
+end
+
 do
   local mt = debug.getregistry()["provium.VM"]
   if mt and mt.__index then
     mt.__index.kselftest = vm_kselftest
+    mt.__index.kunit = vm_kunit
   end
 end
 

@@ -660,13 +660,13 @@ end_check
 # ---------------------------------------------------------------- KTAP sub-tests
 # t:ktap and vm:kselftest (on the local profile) in text, -v, --json, --junit and --tap
 
-# 4 tests (1 passed, 3 failed) and 9 sub-tests (5 passed, 2 failed, 2 skipped)
-SUMMARY='1 files: 0 passed, 1 failed; 13 tests: 6 passed, 5 failed, 2 skipped'
+# 5 tests (1 passed, 4 failed) and 12 sub-tests (6 passed, 4 failed, 2 skipped)
+SUMMARY='1 files: 0 passed, 1 failed; 17 tests: 7 passed, 8 failed, 2 skipped'
 
 pv $FIX/ktap
 begin "text: failed sub-tests under their failed test, counted in the summary"
 expect_rc 1
-expect_out 'FAIL tests/runner/fixtures/ktap/ktap.test.lua (6 passed, 5 failed, 2 skipped)'
+expect_out 'FAIL tests/runner/fixtures/ktap/ktap.test.lua (7 passed, 8 failed, 2 skipped)'
 expect_out "$SUMMARY"
 expect_re '^    FAIL kunit text with a failing case$'
 expect_re '^        tests/runner/fixtures/ktap/ktap\.test\.lua:[0-9]+: 1 KTAP case failed:$'
@@ -688,6 +688,7 @@ expect_re '^      ok   kunit text with a failing case / other / other_case$'
 expect_re '^      ok   all cases pass / flat / second$'
 expect_re '^      SKIP kselftest script on the local profile / ks_demo\.sh / ioctl$'
 expect_re '^      ok   all cases pass / flat / first$'
+expect_re '^          echo .* did not finish within 1 s and was killed$'
 expect_out "$SUMMARY"
 end_check
 
@@ -702,7 +703,7 @@ begin "--json, --junit and --tap carry the same sub-tests"
 xmllint --noout --schema tests/runner/junit.xsd "$T/ktap.xml" >"$T/xmllint.err" 2>&1 ||
     problem "xmllint: $(tail -n2 "$T/xmllint.err" | tr '\n' ' ')"
 grep -q "Parse errors" "$T/prove.out" && problem "prove: $(grep -A2 'Parse errors' "$T/prove.out" | tr '\n' ' ')"
-grep -qE "Tests: 4 Failed: 3" "$T/prove.out" || problem "prove did not see 4 tests / 3 failures: $(tr '\n' ' ' <"$T/prove.out")"
+grep -qE "Tests: 5 Failed: 4" "$T/prove.out" || problem "prove did not see 5 tests / 4 failures: $(tr '\n' ' ' <"$T/prove.out")"
 py '
 import json, re, sys, xml.etree.ElementTree as ET
 r = json.loads(open(sys.argv[1]).read())
@@ -715,17 +716,21 @@ want = [("kunit text with a failing case / demo / demo_add", "passed"),
         ("all cases pass / flat / second", "passed"),
         ("kselftest script on the local profile / ks_demo.sh / opens", "passed"),
         ("kselftest script on the local profile / ks_demo.sh / reads", "failed"),
-        ("kselftest script on the local profile / ks_demo.sh / ioctl", "skipped")]
+        ("kselftest script on the local profile / ks_demo.sh / ioctl", "skipped"),
+        ("kselftest that outlives its timeout / sleeper / started", "passed"),
+        ("kselftest that outlives its timeout / sleeper / (plan)", "failed"),
+        ("kselftest that outlives its timeout / sleeper / (timeout)", "failed")]
 # ("ok ... # TODO" passes)
 assert subs == want, ("json", subs)
 status = {t["name"]: t["status"] for t in r["tests"]}
 assert status == {"kunit text with a failing case": "failed", "all cases pass": "passed",
-                  "no ktap at all": "failed", "kselftest script on the local profile": "failed"}, status
+                  "no ktap at all": "failed", "kselftest script on the local profile": "failed",
+                  "kselftest that outlives its timeout": "failed"}, status
 clamp = [s for t in r["tests"] for s in t.get("subtests", []) if s["name"].endswith("demo_clamp")][0]
 assert "EXPECTATION FAILED at demo_test.c:41" in clamp["message"], clamp
 assert clamp["log"][0] == "demo_clamp: EXPECTATION FAILED at demo_test.c:41", clamp["log"]
 root = ET.parse(sys.argv[2]).getroot()
-assert root.get("tests") == "13" and root.get("failures") == "5" and root.get("skipped") == "2", root.attrib
+assert root.get("tests") == "17" and root.get("failures") == "8" and root.get("skipped") == "2", root.attrib
 cases = root.findall("testsuite/testcase")
 names = [c.get("name") for c in cases]
 for n, st in want:

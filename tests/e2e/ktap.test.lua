@@ -1,0 +1,69 @@
+-- vm:kselftest and vm:kunit against the default guest: KTAP printed by a
+-- program in the guest becomes sub-tests; errors name the VM and the cause.
+-- (Failing cases, and every output format, are checked by
+-- tests/runner/run.sh with tests/runner/fixtures/ktap.)
+
+local vm = provium:vm("ktap", "default"):boot()
+
+local outside_ok, outside_err = pcall(function() return vm:kselftest("/bin/true") end)
+
+vm:write_file("/root/nested.sh", [[
+echo 'KTAP version 1'
+echo '1..2'
+echo '    KTAP version 1'
+echo '    # Subtest: alpha'
+echo '    1..2'
+echo '    ok 1 first'
+echo "    ok 2 second_$FOO # SKIP because $FOO"
+echo 'ok 1 alpha'
+echo '# between suites'
+echo 'ok 2 beta'
+]])
+
+test("outside a test vm:kselftest is refused", function(t)
+  t:assert(not outside_ok)
+  t:assert_contains(outside_err, "vm 'ktap': kselftest: must be called inside a test")
+end)
+
+test("nested KTAP from a guest program, with env", function(t)
+  local r = vm:kselftest("sh /root/nested.sh", {env = {FOO = "bar"}, timeout = 30})
+  t:assert_eq(r.exit_code, 0)
+  t:assert_eq(r.passed, 2)
+  t:assert_eq(r.skipped, 1)
+  t:assert_eq(r.failed, 0)
+  t:assert_eq(#r.cases, 3)
+  t:assert_eq(r.cases[1].name, "alpha / first")
+  t:assert_eq(r.cases[2].name, "alpha / second_bar")
+  t:assert_eq(r.cases[2].status, "skipped")
+  t:assert_eq(r.cases[2].message, "because bar")
+  t:assert_eq(r.cases[3].name, "beta")
+  t:assert_contains(r.stdout, "# between suites")
+end)
+
+test("a binary path runs in its directory, named after it", function(t)
+  vm:run("mkdir -p /root/ks && printf '#!/bin/sh\\necho TAP version 13; echo 1..1; echo ok 1 in_$(basename $(pwd))\\n' "
+    .. "> /root/ks/flat && chmod +x /root/ks/flat"):assert_ok()
+  local r = vm:kselftest("/root/ks/flat")
+  t:assert_eq(#r.cases, 1)
+  t:assert_eq(r.cases[1].name, "flat / in_ks")
+  t:assert_eq(r.cases[1].status, "passed")
+end)
+
+test("no KTAP: the exit status is the verdict (4 is a skip)", function(t)
+  local r = vm:kselftest("echo plain output")
+  t:assert_eq(#r.cases, 1)
+  t:assert_eq(r.cases[1].status, "passed")
+  r = vm:kselftest("exit 4", {suite = "skipper"})
+  t:assert_eq(r.cases[1].name, "skipper")
+  t:assert_eq(r.cases[1].status, "skipped")
+end)
+
+test("a missing path is an error naming the VM", function(t)
+  local err = t:assert_raises(function() vm:kselftest("/nonexistent/selftest") end)
+  t:assert_contains(err, "vm 'ktap': kselftest: /nonexistent/selftest does not exist in the guest")
+end)
+
+test("vm:kunit on a kernel without KUnit says so", function(t)
+  local err = t:assert_raises(function() vm:kunit("example") end)
+  t:assert_contains(err, "vm 'ktap': kunit: /sys/kernel/debug/kunit is missing: the kernel has no KUnit")
+end)
