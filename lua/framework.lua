@@ -1234,8 +1234,10 @@ end
 -- CONFIG_KUNIT_DEBUGFS in the guest kernel.
 local KUNIT_DIR = "/sys/kernel/debug/kunit"
 
+-- The suites under KUNIT_DIR as a set; nil when there is no such directory.
 local function kunit_suites(vm)
-  local r = vm:run("ls -1 " .. KUNIT_DIR .. " 2>/dev/null")
+  local r = vm:run("[ -d " .. KUNIT_DIR .. " ] && ls -1 " .. KUNIT_DIR)
+  if r.exit_code ~= 0 then return nil end
   local set = {}
   for name in r.stdout:gmatch("[^\n]+") do set[name] = true end
   return set
@@ -1251,6 +1253,10 @@ local function vm_kunit(vm, what, opts)
   opts = opts or {}
   vm:run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs none /sys/kernel/debug")
   local before = kunit_suites(vm)
+  if not before then
+    error(string.format("vm '%s': kunit: %s is missing: the kernel has no KUnit (CONFIG_KUNIT and "
+      .. "CONFIG_KUNIT_DEBUGFS)", name, KUNIT_DIR), 2)
+  end
   local suites, loaded = {}, nil
   if what:match("%.ko$") then
     local host = what
@@ -1270,7 +1276,7 @@ local function vm_kunit(vm, what, opts)
       error(string.format("vm '%s': kunit: finit_module(%s) failed with errno %d%s", name, guest, r.errno, why), 2)
     end
     loaded = mod:gsub("-", "_")
-    for suite in pairs(kunit_suites(vm)) do
+    for suite in pairs(kunit_suites(vm) or {}) do
       if not before[suite] then suites[#suites + 1] = suite end
     end
     table.sort(suites)
@@ -1279,15 +1285,12 @@ local function vm_kunit(vm, what, opts)
       error(string.format("vm '%s': kunit: %s registered no KUnit suite under %s", name, what, KUNIT_DIR), 2)
     end
   else
-    if not next(before) then
-      error(string.format("vm '%s': kunit: %s is missing: the kernel has no KUnit (CONFIG_KUNIT and "
-        .. "CONFIG_KUNIT_DEBUGFS)", name, KUNIT_DIR), 2)
-    end
     if not before[what] then
       local known = {}
       for suite in pairs(before) do known[#known + 1] = suite end
       table.sort(known)
-      error(string.format("vm '%s': kunit: no suite '%s' (known: %s)", name, what, table.concat(known, ", ")), 2)
+      error(string.format("vm '%s': kunit: no suite '%s' (known: %s)", name, what,
+        #known > 0 and table.concat(known, ", ") or "none"), 2)
     end
     suites = {what}
   end

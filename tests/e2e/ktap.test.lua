@@ -63,7 +63,23 @@ test("a missing path is an error naming the VM", function(t)
   t:assert_contains(err, "vm 'ktap': kselftest: /nonexistent/selftest does not exist in the guest")
 end)
 
-test("vm:kunit on a kernel without KUnit says so", function(t)
-  local err = t:assert_raises(function() vm:kunit("example") end)
-  t:assert_contains(err, "vm 'ktap': kunit: /sys/kernel/debug/kunit is missing: the kernel has no KUnit")
+test("vm:kunit: an unknown suite is an error naming the VM", function(t)
+  local err = t:assert_raises(function() vm:kunit("no_such_suite") end)
+  t:assert_contains(err, "vm 'ktap': kunit: no suite 'no_such_suite' (known: ")
+end)
+
+test("vm:kunit loads the kernel's own example suite", function(t)
+  local r = vm:kunit("../../build/image/kernel-build/lib/kunit/kunit-example-test.ko")
+  t:assert_eq(r.suites[1], "example")
+  t:assert(r.passed >= 4, "passed " .. r.passed)
+  t:assert(r.skipped >= 1, "skipped " .. r.skipped)
+  t:assert_eq(r.failed, 0)
+  local names = {}
+  for _, c in ipairs(r.cases) do names[c.name] = c.status end
+  t:assert_eq(names["example / example_simple_test"], "passed")
+  t:assert_eq(names["example / example_skip_test"], "skipped")
+  -- parameterised: one sub-test per parameter, three levels deep
+  t:assert_eq(names["example / example_params_test / example value 2"], "passed")
+  -- unloaded again: loading it a second time works
+  t:assert_eq(vm:kunit("../../build/image/kernel-build/lib/kunit/kunit-example-test.ko").failed, 0)
 end)
