@@ -1178,7 +1178,7 @@ local function vm_kselftest(vm, what, opts)
   if not what:find("%s") then
     local probe = vm:run("if [ -d " .. shell_quote(what) .. " ]; then echo dir; elif [ -e " .. shell_quote(what)
       .. " ]; then echo file; else echo none; fi")
-    local kind = probe.stdout:match("%a+")
+    local kind = tostring(probe.stdout):match("%a+")
     local dir, base = what:match("^(.*)/([^/]+)$")
     if kind == "dir" or base == "run_kselftest.sh" then
       local root = kind == "dir" and what or dir
@@ -1204,7 +1204,8 @@ local function vm_kselftest(vm, what, opts)
     end
   end
   local r = vm:run(cmd, {timeout = opts.timeout or 300, env = opts.env, cwd = cwd})
-  local res = P.ktap_parse(r.stdout, suite)
+  local stdout = tostring(r.stdout) -- classic VMs give Output objects
+  local res = P.ktap_parse(stdout, suite)
   local cases = res.cases
   local label = suite or what
   local nfail = 0
@@ -1216,13 +1217,13 @@ local function vm_kselftest(vm, what, opts)
     -- not a KTAP program: its exit status is the verdict (4 is KSFT_SKIP)
     cases[#cases + 1] = {name = label, status = r.exit_code == 0 and "passed" or r.exit_code == 4 and "skipped"
       or "failed", message = r.exit_code ~= 0 and string.format("%s printed no KTAP and exited with %d%s", cmd,
-      r.exit_code, r.exit_code == 4 and " (KSFT_SKIP)" or "") or nil, diag = r.stdout ~= "" and r.stdout or nil}
+      r.exit_code, r.exit_code == 4 and " (KSFT_SKIP)" or "") or nil, diag = stdout ~= "" and stdout or nil}
   elseif r.exit_code ~= 0 and r.exit_code ~= 4 and nfail == 0 then
     cases[#cases + 1] = {name = label .. " / (exit status)", status = "failed",
       message = string.format("%s exited with %d (%s) although no case failed", cmd, r.exit_code, r.status)}
   end
   local sum = add_subtests(t, cases, 2)
-  sum.stdout, sum.stderr, sum.exit_code, sum.status = r.stdout, r.stderr, r.exit_code, r.status
+  sum.stdout, sum.stderr, sum.exit_code, sum.status = stdout, tostring(r.stderr), r.exit_code, r.status
   return sum
 end
 
@@ -1239,7 +1240,7 @@ local function kunit_suites(vm)
   local r = vm:run("[ -d " .. KUNIT_DIR .. " ] && ls -1 " .. KUNIT_DIR)
   if r.exit_code ~= 0 then return nil end
   local set = {}
-  for name in r.stdout:gmatch("[^\n]+") do set[name] = true end
+  for name in tostring(r.stdout):gmatch("[^\n]+") do set[name] = true end
   return set
 end
 
@@ -1296,7 +1297,7 @@ local function vm_kunit(vm, what, opts)
   end
   local cases = {}
   for _, suite in ipairs(suites) do
-    local text = vm:read_file(KUNIT_DIR .. "/" .. suite .. "/results")
+    local text = tostring(vm:read_file(KUNIT_DIR .. "/" .. suite .. "/results"))
     local res = P.ktap_parse(text)
     for _, c in ipairs(res.cases) do cases[#cases + 1] = c end
     if not res.found then
