@@ -551,7 +551,10 @@ static size_t count_failed(const ktap_cases *out, size_t from)
 static void level_problems(const ktap_node *n, const char *path, ktap_cases *out)
 {
     char msg[160];
-    if (n->plan >= 0 && (size_t)n->plan != n->nkids && !(n->plan == 0 && n->plan_skip)) {
+    /* "1..0" is a finished empty document: KUnit prints one at boot when no
+     * suite is built in, and the suites of modules loaded later follow it
+     * on the console without a header of their own */
+    if (n->plan > 0 && (size_t)n->plan != n->nkids) {
         snprintf(msg, sizeof(msg), "planned %ld tests (1..%ld), %zu reported", n->plan, n->plan, n->nkids);
         char *name = join(path, "(plan)");
         add_case(out, name, KTAP_FAIL, msg, n->trailer);

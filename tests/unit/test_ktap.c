@@ -129,6 +129,14 @@ static void test_corpus(void)
            "kunit-try-catch-test / kunit_test_try_catch_successful_try_no_catch", KTAP_PASS);
     corpus("kunit-test_interrupted_tap_output.log", NULL, (tally){10, 0, 0, 0}, NULL, KTAP_PASS);
     /* the kernel panicked in the third suite: 1 of its 3 cases reported */
+    /* the default guest: debugfs results of the kernel's example suite and
+     * of examples/kmod's KUnit suite, and the console (dmesg) of both loads
+     * after a boot-time "1..0" */
+    corpus("kunit-debugfs-example.ktap", NULL, (tally){2, 0, 2, 0}, "example / example_all_expect_macros_test",
+           KTAP_PASS);
+    corpus("kunit-debugfs-provium_demo_xform.ktap", NULL, (tally){6, 0, 0, 0},
+           "provium_demo_xform / reverse_one_byte", KTAP_PASS);
+    corpus("kunit-kmsg-load.log", NULL, (tally){8, 0, 2, 0}, "provium_demo_xform / upper_of_nothing", KTAP_PASS);
     corpus("kunit-test_kernel_panic_interrupt.log", NULL, (tally){8, 1, 0, 0}, "string-stream-test / (plan)",
            KTAP_FAIL);
 }
