@@ -20,7 +20,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod
+.PHONY: all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod kselftests
 
 all: $(B)/provium
 
@@ -78,6 +78,11 @@ image-debug: deps
 	@mkdir -p $(B)/image
 	@k=$$(image/build-kernel.sh debug) && ln -sfn $$k/vmlinux $(B)/image/debug-vmlinux && ln -sfn $$k/src $(B)/image/debug-kernel-build
 
+# ---- the kernel's own selftests for the default image (examples/kselftest),
+# static, cached by content like the image; a few seconds once
+kselftests: image-default
+	@k=$$(image/build-kselftests.sh $(B)/image/kernel-build) && ln -sfn $$k $(B)/image/kselftest
+
 # ---- unit tests under AddressSanitizer + UBSan (tests/unit/unit.mk) ----
 UNIT_TESTS :=
 include tests/unit/unit.mk
@@ -104,7 +109,7 @@ include tests/kmod/faulty.mk
 # would hold one vCPU each and wait for another (the dispatcher then fails a
 # boot). A larger vCPU budget, with as many files at once as there are CPUs,
 # keeps them apart; TCG time-shares the vCPUs anyway.
-e2e: all image kmod kmod-faulty
+e2e: all image kmod kmod-faulty kselftests
 	$(B)/provium -v --cpu-overcommit 4 -j $(shell nproc) tests/e2e examples
 
 cli-tests: all image kmod kmod-faulty
@@ -129,7 +134,7 @@ test: deps
 	@$(MAKE) --no-print-directory e2e
 
 demo: deps
-	@$(MAKE) --no-print-directory all image-default kmod
+	@$(MAKE) --no-print-directory all image-default kmod kselftests
 	$(B)/provium examples/
 
 clean:

@@ -1296,6 +1296,231 @@ function T:expect_kernel_report(what, fn)
   return matched
 end
 
+---------------------------------------------------------------- KTAP sub-tests
+-- t:ktap(text[, opts]) turns each case of KTAP/TAP text (KUnit, kselftest)
+-- into a sub-test of the running test, named "<test> / <suite> / <case>"
+-- (P.ktap_parse, host/health/ktap.c). A failed case fails the test without
+-- stopping it. vm:kselftest and vm:kunit (below) feed it.
+local running_t -- the t of the test being run, for vm:kselftest / vm:kunit
+
+local function ktap_excerpt(text)
+  local head = text:sub(1, 400)
+  if head == "" then return " (the text is empty)" end
+  return ":\n" .. head:gsub("[^\n]+", "  | %0") .. (#text > 400 and "\n  ..." or "")
+end
+
+-- Adds cases ({name, status, message, diag}, names relative to the test) as
+-- sub-tests of t; returns the summary t:ktap returns.
+local function add_subtests(t, cases, level)
+  t.subtests = t.subtests or {}
+  local sum = {passed = 0, failed = 0, skipped = 0, todo = 0, cases = {}}
+  local failed = {}
+  for _, c in ipairs(cases) do
+    local status = c.status == "todo" and "skipped" or c.status
+    local msg = c.message
+    if status == "failed" and c.diag then msg = (msg and msg .. "\n" or "") .. c.diag end
+    t.subtests[#t.subtests + 1] = {name = t.name .. " / " .. c.name, status = status, message = msg,
+      log = c.diag or "", ktap_status = c.status, duration = 0}
+    sum[c.status] = sum[c.status] + 1
+    sum.cases[#sum.cases + 1] = {name = c.name, status = c.status, message = c.message}
+    if status == "failed" then failed[#failed + 1] = c.name end
+  end
+  if #failed > 0 then
+    t.failed = true
+    local shown = {}
+    for i = 1, math.min(#failed, 10) do shown[i] = "  " .. failed[i] end
+    if #failed > 10 then shown[#shown + 1] = string.format("  ... and %d more", #failed - 10) end
+    table.insert(t.failures, string.format("%s: %d KTAP case%s failed:\n%s", where(level + 1), #failed,
+      #failed == 1 and "" or "s", table.concat(shown, "\n")))
+  end
+  return sum
+end
+
+function T:ktap(text, opts)
+  if type(text) ~= "string" then fail(self, "t:ktap(text): text must be a string, got " .. type(text), 2) end
+  if opts ~= nil and type(opts) ~= "table" then fail(self, "t:ktap(text, opts): opts must be a table", 2) end
+  local suite = opts and opts.suite
+  local res = P.ktap_parse(text, suite)
+  if not res.found then
+    fail(self, "t:ktap: no KTAP in the text (no version, plan or result line)" .. ktap_excerpt(text), 2)
+  end
+  local sum = add_subtests(self, res.cases, 2) -- not a tail call: where() needs this frame
+  return sum
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function need_test(what, vm)
+  if not running_t then
+    error(string.format("vm '%s': %s: must be called inside a test (its cases become sub-tests of it)",
+      vm:name(), what), 3)
+  end
+  return running_t
+end
+
+-- vm:kselftest(path_or_cmd[, opts]): runs a kselftest binary, a directory
+-- with run_kselftest.sh (an installed collection) or a command line in the
+-- guest and ingests its KTAP as sub-tests. opts: timeout (default 300 s),
+-- env, cwd, args (extra arguments of a binary), tests (for a collection:
+-- "collection:test" names passed as -t), suite (the name of a flat output;
+-- default the binary's name).
+local function vm_kselftest(vm, what, opts)
+  local t = need_test("kselftest", vm)
+  if type(what) ~= "string" or what == "" then
+    error(string.format("vm '%s': kselftest(path_or_cmd): expected a path or a command line, got %s", vm:name(),
+      type(what)), 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error(string.format("vm '%s': kselftest: opts must be a table", vm:name()), 2) end
+  local cmd, suite, cwd = what, opts.suite, opts.cwd
+  if not what:find("%s") then
+    local probe = vm:run("if [ -d " .. shell_quote(what) .. " ]; then echo dir; elif [ -e " .. shell_quote(what)
+      .. " ]; then echo file; else echo none; fi")
+    local kind = tostring(probe.stdout):match("%a+")
+    local dir, base = what:match("^(.*)/([^/]+)$")
+    if kind == "dir" or base == "run_kselftest.sh" then
+      local root = kind == "dir" and what or dir
+      -- the runner writes each binary's output to /dev/stdout, which a
+      -- devtmpfs-only guest (busybox) lacks: without the link it would
+      -- become a plain file
+      cmd = ""
+      for fd, name in ipairs({"stdin", "stdout", "stderr"}) do
+        cmd = cmd .. string.format("[ -L /dev/%s ] || ln -sfn /proc/self/fd/%d /dev/%s; ", name, fd - 1, name)
+      end
+      cmd = cmd .. "./run_kselftest.sh"
+      for _, name in ipairs(opts.tests or {}) do cmd = cmd .. " -t " .. shell_quote(name) end
+      cwd = cwd or root
+    elseif kind == "file" then
+      base = base or what
+      cwd = cwd or dir or "."
+      if cwd == "" then cwd = "/" end
+      cmd = "./" .. base
+      for _, a in ipairs(opts.args or {}) do cmd = cmd .. " " .. shell_quote(a) end
+      suite = suite or base
+    else
+      error(string.format("vm '%s': kselftest: %s does not exist in the guest", vm:name(), what), 2)
+    end
+  end
+  local r = vm:run(cmd, {timeout = opts.timeout or 300, env = opts.env, cwd = cwd})
+  local stdout = tostring(r.stdout) -- classic VMs give Output objects
+  local res = P.ktap_parse(stdout, suite)
+  local cases = res.cases
+  local label = suite or what
+  local nfail = 0
+  for _, c in ipairs(cases) do if c.status == "failed" then nfail = nfail + 1 end end
+  if r.timed_out then
+    cases[#cases + 1] = {name = label .. " / (timeout)", status = "failed",
+      message = string.format("%s did not finish within %s s and was killed", cmd, tostring(opts.timeout or 300))}
+  elseif not res.found then
+    -- not a KTAP program: its exit status is the verdict (4 is KSFT_SKIP)
+    cases[#cases + 1] = {name = label, status = r.exit_code == 0 and "passed" or r.exit_code == 4 and "skipped"
+      or "failed", message = r.exit_code ~= 0 and string.format("%s printed no KTAP and exited with %d%s", cmd,
+      r.exit_code, r.exit_code == 4 and " (KSFT_SKIP)" or "") or nil, diag = stdout ~= "" and stdout or nil}
+  elseif r.exit_code ~= 0 and r.exit_code ~= 4 and nfail == 0 then
+    cases[#cases + 1] = {name = label .. " / (exit status)", status = "failed",
+      message = string.format("%s exited with %d (%s) although no case failed", cmd, r.exit_code, r.status)}
+  end
+  local sum = add_subtests(t, cases, 2)
+  sum.stdout, sum.stderr, sum.exit_code, sum.status = stdout, tostring(r.stderr), r.exit_code, r.status
+  return sum
+end
+
+-- vm:kunit(module_or_suite[, opts]): KUnit results as sub-tests. A path
+-- ending in ".ko" (on the host; relative to the calling file) is pushed,
+-- loaded with finit_module (opts.params), its new suites' debugfs results
+-- read, and unloaded again (unless opts.keep). Any other string names a
+-- built-in suite, whose results (from boot) are read. Needs CONFIG_KUNIT and
+-- CONFIG_KUNIT_DEBUGFS in the guest kernel.
+local KUNIT_DIR = "/sys/kernel/debug/kunit"
+
+-- The suites under KUNIT_DIR as a set; nil when there is no such directory.
+local function kunit_suites(vm)
+  local r = vm:run("[ -d " .. KUNIT_DIR .. " ] && ls -1 " .. KUNIT_DIR)
+  if r.exit_code ~= 0 then return nil end
+  local set = {}
+  for name in tostring(r.stdout):gmatch("[^\n]+") do set[name] = true end
+  return set
+end
+
+local function vm_kunit(vm, what, opts)
+  local t = need_test("kunit", vm)
+  local name = vm:name()
+  if type(what) ~= "string" or what == "" then
+    error(string.format("vm '%s': kunit(module_or_suite): expected a .ko path or a suite name, got %s", name,
+      type(what)), 2)
+  end
+  opts = opts or {}
+  vm:run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs none /sys/kernel/debug")
+  local before = kunit_suites(vm)
+  if not before then
+    error(string.format("vm '%s': kunit: %s is missing: the kernel has no KUnit (CONFIG_KUNIT and "
+      .. "CONFIG_KUNIT_DEBUGFS)", name, KUNIT_DIR), 2)
+  end
+  local suites, loaded = {}, nil
+  if what:match("%.ko$") then
+    local host = what
+    if host:sub(1, 1) ~= "/" and host:sub(1, 2) ~= "~/" then
+      local src = debug.getinfo(2, "S").source
+      local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$")
+      if dir then host = dir .. "/" .. host end
+    end
+    local mod = host:match("([^/]+)%.ko$")
+    local guest = "/root/" .. mod .. ".ko"
+    vm:push_file(host, guest)
+    local ko = vm:open_file(guest, {read = true})
+    local r = vm:syscall(313, {args = {ko:fd(), 0, 0}, bufs = {(opts.params or "") .. "\0"}, ptrs = {1}})
+    ko:close()
+    if r.ret ~= 0 then
+      local why = r.errno == 2 and " (unknown symbol: does the kernel have CONFIG_KUNIT?)" or ""
+      error(string.format("vm '%s': kunit: finit_module(%s) failed with errno %d%s", name, guest, r.errno, why), 2)
+    end
+    loaded = mod:gsub("-", "_")
+    for suite in pairs(kunit_suites(vm) or {}) do
+      if not before[suite] then suites[#suites + 1] = suite end
+    end
+    table.sort(suites)
+    if #suites == 0 then
+      vm:syscall(176, {args = {0, 2048}, bufs = {loaded .. "\0"}, ptrs = {0}})
+      error(string.format("vm '%s': kunit: %s registered no KUnit suite under %s", name, what, KUNIT_DIR), 2)
+    end
+  else
+    if not before[what] then
+      local known = {}
+      for suite in pairs(before) do known[#known + 1] = suite end
+      table.sort(known)
+      error(string.format("vm '%s': kunit: no suite '%s' (known: %s)", name, what,
+        #known > 0 and table.concat(known, ", ") or "none"), 2)
+    end
+    suites = {what}
+  end
+  local cases = {}
+  for _, suite in ipairs(suites) do
+    local text = tostring(vm:read_file(KUNIT_DIR .. "/" .. suite .. "/results"))
+    local res = P.ktap_parse(text)
+    for _, c in ipairs(res.cases) do cases[#cases + 1] = c end
+    if not res.found then
+      cases[#cases + 1] = {name = suite, status = "failed", message = "its debugfs results hold no KTAP",
+        diag = text ~= "" and text or nil}
+    end
+  end
+  if loaded and not opts.keep then
+    vm:syscall(176, {args = {0, 2048}, bufs = {loaded .. "\0"}, ptrs = {0}})
+  end
+  local sum = add_subtests(t, cases, 2)
+  sum.suites = suites
+  return sum
+end
+
+do
+  local mt = debug.getregistry()["provium.VM"]
+  if mt and mt.__index then
+    mt.__index.kselftest = vm_kselftest
+    mt.__index.kunit = vm_kunit
+  end
+end
+
 local function test_timeout(entry)
   local tmo = entry.meta.timeout or rawget(provium, "timeout")
   if tmo == nil then return nil end
@@ -1316,6 +1541,7 @@ local function run_test(entry)
   end
   local phase = P.phase
   P.phase = "tests"
+  running_t = t
   current = {kind = "test", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}}
   -- what the kernel said before this test belongs to the file, not to it
   local before = kernel_check()
@@ -1348,6 +1574,8 @@ local function run_test(entry)
     end
   end
   result.log = table.concat(t.logs, "\n")
+  running_t = nil
+  result.subtests = t.subtests
   local after = kernel_check()
   local reports = t.kernel_pending or {}
   for _, r in ipairs(after.reports) do reports[#reports + 1] = r end

@@ -204,6 +204,17 @@ function Guest:reconnect() end
 ---@param opts? table
 ---@return RunResult
 function Guest:run(cmd, args_or_opts, opts) end
+---Runs a kselftest binary, an installed tree with run_kselftest.sh, or a command line; its KTAP cases become
+---sub-tests of the running test.
+---@param path_or_cmd string
+---@param opts? {timeout?: number|string, env?: table<string, any>, cwd?: string, args?: string[], tests?: string[], suite?: string}
+---@return {passed: integer, failed: integer, skipped: integer, todo: integer, cases: {name: string, status: string, message?: string}[], stdout: string, stderr: string, exit_code: integer, status: string}
+function Guest:kselftest(path_or_cmd, opts) end
+---Loads a KUnit test module (a host .ko path) or reads a built-in suite; its cases become sub-tests.
+---@param module_or_suite string
+---@param opts? {params?: string, keep?: boolean}
+---@return {passed: integer, failed: integer, skipped: integer, todo: integer, cases: {name: string, status: string, message?: string}[], suites: string[]}
+function Guest:kunit(module_or_suite, opts) end
 ---@return Process
 function Guest:run_async(cmd, args_or_opts, opts) end
 ---@return ExecResult
@@ -355,6 +366,11 @@ function T:assert_raises(fn, msg, ...) end
 ---@param fn function
 ---@return {vm: string, kind: string, title: string, text: string}[] the matching kernel reports
 function T:expect_kernel_report(kind, fn) end
+---Records each KTAP case of text as a sub-test "<test> / <suite> / <case>"; a failed case fails the test.
+---@param text string
+---@param opts? {suite?: string}
+---@return {passed: integer, failed: integer, skipped: integer, todo: integer, cases: {name: string, status: string, message?: string}[]}
+function T:ktap(text, opts) end
 function T:fail(msg) end
 function T:skip(reason) end
 function T:log(...) end

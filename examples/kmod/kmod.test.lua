@@ -282,3 +282,15 @@ test("delete_module unloads it once no file is open", function(t)
   t:assert(dmesg():find("provium_demo: unloaded", 1, true), "unload message not in dmesg")
   t:assert_eq(vm:run("test -e " .. DEV).exit_code, 1, DEV .. " should be gone")
 end)
+
+-- The pure helpers behind XFORM (provium_demo_xform.h) have a KUnit suite of
+-- their own, provium_demo_kunit.ko (built by `make kmod` next to the module
+-- when the kernel has KUnit). vm:kunit loads it, reads its results from
+-- debugfs, unloads it, and reports each KUnit case as a sub-test:
+-- "the helpers' KUnit suite passes / provium_demo_xform / reverse_one_byte".
+test("the helpers' KUnit suite passes", function(t)
+  local r = vm:kunit("../../build/kmod/provium_demo_kunit.ko")
+  t:assert_eq(r.suites[1], "provium_demo_xform")
+  t:assert_eq(r.passed, 6)
+  t:assert_eq(#r.cases, 6)
+end)

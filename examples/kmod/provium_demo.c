@@ -29,6 +29,7 @@
 #include <linux/uaccess.h>
 
 #include "provium_demo.h"
+#include "provium_demo_xform.h"
 
 static char *greeting = "hello";
 module_param(greeting, charp, 0444);
@@ -137,24 +138,6 @@ static long demo_get_stats(void __user *arg)
 	if (copy_to_user(arg, &st, sizeof(st)))
 		return -EFAULT;
 	return 0;
-}
-
-static void xform_upper(char *p, size_t len)
-{
-	size_t i;
-
-	/* ASCII only: the kernel's toupper() would also map Latin-1 bytes. */
-	for (i = 0; i < len; i++)
-		if (p[i] >= 'a' && p[i] <= 'z')
-			p[i] -= 'a' - 'A';
-}
-
-static void xform_reverse(char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len / 2; i++)
-		swap(p[i], p[len - 1 - i]);
 }
 
 static long demo_xform(void __user *arg)

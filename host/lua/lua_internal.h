@@ -82,6 +82,8 @@ void pv_lua_health_init(lua_State *L, int internal_idx);
 /* Remembers host_path when it is a kernel module (*.ko), so stack frames of
  * that module in kernel reports decode to file:line. */
 void pv_health_note_module(const char *host_path);
+/* KTAP parsing for t:ktap / vm:kselftest / vm:kunit (lua_ktap.c): registers P.ktap_parse. */
+void pv_lua_ktap_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);

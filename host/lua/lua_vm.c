@@ -968,4 +968,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     lua_setfield(L, idx, "new_vm");
     pv_lua_fixture_init(L, idx);
     pv_lua_health_init(L, idx);
+    pv_lua_ktap_init(L, idx);
 }

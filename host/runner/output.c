@@ -110,6 +110,66 @@ static char *joined_log(json_t *tc)
     return b.s ? sb_take(&b) : xstrdup("");
 }
 
+/* Tests and their sub-tests (t:ktap, vm:kselftest); returns how many, adds failed and skipped ones. */
+static int count_cases(json_t *ts, int *failed, int *skipped)
+{
+    int n = 0;
+    size_t k, m;
+    json_t *tc, *sub;
+    json_array_foreach(ts, k, tc)
+    {
+        n++;
+        *failed += strcmp(jstr(tc, "status"), "failed") == 0;
+        *skipped += strcmp(jstr(tc, "status"), "skipped") == 0;
+        json_array_foreach(json_object_get(tc, "subtests"), m, sub)
+        {
+            n++;
+            *failed += strcmp(jstr(sub, "status"), "failed") == 0;
+            *skipped += strcmp(jstr(sub, "status"), "skipped") == 0;
+        }
+    }
+    return n;
+}
+
+/* One <testcase>: a test, or a sub-test named "<test> / <suite> / <case>". */
+static void junit_case(FILE *out, json_t *tc, const char *path_shown)
+{
+    const char *st = jstr(tc, "status");
+    fprintf(out, "    <testcase");
+    xml_attr(out, "name", jstr(tc, "name"));
+    xml_attr(out, "classname", path_shown);
+    fprintf(out, " time=\"%.3f\"", jnum(tc, "duration"));
+    char *log = joined_log(tc);
+    bool body = strcmp(st, "passed") != 0 || *log;
+    fprintf(out, body ? ">\n" : "/>\n");
+    if (strcmp(st, "failed") == 0) {
+        const char *msg = jstr(tc, "message");
+        fprintf(out, "      <failure");
+        xml_attr(out, "message", msg);
+        xml_attr(out, "type", "failure");
+        fprintf(out, ">");
+        xml_text(out, msg);
+        const char *console = jstr(tc, "console");
+        if (*console) {
+            fprintf(out, "\n\nconsole excerpt:\n");
+            xml_text(out, console);
+        }
+        fprintf(out, "</failure>\n");
+    } else if (strcmp(st, "skipped") == 0) {
+        fprintf(out, "      <skipped");
+        xml_attr(out, "message", *jstr(tc, "message") ? jstr(tc, "message") : "skipped");
+        fprintf(out, "/>\n");
+    }
+    if (*log) {
+        fprintf(out, "      <system-out>");
+        xml_text(out, log);
+        fprintf(out, "</system-out>\n");
+    }
+    if (body)
+        fprintf(out, "    </testcase>\n");
+    free(log);
+}
+
 int junit_write(const char *path, json_t *const *results, const char *const *file_logs, size_t n, double total_s)
 {
     FILE *out = fopen(path, "w");
@@ -120,15 +180,10 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
         if (!results[i])
             continue;
         json_t *ts = json_object_get(results[i], "tests");
-        tests += (int)json_array_size(ts);
-        size_t k;
-        json_t *tc;
-        json_array_foreach(ts, k, tc)
-        {
-            const char *st = jstr(tc, "status");
-            failures += strcmp(st, "failed") == 0;
-            skipped += strcmp(st, "skipped") == 0;
-        }
+        int f = 0, s = 0;
+        tests += count_cases(ts, &f, &s);
+        failures += f;
+        skipped += s;
         if (json_is_string(json_object_get(results[i], "chunk_error"))) {
             errors++;
             tests++;
@@ -146,14 +201,10 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
         json_t *ts = json_object_get(r, "tests");
         const char *path_shown = jstr(r, "path");
         const char *chunk_error = json_string_value(json_object_get(r, "chunk_error"));
-        int t = (int)json_array_size(ts) + (chunk_error ? 1 : 0), f = 0, s = 0;
+        int f = 0, s = 0;
+        int t = count_cases(ts, &f, &s) + (chunk_error ? 1 : 0);
         size_t k;
         json_t *tc;
-        json_array_foreach(ts, k, tc)
-        {
-            f += strcmp(jstr(tc, "status"), "failed") == 0;
-            s += strcmp(jstr(tc, "status"), "skipped") == 0;
-        }
         time_t started = (time_t)jnum(r, "started");
         char stamp[32] = "1970-01-01T00:00:00";
         struct tm tmv;
@@ -168,40 +219,13 @@ int junit_write(const char *path, json_t *const *results, const char *const *fil
         fprintf(out, ">\n");
         json_array_foreach(ts, k, tc)
         {
-            const char *st = jstr(tc, "status");
-            fprintf(out, "    <testcase");
-            xml_attr(out, "name", jstr(tc, "name"));
-            xml_attr(out, "classname", path_shown);
-            fprintf(out, " time=\"%.3f\"", jnum(tc, "duration"));
-            char *log = joined_log(tc);
-            bool body = strcmp(st, "passed") != 0 || *log;
-            fprintf(out, body ? ">\n" : "/>\n");
-            if (strcmp(st, "failed") == 0) {
-                const char *msg = jstr(tc, "message");
-                fprintf(out, "      <failure");
-                xml_attr(out, "message", msg);
-                xml_attr(out, "type", "failure");
-                fprintf(out, ">");
-                xml_text(out, msg);
-                const char *console = jstr(tc, "console");
-                if (*console) {
-                    fprintf(out, "\n\nconsole excerpt:\n");
-                    xml_text(out, console);
-                }
-                fprintf(out, "</failure>\n");
-            } else if (strcmp(st, "skipped") == 0) {
-                fprintf(out, "      <skipped");
-                xml_attr(out, "message", *jstr(tc, "message") ? jstr(tc, "message") : "skipped");
-                fprintf(out, "/>\n");
+            junit_case(out, tc, path_shown);
+            size_t m;
+            json_t *sub;
+            json_array_foreach(json_object_get(tc, "subtests"), m, sub)
+            {
+                junit_case(out, sub, path_shown);
             }
-            if (*log) {
-                fprintf(out, "      <system-out>");
-                xml_text(out, log);
-                fprintf(out, "</system-out>\n");
-            }
-            if (body)
-                fprintf(out, "    </testcase>\n");
-            free(log);
         }
         if (chunk_error) {
             fprintf(out, "    <testcase");
@@ -253,12 +277,12 @@ static void tap_desc(FILE *out, const char *path, const char *name)
 
 /* A YAML double-quoted scalar: TAP::Parser's YAMLish reads these, and
  * any text survives the round trip. */
-static void tap_yaml(FILE *out, const char *key, const char *text)
+static void tap_yaml(FILE *out, const char *indent, const char *key, const char *text)
 {
     strbuf b;
     sb_init(&b);
     clean_text(&b, text, false);
-    fprintf(out, "  %s: \"", key);
+    fprintf(out, "%s  %s: \"", indent, key);
     for (size_t i = 0; i < b.len; i++) {
         char c = b.s[i];
         if (c == '\n')
@@ -274,6 +298,28 @@ static void tap_yaml(FILE *out, const char *key, const char *text)
     sb_free(&b);
 }
 
+/* One test point (indent: "" for a test, "    " for a sub-test). */
+static void tap_point(FILE *out, const char *indent, int n, const char *path, json_t *tc)
+{
+    const char *st = jstr(tc, "status");
+    bool failed = strcmp(st, "failed") == 0;
+    fprintf(out, "%s%s %d - ", indent, failed ? "not ok" : "ok", n);
+    tap_desc(out, path, jstr(tc, "name"));
+    if (strcmp(st, "skipped") == 0) {
+        fprintf(out, " # SKIP ");
+        tap_desc(out, *jstr(tc, "message") ? jstr(tc, "message") : "skipped", NULL);
+    }
+    fputc('\n', out);
+    if (failed) {
+        fprintf(out, "%s  ---\n", indent);
+        tap_yaml(out, indent, "message", jstr(tc, "message"));
+        fprintf(out, "%s  duration_s: %.3f\n", indent, jnum(tc, "duration"));
+        if (*jstr(tc, "console"))
+            tap_yaml(out, indent, "console", jstr(tc, "console"));
+        fprintf(out, "%s  ...\n", indent);
+    }
+}
+
 void tap_begin(FILE *out) { fprintf(out, "TAP version 14\n"); }
 
 int tap_file(FILE *out, json_t *r, int n)
@@ -284,30 +330,27 @@ int tap_file(FILE *out, json_t *r, int n)
     json_t *tc;
     json_array_foreach(ts, k, tc)
     {
-        const char *st = jstr(tc, "status");
-        bool failed = strcmp(st, "failed") == 0;
-        fprintf(out, "%s %d - ", failed ? "not ok" : "ok", ++n);
-        tap_desc(out, path, jstr(tc, "name"));
-        if (strcmp(st, "skipped") == 0) {
-            fprintf(out, " # SKIP ");
-            tap_desc(out, *jstr(tc, "message") ? jstr(tc, "message") : "skipped", NULL);
+        json_t *subs = json_object_get(tc, "subtests");
+        if (json_array_size(subs) > 0) {
+            /* TAP 14 subtest: indented points, then the parent's own point */
+            fprintf(out, "    # Subtest: ");
+            tap_desc(out, path, jstr(tc, "name"));
+            fprintf(out, "\n    1..%zu\n", json_array_size(subs));
+            size_t m;
+            json_t *sub;
+            json_array_foreach(subs, m, sub)
+            {
+                tap_point(out, "    ", (int)m + 1, path, sub);
+            }
         }
-        fputc('\n', out);
-        if (failed) {
-            fprintf(out, "  ---\n");
-            tap_yaml(out, "message", jstr(tc, "message"));
-            fprintf(out, "  duration_s: %.3f\n", jnum(tc, "duration"));
-            if (*jstr(tc, "console"))
-                tap_yaml(out, "console", jstr(tc, "console"));
-            fprintf(out, "  ...\n");
-        }
+        tap_point(out, "", ++n, path, tc);
     }
     const char *chunk_error = json_string_value(json_object_get(r, "chunk_error"));
     if (chunk_error) {
         fprintf(out, "not ok %d - ", ++n);
         tap_desc(out, path, NULL);
         fprintf(out, "\n  ---\n");
-        tap_yaml(out, "message", chunk_error);
+        tap_yaml(out, "", "message", chunk_error);
         fprintf(out, "  ...\n");
     } else if (json_array_size(ts) == 0) {
         fprintf(out, "ok %d - ", ++n);

@@ -482,6 +482,65 @@ static void progress_draw(size_t running, size_t done, size_t total, int failed,
 
 /* ---------------------------------------------------------------- results */
 
+static void count_status(json_t *tc, int *passed, int *failed, int *skipped)
+{
+    const char *st = json_string_value(json_object_get(tc, "status"));
+    if (st && strcmp(st, "passed") == 0)
+        (*passed)++;
+    else if (st && strcmp(st, "skipped") == 0)
+        (*skipped)++;
+    else
+        (*failed)++;
+}
+
+/* The "log" string of a test or sub-test becomes a list of lines (upstream's shape). */
+static void log_to_lines(json_t *tc)
+{
+    const char *log = json_string_value(json_object_get(tc, "log"));
+    json_t *lines = json_array();
+    if (log && *log) {
+        const char *p = log;
+        for (;;) {
+            const char *nl = strchr(p, '\n');
+            json_array_append_new(lines, nl ? json_stringn(p, (size_t)(nl - p)) : json_string(p));
+            if (!nl)
+                break;
+            p = nl + 1;
+        }
+    }
+    json_object_set_new(tc, "log", lines);
+}
+
+/* One test or sub-test in the text output: a failure always, the rest with -v. */
+static void print_case(json_t *tc, const run_opts *o, const char *indent)
+{
+    const char *st = json_string_value(json_object_get(tc, "status"));
+    const char *name = json_string_value(json_object_get(tc, "name"));
+    const char *msg = json_string_value(json_object_get(tc, "message"));
+    bool is_fail = st && strcmp(st, "failed") == 0;
+    if (!is_fail && !o->verbose)
+        return;
+    printf("%s%s %s\n", indent, is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ", name ? name : "?");
+    char deeper[32];
+    snprintf(deeper, sizeof(deeper), "%s    ", indent);
+    if (msg)
+        print_indented(stdout, msg, deeper);
+    json_t *log = json_object_get(tc, "log");
+    size_t k;
+    json_t *l;
+    if (o->verbose)
+        json_array_foreach(log, k, l)
+        {
+            printf("%slog: %s\n", deeper, json_string_value(l) ? json_string_value(l) : "");
+        }
+    const char *console = json_string_value(json_object_get(tc, "console"));
+    if (is_fail && o->verbose && console && *console) {
+        char bar[40];
+        snprintf(bar, sizeof(bar), "%s| ", deeper);
+        print_indented(stdout, console, bar);
+    }
+}
+
 /* Turns the child's report into the --json object (upstream shape plus a
  * few extras: duration, started, console) and prints the outcome. */
 static void report_file(file_run *f, const run_opts *o, totals *t, double timeout_s, int *tap_n)
@@ -499,15 +558,16 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     json_t *tests = r ? json_object_get(r, "tests") : NULL;
     size_t i;
     json_t *tc;
+    /* sub-tests (t:ktap, vm:kselftest) count like tests */
     json_array_foreach(tests, i, tc)
     {
-        const char *st = json_string_value(json_object_get(tc, "status"));
-        if (st && strcmp(st, "passed") == 0)
-            passed++;
-        else if (st && strcmp(st, "skipped") == 0)
-            skipped++;
-        else
-            failed++;
+        count_status(tc, &passed, &failed, &skipped);
+        size_t k;
+        json_t *sub;
+        json_array_foreach(json_object_get(tc, "subtests"), k, sub)
+        {
+            count_status(sub, &passed, &failed, &skipped);
+        }
     }
     const char *chunk_error = r ? json_string_value(json_object_get(r, "chunk_error")) : NULL;
     const char *verdict;
@@ -561,19 +621,20 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         if (!json_is_string(json_object_get(tc, "message")))
             json_object_set_new(tc, "message", json_null());
         /* upstream: log is a list of lines */
-        const char *log = json_string_value(json_object_get(tc, "log"));
-        json_t *lines = json_array();
-        if (log && *log) {
-            const char *p = log;
-            for (;;) {
-                const char *nl = strchr(p, '\n');
-                json_array_append_new(lines, nl ? json_stringn(p, (size_t)(nl - p)) : json_string(p));
-                if (!nl)
-                    break;
-                p = nl + 1;
+        log_to_lines(tc);
+        json_t *subs = json_object_get(tc, "subtests");
+        if (subs && !json_is_array(subs)) {
+            json_object_del(tc, "subtests");
+        } else {
+            size_t k;
+            json_t *sub;
+            json_array_foreach(subs, k, sub)
+            {
+                log_to_lines(sub);
+                if (!json_is_string(json_object_get(sub, "message")))
+                    json_object_set_new(sub, "message", json_null());
             }
         }
-        json_object_set_new(tc, "log", lines);
     }
     if (extra)
         f->file_log = log_tail(f, 40);
@@ -602,26 +663,12 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
             print_indented(stdout, chunk_error, "    ");
         json_array_foreach(tests, i, tc)
         {
-            const char *st = json_string_value(json_object_get(tc, "status"));
-            const char *name = json_string_value(json_object_get(tc, "name"));
-            const char *msg = json_string_value(json_object_get(tc, "message"));
-            bool is_fail = st && strcmp(st, "failed") == 0;
-            if (is_fail || o->verbose) {
-                printf("    %s %s\n", is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ",
-                       name ? name : "?");
-                if (msg && (is_fail || o->verbose))
-                    print_indented(stdout, msg, "        ");
-                json_t *log = json_object_get(tc, "log");
-                size_t k;
-                json_t *l;
-                if (o->verbose)
-                    json_array_foreach(log, k, l)
-                    {
-                        printf("        log: %s\n", json_string_value(l) ? json_string_value(l) : "");
-                    }
-                const char *console = json_string_value(json_object_get(tc, "console"));
-                if (is_fail && o->verbose && console && *console)
-                    print_indented(stdout, console, "        | ");
+            print_case(tc, o, "    ");
+            size_t k;
+            json_t *sub;
+            json_array_foreach(json_object_get(tc, "subtests"), k, sub)
+            {
+                print_case(sub, o, "      ");
             }
         }
     }

@@ -13,6 +13,7 @@
 #   fuzz_agent_request  the agent's request path: agent/conn.c framing + pv_msg_decode + accessors
 #   fuzz_host_reply     the host's reply path (vm.c read_frame/wait_ready/vm_call model) + accessors
 #   fuzz_toml           the TOML parser (tests/fuzz/fuzz_toml.c, seeded from tests/unit/toml-corpus)
+#   fuzz_ktap           the KTAP parser and flattener (host/health/ktap.c, seeded from tests/unit/ktap-corpus)
 #
 # New inputs found while fuzzing go to $(B)/fuzz/corpus/<target>/ (the seeds
 # in tests/fuzz/corpus/ are only read); crashes are written to
@@ -31,11 +32,12 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -Wno-string-plus-int
 FUZZ_ARGS    := -max_len=70000 -rss_limit_mb=512 -print_final_stats=1
 
-FUZZ_NAMES   := fuzz_agent_request fuzz_host_reply $(if $(wildcard tests/fuzz/fuzz_toml.c),fuzz_toml)
+FUZZ_NAMES   := fuzz_agent_request fuzz_host_reply $(if $(wildcard tests/fuzz/fuzz_toml.c),fuzz_toml) fuzz_ktap
 FUZZ_TARGETS := $(addprefix $(B)/fuzz/,$(FUZZ_NAMES))
 
 # Extra seed directories per target (besides tests/fuzz/corpus/<target>).
 FUZZ_SEEDS_fuzz_toml := $(wildcard tests/unit/toml-corpus/valid tests/unit/toml-corpus/invalid)
+FUZZ_SEEDS_fuzz_ktap := tests/unit/ktap-corpus
 
 $(B)/fuzz/fuzz_agent_request: tests/fuzz/fuzz_agent_request.c agent/conn.c common/proto.c \
 		agent/agent.h common/proto.h
@@ -50,6 +52,10 @@ $(B)/fuzz/fuzz_toml: tests/fuzz/fuzz_toml.c host/config/toml.c host/config/toml.
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ihost/config $(filter %.c,$^) -o $@
 
+$(B)/fuzz/fuzz_ktap: tests/fuzz/fuzz_ktap.c host/health/ktap.c host/health/ktap.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@
+
 .PHONY: fuzz fuzz-build fuzz-seeds
 
 fuzz-build: $(FUZZ_TARGETS)
@@ -59,6 +65,7 @@ fuzz: $(FUZZ_TARGETS)
 	  mkdir -p $(B)/fuzz/corpus/$$t $(B)/fuzz/artifacts; \
 	  seeds=""; [ -d tests/fuzz/corpus/$$t ] && seeds=tests/fuzz/corpus/$$t; \
 	  [ $$t = fuzz_toml ] && seeds="$$seeds $(FUZZ_SEEDS_fuzz_toml)"; \
+	  [ $$t = fuzz_ktap ] && seeds="$$seeds $(FUZZ_SEEDS_fuzz_ktap)"; \
 	  echo "== $$t: $(FUZZ_SECONDS) s"; \
 	  $(B)/fuzz/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(B)/fuzz/artifacts/$$t- $(B)/fuzz/corpus/$$t $$seeds; \

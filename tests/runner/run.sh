@@ -3,7 +3,8 @@
 # pressure gating, selection (--filter, --tag, --tag-meta, --include-slow,
 # --shard, --rerun-failed, --since, --fail-fast), the outputs (--json,
 # --junit validated by xmllint against tests/runner/junit.xsd, --tap read by
-# prove, --save-events) and the list/doctor subcommands.
+# prove, --save-events), KTAP sub-tests in each of them, and the list/doctor
+# subcommands.
 #
 # Run after `make all image`:  tests/runner/run.sh  (cds to the repository
 # root itself; PROVIUM_RUNNER_LIMIT changes the 120 s per-run bound).
@@ -759,6 +760,95 @@ PV_PATH=/nonexistent pv doctor
 begin "provium doctor without QEMU on PATH: FAIL line, non-zero exit"
 [ "$RC" != 0 ] || problem "exit 0"
 expect_re '^FAIL +qemu '
+end_check
+
+# ---------------------------------------------------------------- KTAP sub-tests
+# t:ktap and vm:kselftest (on the local profile) in text, -v, --json, --junit and --tap
+
+# 5 tests (1 passed, 4 failed) and 12 sub-tests (6 passed, 4 failed, 2 skipped)
+SUMMARY='1 files: 0 passed, 1 failed; 17 tests: 7 passed, 8 failed, 2 skipped'
+
+pv $FIX/ktap
+begin "text: failed sub-tests under their failed test, counted in the summary"
+expect_rc 1
+expect_out 'FAIL tests/runner/fixtures/ktap/ktap.test.lua (7 passed, 8 failed, 2 skipped)'
+expect_out "$SUMMARY"
+expect_re '^    FAIL kunit text with a failing case$'
+expect_re '^        tests/runner/fixtures/ktap/ktap\.test\.lua:[0-9]+: 1 KTAP case failed:$'
+expect_re '^      FAIL kunit text with a failing case / demo / demo_clamp$'
+expect_re '^          Expected clamp\(5\) == 4, but$'
+expect_re '^      FAIL kselftest script on the local profile / ks_demo\.sh / reads$'
+expect_re '^        tests/runner/fixtures/ktap/ktap\.test\.lua:[0-9]+: t:ktap: no KTAP in the text'
+# passing sub-tests only with -v
+expect_no_out 'demo / demo_add'
+end_check
+
+pv -v $FIX/ktap
+begin "-v: every sub-test with its verdict"
+expect_rc 1
+expect_re '^      ok   kunit text with a failing case / demo / demo_add$'
+expect_re '^      SKIP kunit text with a failing case / demo / demo_later$'
+expect_re '^          needs hardware$'
+expect_re '^      ok   kunit text with a failing case / other / other_case$'
+expect_re '^      ok   all cases pass / flat / second$'
+expect_re '^      SKIP kselftest script on the local profile / ks_demo\.sh / ioctl$'
+expect_re '^      ok   all cases pass / flat / first$'
+expect_re '^          echo .* did not finish within 1 s and was killed$'
+expect_out "$SUMMARY"
+end_check
+
+pv --json $FIX/ktap
+cp "$TD.out" "$T/ktap.json"
+pv --junit "$T/ktap.xml" $FIX/ktap
+pv --tap $FIX/ktap
+sed '1s/^TAP version 14$/TAP version 13/' "$TD.out" >"$T/ktap.tap"
+cp "$TD.out" "$T/ktap14.tap"
+prove -e cat "$T/ktap.tap" >"$T/prove.out" 2>&1
+begin "--json, --junit and --tap carry the same sub-tests"
+xmllint --noout --schema tests/runner/junit.xsd "$T/ktap.xml" >"$T/xmllint.err" 2>&1 ||
+    problem "xmllint: $(tail -n2 "$T/xmllint.err" | tr '\n' ' ')"
+grep -q "Parse errors" "$T/prove.out" && problem "prove: $(grep -A2 'Parse errors' "$T/prove.out" | tr '\n' ' ')"
+grep -qE "Tests: 5 Failed: 4" "$T/prove.out" || problem "prove did not see 5 tests / 4 failures: $(tr '\n' ' ' <"$T/prove.out")"
+py '
+import json, re, sys, xml.etree.ElementTree as ET
+r = json.loads(open(sys.argv[1]).read())
+subs = [(s["name"], s["status"]) for t in r["tests"] for s in t.get("subtests", [])]
+want = [("kunit text with a failing case / demo / demo_add", "passed"),
+        ("kunit text with a failing case / demo / demo_clamp", "failed"),
+        ("kunit text with a failing case / demo / demo_later", "skipped"),
+        ("kunit text with a failing case / other / other_case", "passed"),
+        ("all cases pass / flat / first", "passed"),
+        ("all cases pass / flat / second", "passed"),
+        ("kselftest script on the local profile / ks_demo.sh / opens", "passed"),
+        ("kselftest script on the local profile / ks_demo.sh / reads", "failed"),
+        ("kselftest script on the local profile / ks_demo.sh / ioctl", "skipped"),
+        ("kselftest that outlives its timeout / sleeper / started", "passed"),
+        ("kselftest that outlives its timeout / sleeper / (plan)", "failed"),
+        ("kselftest that outlives its timeout / sleeper / (timeout)", "failed")]
+# ("ok ... # TODO" passes)
+assert subs == want, ("json", subs)
+status = {t["name"]: t["status"] for t in r["tests"]}
+assert status == {"kunit text with a failing case": "failed", "all cases pass": "passed",
+                  "no ktap at all": "failed", "kselftest script on the local profile": "failed",
+                  "kselftest that outlives its timeout": "failed"}, status
+clamp = [s for t in r["tests"] for s in t.get("subtests", []) if s["name"].endswith("demo_clamp")][0]
+assert "EXPECTATION FAILED at demo_test.c:41" in clamp["message"], clamp
+assert clamp["log"][0] == "demo_clamp: EXPECTATION FAILED at demo_test.c:41", clamp["log"]
+root = ET.parse(sys.argv[2]).getroot()
+assert root.get("tests") == "17" and root.get("failures") == "8" and root.get("skipped") == "2", root.attrib
+cases = root.findall("testsuite/testcase")
+names = [c.get("name") for c in cases]
+for n, st in want:
+    assert n in names, ("junit lacks", n)
+    c = cases[names.index(n)]
+    got = "failed" if c.find("failure") is not None else "skipped" if c.find("skipped") is not None else "passed"
+    assert got == st, ("junit", n, got, st)
+tap = open(sys.argv[3]).read()
+assert "    # Subtest: tests/runner/fixtures/ktap/ktap.test.lua: kunit text with a failing case\n    1..4\n" in tap, tap
+assert re.search(r"^    not ok 2 - tests/runner/fixtures/ktap/ktap\.test\.lua: kunit text with a failing case / demo / demo_clamp$", tap, re.M), tap
+assert re.search(r"^    ok 3 - .* / demo / demo_later # SKIP needs hardware$", tap, re.M), tap
+assert re.search(r"^not ok 1 - tests/runner/fixtures/ktap/ktap\.test\.lua: kunit text with a failing case$", tap, re.M), tap
+' "$T/ktap.json" "$T/ktap.xml" "$T/ktap14.tap"
 end_check
 
 # ---------------------------------------------------------------- summary

@@ -66,3 +66,10 @@ UNIT_TESTS += $(B)/check/test_shard
 $(B)/check/test_shard: tests/unit/test_shard.c host/runner/shard.c host/runner/ci.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/runner $(filter %.c,$^) -o $@
+
+# The KTAP parser on real KUnit and kselftest output (tests/unit/ktap-corpus/).
+UNIT_TESTS += $(B)/check/test_ktap
+$(B)/check/test_ktap: tests/unit/test_ktap.c host/health/ktap.c host/health/ktap.h tests/unit/check.h \
+		$(wildcard tests/unit/ktap-corpus/*.inc)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -o $@
