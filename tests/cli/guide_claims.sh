@@ -41,7 +41,7 @@ expect_out "err-marker"
 end_check
 
 begin "text: non-UTF-8 bytes in a failure and in t:log show as \\xNN escapes"
-expect_out 'got "\xFF\xFE\0"'
+expect_out 'got "\xFF\xFE\x00"'
 expect_out 'log \xFF\xFE end'
 end_check
 
