@@ -134,6 +134,8 @@ static int b_gc(lua_State *L)
     pv_buf_free(&b->one);
     free(b->kinds);
     b->kinds = NULL;
+    b->n = b->cap = 0; /* a second __gc, or a use after it, finds nothing */
+    b->sent = true;
     return 0;
 }
 

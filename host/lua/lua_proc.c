@@ -134,7 +134,13 @@ static int l_run_async(lua_State *L)
     return 1;
 }
 
-static lproc *check_proc(lua_State *L) { return luaL_checkudata(L, 1, PROC_MT); }
+static lproc *check_proc(lua_State *L)
+{
+    lproc *p = luaL_checkudata(L, 1, PROC_MT);
+    if (!p->site)
+        luaL_error(L, "process: this Process object was already freed (its __gc ran); it cannot be used");
+    return p;
+}
 
 static vm_chan *proc_chan(lua_State *L, lproc *p, lvm **vp)
 {
@@ -318,7 +324,9 @@ static int l_proc_close(lua_State *L)
 
 static int l_proc_gc(lua_State *L)
 {
-    lproc *p = check_proc(L);
+    lproc *p = luaL_checkudata(L, 1, PROC_MT);
+    if (!p->site)
+        return 0;
     lua_getiuservalue(L, 1, 1);
     lvm *v = luaL_testudata(L, -1, VM_MT);
     if (v && v->vm)
@@ -373,7 +381,13 @@ static int push_stream(lua_State *L, int owner_idx, uint32_t chan, int idx, bool
     return 1;
 }
 
-static lstream *check_stream(lua_State *L) { return luaL_checkudata(L, 1, STREAM_MT); }
+static lstream *check_stream(lua_State *L)
+{
+    lstream *s = luaL_checkudata(L, 1, STREAM_MT);
+    if (!s->site)
+        luaL_error(L, "stream: this Stream object was already freed (its __gc ran); it cannot be used");
+    return s;
+}
 
 static vm_chan *stream_chan(lua_State *L, lstream *s, lvm **vp)
 {
@@ -543,7 +557,9 @@ static int l_stream_kind(lua_State *L)
 
 static int l_stream_gc(lua_State *L)
 {
-    lstream *s = check_stream(L);
+    lstream *s = luaL_checkudata(L, 1, STREAM_MT);
+    if (!s->site)
+        return 0;
     if (s->owns_chan && !s->closed) {
         lua_getiuservalue(L, 1, 1);
         lvm *v = luaL_testudata(L, -1, VM_MT);

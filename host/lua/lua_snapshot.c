@@ -99,6 +99,8 @@ static int l_restore(lua_State *L)
     const char *path;
     lsnap *s = luaL_testudata(L, 2, SNAP_MT);
     if (s) {
+        if (!s->path)
+            return luaL_error(L, "vm:restore: the Snapshot object was already freed (its __gc ran)");
         if (s->deleted)
             return luaL_error(L, "vm:restore: the snapshot %s was deleted", s->path);
         path = s->path;
@@ -120,7 +122,13 @@ static int l_restore(lua_State *L)
     return 1;
 }
 
-static lsnap *check_snap(lua_State *L) { return luaL_checkudata(L, 1, SNAP_MT); }
+static lsnap *check_snap(lua_State *L)
+{
+    lsnap *s = luaL_checkudata(L, 1, SNAP_MT);
+    if (!s->path)
+        luaL_error(L, "snapshot: this Snapshot object was already freed (its __gc ran); it cannot be used");
+    return s;
+}
 
 static int l_snap_path(lua_State *L)
 {
@@ -146,7 +154,7 @@ static int l_snap_delete(lua_State *L)
 
 static int l_snap_gc(lua_State *L)
 {
-    lsnap *s = check_snap(L);
+    lsnap *s = luaL_checkudata(L, 1, SNAP_MT);
     free(s->path);
     s->path = NULL;
     return 0;

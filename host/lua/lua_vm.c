@@ -21,8 +21,9 @@ lvm *pv_check_vm(lua_State *L, int idx)
     lvm *v = luaL_testudata(L, idx, WORKER_MT);
     if (!v)
         v = luaL_checkudata(L, idx, VM_MT);
-    if (v->vm)
-        v->vm->chan_base = v->chan_base;
+    if (!v->vm)
+        luaL_error(L, "vm: this VM object was already freed (its __gc ran); it cannot be used");
+    v->vm->chan_base = v->chan_base;
     return v;
 }
 #define check_vm pv_check_vm
@@ -420,7 +421,7 @@ static int l_vm_tostring(lua_State *L)
 
 static int l_vm_gc(lua_State *L)
 {
-    lvm *v = check_vm(L, 1);
+    lvm *v = luaL_checkudata(L, 1, VM_MT);
     if (!v->vm)
         return 0;
     for (lvm **p = &all_vms; *p; p = &(*p)->next)

@@ -1,0 +1,57 @@
+-- The fault matrix at the Lua boundary (issue 17): hostile calls from a test
+-- must end in a clear Lua error, never a crash of the test process, a hang or
+-- a lost report. Runs against the local profile, so it needs no boot.
+-- Items that need a real VM are in faults_vm.test.lua; the report and exit
+-- status ones in tests/cli/faults.sh.
+local vm = provium:vm("faults", "local"):boot()
+local base = vm:run("pwd").stdout:gsub("\n$", "")
+
+test("getmetatable() hides __gc; a freed VM refuses use instead of crashing", function(t)
+  local mt = getmetatable(vm)
+  t:assert_eq(mt.__name, "VM")
+  t:assert_eq(mt.__gc, nil, "__gc is reachable through getmetatable")
+  t:assert_eq(mt.__index, nil, "methods are replaceable through getmetatable")
+  -- debug.getmetatable still reaches the real one: __gc must be idempotent
+  -- and every method must see the freed object
+  local v2 = provium:vm("gc-victim", "local"):boot()
+  local real = debug.getmetatable(v2)
+  real.__gc(v2)
+  real.__gc(v2)
+  t:assert_contains(t:assert_raises(v2.state, v2), "already freed")
+  t:assert_contains(t:assert_raises(v2.run, v2, "true"), "already freed")
+  t:assert_contains(t:assert_raises(v2.read_file, v2, "/etc/hostname"), "already freed")
+end)
+
+test("__gc twice on processes, streams, batches and files is harmless", function(t)
+  local p = vm:run_async("sleep 5")
+  local mt = debug.getmetatable(p)
+  t:assert_eq(getmetatable(p).__gc, nil)
+  vm:write_file(base .. "/tailed", "")
+  local s = vm:tail_file(base .. "/tailed")
+  local f = vm:open_file(base .. "/opened", {write = true, create = true})
+  for _, o in ipairs({s, f}) do
+    debug.getmetatable(o).__gc(o)
+    debug.getmetatable(o).__gc(o)
+  end
+  t:assert_contains(t:assert_raises(s.next, s, 1), "already freed")
+  p:kill()
+  mt.__gc(p)
+  mt.__gc(p)
+  t:assert_contains(t:assert_raises(p.wait, p, 1), "already freed")
+  vm:batch(function(b)
+    local bmt = debug.getmetatable(b)
+    t:assert_eq(getmetatable(b).__gc, nil)
+    bmt.__gc(b)
+    bmt.__gc(b)
+    t:assert_raises(b.stat, b, "/")
+  end)
+end)
+
+test("NUL bytes in logs, names and failure messages reach the report", function(t)
+  t:log("a\0b")
+  t:log(vm:read_file("/proc/self/cmdline"))
+  -- the report of this file is checked by tests/cli/faults.sh; a NUL here
+  -- used to make the whole file 'exit with status 0 without a report'
+end)
+
+test("name with a NUL\0inside", function(t) t:log("x\0y") end)
