@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Reads one JSON line before the deadline. */
@@ -80,7 +81,8 @@ json_t *qmp_command(qmp_conn *q, const char *cmd, json_t *args, int64_t deadline
     free(text);
     size_t off = 0;
     while (off < line.len) {
-        ssize_t n = write(q->fd, line.s + off, line.len - off);
+        /* MSG_NOSIGNAL: a QEMU that died must give an error, not SIGPIPE */
+        ssize_t n = send(q->fd, line.s + off, line.len - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {

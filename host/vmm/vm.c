@@ -304,6 +304,25 @@ static char *describe_exit(int st)
     return xstrdup("unknown status");
 }
 
+/* After a socket error: waits up to 0.5 s for QEMU to be reaped and, if it
+ * was, writes how it ended ("killed by signal 9") into how. */
+static bool qemu_death(pv_vm *vm, char *how, size_t howlen)
+{
+    if (vm->qemu_pid <= 0)
+        return false;
+    int st = 0;
+    for (int i = 0; i < 50; i++) {
+        if (qemu_exited(vm, &st)) {
+            char *d = describe_exit(st);
+            snprintf(how, howlen, "%s", d);
+            free(d);
+            return true;
+        }
+        sleep_ms(10);
+    }
+    return false;
+}
+
 static char *qemu_stderr_tail(const pv_vm *vm)
 {
     char *path = xasprintf("%s/qemu.stderr", vm->dir);
@@ -498,10 +517,15 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
             }
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
-            /* EOF: QEMU closed the socket, so it is exiting; give it a moment to be reaped. */
-            for (int i = 0; i < 50 && !qemu_exited(vm, NULL); i++)
-                sleep_ms(10);
-            snprintf(err, errlen, "VM '%s': the agent connection closed (QEMU exited)", vm->name);
+            /* EOF: QEMU closed the socket, so it is exiting; give it a moment
+             * to be reaped, and say how it ended (a signal, a status). */
+            char how[64];
+            if (qemu_death(vm, how, sizeof(how))) {
+                snprintf(err, errlen, "VM '%s': the agent connection closed: QEMU exited unexpectedly (%s)", vm->name,
+                         how);
+            } else {
+                snprintf(err, errlen, "VM '%s': the agent connection closed (QEMU exited)", vm->name);
+            }
             return -1;
         }
         int st = 0;
@@ -534,7 +558,13 @@ static int send_all(pv_vm *vm, const void *data, size_t len, char *err, size_t e
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            snprintf(err, errlen, "VM '%s': cannot send to the agent: %s", vm->name, strerror(errno));
+            int e = errno;
+            char how[64];
+            if (qemu_death(vm, how, sizeof(how)))
+                snprintf(err, errlen, "VM '%s': cannot send to the agent: QEMU exited unexpectedly (%s)", vm->name,
+                         how);
+            else
+                snprintf(err, errlen, "VM '%s': cannot send to the agent: %s", vm->name, strerror(e));
             return -1;
         }
         p += n;
@@ -628,6 +658,14 @@ int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, si
     char why[1024];
     json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
     if (!r) {
+        /* a QEMU that died (a signal, a failed restore) makes the VM dead,
+         * with how it ended, instead of a bare socket error */
+        char how[64];
+        if (qemu_death(vm, how, sizeof(how))) {
+            snprintf(err, errlen, "VM '%s': %s: QEMU exited unexpectedly (%s)", vm->name, cmd, how);
+            mark_dead(vm, err);
+            return -1;
+        }
         snprintf(err, errlen, "VM '%s': %s", vm->name, why);
         return -1;
     }

@@ -1,0 +1,55 @@
+-- The fault matrix against real VMs (issue 17): faults that need QEMU and a
+-- guest kernel. Each must end in a clear error naming the VM, the operation
+-- and the cause, within a bounded time, without killing the test process.
+
+-- The QEMU processes this test file started: children of this process.
+local function my_children()
+  local self = io.open("/proc/self/stat"):read("l")
+  local pid = self:match("^(%d+)")
+  local f = io.open("/proc/" .. pid .. "/task/" .. pid .. "/children")
+  local out = {}
+  for c in f:read("a"):gmatch("%d+") do
+    local comm = io.open("/proc/" .. c .. "/comm")
+    if comm and comm:read("l"):find("qemu", 1, true) then out[#out + 1] = c end
+    if comm then comm:close() end
+  end
+  f:close()
+  return out
+end
+
+-- SIGKILLs the QEMU of a VM booted alone in this test (by its pid).
+local function kill_qemu(t, before)
+  local known = {}
+  for _, p in ipairs(before) do known[p] = true end
+  local killed = 0
+  for _, p in ipairs(my_children()) do
+    if not known[p] then
+      os.execute("kill -9 " .. p)
+      killed = killed + 1
+    end
+  end
+  t:assert_eq(killed, 1, "QEMU processes of the new VM")
+  os.execute("sleep 0.2")
+end
+
+test("pause and snapshot after QEMU was killed: an error, not SIGPIPE", {timeout = 120}, function(t)
+  local before = my_children()
+  local vm = provium:vm("sigpipe", "default"):boot()
+  kill_qemu(t, before)
+  local err = t:assert_raises(vm.pause, vm)
+  t:assert_contains(err, "VM 'sigpipe'")
+  t:assert_contains(err, "killed by signal 9")
+  t:assert_eq(vm:state(), "dead")
+  err = t:assert_raises(vm.snapshot, vm)
+  t:assert_contains(err, "dead")
+end)
+
+test("a command on a VM whose QEMU was killed says QEMU was killed by a signal", {timeout = 120}, function(t)
+  local before = my_children()
+  local vm = provium:vm("killed", "default"):boot()
+  kill_qemu(t, before)
+  local err = t:assert_raises(vm.run, vm, "true")
+  t:assert_contains(err, "VM 'killed'")
+  t:assert_contains(err, "killed by signal 9")
+  t:assert_eq(vm:state(), "dead")
+end)
