@@ -100,6 +100,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/repl.sh
 	tests/cli/lsp.sh
 	tests/cli/guide_claims.sh
+	tests/cli/faults.sh
 
 runner-tests: all image
 	tests/runner/run.sh

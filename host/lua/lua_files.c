@@ -169,17 +169,17 @@ static int l_push_file(lua_State *L)
     if (!data) {
         int e = errno;
         if (!relative)
-            lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, strerror(e));
+            lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, read_error_text(e));
         else if (caller)
             lua_pushfstring(L,
                             "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
                             "the directory of %s, the Lua file that called push_file)",
-                            full, strerror(e), host, caller);
+                            full, read_error_text(e), host, caller);
         else
             lua_pushfstring(L,
                             "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
                             "the current directory: no Lua file called push_file)",
-                            full, strerror(e), host);
+                            full, read_error_text(e), host);
         free(caller);
         free(full);
         return lua_error(L);

@@ -55,3 +55,18 @@ test("NUL bytes in logs, names and failure messages reach the report", function(
 end)
 
 test("name with a NUL\0inside", function(t) t:log("x\0y") end)
+
+test("push_file refuses devices and FIFOs at once, saying what they are", {timeout = 20}, function(t)
+  local err = t:assert_raises(vm.push_file, vm, "/dev/zero", base .. "/z")
+  t:assert_contains(err, "/dev/zero: it is a character device, not a regular file")
+  local fifo = os.tmpname()
+  os.remove(fifo)
+  t:assert(os.execute("mkfifo " .. fifo), "mkfifo")
+  local t0 = os.time()
+  err = t:assert_raises(vm.push_file, vm, fifo, base .. "/f")
+  os.remove(fifo)
+  t:assert_contains(err, "it is a FIFO, not a regular file")
+  t:assert(os.time() - t0 <= 2, "push_file of a FIFO waited for a writer")
+  err = t:assert_raises(vm.push_file, vm, "/tmp", base .. "/d")
+  t:assert_contains(err, "it is a directory, not a regular file")
+end)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The fault matrix at the command line (issue 17): faults whose effect is the
+# report, the output or the exit status of provium itself. Every run is
+# bounded by timeout(1) and has its own TMPDIR and cache directory.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+# shellcheck source=../lib/checks.sh
+. "$ROOT/tests/lib/checks.sh"
+PROVIUM=$ROOT/build/provium
+FIX=tests/cli/fixtures/faults
+CONF=$FIX/faults.toml
+[ -x "$PROVIUM" ] || { echo "Bail out! run 'make all image' first" >&2; exit 2; }
+T=$(mktemp -d /tmp/pvfaults.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export PROVIUM_CACHE_DIR=$T/cache
+
+pv() {
+    local t0
+    t0=$(date +%s%N)
+    OUT=$(TMPDIR=$T timeout -k 5 "${PV_LIMIT:-120}" "$PROVIUM" --config "$CONF" "$@" 2>&1)
+    RC=$?
+    ELAPSED=$((($(date +%s%N) - t0) / 1000000))
+}
+
+# ---- item 3: a NUL byte must not lose the file's report, in any format
+pv -v "$FIX/nul_report.test.lua"
+begin "NUL bytes in a test name, a log line and a failure message: text report"
+expect_rc 1
+expect_out 'name a\x00b'
+expect_out 'log a\x00b'
+expect_out 'msg x\x00y'
+expect_out '1 passed, 1 failed'
+expect_no_out 'without a report'
+end_check
+
+pv --json "$FIX/nul_report.test.lua"
+begin "the same in --json: a parseable report with the bytes escaped"
+expect_rc 1
+expect_out '"name":"name a\\x00b"'
+expect_no_out 'without a report'
+python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin if l.startswith("{")]' <<<"$OUT" ||
+    problem "--json output is not JSON"
+end_check
+
+pv --junit "$T/junit.xml" "$FIX/nul_report.test.lua"
+begin "the same in JUnit: well-formed XML naming both tests"
+expect_rc 1
+python3 -c 'import sys,xml.etree.ElementTree as E; r=E.parse(sys.argv[1]).getroot(); n=[c.get("name") for c in r.iter("testcase")]; sys.exit(0 if len(n)==2 and "x00" in n[0] else 1)' "$T/junit.xml" ||
+    problem "junit.xml is not well-formed or lacks the tests"
+end_check
+
+pv --tap "$FIX/nul_report.test.lua"
+begin "the same in TAP"
+expect_rc 1
+expect_out 'ok 1 - '
+expect_out 'not ok 2 - '
+expect_no_out 'without a report'
+end_check
+
+# ---- item 4: a non-regular initrd is refused, not read until memory ends
+pv "$FIX/zero_initrd.test.lua"
+begin "initrd = /dev/zero: refused at once with the reason"
+expect_rc 1
+expect_out "initrd /dev/zero is a character device; it must be a regular file"
+expect_no_out "out of memory"
+[ "$ELAPSED" -lt 20000 ] || problem "took $ELAPSED ms"
+end_check
+
+check_summary
