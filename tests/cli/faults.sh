@@ -4,24 +4,13 @@
 # bounded by timeout(1) and has its own TMPDIR and cache directory.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT" || exit 2
-# shellcheck source=../lib/checks.sh
-. "$ROOT/tests/lib/checks.sh"
-PROVIUM=$ROOT/build/provium
+# shellcheck source=../lib/vm_scripts.sh
+. "$ROOT/tests/lib/vm_scripts.sh"
+trap 'rm -rf "$T"' EXIT
 FIX=tests/cli/fixtures/faults
 CONF=$FIX/faults.toml
-[ -x "$PROVIUM" ] || { echo "Bail out! run 'make all image' first" >&2; exit 2; }
-T=$(mktemp -d /tmp/pvfaults.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export PROVIUM_CACHE_DIR=$T/cache
 
-pv() {
-    local t0
-    t0=$(date +%s%N)
-    OUT=$(TMPDIR=$T timeout -k 5 "${PV_LIMIT:-120}" "$PROVIUM" --config "$CONF" "$@" 2>&1)
-    RC=$?
-    ELAPSED=$((($(date +%s%N) - t0) / 1000000))
-}
+pv() { pv_timed --config "$CONF" "$@"; }
 
 # ---- item 3: a NUL byte must not lose the file's report, in any format
 pv -v "$FIX/nul_report.test.lua"
