@@ -219,7 +219,8 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, s);
     free(s);
     arg(a, "-device");
-    arg(a, "virtserialport,chardev=agent0,name=" AGENT_PORT_NAME);
+    /* the id makes QEMU send VSERPORT_CHANGE events (the agent died) */
+    arg(a, "virtserialport,chardev=agent0,id=pvagent0,name=" AGENT_PORT_NAME);
     arg(a, "-qmp");
     s = xasprintf("unix:%s/qmp.sock,server=on,wait=off", vm->dir);
     arg(a, s);
@@ -438,6 +439,8 @@ void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms
  * hit an unrelated process, or the one the agent waits for, which then
  * reports a signal) before the wait ends as "kernel oops". */
 #define OOPS_GRACE_MS 1000
+#define PORT_GRACE_MS 300
+#define AGENT_DIED "the guest closed its virtio-serial port: the agent was killed or crashed"
 
 /* Looks at console bytes written since the last look for a line that opens
  * an oops-class report, and remembers the first one. */
@@ -503,8 +506,14 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
         int64_t left = deadline < 0 ? -1 : deadline - now_ms();
         if (deadline >= 0 && left <= 0)
             return 0;
-        struct pollfd p[2] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
-        int r = poll(p, vm->pidfd >= 0 ? 2 : 1, left < 0 || left > 100 ? 100 : (int)left);
+        /* QMP too: QEMU tells when the guest closes the agent's port, which
+         * happens when the agent dies (kill -9, a crash) */
+        bool watch_port = vm->agent_up && vm->qmp.fd >= 0;
+        struct pollfd p[3] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
+        int np = vm->pidfd >= 0 ? 2 : 1;
+        if (watch_port)
+            p[np++] = (struct pollfd){vm->qmp.fd, POLLIN, 0};
+        int r = poll(p, (nfds_t)np, left < 0 || left > 100 ? 100 : (int)left);
         if (r < 0 && errno != EINTR) {
             snprintf(err, errlen, "VM '%s': poll: %s", vm->name, strerror(errno));
             return -1;
@@ -534,6 +543,19 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
             snprintf(err, errlen, "VM '%s': QEMU exited unexpectedly (%s)", vm->name, why);
             free(why);
             return -1;
+        }
+        if (watch_port) {
+            if (r > 0 && p[np - 1].revents)
+                qmp_drain_events(&vm->qmp);
+            if (vm->qmp.port_open == 0 && !vm->port_closed_ms)
+                vm->port_closed_ms = now_ms();
+            else if (vm->qmp.port_open == 1)
+                vm->port_closed_ms = 0;
+        }
+        /* a short grace lets a last reply (SHUTDOWN's) arrive first */
+        if (watch_port && vm->port_closed_ms && now_ms() - vm->port_closed_ms >= PORT_GRACE_MS) {
+            snprintf(err, errlen, "VM '%s': the guest agent died (%s)", vm->name, AGENT_DIED);
+            return -3;
         }
         watch_console(vm);
         if (vm->oops_seen_ms && now_ms() - vm->oops_seen_ms >= OOPS_GRACE_MS) {
@@ -575,6 +597,8 @@ static int send_all(pv_vm *vm, const void *data, size_t len, char *err, size_t e
 
 static int wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
 {
+    vm->agent_up = false;
+    vm->port_closed_ms = 0;
     for (;;) {
         pv_hdr hdr;
         int r = read_frame(vm, &hdr, deadline, err, errlen);
@@ -609,6 +633,7 @@ static int wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
                      vm->name, (unsigned long long)proto, PV_PROTO_VERSION);
             return -1;
         }
+        vm->agent_up = true;
         return 0;
     }
 }
@@ -1126,13 +1151,18 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
                          vm_who(vm, false, who, sizeof(who)), timeout_ms / 1000.0);
             return -1;
         }
-        if (r == -2) {
-            /* the agent, or the process serving this call, died in the oops */
+        if (r == -2 || r == -3) {
+            /* the agent, or the process serving this call, died in the oops;
+             * or the agent itself died (-3) */
             char op[32];
             snprintf(op, sizeof(op), "%s", pv_msg_name(req_type));
             for (char *c = op; *c; c++)
                 *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-            snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
+            if (r == -2)
+                snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
+            else
+                snprintf(err, errlen, "VM '%s': the guest agent died while running %s (%s); the VM is marked dead",
+                         vm->name, op, AGENT_DIED);
             goto dead;
         }
         if (r < 0)

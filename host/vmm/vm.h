@@ -90,6 +90,8 @@ typedef struct pv_vm {
      * the wait at once instead of at the timeout (read_frame) */
     int64_t console_scanned; /* bytes of the console log already looked at */
     int64_t oops_seen_ms;    /* now_ms() when an oops line appeared, 0: none */
+    bool agent_up;           /* READY received on this connection */
+    int64_t port_closed_ms;  /* now_ms() when QEMU said the guest closed the agent's port, 0: open */
     char oops_line[200];
 } pv_vm;
 
