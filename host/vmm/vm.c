@@ -92,6 +92,9 @@ static void argv_free(argv_list *a)
     free(a->v);
 }
 
+/* COMMAND_LINE_SIZE of x86 (and arm64) Linux, less its terminating NUL */
+#define CMDLINE_MAX 2047
+
 static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 {
     const pv_profile *p = &vm->profile;
@@ -888,6 +891,18 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
     }
     const char *machine = vm_machine(&vm->profile);
     char *cmdline = build_cmdline(vm, opts, strcmp(machine, "microvm") == 0);
+    /* x86's COMMAND_LINE_SIZE: the kernel silently cuts a longer line, and
+     * what goes first is provium's own panic=-1 rdinit=... at the end */
+    if (strlen(cmdline) > CMDLINE_MAX) {
+        snprintf(err, errlen,
+                 "VM '%s': the kernel command line is %zu bytes, over the kernel's limit of %d: the kernel would cut "
+                 "off its end, where provium puts panic=-1 and rdinit=/provium-wrapper; shorten kernel_cmdline (or "
+                 "profile '%s''s cmdline/append) by %zu bytes",
+                 vm->name, strlen(cmdline), CMDLINE_MAX, vm->profile.name, strlen(cmdline) - CMDLINE_MAX);
+        free(cmdline);
+        free(initrd);
+        return -1;
+    }
     int rc = vm_launch(vm, opts, initrd, cmdline, NULL, false, err, errlen);
     free(cmdline);
     free(initrd);
