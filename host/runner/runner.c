@@ -48,6 +48,8 @@ typedef struct {
     bool blocked_noted;
     json_t *result; /* the --json object, kept for JUnit and the rerun state */
     char *file_log; /* captured output of a crashed or timed-out file */
+    char *current_test; /* the test running now (test_started event), NULL: none */
+    char *waiting_for;  /* what the file has waited for over 2 s, NULL: nothing */
     bool failed;
 } file_run;
 
@@ -271,9 +273,18 @@ static void drain_ctl(file_run *f, pool_state *pool)
         json_error_t je;
         json_t *m = json_loadb(buf, (size_t)n, 0, &je);
         const char *t = json_string_value(json_object_get(m, "t"));
-        if (t && strcmp(t, "event") == 0) {
+        if (t && strcmp(t, "wait") == 0) {
+            const char *what = json_string_value(json_object_get(m, "what"));
+            free(f->waiting_for);
+            f->waiting_for = what ? xstrdup(what) : NULL;
+        } else if (t && strcmp(t, "event") == 0) {
             const char *kind = json_string_value(json_object_get(m, "kind"));
             json_t *payload = json_object_get(m, "payload");
+            if (kind && strncmp(kind, "test_", 5) == 0) {
+                const char *name = json_string_value(json_object_get(payload, "name"));
+                free(f->current_test);
+                f->current_test = strcmp(kind, "test_started") == 0 && name ? xstrdup(name) : NULL;
+            }
             if (!json_is_object(payload))
                 payload = json_object();
             else
@@ -389,7 +400,12 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     char *extra = NULL;
     if (f->timed_out) {
         verdict = "TIMEOUT";
-        extra = xasprintf("timed out after %.0f s", timeout_s);
+        /* which test, and what it was blocked on, if it was */
+        char *in = f->current_test ? xasprintf(" in test '%s'", f->current_test) : xstrdup(" outside any test");
+        char *on = f->waiting_for ? xasprintf(", waiting for %s", f->waiting_for) : xstrdup("");
+        extra = xasprintf("timed out after %.0f s%s%s", timeout_s, in, on);
+        free(in);
+        free(on);
     } else if (!r) {
         verdict = "CRASH";
         if (WIFSIGNALED(f->wstatus))

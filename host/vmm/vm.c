@@ -484,9 +484,48 @@ static void watch_console(pv_vm *vm)
     free(buf);
 }
 
+void (*vm_wait_hook)(const char *what);
+
+static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen, int64_t *told);
+
+/* "exec" for PV_MSG_EXEC: the protocol name, lower case, spaces */
+static void op_name(uint16_t type, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", pv_msg_name(type));
+    for (char *c = buf; *c; c++)
+        *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+}
+
 static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
 {
+    int64_t told = 0;
+    int r = read_frame_inner(vm, hdr, deadline, err, errlen, &told);
+    if (told && vm_wait_hook)
+        vm_wait_hook(NULL);
+    return r;
+}
+
+/* After 2 s of waiting, tells the hook once what this wait is for. */
+static void note_long_wait(pv_vm *vm, int64_t started, int64_t *told)
+{
+    if (*told || !vm_wait_hook || now_ms() - started < 2000)
+        return;
+    char what[300], op[40];
+    if (vm->wait_op) {
+        op_name(vm->wait_op, op, sizeof(op));
+        snprintf(what, sizeof(what), "VM '%s': the guest agent's reply to %s", vm->name, op);
+    } else {
+        snprintf(what, sizeof(what), "VM '%s': output of a process or stream, or the guest agent", vm->name);
+    }
+    vm_wait_hook(what);
+    *told = 1;
+}
+
+static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen, int64_t *told)
+{
+    int64_t started = now_ms();
     for (;;) {
+        note_long_wait(vm, started, told);
         /* re-read each slice: the REPL's Ctrl-C moves it during a wait */
         if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
             deadline = global_deadline;
@@ -1156,7 +1195,9 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     for (;;) {
         pv_hdr hdr;
+        vm->wait_op = req_type;
         int r = read_frame(vm, &hdr, deadline, err, errlen);
+        vm->wait_op = 0;
         if (r == 0) {
             if (global_deadline > 0 && now_ms() >= global_deadline)
                 snprintf(err, errlen, "test timeout: gave up waiting for %s (the request is abandoned)",
@@ -1169,10 +1210,8 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         if (r == -2 || r == -3) {
             /* the agent, or the process serving this call, died in the oops;
              * or the agent itself died (-3) */
-            char op[32];
-            snprintf(op, sizeof(op), "%s", pv_msg_name(req_type));
-            for (char *c = op; *c; c++)
-                *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+            char op[40];
+            op_name(req_type, op, sizeof(op));
             if (r == -2)
                 snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
             else

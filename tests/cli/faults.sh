@@ -56,4 +56,17 @@ expect_no_out "out of memory"
 [ "$ELAPSED" -lt 20000 ] || problem "took $ELAPSED ms"
 end_check
 
+# ---- item 8: a file that times out names its test and what it waited for
+pv --timeout 4 "$FIX/file_timeout.test.lua"
+begin "a file timeout names the running test and the call it was blocked in"
+expect_rc 1
+expect_out "TIMEOUT"
+expect_out "timed out after 4 s in test 'waits forever', waiting for VM 'sleeper': the guest agent's reply to exec"
+end_check
+
+pv --json --timeout 4 "$FIX/file_timeout.test.lua"
+begin "the same in --json chunk_error"
+expect_out '"chunk_error":"timed out after 4 s in test '"'"'waits forever'"'"', waiting for VM '"'"'sleeper'"'"
+end_check
+
 check_summary
