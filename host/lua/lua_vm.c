@@ -691,6 +691,18 @@ void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, 
     }
     lua_pushboolean(L, status == PV_EXEC_TIMED_OUT);
     lua_setfield(L, -2, "timed_out");
+    /* output over the agent's cap was dropped: say so, never silently */
+    uint64_t cut = pv_msg_u64(m, PV_T_TRUNCATED, 0);
+    lua_pushboolean(L, cut != 0);
+    lua_setfield(L, -2, "truncated");
+    if (cut & 1) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "stdout_truncated");
+    }
+    if (cut & 2) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "stderr_truncated");
+    }
     luaL_setmetatable(L, RESULT_MT);
 }
 
@@ -845,6 +857,16 @@ static int l_result_assert_ok(lua_State *L)
     const char *err = lua_isstring(L, 7) ? lua_tolstring(L, 7, &errlen) : "";
     add_output_tail(&b, "stdout", out, outlen);
     add_output_tail(&b, "stderr", err, errlen);
+    lua_getfield(L, 1, "stdout_truncated");
+    lua_getfield(L, 1, "stderr_truncated");
+    bool cut_out = lua_toboolean(L, -2), cut_err = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (cut_out || cut_err) {
+        lua_pushfstring(L, "\n  (output cut: %s%s%s went over the %d MiB kept per stream; the rest was dropped)",
+                        cut_out ? "stdout" : "", cut_out && cut_err ? " and " : "", cut_err ? "stderr" : "",
+                        (int)(PV_EXEC_MAX_OUTPUT >> 20));
+        luaL_addvalue(&b);
+    }
     luaL_pushresult(&b);
     luaL_where(L, 1);
     lua_insert(L, -2);
