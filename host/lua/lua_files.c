@@ -33,7 +33,7 @@ static const char *entry_type(unsigned mode)
 static lvm *path_op(lua_State *L, uint16_t type, const char *op)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "path");
     pv_require_booted(L, v, op);
     vm_begin(v->vm, type);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
@@ -139,7 +139,7 @@ static int l_unlink(lua_State *L)
 static int l_rename(lua_State *L)
 {
     lvm *v = path_op(L, PV_MSG_RENAME, "rename");
-    pv_put_str(&v->vm->out, PV_T_PATH2, luaL_checkstring(L, 3));
+    pv_put_str(&v->vm->out, PV_T_PATH2, pv_check_cstr(L, 3, "rename: new path"));
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -154,8 +154,8 @@ static int l_rename(lua_State *L)
 static int l_push_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *host = luaL_checkstring(L, 2);
-    const char *guest = luaL_checkstring(L, 3);
+    const char *host = pv_check_cstr(L, 2, "push_file: host path");
+    const char *guest = pv_check_cstr(L, 3, "push_file: guest path");
     pv_require_booted(L, v, "push_file");
     bool relative = host[0] != '/' && strncmp(host, "~/", 2) != 0;
     char *caller = relative ? pv_caller_file(L) : NULL;
@@ -214,7 +214,7 @@ static const char *const mode_keys[] = {"read", "write", "create", "truncate", "
 static int l_open_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "open_file: path");
     if (!lua_istable(L, 3))
         return luaL_error(L, "open_file(path, mode): mode must be a table with any of read, write, create, "
                              "truncate, append, exclusive, perm");

@@ -600,7 +600,7 @@ static int open_tail(lua_State *L, lvm *v, int vm_idx, const char *path, int64_t
 static int l_tail_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "tail_file: path");
     uint64_t start = 1;
     int64_t off = 0;
     if (lua_istable(L, 3)) {

@@ -59,6 +59,21 @@ void pv_forget_open(lvm *v)
         pv_item_remove(v, v->items->id);
 }
 
+void pv_refuse_nul(lua_State *L, const char *s, size_t len, const char *what)
+{
+    const char *nul = memchr(s, 0, len);
+    if (nul)
+        luaL_error(L, "%s contains a NUL byte (at offset %d), which would cut it to \"%s\"", what, (int)(nul - s), s);
+}
+
+const char *pv_check_cstr(lua_State *L, int idx, const char *what)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    pv_refuse_nul(L, s, len, what);
+    return s;
+}
+
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
 {
     idx = lua_absindex(L, idx);
@@ -210,9 +225,12 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
                 luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
             lua_getfield(L, -1, "path");
             lua_getfield(L, -2, "content");
-            const char *path = lua_tostring(L, -2);
+            size_t plen;
+            const char *path = lua_tolstring(L, -2, &plen);
             size_t len;
             const char *content = lua_tolstring(L, -1, &len);
+            if (path)
+                pv_refuse_nul(L, path, plen, "files: path");
             if (!path || path[0] != '/' || !content)
                 luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
             o->files = xrealloc(o->files, (o->nfiles + 1) * sizeof(pv_inject_file));
@@ -479,7 +497,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             if (has_args && luaL_len(L, 3) > 0)
                 return luaL_error(L, "vm:%s: give the arguments either as array items or as args={...}, not both",
                                   what);
-            pv_put_str(b, PV_T_ARGV, lua_tostring(L, 2));
+            pv_put_str(b, PV_T_ARGV, pv_check_cstr(L, 2, "vm:run: program"));
             if (has_args)
                 lua_getfield(L, 3, "args");
             else
@@ -491,6 +509,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
                 const char *s = lua_tolstring(L, -1, &len);
                 if (!s)
                     return luaL_error(L, "vm:%s: argument %d must be a string", what, (int)i);
+                pv_refuse_nul(L, s, len, "vm:run: an argument");
                 pv_put_bytes(b, PV_T_ARGV, s, len);
                 lua_pop(L, 1);
             }
@@ -513,6 +532,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             const char *s = lua_tolstring(L, -1, &len);
             if (!s)
                 return luaL_error(L, "vm:%s: args[%d] must be a string", what, (int)i);
+            pv_refuse_nul(L, s, len, "vm:run: an argument");
             pv_put_bytes(b, PV_T_ARGV, s, len);
             lua_pop(L, 1);
         }
@@ -539,7 +559,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
         }
         lua_pop(L, 1);
         if (lua_getfield(L, opts_idx, "cwd") != LUA_TNIL)
-            pv_put_str(b, PV_T_CWD, luaL_checkstring(L, -1));
+            pv_put_str(b, PV_T_CWD, pv_check_cstr(L, -1, "vm:run: cwd"));
         lua_pop(L, 1);
         if (lua_getfield(L, opts_idx, "stdin") != LUA_TNIL) {
             size_t len;
@@ -555,8 +575,13 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             while (lua_next(L, -2)) {
                 if (lua_type(L, -2) != LUA_TSTRING)
                     return luaL_error(L, "env keys must be strings");
-                const char *key = lua_tostring(L, -2);
-                const char *val = luaL_tolstring(L, -1, NULL);
+                size_t klen, vlen;
+                const char *key = lua_tolstring(L, -2, &klen);
+                pv_refuse_nul(L, key, klen, "vm:run: an env key");
+                if (!klen || strchr(key, '='))
+                    return luaL_error(L, "vm:run: env key \"%s\" is empty or contains '='", key);
+                const char *val = luaL_tolstring(L, -1, &vlen);
+                pv_refuse_nul(L, val, vlen, "vm:run: an env value");
                 lua_pushfstring(L, "%s=%s", key, val);
                 pv_put_str(b, PV_T_ENV, lua_tostring(L, -1));
                 lua_pop(L, 3);
@@ -709,7 +734,7 @@ void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, 
 static int l_vm_read_file(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "read_file: path");
     pv_require_booted(L, v, "read_file");
     vm_begin(v->vm, PV_MSG_READ_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
@@ -724,7 +749,7 @@ static int l_vm_read_file(lua_State *L)
 static int l_vm_write_file(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "write_file: path");
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     pv_require_booted(L, v, "write_file");

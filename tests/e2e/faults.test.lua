@@ -84,3 +84,34 @@ test("output over the 12 MiB cap is marked truncated, never cut in silence", {ti
   local err = t:assert_raises(failed.assert_ok, failed)
   t:assert_contains(err, "output cut: stdout went over the 12 MiB kept per stream")
 end)
+
+test("a NUL byte inside a path, program, cwd or env string is refused, not cut", function(t)
+  local p = base .. "/a\0b"
+  local calls = {
+    {"write_file", function() vm:write_file(p, "x") end},
+    {"read_file", function() vm:read_file(p) end},
+    {"stat", function() vm:stat(p) end},
+    {"mkdir", function() vm:mkdir(p) end},
+    {"unlink", function() vm:unlink(p) end},
+    {"rename", function() vm:rename(base .. "/x", p) end},
+    {"open_file", function() vm:open_file(p, {read = true}) end},
+    {"tail_file", function() vm:tail_file(p) end},
+    {"push_file", function() vm:push_file("/etc/hostname", p) end},
+    {"program", function() vm:run("/bin/ec\0ho", {"hi"}) end},
+    {"argument", function() vm:run("/bin/echo", {"a\0b"}) end},
+    {"cwd", function() vm:run("true", {cwd = "/tm\0p"}) end},
+    {"env key", function() vm:run("true", {env = {["A\0B"] = "1"}}) end},
+    {"env value", function() vm:run("true", {env = {A = "1\0 2"}}) end},
+    {"batch", function() vm:batch(function(b) b:stat(p) end) end},
+  }
+  for _, c in ipairs(calls) do
+    local err = t:assert_raises(c[2])
+    t:assert_contains(err, "contains a NUL byte", c[1])
+  end
+  t:assert(not vm:run("test -e " .. base .. "/a"):ok(), "write_file wrote the cut path")
+  t:assert_contains(t:assert_raises(function() vm:run("true", {env = {["A=B"] = "1"}}) end), "contains '='")
+  t:assert_contains(t:assert_raises(function() vm:run("true", {env = {[""] = "1"}}) end), "is empty")
+  t:assert_contains(t:assert_raises(function()
+    provium:vm("nulfiles", "default", {files = {{path = "/etc/a\0b", content = ""}}})
+  end), "files: path contains a NUL byte")
+end)
