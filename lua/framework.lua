@@ -380,10 +380,24 @@ end
 -- wait_until(pred, {timeout=5, interval=0.05, desc=...}): polls pred until it
 -- returns a truthy value, which is returned. Errors inside pred propagate.
 function wait_until(pred, opts)
+  if type(pred) ~= "function" then error("wait_until: the first argument must be a function, got " .. type(pred), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("wait_until: options must be a table, got " .. type(opts), 2) end
   opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "timeout" and k ~= "interval" and k ~= "desc" then
+      error("wait_until: unknown option '" .. tostring(k) .. "' (known: timeout, interval, desc)", 2)
+    end
+  end
   local timeout = opts.timeout or 5
   local interval = opts.interval or 0.05
   if type(timeout) == "string" then timeout = P.duration(timeout) end
+  if type(interval) == "string" then interval = P.duration(interval) end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 or timeout == math.huge then
+    error("wait_until: timeout must be a finite duration >= 0, got " .. tostring(opts.timeout), 2)
+  end
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 or interval == math.huge then
+    error("wait_until: interval must be a finite duration > 0, got " .. tostring(opts.interval), 2)
+  end
   local deadline = P.clock() + timeout
   while true do
     local v = pred()

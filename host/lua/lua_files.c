@@ -113,6 +113,8 @@ static int l_mkdir(lua_State *L)
     lvm *v = path_op(L, PV_MSG_MKDIR, "mkdir");
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
+    static const char *const keys[] = {"parents", "perm", NULL};
+    pv_check_opt_keys(L, 3, "mkdir", keys);
     bool parents = false;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "parents");
@@ -195,6 +197,8 @@ static int l_push_file(lua_State *L)
     }
     lua_pop(L, 1);
     free(full);
+    static const char *const keys[] = {"perm", NULL};
+    pv_check_opt_keys(L, 4, "push_file", keys);
     perm = opt_perm(L, 4, "perm", perm);
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
@@ -418,8 +422,12 @@ static int l_file_tail_stream(lua_State *L)
 
 lua_Integer pv_check_fd(lua_State *L, int idx, const char *op)
 {
-    if (!lua_isuserdata(L, idx))
-        return luaL_checkinteger(L, idx);
+    if (!lua_isuserdata(L, idx)) {
+        lua_Integer fd = luaL_checkinteger(L, idx);
+        if (fd < 0 || fd > INT32_MAX)
+            return luaL_error(L, "%s: descriptor %I is out of range (0 to %d)", op, fd, (int)INT32_MAX);
+        return fd;
+    }
     lfile *f = luaL_testudata(L, idx, FILE_MT);
     if (!f)
         return luaL_error(L, "%s: expected a descriptor number or a File", op);

@@ -45,6 +45,10 @@ void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
 const char *pv_check_cstr(lua_State *L, int idx, const char *what);
 /* The same check for a string already fetched. */
 void pv_refuse_nul(lua_State *L, const char *s, size_t len, const char *what);
+/* Raises on a string key of the options table at idx that is not in known
+ * (NULL-terminated), suggesting the nearest known key. Other keys (array
+ * items) are left alone. */
+void pv_check_opt_keys(lua_State *L, int idx, const char *what, const char *const *known);
 /* Directory of the Lua file that called into the API (for host-relative paths). */
 char *pv_caller_dir(lua_State *L);
 /* Absolute path of the innermost Lua file (not a string chunk) on the call

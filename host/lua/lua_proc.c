@@ -603,6 +603,8 @@ static int l_tail_file(lua_State *L)
     const char *path = pv_check_cstr(L, 2, "tail_file: path");
     uint64_t start = 1;
     int64_t off = 0;
+    static const char *const keys[] = {"start", NULL};
+    pv_check_opt_keys(L, 3, "tail_file", keys);
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "start");
         if (lua_type(L, -1) == LUA_TSTRING) {

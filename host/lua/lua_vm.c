@@ -74,6 +74,62 @@ const char *pv_check_cstr(lua_State *L, int idx, const char *what)
     return s;
 }
 
+/* Levenshtein distance, for "did you mean" (short keys only). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    size_t d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+void pv_check_opt_keys(lua_State *L, int idx, const char *what, const char *const *known)
+{
+    if (!lua_istable(L, idx))
+        return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        const char *key = lua_tostring(L, -1);
+        const char *near = NULL;
+        size_t best = 3;
+        bool ok = false;
+        strbuf all;
+        sb_init(&all);
+        for (const char *const *k = known; *k; k++) {
+            ok |= strcmp(key, *k) == 0;
+            size_t d = edit_distance(key, *k);
+            if (d < best)
+                best = d, near = *k;
+            sb_addf(&all, "%s%s", k == known ? "" : ", ", *k);
+        }
+        if (!ok) {
+            lua_pushfstring(L, "%s: unknown option '%s'%s%s%s (known: %s)", what, key, near ? " (did you mean '" : "",
+                            near ? near : "", near ? "'?)" : "", all.s);
+            sb_free(&all);
+            lua_error(L);
+        }
+        sb_free(&all);
+    }
+}
+
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
 {
     idx = lua_absindex(L, idx);
@@ -541,6 +597,11 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
         return luaL_error(L, "vm:%s: expected a command string or a table, got %s", what, luaL_typename(L, 2));
     }
     int64_t timeout_ms = 0;
+    static const char *const run_keys[] = {"timeout", "timeout_ms", "cwd", "stdin", "env", "env_clear", "args", NULL};
+    static const char *const async_keys[] = {"cwd", "stdin", "env", "env_clear", "args", "timeout", "timeout_ms",
+                                             NULL};
+    if (opts_idx)
+        pv_check_opt_keys(L, opts_idx, async ? "vm:run_async" : "vm:run", async ? async_keys : run_keys);
     if (opts_idx && async) {
         lua_getfield(L, opts_idx, "timeout");
         lua_getfield(L, opts_idx, "timeout_ms");
@@ -567,10 +628,16 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             pv_put_bytes(b, PV_T_STDIN, s, len);
         }
         lua_pop(L, 1);
-        if (lua_getfield(L, opts_idx, "env_clear") != LUA_TNIL)
+        if (lua_getfield(L, opts_idx, "env_clear") != LUA_TNIL) {
+            if (!lua_isboolean(L, -1))
+                return luaL_error(L, "vm:%s: env_clear must be a boolean, not a %s", what, luaL_typename(L, -1));
             pv_put_u64(b, PV_T_ENV_CLEAR, lua_toboolean(L, -1));
+        }
         lua_pop(L, 1);
-        if (lua_getfield(L, opts_idx, "env") == LUA_TTABLE) {
+        int env_type = lua_getfield(L, opts_idx, "env");
+        if (env_type != LUA_TNIL && env_type != LUA_TTABLE)
+            return luaL_error(L, "vm:%s: env must be a table of name = value, not a %s", what, luaL_typename(L, -1));
+        if (env_type == LUA_TTABLE) {
             lua_pushnil(L);
             while (lua_next(L, -2)) {
                 if (lua_type(L, -2) != LUA_TSTRING)

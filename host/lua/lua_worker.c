@@ -154,7 +154,8 @@ static int l_spawn_worker(lua_State *L)
             }
             lua_pop(L, 1);
         }
-        lua_getfield(L, 2, "thread");
+        if (lua_getfield(L, 2, "thread") != LUA_TNIL && !lua_isboolean(L, -1))
+            return luaL_error(L, "spawn_worker: thread must be a boolean, not a %s", luaL_typename(L, -1));
         thread = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
