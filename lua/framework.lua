@@ -1027,7 +1027,7 @@ function test(name, meta, fn)
     error("test '" .. name .. "': meta.tags must be a list of strings", 2)
   end
   if by_name[name] then error("test '" .. name .. "' is already defined", 2) end
-  local entry = {name = name, meta = meta or {}, fn = fn, classic = is_classic(fn)}
+  local entry = {name = name, meta = meta or {}, fn = fn, classic = is_classic(fn), site = where(2)}
   by_name[name] = entry
   table.insert(tests, entry)
   if entry.classic and run_in_place and current == file_scope then run_in_place(entry) end
@@ -1110,12 +1110,22 @@ function T:expect_kernel_report(what, fn)
   return matched
 end
 
+-- The test's time limit in seconds, nil for none; or nil and an error that
+-- names the test, where it was declared and the bad value (the test then
+-- fails; the other tests still run).
 local function test_timeout(entry)
-  local tmo = entry.meta.timeout or rawget(provium, "timeout")
+  local from = entry.meta.timeout ~= nil and "meta.timeout" or "provium.timeout"
+  local tmo = entry.meta.timeout
+  if tmo == nil then tmo = rawget(provium, "timeout") end
   if tmo == nil then return nil end
-  if type(tmo) == "string" then return P.duration(tmo) end
-  if type(tmo) ~= "number" or tmo <= 0 then error("test '" .. entry.name .. "': timeout must be positive") end
-  return tmo
+  local ok, secs = true, tmo
+  if type(tmo) == "string" then ok, secs = pcall(P.duration, tmo) end
+  if not ok or type(secs) ~= "number" or secs ~= secs or secs <= 0 or secs == math.huge then
+    return nil, string.format("%s: test '%s': %s must be a positive number of seconds or a duration such as " ..
+      "\"20s\", got %s%s", entry.site or "?", entry.name, from, type(tmo) == "string" and ("\"" .. tmo .. "\"")
+      or tostring(tmo), ok and "" or " (" .. tostring(secs):gsub("^.-:%d+: ", "") .. ")")
+  end
+  return secs
 end
 
 local function run_test(entry)
@@ -1135,26 +1145,37 @@ local function run_test(entry)
   local before = kernel_check()
   for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
   local started = P.clock()
-  local timeout = test_timeout(entry)
+  local timeout, bad_timeout = test_timeout(entry)
   local timed_out = false
+  local in_handler = false
   if timeout then
-    -- C waits stop at the deadline; a hook stops pure-Lua loops.
+    -- C waits stop at the deadline; a hook stops pure-Lua loops. The hook
+    -- keeps raising once the time is up, so a pcall cannot swallow it.
     P.set_deadline(timeout)
     debug.sethook(function()
-      if P.clock() - started > timeout and not timed_out then
+      if not in_handler and P.clock() - started > timeout then
         timed_out = true
         error("test timed out after " .. timeout .. "s", 2)
       end
     end, "", 10000)
   end
-  local ok, err = xpcall(entry.fn, function(e)
-    if e == FAIL or e == SKIP then return e end
-    return user_traceback(tostring(e), 2)
-  end, t)
+  local ok, err
+  if bad_timeout then
+    ok, err = false, bad_timeout
+  else
+    ok, err = xpcall(entry.fn, function(e)
+      if e == FAIL or e == SKIP then return e end
+      in_handler = true
+      local tb = user_traceback(tostring(e), 2)
+      in_handler = false
+      return tb
+    end, t)
+  end
   if timeout then
     debug.sethook()
     P.set_deadline(nil)
-    if P.clock() - started >= timeout and not ok then
+    -- sticky: a timeout fails the test even when the test caught the error
+    if timed_out or P.clock() - started >= timeout then
       timed_out = true
       t.failed = true
       table.insert(t.failures, 1, string.format("test timed out after %gs (meta.timeout / provium.timeout)", timeout))
@@ -1183,7 +1204,7 @@ local function run_test(entry)
   if not ok and err ~= FAIL and err ~= SKIP and not timed_out then
     t.failed = true
     table.insert(t.failures, tostring(err))
-  elseif timed_out and err ~= FAIL and err ~= SKIP then
+  elseif timed_out and not ok and err ~= FAIL and err ~= SKIP then
     table.insert(t.failures, tostring(err))
   end
   if t.failed then

@@ -69,4 +69,21 @@ begin "the same in --json chunk_error"
 expect_out '"chunk_error":"timed out after 4 s in test '"'"'waits forever'"'"', waiting for VM '"'"'sleeper'"'"
 end_check
 
+# ---- items 12, 13: a caught per-test timeout still fails; a bad meta.timeout
+# fails its own test only, pointing at the test file
+pv -v "$FIX/sticky_timeout.test.lua"
+begin "a per-test timeout caught by pcall fails the test"
+expect_rc 1
+expect_out "FAIL catches its own timeout"
+expect_out "test timed out after 0.3s"
+end_check
+begin "an invalid meta.timeout fails that test only, at the test file's line"
+expect_out "ok   first, passes"
+expect_out "ok   last, passes"
+expect_out "sticky_timeout.test.lua:9: test 'bad timeout': meta.timeout must be a positive number"
+expect_out "sticky_timeout.test.lua:10: test 'negative timeout'"
+expect_out "2 passed, 3 failed"
+expect_no_out "framework.lua"
+end_check
+
 check_summary
