@@ -906,6 +906,7 @@ end
 -- The first error of a task is raised by parallel (the other tasks stop).
 reserved.parallel, reserved.barrier = true, true
 local parallel_sched -- the innermost running provium:parallel
+local Barrier = {} -- metatable that tells a barrier wait from a plain coroutine.yield
 
 function provium.parallel(self, ...)
   if self ~= provium then error("call provium:parallel(fn, ...) with a colon", 2) end
@@ -929,7 +930,11 @@ function provium.parallel(self, ...)
             task.waiting = nil
             local rok, res = coroutine.resume(task.co)
             if not rok then error(res, 0) end
-            if coroutine.status(task.co) == "dead" then task.done = true else task.waiting = res end
+            if coroutine.status(task.co) == "dead" then
+              task.done = true
+            elseif type(res) == "table" and getmetatable(res) == Barrier then
+              task.waiting = res
+            end -- a plain coroutine.yield() only lets the other tasks run
             progressed = true
           elseif P.clock() >= b.deadline then
             b.failed = string.format("provium:barrier('%s'): %d of %d arrived within %gs", b.name, b.arrived,
@@ -983,7 +988,8 @@ function provium.barrier(self, name, count, timeout)
   end
   local b = sched.barriers[name]
   if not b or b.released or b.failed then
-    b = {name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout}
+    b = setmetatable({name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout},
+      Barrier)
     sched.barriers[name] = b
   elseif b.count ~= count then
     error(string.format("provium:barrier('%s'): count %d differs from the %d given by the first task", name, count,

@@ -543,7 +543,9 @@ static int l_async_close(lua_State *L)
 void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
 {
     vm_methods_idx = lua_absindex(L, vm_methods_idx);
-    static const luaL_Reg vm_fns[] = {{"spawn_worker", l_spawn_worker}, {"spawn", l_spawn_worker}, {NULL, NULL}};
+    /* syscall_async on the VM explains itself instead of being a nil field */
+    static const luaL_Reg vm_fns[] = {
+        {"spawn_worker", l_spawn_worker}, {"spawn", l_spawn_worker}, {"syscall_async", l_syscall_async}, {NULL, NULL}};
     pv_add_methods(L, vm_methods_idx, vm_fns);
 
     static const luaL_Reg worker_fns[] = {

@@ -137,3 +137,22 @@ test("unknown option keys are refused with the nearest known one; option types a
   t:assert_eq(vm:run("/bin/echo", {"a", "b"}).stdout, "a b\n")
   t:assert_eq(vm:run("/bin/echo", {"c", timeout = 5}).stdout, "c\n")
 end)
+
+test("smaller cases: parallel + plain yield, syscall_async on a VM, clock overflow, absolute fixture", function(t)
+  -- a plain coroutine.yield in a parallel task only lets the others run
+  local order = {}
+  provium:parallel(function()
+    order[#order + 1] = "a1"; coroutine.yield(); order[#order + 1] = "a2"
+  end, function()
+    order[#order + 1] = "b1"; coroutine.yield(42); coroutine.yield({}); order[#order + 1] = "b2"
+  end)
+  t:assert_eq(table.concat(order, ","), "a1,b1,a2,b2")
+  t:assert_contains(t:assert_raises(vm.syscall_async, vm, 39), "syscall_async runs on a worker")
+  -- refused before anything reaches the agent (which here is the host)
+  local c = vm:clock()
+  t:assert_contains(t:assert_raises(c.set, c, 1e30), "past the year 2262")
+  t:assert_contains(t:assert_raises(c.advance, c, -1e30), "does not fit in 64-bit nanoseconds")
+  t:assert_contains(t:assert_raises(function() provium:vm_fixture("/abs") end), "not by an absolute path")
+  local err = t:assert_raises(function() provium:vm_fixture("nosuch") end)
+  t:assert_contains(err, "/nosuch.fixture.lua")
+end)
