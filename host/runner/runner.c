@@ -89,7 +89,10 @@ static void install_handlers(void)
 }
 
 /* Scratch directories of runs that were SIGKILLed cannot clean up after
- * themselves; the next run removes those whose owner is gone. */
+ * themselves; the next run removes those whose owner is gone. Only our own:
+ * a directory (not a link) of this user, whose owner.pid is ours as well;
+ * another user's pid may live in another pid namespace, and it is not ours
+ * to remove in any case. */
 static void remove_stale_scratch(const char *tmp)
 {
     DIR *d = opendir(tmp);
@@ -100,6 +103,15 @@ static void remove_stale_scratch(const char *tmp)
         if (strncmp(e->d_name, "provium-", 8) != 0 || strlen(e->d_name) != 14)
             continue;
         char *pidfile = xasprintf("%s/%s/owner.pid", tmp, e->d_name);
+        char *here = xasprintf("%s/%s", tmp, e->d_name);
+        struct stat ds, ps;
+        bool mine = lstat(here, &ds) == 0 && S_ISDIR(ds.st_mode) && ds.st_uid == geteuid() &&
+                    lstat(pidfile, &ps) == 0 && S_ISREG(ps.st_mode) && ps.st_uid == geteuid();
+        free(here);
+        if (!mine) {
+            free(pidfile);
+            continue;
+        }
         size_t len;
         char *text = read_whole_file(pidfile, &len);
         int pid = text ? atoi(text) : 0;

@@ -86,4 +86,21 @@ expect_out "2 passed, 3 failed"
 expect_no_out "framework.lua"
 end_check
 
+# ---- item 16: stale-run cleanup removes only this user's scratch dirs
+S=$T/st
+mkdir -p "$S/provium-other1" "$S/provium-mine01"
+echo 999999999 >"$S/provium-other1/owner.pid"
+echo 999999999 >"$S/provium-mine01/owner.pid"
+if [ "$(id -u)" = 0 ] && chown -R nobody "$S/provium-other1" 2>/dev/null; then
+    OUT=$(TMPDIR=$S timeout -k 5 "$LIMIT" "$PROVIUM" --config "$CONF" "$FIX/pass.test.lua" 2>&1)
+    RC=$?
+    begin "stale-run cleanup keeps another user's provium-* dir, removes our own"
+    expect_rc 0
+    [ -d "$S/provium-other1" ] || problem "another user's scratch dir was removed"
+    [ ! -e "$S/provium-mine01" ] || problem "our own stale scratch dir was kept"
+    end_check
+else
+    echo "ok - stale-run cleanup of other users' dirs # SKIP needs root to chown"
+fi
+
 check_summary
