@@ -335,13 +335,32 @@ static void drain_ctl(file_run *f, pool_state *pool)
     }
 }
 
+/* Writes guest-controlled text for a terminal: control characters (C0
+ * except tab, DEL, and C1 as UTF-8) become visible \xNN escapes, so an
+ * escape sequence from the guest cannot retitle, recolour or clear the
+ * user's terminal. */
+static void put_clean(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len; i++) {
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            fprintf(out, "\\x%02X", p[i]);
+        else if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
+            fprintf(out, "\\u%04X", p[++i]);
+        else
+            fputc(p[i], out);
+    }
+}
+
 static void print_indented(FILE *out, const char *text, const char *indent)
 {
     const char *p = text;
     while (*p) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        fprintf(out, "%s%.*s\n", indent, (int)len, p);
+        fputs(indent, out);
+        put_clean(out, p, len);
+        fputc('\n', out);
         p += len + (nl ? 1 : 0);
     }
 }
@@ -493,7 +512,7 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         printf("%s %s (%d passed, %d failed, %d skipped) %.1fs\n", verdict, f->shown, passed, failed, skipped,
                f->elapsed);
         if (extra) {
-            printf("    %s\n", extra);
+            print_indented(stdout, extra, "    ");
             char *tail = log_tail(f, 20);
             if (*tail) {
                 printf("    last output:\n");
@@ -510,8 +529,8 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
             const char *msg = json_string_value(json_object_get(tc, "message"));
             bool is_fail = st && strcmp(st, "failed") == 0;
             if (is_fail || o->verbose) {
-                printf("    %s %s\n", is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ",
-                       name ? name : "?");
+                printf("    %s ", is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ");
+                print_indented(stdout, name ? name : "?", "");
                 if (msg && (is_fail || o->verbose))
                     print_indented(stdout, msg, "        ");
                 json_t *log = json_object_get(tc, "log");
@@ -520,7 +539,11 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
                 if (o->verbose)
                     json_array_foreach(log, k, l)
                     {
-                        printf("        log: %s\n", json_string_value(l) ? json_string_value(l) : "");
+                        const char *line = json_string_value(l) ? json_string_value(l) : "";
+                        if (*line)
+                            print_indented(stdout, line, "        log: ");
+                        else
+                            printf("        log: \n");
                     }
                 const char *console = json_string_value(json_object_get(tc, "console"));
                 if (is_fail && o->verbose && console && *console)

@@ -86,6 +86,17 @@ expect_out "2 passed, 3 failed"
 expect_no_out "framework.lua"
 end_check
 
+# ---- item 17: guest bytes cannot drive the user's terminal
+pv -v "$FIX/escapes.test.lua"
+begin "escape sequences in names, logs and command output are shown, not sent to the terminal"
+expect_rc 1
+expect_out 'FAIL escapes \x1B[2J'
+expect_out 'stdout: \x1B]0;owned\x07 out'
+expect_out 'log: title \x1B]0;pwned\x07 colour \x1B[31mred'
+expect_out 'cr\x0Dline'
+if printf '%s' "$OUT" | grep -q "$(printf '\033')"; then problem "a raw ESC byte reached the output"; fi
+end_check
+
 # ---- item 16: stale-run cleanup removes only this user's scratch dirs
 S=$T/st
 mkdir -p "$S/provium-other1" "$S/provium-mine01"
