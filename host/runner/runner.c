@@ -522,6 +522,17 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         }
         if (chunk_error)
             print_indented(stdout, chunk_error, "    ");
+        /* a corrupt fixture cache entry was discarded and rebuilt: say so
+         * here too, not only in --json */
+        json_t *fx = r ? json_object_get(r, "fixtures") : NULL;
+        size_t fi;
+        json_t *fw;
+        json_array_foreach(fx, fi, fw)
+        {
+            const char *w = json_string_value(json_object_get(fw, "warning"));
+            if (w)
+                print_indented(stdout, w, "    ");
+        }
         json_array_foreach(tests, i, tc)
         {
             const char *st = json_string_value(json_object_get(tc, "status"));

@@ -97,6 +97,64 @@ expect_out 'cr\x0Dline'
 if printf '%s' "$OUT" | grep -q "$(printf '\033')"; then problem "a raw ESC byte reached the output"; fi
 end_check
 
+# ---- items 1, 15: corrupt, read-only and full fixture caches. A private
+# project with its own copy of the kernel and initrd (so that another user
+# can read them), and its own cache.
+CP=$T/cp
+CC=$T/cc
+mkdir -p "$CP" "$CC"
+cp -L build/image/vmlinux build/image/initrd.cpio "$FIX/cache/tiny.fixture.lua" "$FIX/cache/use.test.lua" "$CP/"
+printf '[provium]\nroots = ["."]\n[profiles.default]\nkernel = "vmlinux"\ninitrd = "initrd.cpio"\n' >"$CP/provium.toml"
+pvc() { OUT=$(cd "$CP" && PROVIUM_CACHE_DIR=${PVC_CACHE:-$CC} TMPDIR=${PVC_TMP:-$T} timeout -k 5 "$LIMIT" \
+    ${PVC_AS:+runuser -u "$PVC_AS" --} "$PROVIUM" use.test.lua 2>&1); RC=$?; }
+entry() { find "$CC/fixtures" -mindepth 1 -maxdepth 1 -type d | head -1; }
+pvc
+begin "the cache project builds its fixture"
+expect_rc 0
+end_check
+
+: >"$(entry)/ram"
+pvc
+begin "a cached entry whose ram file is empty is discarded and rebuilt, with the warning in the text output"
+expect_rc 0
+expect_out "warning: fixture 'tiny': cached snapshot unusable, rebuilding"
+expect_out "is corrupt: its RAM file has 0 bytes"
+expect_no_out "CRASH"
+end_check
+
+rm -f "$(entry)/ram" && mkdir "$(entry)/ram"
+pvc
+begin "a cached entry whose ram is a directory is discarded and rebuilt"
+expect_rc 0
+expect_out "its RAM file is a directory"
+end_check
+
+if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
+    chmod -R a+rX "$T"
+    PVC_AS=nobody PVC_TMP=/tmp pvc
+    begin "a read-only cache (another user's) restores its valid entry"
+    expect_rc 0
+    expect_out "PASS use.test.lua"
+    expect_no_out "rebuilding"
+    end_check
+else
+    echo "ok - read-only cache # SKIP needs root and runuser"
+fi
+
+mkdir -p "$T/full"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=3m tmpfs "$T/full" 2>/dev/null; then
+    PVC_CACHE=$T/full pvc
+    umount "$T/full"
+    begin "a full cache filesystem reports the real errno"
+    expect_rc 1
+    expect_out "cannot copy guest RAM"
+    expect_out "No space left on device"
+    expect_no_out ": Success"
+    end_check
+else
+    echo "ok - full cache filesystem # SKIP needs root to mount a small tmpfs"
+fi
+
 # ---- item 16: stale-run cleanup removes only this user's scratch dirs
 S=$T/st
 mkdir -p "$S/provium-other1" "$S/provium-mine01"
