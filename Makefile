@@ -19,7 +19,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
+.PHONY: asan-provium all deps image test check e2e cli-tests runner-tests demo bench clean fuzz kmod
 
 all: $(B)/provium
 
@@ -75,12 +75,16 @@ include tests/unit/unit.mk
 # The host binary itself, built with the sanitizers, runs the suites that need
 # no kernel (the agent as a host process): memory errors in the host fail here.
 ASAN_B := $(B)/asan
-check: $(UNIT_TESTS)
-	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+asan-provium:
 	@$(MAKE) --no-print-directory B=$(ASAN_B) OPT="-O1 -g $(SAN)" \
 	  WARN="$(WARN) -Wno-error=format-truncation" HOST_LIBS="$(HOST_LIBS) $(SAN)" $(ASAN_B)/provium
+
+check: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory asan-provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
-	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua
+	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua \
+	  tests/e2e/faults.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk

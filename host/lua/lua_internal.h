@@ -45,6 +45,7 @@ void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
 const char *pv_check_cstr(lua_State *L, int idx, const char *what);
 /* The same check for a string already fetched. */
 void pv_refuse_nul(lua_State *L, const char *s, size_t len, const char *what);
+void pv_lua_workers_vm_freed(const pv_vm *vm);
 /* Raises on a string key of the options table at idx that is not in known
  * (NULL-terminated), suggesting the nearest known key. Other keys (array
  * items) are left alone. */

@@ -503,6 +503,7 @@ static int l_vm_gc(lua_State *L)
             *p = v->next;
             break;
         }
+    pv_lua_workers_vm_freed(v->vm);
     vm_free(v->vm);
     v->vm = NULL;
     free_opts(&v->opts);

@@ -61,7 +61,13 @@ static int raisef(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
-static lworker *check_worker(lua_State *L, int idx) { return luaL_checkudata(L, idx, WORKER_MT); }
+static lworker *check_worker(lua_State *L, int idx)
+{
+    lworker *w = luaL_checkudata(L, idx, WORKER_MT);
+    if (!w->base.vm)
+        luaL_error(L, "worker: its VM object was already freed (its __gc ran); the worker cannot be used");
+    return w;
+}
 
 static const char *kind(const lworker *w) { return w->thread ? "thread" : "fork"; }
 
@@ -392,15 +398,26 @@ static int l_worker_alive(lua_State *L)
 
 static int l_worker_tostring(lua_State *L)
 {
-    lworker *w = check_worker(L, 1);
+    lworker *w = luaL_checkudata(L, 1, WORKER_MT);
     lua_pushfstring(L, "Worker(%d, %s, pid %d, VM %s%s)", (int)w->id, kind(w), (int)w->pid,
                     w->base.vm ? w->base.vm->name : "?", worker_ended(w) ? ", ended" : "");
     return 1;
 }
 
+/* The VM's own __gc ran (only possible by calling it explicitly): its
+ * workers must not keep the freed pv_vm. */
+void pv_lua_workers_vm_freed(const pv_vm *vm)
+{
+    for (lworker *w = live_workers; w; w = w->next_live)
+        if (w->base.vm == vm) {
+            w->base.vm = NULL;
+            w->ended = true;
+        }
+}
+
 static int l_worker_gc(lua_State *L)
 {
-    lworker *w = check_worker(L, 1);
+    lworker *w = luaL_checkudata(L, 1, WORKER_MT);
     for (lworker **p = &live_workers; *p; p = &(*p)->next_live)
         if (*p == w) {
             *p = w->next_live;
@@ -410,6 +427,7 @@ static int l_worker_gc(lua_State *L)
     w->site = NULL;
     while (w->base.items)
         pv_item_remove(&w->base, w->base.items->id);
+    w->base.vm = NULL; /* off the list: a later free of the VM cannot reach it */
     return 0;
 }
 

@@ -1074,6 +1074,9 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
                 if (f->timed_out)
                     sb_free(&f->report);
                 report_file(f, o, &t, timeout_s, &tap_n);
+                free(f->current_test);
+                free(f->waiting_for);
+                f->current_test = f->waiting_for = NULL;
                 const char *status = f->timed_out ? "timed_out" : !f->report.len ? "crashed" : f->failed ? "failed" : "passed";
                 events_emit("file_completed",
                             json_pack("{s:s,s:s,s:I}", "path", f->shown, "status", status, "duration_ns",

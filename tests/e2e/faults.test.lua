@@ -20,6 +20,17 @@ test("getmetatable() hides __gc; a freed VM refuses use instead of crashing", fu
   t:assert_contains(t:assert_raises(v2.state, v2), "already freed")
   t:assert_contains(t:assert_raises(v2.run, v2, "true"), "already freed")
   t:assert_contains(t:assert_raises(v2.read_file, v2, "/etc/hostname"), "already freed")
+  -- a worker outlives its VM's explicit __gc, and a worker's own __gc
+  -- leaves nothing behind that a later free of the VM could reach
+  -- (both found by tests/fuzz/lua_api.test.lua)
+  local v3 = provium:vm("gc-owner", "local"):boot()
+  local w, w2 = v3:spawn_worker(), v3:spawn_worker()
+  debug.getmetatable(w2).__gc(w2)
+  debug.getmetatable(v3).__gc(v3)
+  t:assert_contains(t:assert_raises(w.pid, w), "already freed")
+  t:assert_contains(t:assert_raises(w.console_log, w), "already freed")
+  t:assert_contains(t:assert_raises(w2.stat, w2, "/"), "already freed")
+  t:assert_eq(tostring(w):match("^Worker") ~= nil, true)
 end)
 
 test("__gc twice on processes, streams, batches and files is harmless", function(t)

@@ -13,6 +13,9 @@
 #   fuzz_agent_request  the agent's request path: agent/conn.c framing + pv_msg_decode + accessors
 #   fuzz_host_reply     the host's reply path (vm.c read_frame/wait_ready/vm_call model) + accessors
 #   fuzz_toml           the TOML parser (tests/fuzz/fuzz_toml.c, seeded from tests/unit/toml-corpus)
+#   fuzz-lua            the Lua API boundary: tests/fuzz/lua_api.test.lua run by the ASan+UBSan build of
+#                       provium against the local profile (random calls, random argument types);
+#                       FUZZ_SEED=N repeats a run. Needs no clang: `make fuzz-lua FUZZ_SECONDS=600`
 #
 # New inputs found while fuzzing go to $(B)/fuzz/corpus/<target>/ (the seeds
 # in tests/fuzz/corpus/ are only read); crashes are written to
@@ -50,7 +53,13 @@ $(B)/fuzz/fuzz_toml: tests/fuzz/fuzz_toml.c host/config/toml.c host/config/toml.
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ihost/config $(filter %.c,$^) -o $@
 
-.PHONY: fuzz fuzz-build fuzz-seeds
+.PHONY: fuzz fuzz-build fuzz-seeds fuzz-lua
+
+# The file times out well after its rounds end; a round past its own
+# per-test timeout is a hang, a CRASH is a sanitizer report (in the output).
+fuzz-lua: asan-provium
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(ASAN_B)/provium -v --timeout $$(( $(FUZZ_SECONDS) * 2 + 120 )) \
+	  tests/fuzz/lua_api.test.lua
 
 fuzz-build: $(FUZZ_TARGETS)
 
@@ -63,6 +72,7 @@ fuzz: $(FUZZ_TARGETS)
 	  $(B)/fuzz/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(B)/fuzz/artifacts/$$t- $(B)/fuzz/corpus/$$t $$seeds; \
 	done
+	@$(MAKE) --no-print-directory fuzz-lua
 
 fuzz-seeds: tests/fuzz/gen_seeds.c common/proto.c common/proto.h
 	@mkdir -p $(B)/fuzz
