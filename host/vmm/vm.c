@@ -594,12 +594,17 @@ static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err,
             else if (vm->qmp.port_open == 1)
                 vm->port_closed_ms = 0;
         }
-        /* a short grace lets a last reply (SHUTDOWN's) arrive first */
+        watch_console(vm);
+        /* a short grace lets a last reply (SHUTDOWN's) arrive first; an
+         * agent killed by a kernel oops is reported as the oops */
         if (watch_port && vm->port_closed_ms && now_ms() - vm->port_closed_ms >= PORT_GRACE_MS) {
+            if (vm->oops_seen_ms) {
+                snprintf(err, errlen, "VM '%s': kernel oops: %s", vm->name, vm->oops_line);
+                return -2;
+            }
             snprintf(err, errlen, "VM '%s': the guest agent died (%s)", vm->name, AGENT_DIED);
             return -3;
         }
-        watch_console(vm);
         if (vm->oops_seen_ms && now_ms() - vm->oops_seen_ms >= OOPS_GRACE_MS) {
             snprintf(err, errlen, "VM '%s': kernel oops: %s", vm->name, vm->oops_line);
             return -2;
