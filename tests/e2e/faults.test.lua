@@ -125,6 +125,7 @@ test("a NUL byte inside a path, program, cwd or env string is refused, not cut",
   t:assert_contains(t:assert_raises(function()
     provium:vm("nulfiles", "default", {files = {{path = "/etc/a\0b", content = ""}}})
   end), "files: path contains a NUL byte")
+  t:assert_contains(t:assert_raises(function() provium:vm_fixture("tiny\0x") end), "fixture name contains a NUL byte")
 end)
 
 test("unknown option keys are refused with the nearest known one; option types are checked", function(t)
