@@ -168,3 +168,20 @@ test("smaller cases: parallel + plain yield, syscall_async on a VM, clock overfl
   local err = t:assert_raises(function() provium:vm_fixture("nosuch") end)
   t:assert_contains(err, "/nosuch.fixture.lua")
 end)
+
+test("a failed snapshot never removes a directory that existed before it", function(t)
+  -- found by tests/fuzz/lua_api.test.lua: vm:snapshot(".") on the local
+  -- profile failed and then removed its target, the project root. (This
+  -- test uses a directory of its own: if the fix breaks, only that goes.)
+  local vm = provium:vm("snapper", "local"):boot()
+  local base = vm:run("pwd").stdout:gsub("\n$", "")
+  local keep = base .. "/keep"
+  vm:mkdir(keep)
+  vm:write_file(keep .. "/precious", "data")
+  t:assert_contains(t:assert_raises(vm.snapshot, vm, keep), "already exists and is not an empty directory")
+  t:assert_eq(vm:read_file(keep .. "/precious"), "data")
+  -- an empty directory is accepted as the target and stays after a failure
+  vm:mkdir(base .. "/empty")
+  t:assert_contains(t:assert_raises(vm.snapshot, vm, base .. "/empty"), "needs a real VM")
+  t:assert_eq(vm:stat(base .. "/empty").entry_type, "directory")
+end)

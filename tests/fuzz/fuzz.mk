@@ -57,9 +57,14 @@ $(B)/fuzz/fuzz_toml: tests/fuzz/fuzz_toml.c host/config/toml.c host/config/toml.
 
 # The file times out well after its rounds end; a round past its own
 # per-test timeout is a hang, a CRASH is a sanitizer report (in the output).
+# It runs with a config in a sandbox directory: relative host paths of random
+# calls resolve there, not in the checkout.
+FUZZ_SANDBOX := $(B)/fuzz/lua-sandbox
 fuzz-lua: asan-provium
-	FUZZ_SECONDS=$(FUZZ_SECONDS) $(ASAN_B)/provium -v --timeout $$(( $(FUZZ_SECONDS) * 2 + 120 )) \
-	  tests/fuzz/lua_api.test.lua
+	@rm -rf $(FUZZ_SANDBOX) && mkdir -p $(FUZZ_SANDBOX) && touch $(FUZZ_SANDBOX)/FUZZ_SANDBOX
+	@printf '[profiles.local]\nlocal = true\n' >$(FUZZ_SANDBOX)/provium.toml
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(ASAN_B)/provium -v --config $(FUZZ_SANDBOX)/provium.toml \
+	  --timeout $$(( $(FUZZ_SECONDS) * 2 + 120 )) $(CURDIR)/tests/fuzz/lua_api.test.lua
 
 fuzz-build: $(FUZZ_TARGETS)
 

@@ -11,7 +11,19 @@
 -- The local profile's agent acts on the host itself, so a few calls are never
 -- made or are made only with safe arguments: raw system calls and ioctls,
 -- the clock (it would set the host's time), commands other than a fixed
--- harmless set, and absolute paths (random strings never start with "/").
+-- harmless set, and absolute paths (random strings never start with "/" and
+-- hold no ".."). Relative host paths (push_file, snapshot) resolve against
+-- the project root, so `make fuzz-lua` runs this file with a config in a
+-- sandbox directory of its own (marked by a FUZZ_SANDBOX file); anywhere
+-- else it refuses to start. An early version without the sandbox lost a
+-- whole checkout to vm:snapshot(".") (fixed: see faults.test.lua).
+do
+  local mark = io.open("FUZZ_SANDBOX")
+  if not mark then
+    error("tests/fuzz/lua_api.test.lua runs only in its sandbox: use `make fuzz-lua`", 0)
+  end
+  mark:close()
+end
 local SECONDS = tonumber(os.getenv("FUZZ_SECONDS") or "") or 60
 local SEED = tonumber(os.getenv("FUZZ_SEED") or "") or os.time()
 local ROUND_SECONDS = 10
@@ -26,7 +38,7 @@ local WAITS = {next = true, read_until = true, expect = true, drain = true, wait
   join = true, sleep = true, wait_until = true, barrier = true, close = true}
 local COMMANDS = {"true", "false", "echo fuzz", "printf 'a\\0b'", "exit 3", "sleep 0.01", "head -c 100000 /dev/zero",
   "kill -9 $$", "echo err >&2"}
-local STRINGS = {"", "x", "a\0b", string.rep("y", 5000), "\xff\xfe\x80", "../fuzz-up", "fuzzdir/sub", "timeout",
+local STRINGS = {"", "x", "a\0b", string.rep("y", 5000), "\xff\xfe\x80", "fuzzdir/sub", "timeout",
   "timeout_ms", "env", "env_clear", "cwd", "stdin", "args", "thread", "start", "end", "beginning", "perm",
   "parents", "read", "write", "create", "truncate", "append", "exclusive", "SIGKILL", "term", "usr1", "9",
   "500ms", "0s", "-1s", "1e400", "2m", "%s%n%d", "\27]0;t\7", "nan", "local", "default", "nosuch", "\n", " "}
