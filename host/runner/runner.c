@@ -359,7 +359,8 @@ static void print_indented(FILE *out, const char *text, const char *indent)
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
         fputs(indent, out);
-        put_clean(out, p, len);
+        /* a serial console ends its lines with \r\n: that \r is no escape */
+        put_clean(out, p, len && p[len - 1] == '\r' ? len - 1 : len);
         fputc('\n', out);
         p += len + (nl ? 1 : 0);
     }
