@@ -20,7 +20,7 @@ HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
 EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
-.PHONY: all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod kselftests
+.PHONY: asan-provium all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod kselftests
 
 all: $(B)/provium
 
@@ -90,12 +90,16 @@ include tests/unit/unit.mk
 # The host binary itself, built with the sanitizers, runs the suites that need
 # no kernel (the agent as a host process): memory errors in the host fail here.
 ASAN_B := $(B)/asan
-check: $(UNIT_TESTS)
-	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+asan-provium:
 	@$(MAKE) --no-print-directory B=$(ASAN_B) OPT="-O1 -g $(SAN)" \
 	  WARN="$(WARN) -Wno-error=format-truncation" HOST_LIBS="$(HOST_LIBS) $(SAN)" $(ASAN_B)/provium
+
+check: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory asan-provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
-	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua
+	$(ASAN_B)/provium tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua \
+	  tests/e2e/faults.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk
@@ -122,6 +126,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/guide_claims.sh
 	tests/cli/ci.sh
 	tests/cli/report.sh
+	tests/cli/faults.sh
 
 runner-tests: all image
 	tests/runner/run.sh

@@ -53,12 +53,15 @@ void conn_send_ready(agent_conn *c);
 
 /* Command output kept in memory, capped at EXEC_MAX_OUTPUT per stream: the
  * rest is drained and dropped so a chatty command cannot exhaust the guest. */
-#define EXEC_MAX_OUTPUT (12u * 1024u * 1024u)
+#define EXEC_MAX_OUTPUT PV_EXEC_MAX_OUTPUT
 typedef struct {
     char *data;
     size_t len, cap;
+    bool dropped; /* bytes past the cap were thrown away */
 } obuf;
 void obuf_append_capped(obuf *b, const char *data, size_t n);
+/* An EXEC_RESULT's STDOUT, STDERR and, when output was dropped, TRUNCATED. */
+void exec_put_output(agent_conn *c, const obuf *out, const obuf *err);
 
 /* exec.c: asynchronous command execution driven by the main loop. */
 void exec_start(agent_conn *c, const pv_msg *m);

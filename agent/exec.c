@@ -358,16 +358,28 @@ size_t exec_pollfds(struct pollfd *pfd, size_t max)
     return n;
 }
 
+void exec_put_output(agent_conn *c, const obuf *out, const obuf *err)
+{
+    pv_put_bytes(&c->out, PV_T_STDOUT, out->data, out->len);
+    pv_put_bytes(&c->out, PV_T_STDERR, err->data, err->len);
+    if (out->dropped || err->dropped)
+        pv_put_u64(&c->out, PV_T_TRUNCATED, (out->dropped ? 1u : 0u) | (err->dropped ? 2u : 0u));
+}
+
 void obuf_append_capped(obuf *b, const char *data, size_t n)
 {
     size_t keep = b->len + n > EXEC_MAX_OUTPUT ? EXEC_MAX_OUTPUT - b->len : n;
+    if (keep < n)
+        b->dropped = true;
     if (keep && b->len + keep > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + keep)
             cap *= 2;
         char *nb = realloc(b->data, cap);
-        if (!nb)
+        if (!nb) {
+            b->dropped = true;
             return;
+        }
         b->data = nb;
         b->cap = cap;
     }
@@ -466,8 +478,7 @@ static void finish(agent_conn *c, job *j)
         pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
         if (sig)
             pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)sig);
-        pv_put_bytes(&c->out, PV_T_STDOUT, j->out.data, j->out.len);
-        pv_put_bytes(&c->out, PV_T_STDERR, j->err.data, j->err.len);
+        exec_put_output(c, &j->out, &j->err);
         conn_send(c);
     }
     /* Leftover background processes of a timed-out command die with it. */

@@ -124,6 +124,14 @@ void tail_open(agent_conn *c, const pv_msg *m)
     }
     struct stat st;
     fstat(fd, &st);
+    if (S_ISDIR(st.st_mode)) {
+        /* a directory never yields bytes: the stream would wait forever */
+        conn_send_error(c, chan, req, EISDIR, "tail %s: %s (tail a file inside it)", path ? path : "fd",
+                        strerror(EISDIR));
+        close(fd);
+        free(path);
+        return;
+    }
     memset(t, 0, sizeof(*t));
     t->used = true;
     t->chan = chan;

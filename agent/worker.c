@@ -682,8 +682,7 @@ static void thread_exec(agent_conn *c, const pv_msg *m)
     pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
     if (WIFSIGNALED(ws))
         pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)WTERMSIG(ws));
-    pv_put_bytes(&c->out, PV_T_STDOUT, out.data, out.len);
-    pv_put_bytes(&c->out, PV_T_STDERR, err.data, err.len);
+    exec_put_output(c, &out, &err);
     conn_send(c);
     free(out.data);
     free(err.data);

@@ -38,6 +38,7 @@ static const pv_field_spec f_exec_result[] = {
     {PV_T_SIGNAL, PV_K_U64, 0, "signal"},
     {PV_T_STDOUT, PV_K_BYTES, 0, "stdout"},
     {PV_T_STDERR, PV_K_BYTES, 0, "stderr"},
+    {PV_T_TRUNCATED, PV_K_U64, 0, "truncated"},
 };
 static const pv_field_spec f_read_file[] = {{PV_T_PATH, PV_K_BYTES, REQ, "path"}};
 static const pv_field_spec f_file_data[] = {{PV_T_DATA, PV_K_BYTES, REQ, "data"}};

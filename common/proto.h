@@ -125,7 +125,12 @@ enum pv_tag {
     PV_T_REPLY = 47,      /* batch: one complete reply frame */
     PV_T_THREAD = 48,     /* worker spawn: 1 = clone a thread, 0 = fork */
     PV_T_WORKER = 49,     /* worker id, 1..PV_MAX_WORKERS */
+    PV_T_TRUNCATED = 50,  /* exec result: bit 1 stdout, bit 2 stderr went over the agent's cap */
 };
+
+/* The agent keeps at most this much of each output stream of a
+ * synchronous command; EXEC_RESULT's TRUNCATED says when it dropped more. */
+#define PV_EXEC_MAX_OUTPUT (12u * 1024u * 1024u)
 
 /* Workers: frames whose channel has a non-zero top byte belong to worker
  * (chan >> PV_WORKER_SHIFT); the agent relays them unchanged. Worker w's

@@ -393,10 +393,24 @@ end
 -- wait_until(pred, {timeout=5, interval=0.05, desc=...}): polls pred until it
 -- returns a truthy value, which is returned. Errors inside pred propagate.
 function wait_until(pred, opts)
+  if type(pred) ~= "function" then error("wait_until: the first argument must be a function, got " .. type(pred), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("wait_until: options must be a table, got " .. type(opts), 2) end
   opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "timeout" and k ~= "interval" and k ~= "desc" then
+      error("wait_until: unknown option '" .. tostring(k) .. "' (known: timeout, interval, desc)", 2)
+    end
+  end
   local timeout = opts.timeout or 5
   local interval = opts.interval or 0.05
   if type(timeout) == "string" then timeout = P.duration(timeout) end
+  if type(interval) == "string" then interval = P.duration(interval) end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 or timeout == math.huge then
+    error("wait_until: timeout must be a finite duration >= 0, got " .. tostring(opts.timeout), 2)
+  end
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 or interval == math.huge then
+    error("wait_until: interval must be a finite duration > 0, got " .. tostring(opts.interval), 2)
+  end
   local deadline = P.clock() + timeout
   while true do
     local v = pred()
@@ -1076,6 +1090,7 @@ end
 -- The first error of a task is raised by parallel (the other tasks stop).
 reserved.parallel, reserved.barrier = true, true
 local parallel_sched -- the innermost running provium:parallel
+local Barrier = {} -- metatable that tells a barrier wait from a plain coroutine.yield
 
 function provium.parallel(self, ...)
   if self ~= provium then error("call provium:parallel(fn, ...) with a colon", 2) end
@@ -1099,7 +1114,11 @@ function provium.parallel(self, ...)
             task.waiting = nil
             local rok, res = coroutine.resume(task.co)
             if not rok then error(res, 0) end
-            if coroutine.status(task.co) == "dead" then task.done = true else task.waiting = res end
+            if coroutine.status(task.co) == "dead" then
+              task.done = true
+            elseif type(res) == "table" and getmetatable(res) == Barrier then
+              task.waiting = res
+            end -- a plain coroutine.yield() only lets the other tasks run
             progressed = true
           elseif P.clock() >= b.deadline then
             b.failed = string.format("provium:barrier('%s'): %d of %d arrived within %gs", b.name, b.arrived,
@@ -1153,7 +1172,8 @@ function provium.barrier(self, name, count, timeout)
   end
   local b = sched.barriers[name]
   if not b or b.released or b.failed then
-    b = {name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout}
+    b = setmetatable({name = name, count = count, arrived = 0, timeout = timeout, deadline = P.clock() + timeout},
+      Barrier)
     sched.barriers[name] = b
   elseif b.count ~= count then
     error(string.format("provium:barrier('%s'): count %d differs from the %d given by the first task", name, count,
@@ -1197,7 +1217,7 @@ function test(name, meta, fn)
     error("test '" .. name .. "': meta.tags must be a list of strings", 2)
   end
   if by_name[name] then error("test '" .. name .. "' is already defined", 2) end
-  local entry = {name = name, meta = meta or {}, fn = fn, classic = is_classic(fn)}
+  local entry = {name = name, meta = meta or {}, fn = fn, classic = is_classic(fn), site = where(2)}
   by_name[name] = entry
   table.insert(tests, entry)
   if entry.classic and run_in_place and current == file_scope then run_in_place(entry) end
@@ -1521,12 +1541,22 @@ do
   end
 end
 
+-- The test's time limit in seconds, nil for none; or nil and an error that
+-- names the test, where it was declared and the bad value (the test then
+-- fails; the other tests still run).
 local function test_timeout(entry)
-  local tmo = entry.meta.timeout or rawget(provium, "timeout")
+  local from = entry.meta.timeout ~= nil and "meta.timeout" or "provium.timeout"
+  local tmo = entry.meta.timeout
+  if tmo == nil then tmo = rawget(provium, "timeout") end
   if tmo == nil then return nil end
-  if type(tmo) == "string" then return P.duration(tmo) end
-  if type(tmo) ~= "number" or tmo <= 0 then error("test '" .. entry.name .. "': timeout must be positive") end
-  return tmo
+  local ok, secs = true, tmo
+  if type(tmo) == "string" then ok, secs = pcall(P.duration, tmo) end
+  if not ok or type(secs) ~= "number" or secs ~= secs or secs <= 0 or secs == math.huge then
+    return nil, string.format("%s: test '%s': %s must be a positive number of seconds or a duration such as " ..
+      "\"20s\", got %s%s", entry.site or "?", entry.name, from, type(tmo) == "string" and ("\"" .. tmo .. "\"")
+      or tostring(tmo), ok and "" or " (" .. tostring(secs):gsub("^.-:%d+: ", "") .. ")")
+  end
+  return secs
 end
 
 local function run_test(entry)
@@ -1548,26 +1578,37 @@ local function run_test(entry)
   for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
   local marks = console_marks()
   local started = P.clock()
-  local timeout = test_timeout(entry)
+  local timeout, bad_timeout = test_timeout(entry)
   local timed_out = false
+  local in_handler = false
   if timeout then
-    -- C waits stop at the deadline; a hook stops pure-Lua loops.
+    -- C waits stop at the deadline; a hook stops pure-Lua loops. The hook
+    -- keeps raising once the time is up, so a pcall cannot swallow it.
     P.set_deadline(timeout)
     debug.sethook(function()
-      if P.clock() - started > timeout and not timed_out then
+      if not in_handler and P.clock() - started > timeout then
         timed_out = true
         error("test timed out after " .. timeout .. "s", 2)
       end
     end, "", 10000)
   end
-  local ok, err = xpcall(entry.fn, function(e)
-    if e == FAIL or e == SKIP then return e end
-    return user_traceback(tostring(e), 2)
-  end, t)
+  local ok, err
+  if bad_timeout then
+    ok, err = false, bad_timeout
+  else
+    ok, err = xpcall(entry.fn, function(e)
+      if e == FAIL or e == SKIP then return e end
+      in_handler = true
+      local tb = user_traceback(tostring(e), 2)
+      in_handler = false
+      return tb
+    end, t)
+  end
   if timeout then
     debug.sethook()
     P.set_deadline(nil)
-    if P.clock() - started >= timeout and not ok then
+    -- sticky: a timeout fails the test even when the test caught the error
+    if timed_out or P.clock() - started >= timeout then
       timed_out = true
       t.failed = true
       table.insert(t.failures, 1, string.format("test timed out after %gs (meta.timeout / provium.timeout)", timeout))
@@ -1598,7 +1639,7 @@ local function run_test(entry)
   if not ok and err ~= FAIL and err ~= SKIP and not timed_out then
     t.failed = true
     table.insert(t.failures, tostring(err))
-  elseif timed_out and err ~= FAIL and err ~= SKIP then
+  elseif timed_out and not ok and err ~= FAIL and err ~= SKIP then
     table.insert(t.failures, tostring(err))
   end
   if t.failed then

@@ -10,6 +10,7 @@
 #include "../util/util.h"
 #include "../vmm/embedded.h"
 #include "../vmm/vm.h"
+#include "lua_internal.h"
 
 static const pv_lua_env *the_env;
 
@@ -45,6 +46,25 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* getmetatable() on a provium object returns a stand-in that carries only
+ * __name: Lua code cannot reach __gc (and free an object still in use) or
+ * replace methods. The C side still sees the real metatable. */
+static void seal_metatables(lua_State *L)
+{
+    static const char *const names[] = {VM_MT,           FILE_MT,           RESULT_MT,        WORKER_MT,
+                                        "provium.Batch", "provium.Process", "provium.Stream", "provium.Snapshot",
+                                        "provium.Clock", "provium.AsyncSyscall"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (luaL_getmetatable(L, names[i]) == LUA_TTABLE) {
+            lua_createtable(L, 0, 1);
+            lua_getfield(L, -2, "__name");
+            lua_setfield(L, -2, "__name");
+            lua_setfield(L, -2, "__metatable");
+        }
+        lua_pop(L, 1);
+    }
+}
+
 lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
 {
     the_env = env;
@@ -64,6 +84,7 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     }
     lua_newtable(L);
     pv_lua_register_vm(L, -1);
+    seal_metatables(L);
     lua_pushcfunction(L, l_clock);
     lua_setfield(L, -2, "clock");
     lua_pushcfunction(L, l_set_deadline);

@@ -51,7 +51,7 @@ static void commit(lua_State *L, lbatch *b, op_kind kind)
 static int path_only(lua_State *L, uint16_t type, op_kind kind)
 {
     lbatch *b = check_batch(L);
-    pv_put_str(begin(b, type), PV_T_PATH, luaL_checkstring(L, 2));
+    pv_put_str(begin(b, type), PV_T_PATH, pv_check_cstr(L, 2, "batch: path"));
     commit(L, b, kind);
     return 0;
 }
@@ -67,7 +67,7 @@ static int b_write_file(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     pv_buf *f = begin(b, PV_MSG_WRITE_FILE);
-    pv_put_str(f, PV_T_PATH, luaL_checkstring(L, 2));
+    pv_put_str(f, PV_T_PATH, pv_check_cstr(L, 2, "batch: path"));
     pv_put_bytes(f, PV_T_DATA, data, len);
     commit(L, b, OP_NONE);
     return 0;
@@ -77,7 +77,7 @@ static int b_mkdir(lua_State *L)
 {
     lbatch *b = check_batch(L);
     pv_buf *f = begin(b, PV_MSG_MKDIR);
-    pv_put_str(f, PV_T_PATH, luaL_checkstring(L, 2));
+    pv_put_str(f, PV_T_PATH, pv_check_cstr(L, 2, "batch: path"));
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "parents");
         pv_put_u64(f, PV_T_PARENTS, lua_toboolean(L, -1));
@@ -94,8 +94,8 @@ static int b_rename(lua_State *L)
 {
     lbatch *b = check_batch(L);
     pv_buf *f = begin(b, PV_MSG_RENAME);
-    pv_put_str(f, PV_T_PATH, luaL_checkstring(L, 2));
-    pv_put_str(f, PV_T_PATH2, luaL_checkstring(L, 3));
+    pv_put_str(f, PV_T_PATH, pv_check_cstr(L, 2, "batch: path"));
+    pv_put_str(f, PV_T_PATH2, pv_check_cstr(L, 3, "batch: new path"));
     commit(L, b, OP_NONE);
     return 0;
 }
@@ -134,6 +134,8 @@ static int b_gc(lua_State *L)
     pv_buf_free(&b->one);
     free(b->kinds);
     b->kinds = NULL;
+    b->n = b->cap = 0; /* a second __gc, or a use after it, finds nothing */
+    b->sent = true;
     return 0;
 }
 

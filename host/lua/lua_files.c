@@ -33,7 +33,7 @@ static const char *entry_type(unsigned mode)
 static lvm *path_op(lua_State *L, uint16_t type, const char *op)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "path");
     pv_require_booted(L, v, op);
     vm_begin(v->vm, type);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
@@ -113,6 +113,8 @@ static int l_mkdir(lua_State *L)
     lvm *v = path_op(L, PV_MSG_MKDIR, "mkdir");
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
+    static const char *const keys[] = {"parents", "perm", NULL};
+    pv_check_opt_keys(L, 3, "mkdir", keys);
     bool parents = false;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "parents");
@@ -139,7 +141,7 @@ static int l_unlink(lua_State *L)
 static int l_rename(lua_State *L)
 {
     lvm *v = path_op(L, PV_MSG_RENAME, "rename");
-    pv_put_str(&v->vm->out, PV_T_PATH2, luaL_checkstring(L, 3));
+    pv_put_str(&v->vm->out, PV_T_PATH2, pv_check_cstr(L, 3, "rename: new path"));
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -154,8 +156,8 @@ static int l_rename(lua_State *L)
 static int l_push_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *host = luaL_checkstring(L, 2);
-    const char *guest = luaL_checkstring(L, 3);
+    const char *host = pv_check_cstr(L, 2, "push_file: host path");
+    const char *guest = pv_check_cstr(L, 3, "push_file: guest path");
     pv_require_booted(L, v, "push_file");
     bool relative = host[0] != '/' && strncmp(host, "~/", 2) != 0;
     char *caller = relative ? pv_caller_file(L) : NULL;
@@ -169,17 +171,17 @@ static int l_push_file(lua_State *L)
     if (!data) {
         int e = errno;
         if (!relative)
-            lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, strerror(e));
+            lua_pushfstring(L, "push_file: cannot read host file %s: %s", full, read_error_text(e));
         else if (caller)
             lua_pushfstring(L,
                             "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
                             "the directory of %s, the Lua file that called push_file)",
-                            full, strerror(e), host, caller);
+                            full, read_error_text(e), host, caller);
         else
             lua_pushfstring(L,
                             "push_file: cannot read host file %s: %s (the relative path '%s' is resolved against "
                             "the current directory: no Lua file called push_file)",
-                            full, strerror(e), host);
+                            full, read_error_text(e), host);
         free(caller);
         free(full);
         return lua_error(L);
@@ -196,6 +198,8 @@ static int l_push_file(lua_State *L)
     lua_pop(L, 1);
     pv_health_note_module(full); /* a pushed .ko: its frames can be decoded */
     free(full);
+    static const char *const keys[] = {"perm", NULL};
+    pv_check_opt_keys(L, 4, "push_file", keys);
     perm = opt_perm(L, 4, "perm", perm);
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
@@ -215,7 +219,7 @@ static const char *const mode_keys[] = {"read", "write", "create", "truncate", "
 static int l_open_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "open_file: path");
     if (!lua_istable(L, 3))
         return luaL_error(L, "open_file(path, mode): mode must be a table with any of read, write, create, "
                              "truncate, append, exclusive, perm");
@@ -425,8 +429,12 @@ static int l_file_tail_stream(lua_State *L)
 
 lua_Integer pv_check_fd(lua_State *L, int idx, const char *op)
 {
-    if (!lua_isuserdata(L, idx))
-        return luaL_checkinteger(L, idx);
+    if (!lua_isuserdata(L, idx)) {
+        lua_Integer fd = luaL_checkinteger(L, idx);
+        if (fd < 0 || fd > INT32_MAX)
+            return luaL_error(L, "%s: descriptor %I is out of range (0 to %d)", op, fd, (int)INT32_MAX);
+        return fd;
+    }
     lfile *f = luaL_testudata(L, idx, FILE_MT);
     if (!f)
         return luaL_error(L, "%s: expected a descriptor number or a File", op);

@@ -221,7 +221,7 @@ static int build(const pv_config *cfg, const char *name, const char *key, char *
 /* P.fixture_dir(name [, force_rebuild]) -> snapshot directory, profile, built */
 static int l_fixture_dir(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = pv_check_cstr(L, 1, "fixture name");
     bool force = lua_toboolean(L, 2);
     const pv_config *cfg = pv_lua_env_get()->config;
     for (int i = 0; i < nbuilding; i++)
@@ -292,7 +292,7 @@ static int l_fixture_discard(lua_State *L)
 /* P.add_dep(host_path): a host file the fixture being built depends on. */
 static int l_add_dep(lua_State *L)
 {
-    const char *p = luaL_checkstring(L, 1);
+    const char *p = pv_check_cstr(L, 1, "depends_on_file: path");
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.deps");
     if (lua_istable(L, -1)) {
         char *abs = path_absolute(p);

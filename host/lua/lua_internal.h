@@ -40,6 +40,16 @@ void pv_require_booted(lua_State *L, lvm *v, const char *op);
 void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms);
 /* Adds the methods in fns to the table at idx. */
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns);
+/* luaL_checkstring for what reaches the guest as a C string (paths, program
+ * names, cwd, env): a NUL byte inside would cut it, so it raises instead. */
+const char *pv_check_cstr(lua_State *L, int idx, const char *what);
+/* The same check for a string already fetched. */
+void pv_refuse_nul(lua_State *L, const char *s, size_t len, const char *what);
+void pv_lua_workers_vm_freed(const pv_vm *vm);
+/* Raises on a string key of the options table at idx that is not in known
+ * (NULL-terminated), suggesting the nearest known key. Other keys (array
+ * items) are left alone. */
+void pv_check_opt_keys(lua_State *L, int idx, const char *what, const char *const *known);
 /* Directory of the Lua file that called into the API (for host-relative paths). */
 char *pv_caller_dir(lua_State *L);
 /* Absolute path of the innermost Lua file (not a string chunk) on the call

@@ -115,7 +115,25 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         /* numeric keys of a mixed table become strings; converting a copy
          * keeps lua_next's key intact */
         lua_pushvalue(L, -2);
-        json_object_set_new(o, luaL_tolstring(L, -1, NULL), v);
+        size_t klen;
+        const char *key = luaL_tolstring(L, -1, &klen);
+        bool plain = !memchr(key, 0, klen);
+        if (lossy_strings && (!plain || json_object_set_new(o, key, v) != 0)) {
+            /* reports: a key with NUL or bad UTF-8 is escaped, not dropped
+             * (json_object_set_new consumed v on failure: encode it again) */
+            if (plain)
+                v = to_json(L, lua_gettop(L) - 2, depth + 1, err, errlen);
+            char *clean = utf8_escape(key, klen);
+            json_object_set_new(o, clean, v);
+            free(clean);
+        } else if (!lossy_strings && (!plain || json_object_set_new(o, key, v) != 0)) {
+            snprintf(err, errlen, "json.encode: object key is not valid UTF-8 or contains a NUL byte");
+            if (!plain)
+                json_decref(v);
+            lua_pop(L, 3);
+            json_decref(o);
+            return NULL;
+        }
         lua_pop(L, 3);
     }
     return o;
@@ -143,10 +161,11 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        json_t *v = json_stringn(s, len);
+        /* reports carry arbitrary guest bytes: escape NUL and what is not
+         * UTF-8 instead of losing the whole report (the runner's parser
+         * refuses \u0000) */
+        json_t *v = lossy_strings && memchr(s, 0, len) ? NULL : json_stringn(s, len);
         if (!v && lossy_strings) {
-            /* reports carry arbitrary guest bytes: escape what is not UTF-8
-             * instead of losing the whole report */
             char *clean = utf8_escape(s, len);
             v = json_string(clean);
             free(clean);

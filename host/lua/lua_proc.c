@@ -134,7 +134,13 @@ static int l_run_async(lua_State *L)
     return 1;
 }
 
-static lproc *check_proc(lua_State *L) { return luaL_checkudata(L, 1, PROC_MT); }
+static lproc *check_proc(lua_State *L)
+{
+    lproc *p = luaL_checkudata(L, 1, PROC_MT);
+    if (!p->site)
+        luaL_error(L, "process: this Process object was already freed (its __gc ran); it cannot be used");
+    return p;
+}
 
 static vm_chan *proc_chan(lua_State *L, lproc *p, lvm **vp)
 {
@@ -318,7 +324,9 @@ static int l_proc_close(lua_State *L)
 
 static int l_proc_gc(lua_State *L)
 {
-    lproc *p = check_proc(L);
+    lproc *p = luaL_checkudata(L, 1, PROC_MT);
+    if (!p->site)
+        return 0;
     lua_getiuservalue(L, 1, 1);
     lvm *v = luaL_testudata(L, -1, VM_MT);
     if (v && v->vm)
@@ -373,7 +381,13 @@ static int push_stream(lua_State *L, int owner_idx, uint32_t chan, int idx, bool
     return 1;
 }
 
-static lstream *check_stream(lua_State *L) { return luaL_checkudata(L, 1, STREAM_MT); }
+static lstream *check_stream(lua_State *L)
+{
+    lstream *s = luaL_checkudata(L, 1, STREAM_MT);
+    if (!s->site)
+        luaL_error(L, "stream: this Stream object was already freed (its __gc ran); it cannot be used");
+    return s;
+}
 
 static vm_chan *stream_chan(lua_State *L, lstream *s, lvm **vp)
 {
@@ -543,7 +557,9 @@ static int l_stream_kind(lua_State *L)
 
 static int l_stream_gc(lua_State *L)
 {
-    lstream *s = check_stream(L);
+    lstream *s = luaL_checkudata(L, 1, STREAM_MT);
+    if (!s->site)
+        return 0;
     if (s->owns_chan && !s->closed) {
         lua_getiuservalue(L, 1, 1);
         lvm *v = luaL_testudata(L, -1, VM_MT);
@@ -584,9 +600,11 @@ static int open_tail(lua_State *L, lvm *v, int vm_idx, const char *path, int64_t
 static int l_tail_file(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "tail_file: path");
     uint64_t start = 1;
     int64_t off = 0;
+    static const char *const keys[] = {"start", NULL};
+    pv_check_opt_keys(L, 3, "tail_file", keys);
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "start");
         if (lua_type(L, -1) == LUA_TSTRING) {

@@ -11,7 +11,10 @@
 #include <sys/socket.h>
 
 #include "../fixtures/fixtures.h"
+#include <jansson.h>
+
 #include "../runner/runner.h"
+#include "../vmm/vm.h"
 #include "../util/util.h"
 #include "lua_api.h"
 #include "lua_internal.h"
@@ -456,9 +459,23 @@ static const char list_stub[] =
     "proxy = setmetatable({}, mt)\n"
     "P.new_vm = function() return proxy end\n";
 
+/* vm_wait_hook: a wait over 2 s (or its end, what == NULL) goes to the
+ * runner, which names it if the file times out. */
+static void tell_wait(const char *what)
+{
+    json_t *m = json_pack("{s:s,s:o}", "t", "wait", "what", what ? json_string(what) : json_null());
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (text)
+        send_msg(text);
+    free(text);
+}
+
 void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test_select *sel, const char *shown)
 {
     ctl = ctl_fd;
+    if (ctl >= 0)
+        vm_wait_hook = tell_wait;
     the_mode = mode;
     the_sel = sel;
     int top = lua_gettop(L);

@@ -1,9 +1,11 @@
 /* vm:snapshot / vm:restore and the Snapshot object. */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../util/util.h"
 #include "lua_internal.h"
@@ -43,6 +45,19 @@ static int push_snapshot(lua_State *L, const char *path)
     return 1;
 }
 
+static bool dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(d)))
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
 /* Lists the open files and streams that make a snapshot unsafe. */
 static void refuse_if_busy(lua_State *L, lvm *v)
 {
@@ -79,12 +94,32 @@ static int l_snapshot(lua_State *L)
         static unsigned n;
         path = xasprintf("%s.snap%u", v->vm->dir, n++);
     } else {
-        path = path_absolute(luaL_checkstring(L, 2));
+        path = path_absolute(pv_check_cstr(L, 2, "snapshot: path"));
+    }
+    /* a snapshot goes into a new (or empty) directory: what a failed one
+     * leaves is removed, and that must never be the user's own files */
+    struct stat st;
+    bool existed = lstat(path, &st) == 0;
+    if (existed && !(S_ISDIR(st.st_mode) && dir_is_empty(path))) {
+        lua_pushfstring(L, "vm '%s': cannot snapshot to %s: it already exists and is not an empty directory",
+                        v->vm->name, path);
+        free(path);
+        return lua_error(L);
     }
     char err[8192];
     if ((paused ? vm_snapshot_paused(v->vm, path, err, sizeof(err)) : vm_snapshot(v->vm, path, err, sizeof(err))) !=
         0) {
-        rm_rf(path);
+        if (existed) {
+            /* it was empty: take out only what this attempt wrote */
+            static const char *const parts[] = {"state", "ram", "meta.json"};
+            for (size_t i = 0; i < 3; i++) {
+                char *f = xasprintf("%s/%s", path, parts[i]);
+                unlink(f);
+                free(f);
+            }
+        } else {
+            rm_rf(path);
+        }
         free(path);
         return luaL_error(L, "%s", err);
     }
@@ -99,6 +134,8 @@ static int l_restore(lua_State *L)
     const char *path;
     lsnap *s = luaL_testudata(L, 2, SNAP_MT);
     if (s) {
+        if (!s->path)
+            return luaL_error(L, "vm:restore: the Snapshot object was already freed (its __gc ran)");
         if (s->deleted)
             return luaL_error(L, "vm:restore: the snapshot %s was deleted", s->path);
         path = s->path;
@@ -120,7 +157,13 @@ static int l_restore(lua_State *L)
     return 1;
 }
 
-static lsnap *check_snap(lua_State *L) { return luaL_checkudata(L, 1, SNAP_MT); }
+static lsnap *check_snap(lua_State *L)
+{
+    lsnap *s = luaL_checkudata(L, 1, SNAP_MT);
+    if (!s->path)
+        luaL_error(L, "snapshot: this Snapshot object was already freed (its __gc ran); it cannot be used");
+    return s;
+}
 
 static int l_snap_path(lua_State *L)
 {
@@ -146,7 +189,7 @@ static int l_snap_delete(lua_State *L)
 
 static int l_snap_gc(lua_State *L)
 {
-    lsnap *s = check_snap(L);
+    lsnap *s = luaL_checkudata(L, 1, SNAP_MT);
     free(s->path);
     s->path = NULL;
     return 0;

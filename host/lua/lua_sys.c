@@ -323,13 +323,22 @@ static int clock_set(lua_State *L, int64_t ns)
     return 0;
 }
 
-static int l_clock_set(lua_State *L) { return clock_set(L, (int64_t)(check_finite(L, 2, "set") * 1e9)); }
+static int l_clock_set(lua_State *L)
+{
+    double secs = check_finite(L, 2, "set");
+    /* past year 2262 the nanoseconds do not fit in 64 bits */
+    if (secs >= 9.2e9)
+        return luaL_error(L, "clock:set: %f s is past the year 2262, the limit of 64-bit nanoseconds", secs);
+    return clock_set(L, (int64_t)(secs * 1e9));
+}
 
 static int l_clock_set_ns(lua_State *L) { return clock_set(L, luaL_checkinteger(L, 2)); }
 
 static int l_clock_advance(lua_State *L)
 {
     double secs = clock_seconds(L, 2, "advance", true);
+    if (fabs(secs) >= 9.2e9)
+        return luaL_error(L, "clock:advance: %f s does not fit in 64-bit nanoseconds", secs);
     lvm *v = clock_vm(L, "clock:advance");
     vm_begin(v->vm, PV_MSG_CLOCK_ADVANCE);
     pv_put_i64(&v->vm->out, PV_T_DELTA_NS, (int64_t)(secs * 1e9));

@@ -21,8 +21,9 @@ lvm *pv_check_vm(lua_State *L, int idx)
     lvm *v = luaL_testudata(L, idx, WORKER_MT);
     if (!v)
         v = luaL_checkudata(L, idx, VM_MT);
-    if (v->vm)
-        v->vm->chan_base = v->chan_base;
+    if (!v->vm)
+        luaL_error(L, "vm: this VM object was already freed (its __gc ran); it cannot be used");
+    v->vm->chan_base = v->chan_base;
     return v;
 }
 #define check_vm pv_check_vm
@@ -56,6 +57,77 @@ void pv_forget_open(lvm *v)
     v->open_files = v->open_streams = 0;
     while (v->items)
         pv_item_remove(v, v->items->id);
+}
+
+void pv_refuse_nul(lua_State *L, const char *s, size_t len, const char *what)
+{
+    const char *nul = memchr(s, 0, len);
+    if (nul)
+        luaL_error(L, "%s contains a NUL byte (at offset %d), which would cut it to \"%s\"", what, (int)(nul - s), s);
+}
+
+const char *pv_check_cstr(lua_State *L, int idx, const char *what)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    pv_refuse_nul(L, s, len, what);
+    return s;
+}
+
+/* Levenshtein distance, for "did you mean" (short keys only). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    size_t d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+void pv_check_opt_keys(lua_State *L, int idx, const char *what, const char *const *known)
+{
+    if (!lua_istable(L, idx))
+        return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        const char *key = lua_tostring(L, -1);
+        const char *near = NULL;
+        size_t best = 3;
+        bool ok = false;
+        strbuf all;
+        sb_init(&all);
+        for (const char *const *k = known; *k; k++) {
+            ok |= strcmp(key, *k) == 0;
+            size_t d = edit_distance(key, *k);
+            if (d < best)
+                best = d, near = *k;
+            sb_addf(&all, "%s%s", k == known ? "" : ", ", *k);
+        }
+        if (!ok) {
+            lua_pushfstring(L, "%s: unknown option '%s'%s%s%s (known: %s)", what, key, near ? " (did you mean '" : "",
+                            near ? near : "", near ? "'?)" : "", all.s);
+            sb_free(&all);
+            lua_error(L);
+        }
+        sb_free(&all);
+    }
 }
 
 void pv_add_methods(lua_State *L, int idx, const luaL_Reg *fns)
@@ -209,9 +281,12 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
                 luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
             lua_getfield(L, -1, "path");
             lua_getfield(L, -2, "content");
-            const char *path = lua_tostring(L, -2);
+            size_t plen;
+            const char *path = lua_tolstring(L, -2, &plen);
             size_t len;
             const char *content = lua_tolstring(L, -1, &len);
+            if (path)
+                pv_refuse_nul(L, path, plen, "files: path");
             if (!path || path[0] != '/' || !content)
                 luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
             o->files = xrealloc(o->files, (o->nfiles + 1) * sizeof(pv_inject_file));
@@ -449,7 +524,7 @@ static int l_vm_tostring(lua_State *L)
 
 static int l_vm_gc(lua_State *L)
 {
-    lvm *v = check_vm(L, 1);
+    lvm *v = luaL_checkudata(L, 1, VM_MT);
     if (!v->vm)
         return 0;
     for (lvm **p = &all_vms; *p; p = &(*p)->next)
@@ -457,6 +532,7 @@ static int l_vm_gc(lua_State *L)
             *p = v->next;
             break;
         }
+    pv_lua_workers_vm_freed(v->vm);
     vm_free(v->vm);
     v->vm = NULL;
     free_opts(&v->opts);
@@ -507,7 +583,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             if (has_args && luaL_len(L, 3) > 0)
                 return luaL_error(L, "vm:%s: give the arguments either as array items or as args={...}, not both",
                                   what);
-            pv_put_str(b, PV_T_ARGV, lua_tostring(L, 2));
+            pv_put_str(b, PV_T_ARGV, pv_check_cstr(L, 2, "vm:run: program"));
             if (has_args)
                 lua_getfield(L, 3, "args");
             else
@@ -519,6 +595,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
                 const char *s = lua_tolstring(L, -1, &len);
                 if (!s)
                     return luaL_error(L, "vm:%s: argument %d must be a string", what, (int)i);
+                pv_refuse_nul(L, s, len, "vm:run: an argument");
                 pv_put_bytes(b, PV_T_ARGV, s, len);
                 lua_pop(L, 1);
             }
@@ -541,6 +618,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             const char *s = lua_tolstring(L, -1, &len);
             if (!s)
                 return luaL_error(L, "vm:%s: args[%d] must be a string", what, (int)i);
+            pv_refuse_nul(L, s, len, "vm:run: an argument");
             pv_put_bytes(b, PV_T_ARGV, s, len);
             lua_pop(L, 1);
         }
@@ -549,6 +627,11 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
         return luaL_error(L, "vm:%s: expected a command string or a table, got %s", what, luaL_typename(L, 2));
     }
     int64_t timeout_ms = 0;
+    static const char *const run_keys[] = {"timeout", "timeout_ms", "cwd", "stdin", "env", "env_clear", "args", NULL};
+    static const char *const async_keys[] = {"cwd", "stdin", "env", "env_clear", "args", "timeout", "timeout_ms",
+                                             NULL};
+    if (opts_idx)
+        pv_check_opt_keys(L, opts_idx, async ? "vm:run_async" : "vm:run", async ? async_keys : run_keys);
     if (opts_idx && async) {
         lua_getfield(L, opts_idx, "timeout");
         lua_getfield(L, opts_idx, "timeout_ms");
@@ -567,7 +650,7 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
         }
         lua_pop(L, 1);
         if (lua_getfield(L, opts_idx, "cwd") != LUA_TNIL)
-            pv_put_str(b, PV_T_CWD, luaL_checkstring(L, -1));
+            pv_put_str(b, PV_T_CWD, pv_check_cstr(L, -1, "vm:run: cwd"));
         lua_pop(L, 1);
         if (lua_getfield(L, opts_idx, "stdin") != LUA_TNIL) {
             size_t len;
@@ -575,16 +658,27 @@ int64_t pv_build_exec(lua_State *L, lvm *v, uint32_t chan, bool async)
             pv_put_bytes(b, PV_T_STDIN, s, len);
         }
         lua_pop(L, 1);
-        if (lua_getfield(L, opts_idx, "env_clear") != LUA_TNIL)
+        if (lua_getfield(L, opts_idx, "env_clear") != LUA_TNIL) {
+            if (!lua_isboolean(L, -1))
+                return luaL_error(L, "vm:%s: env_clear must be a boolean, not a %s", what, luaL_typename(L, -1));
             pv_put_u64(b, PV_T_ENV_CLEAR, lua_toboolean(L, -1));
+        }
         lua_pop(L, 1);
-        if (lua_getfield(L, opts_idx, "env") == LUA_TTABLE) {
+        int env_type = lua_getfield(L, opts_idx, "env");
+        if (env_type != LUA_TNIL && env_type != LUA_TTABLE)
+            return luaL_error(L, "vm:%s: env must be a table of name = value, not a %s", what, luaL_typename(L, -1));
+        if (env_type == LUA_TTABLE) {
             lua_pushnil(L);
             while (lua_next(L, -2)) {
                 if (lua_type(L, -2) != LUA_TSTRING)
                     return luaL_error(L, "env keys must be strings");
-                const char *key = lua_tostring(L, -2);
-                const char *val = luaL_tolstring(L, -1, NULL);
+                size_t klen, vlen;
+                const char *key = lua_tolstring(L, -2, &klen);
+                pv_refuse_nul(L, key, klen, "vm:run: an env key");
+                if (!klen || strchr(key, '='))
+                    return luaL_error(L, "vm:run: env key \"%s\" is empty or contains '='", key);
+                const char *val = luaL_tolstring(L, -1, &vlen);
+                pv_refuse_nul(L, val, vlen, "vm:run: an env value");
                 lua_pushfstring(L, "%s=%s", key, val);
                 pv_put_str(b, PV_T_ENV, lua_tostring(L, -1));
                 lua_pop(L, 3);
@@ -723,13 +817,25 @@ void pv_push_run_result(lua_State *L, lvm *v, const pv_msg *m, const char *out, 
     }
     lua_pushboolean(L, status == PV_EXEC_TIMED_OUT);
     lua_setfield(L, -2, "timed_out");
+    /* output over the agent's cap was dropped: say so, never silently */
+    uint64_t cut = pv_msg_u64(m, PV_T_TRUNCATED, 0);
+    lua_pushboolean(L, cut != 0);
+    lua_setfield(L, -2, "truncated");
+    if (cut & 1) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "stdout_truncated");
+    }
+    if (cut & 2) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "stderr_truncated");
+    }
     luaL_setmetatable(L, RESULT_MT);
 }
 
 static int l_vm_read_file(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "read_file: path");
     pv_require_booted(L, v, "read_file");
     vm_begin(v->vm, PV_MSG_READ_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
@@ -744,7 +850,7 @@ static int l_vm_read_file(lua_State *L)
 static int l_vm_write_file(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = pv_check_cstr(L, 2, "write_file: path");
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     pv_require_booted(L, v, "write_file");
@@ -877,6 +983,16 @@ static int l_result_assert_ok(lua_State *L)
     const char *err = lua_isstring(L, 7) ? lua_tolstring(L, 7, &errlen) : "";
     add_output_tail(&b, "stdout", out, outlen);
     add_output_tail(&b, "stderr", err, errlen);
+    lua_getfield(L, 1, "stdout_truncated");
+    lua_getfield(L, 1, "stderr_truncated");
+    bool cut_out = lua_toboolean(L, -2), cut_err = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (cut_out || cut_err) {
+        lua_pushfstring(L, "\n  (output cut: %s%s%s went over the %d MiB kept per stream; the rest was dropped)",
+                        cut_out ? "stdout" : "", cut_out && cut_err ? " and " : "", cut_err ? "stderr" : "",
+                        (int)(PV_EXEC_MAX_OUTPUT >> 20));
+        luaL_addvalue(&b);
+    }
     luaL_pushresult(&b);
     luaL_where(L, 1);
     lua_insert(L, -2);

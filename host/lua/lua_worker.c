@@ -61,7 +61,13 @@ static int raisef(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
-static lworker *check_worker(lua_State *L, int idx) { return luaL_checkudata(L, idx, WORKER_MT); }
+static lworker *check_worker(lua_State *L, int idx)
+{
+    lworker *w = luaL_checkudata(L, idx, WORKER_MT);
+    if (!w->base.vm)
+        luaL_error(L, "worker: its VM object was already freed (its __gc ran); the worker cannot be used");
+    return w;
+}
 
 static const char *kind(const lworker *w) { return w->thread ? "thread" : "fork"; }
 
@@ -154,7 +160,8 @@ static int l_spawn_worker(lua_State *L)
             }
             lua_pop(L, 1);
         }
-        lua_getfield(L, 2, "thread");
+        if (lua_getfield(L, 2, "thread") != LUA_TNIL && !lua_isboolean(L, -1))
+            return luaL_error(L, "spawn_worker: thread must be a boolean, not a %s", luaL_typename(L, -1));
         thread = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
@@ -391,15 +398,26 @@ static int l_worker_alive(lua_State *L)
 
 static int l_worker_tostring(lua_State *L)
 {
-    lworker *w = check_worker(L, 1);
+    lworker *w = luaL_checkudata(L, 1, WORKER_MT);
     lua_pushfstring(L, "Worker(%d, %s, pid %d, VM %s%s)", (int)w->id, kind(w), (int)w->pid,
                     w->base.vm ? w->base.vm->name : "?", worker_ended(w) ? ", ended" : "");
     return 1;
 }
 
+/* The VM's own __gc ran (only possible by calling it explicitly): its
+ * workers must not keep the freed pv_vm. */
+void pv_lua_workers_vm_freed(const pv_vm *vm)
+{
+    for (lworker *w = live_workers; w; w = w->next_live)
+        if (w->base.vm == vm) {
+            w->base.vm = NULL;
+            w->ended = true;
+        }
+}
+
 static int l_worker_gc(lua_State *L)
 {
-    lworker *w = check_worker(L, 1);
+    lworker *w = luaL_checkudata(L, 1, WORKER_MT);
     for (lworker **p = &live_workers; *p; p = &(*p)->next_live)
         if (*p == w) {
             *p = w->next_live;
@@ -409,6 +427,7 @@ static int l_worker_gc(lua_State *L)
     w->site = NULL;
     while (w->base.items)
         pv_item_remove(&w->base, w->base.items->id);
+    w->base.vm = NULL; /* off the list: a later free of the VM cannot reach it */
     return 0;
 }
 
@@ -542,7 +561,9 @@ static int l_async_close(lua_State *L)
 void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
 {
     vm_methods_idx = lua_absindex(L, vm_methods_idx);
-    static const luaL_Reg vm_fns[] = {{"spawn_worker", l_spawn_worker}, {"spawn", l_spawn_worker}, {NULL, NULL}};
+    /* syscall_async on the VM explains itself instead of being a nil field */
+    static const luaL_Reg vm_fns[] = {
+        {"spawn_worker", l_spawn_worker}, {"spawn", l_spawn_worker}, {"syscall_async", l_syscall_async}, {NULL, NULL}};
     pv_add_methods(L, vm_methods_idx, vm_fns);
 
     static const luaL_Reg worker_fns[] = {

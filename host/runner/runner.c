@@ -55,6 +55,8 @@ typedef struct {
     double boot_wait_started;
     json_t *result; /* the --json object, kept for JUnit and the rerun state */
     char *file_log; /* captured output of a crashed or timed-out file */
+    char *current_test; /* the test running now (test_started event), NULL: none */
+    char *waiting_for;  /* what the file has waited for over 2 s, NULL: nothing */
     bool failed;
 } file_run;
 
@@ -94,7 +96,10 @@ static void install_handlers(void)
 }
 
 /* Scratch directories of runs that were SIGKILLed cannot clean up after
- * themselves; the next run removes those whose owner is gone. */
+ * themselves; the next run removes those whose owner is gone. Only our own:
+ * a directory (not a link) of this user, whose owner.pid is ours as well;
+ * another user's pid may live in another pid namespace, and it is not ours
+ * to remove in any case. */
 static void remove_stale_scratch(const char *tmp)
 {
     DIR *d = opendir(tmp);
@@ -105,6 +110,15 @@ static void remove_stale_scratch(const char *tmp)
         if (strncmp(e->d_name, "provium-", 8) != 0 || strlen(e->d_name) != 14)
             continue;
         char *pidfile = xasprintf("%s/%s/owner.pid", tmp, e->d_name);
+        char *here = xasprintf("%s/%s", tmp, e->d_name);
+        struct stat ds, ps;
+        bool mine = lstat(here, &ds) == 0 && S_ISDIR(ds.st_mode) && ds.st_uid == geteuid() &&
+                    lstat(pidfile, &ps) == 0 && S_ISREG(ps.st_mode) && ps.st_uid == geteuid();
+        free(here);
+        if (!mine) {
+            free(pidfile);
+            continue;
+        }
         size_t len;
         char *text = read_whole_file(pidfile, &len);
         int pid = text ? atoi(text) : 0;
@@ -386,9 +400,18 @@ static void drain_ctl(file_run *f, pool_state *pool)
         json_error_t je;
         json_t *m = json_loadb(buf, (size_t)n, 0, &je);
         const char *t = json_string_value(json_object_get(m, "t"));
-        if (t && strcmp(t, "event") == 0) {
+        if (t && strcmp(t, "wait") == 0) {
+            const char *what = json_string_value(json_object_get(m, "what"));
+            free(f->waiting_for);
+            f->waiting_for = what ? xstrdup(what) : NULL;
+        } else if (t && strcmp(t, "event") == 0) {
             const char *kind = json_string_value(json_object_get(m, "kind"));
             json_t *payload = json_object_get(m, "payload");
+            if (kind && strncmp(kind, "test_", 5) == 0) {
+                const char *name = json_string_value(json_object_get(payload, "name"));
+                free(f->current_test);
+                f->current_test = strcmp(kind, "test_started") == 0 && name ? xstrdup(name) : NULL;
+            }
             if (!json_is_object(payload))
                 payload = json_object();
             else
@@ -437,13 +460,33 @@ static void drain_ctl(file_run *f, pool_state *pool)
     }
 }
 
+/* Writes guest-controlled text for a terminal: control characters (C0
+ * except tab, DEL, and C1 as UTF-8) become visible \xNN escapes, so an
+ * escape sequence from the guest cannot retitle, recolour or clear the
+ * user's terminal. */
+static void put_clean(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len; i++) {
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            fprintf(out, "\\x%02X", p[i]);
+        else if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
+            fprintf(out, "\\u%04X", p[++i]);
+        else
+            fputc(p[i], out);
+    }
+}
+
 static void print_indented(FILE *out, const char *text, const char *indent)
 {
     const char *p = text;
     while (*p) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        fprintf(out, "%s%.*s\n", indent, (int)len, p);
+        fputs(indent, out);
+        /* a serial console ends its lines with \r\n: that \r is no escape */
+        put_clean(out, p, len && p[len - 1] == '\r' ? len - 1 : len);
+        fputc('\n', out);
         p += len + (nl ? 1 : 0);
     }
 }
@@ -520,7 +563,8 @@ static void print_case(json_t *tc, const run_opts *o, const char *indent)
     bool is_fail = st && strcmp(st, "failed") == 0;
     if (!is_fail && !o->verbose)
         return;
-    printf("%s%s %s\n", indent, is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ", name ? name : "?");
+    printf("%s%s ", indent, is_fail ? "FAIL" : st && strcmp(st, "skipped") == 0 ? "SKIP" : "ok  ");
+    print_indented(stdout, name ? name : "?", ""); /* escapes what the guest or the test put there */
     char deeper[32];
     snprintf(deeper, sizeof(deeper), "%s    ", indent);
     if (msg)
@@ -531,7 +575,13 @@ static void print_case(json_t *tc, const run_opts *o, const char *indent)
     if (o->verbose)
         json_array_foreach(log, k, l)
         {
-            printf("%slog: %s\n", deeper, json_string_value(l) ? json_string_value(l) : "");
+            const char *line = json_string_value(l) ? json_string_value(l) : "";
+            char lead[48];
+            snprintf(lead, sizeof(lead), "%slog: ", deeper);
+            if (*line)
+                print_indented(stdout, line, lead);
+            else
+                printf("%s\n", lead);
         }
     const char *console = json_string_value(json_object_get(tc, "console"));
     if (is_fail && o->verbose && console && *console) {
@@ -574,7 +624,12 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
     char *extra = NULL;
     if (f->timed_out) {
         verdict = "TIMEOUT";
-        extra = xasprintf("timed out after %.0f s", timeout_s);
+        /* which test, and what it was blocked on, if it was */
+        char *in = f->current_test ? xasprintf(" in test '%s'", f->current_test) : xstrdup(" outside any test");
+        char *on = f->waiting_for ? xasprintf(", waiting for %s", f->waiting_for) : xstrdup("");
+        extra = xasprintf("timed out after %.0f s%s%s", timeout_s, in, on);
+        free(in);
+        free(on);
     } else if (!r) {
         verdict = "CRASH";
         if (WIFSIGNALED(f->wstatus))
@@ -651,7 +706,7 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         printf("%s %s (%d passed, %d failed, %d skipped) %.1fs\n", verdict, f->shown, passed, failed, skipped,
                f->elapsed);
         if (extra) {
-            printf("    %s\n", extra);
+            print_indented(stdout, extra, "    ");
             char *tail = log_tail(f, 20);
             if (*tail) {
                 printf("    last output:\n");
@@ -661,6 +716,17 @@ static void report_file(file_run *f, const run_opts *o, totals *t, double timeou
         }
         if (chunk_error)
             print_indented(stdout, chunk_error, "    ");
+        /* a corrupt fixture cache entry was discarded and rebuilt: say so
+         * here too, not only in --json */
+        json_t *fx = r ? json_object_get(r, "fixtures") : NULL;
+        size_t fi;
+        json_t *fw;
+        json_array_foreach(fx, fi, fw)
+        {
+            const char *w = json_string_value(json_object_get(fw, "warning"));
+            if (w)
+                print_indented(stdout, w, "    ");
+        }
         json_array_foreach(tests, i, tc)
         {
             print_case(tc, o, "    ");
@@ -1296,6 +1362,9 @@ int runner_run(const pv_config *cfg, const file_list *files, const run_opts *o)
                 if (f->timed_out)
                     sb_free(&f->report);
                 report_file(f, o, &t, timeout_s, &tap_n);
+                free(f->current_test);
+                free(f->waiting_for);
+                f->current_test = f->waiting_for = NULL;
                 const char *status = f->timed_out ? "timed_out" : !f->report.len ? "crashed" : f->failed ? "failed" : "passed";
                 events_emit("file_completed",
                             json_pack("{s:s,s:s,s:I}", "path", f->shown, "status", status, "duration_ns",

@@ -138,11 +138,52 @@ char *sb_take(strbuf *b)
     return s;
 }
 
+static _Thread_local char refused_kind[32];
+
+const char *file_type_name(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "regular file";
+    case S_IFDIR: return "directory";
+    case S_IFIFO: return "FIFO";
+    case S_IFCHR: return "character device";
+    case S_IFBLK: return "block device";
+    case S_IFSOCK: return "socket";
+    case S_IFLNK: return "symbolic link";
+    default: return "special file";
+    }
+}
+
+const char *read_error_text(int e)
+{
+    static _Thread_local char text[96];
+    if (e == EINVAL && refused_kind[0]) {
+        snprintf(text, sizeof(text), "it is a %s, not a regular file", refused_kind);
+        return text;
+    }
+    return strerror(e);
+}
+
 char *read_whole_file(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    refused_kind[0] = 0;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; only regular
+     * files are read (a device such as /dev/zero never ends) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return NULL;
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : 0;
+    if (!e && !S_ISREG(st.st_mode)) {
+        snprintf(refused_kind, sizeof(refused_kind), "%s", file_type_name(st.st_mode));
+        e = EINVAL;
+    }
+    if (e) {
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, 0);
     strbuf b;
     sb_init(&b);
     char tmp[65536];

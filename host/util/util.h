@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 int64_t now_ms(void);
 double now_s(void);
@@ -29,8 +30,12 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Reads a whole file; NULL with errno set on failure. */
+/* Reads a whole regular file; NULL with errno set on failure. Anything else
+ * (a FIFO, a device, a directory) is refused with EINVAL: read_error_text
+ * then says what it was. */
 char *read_whole_file(const char *path, size_t *len);
+const char *read_error_text(int e);
+const char *file_type_name(mode_t mode);
 int write_whole_file(const char *path, const void *data, size_t len, int mode);
 bool file_exists(const char *path);
 bool is_dir(const char *path);

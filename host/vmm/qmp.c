@@ -4,25 +4,80 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+static void note_event(qmp_conn *q, json_t *msg)
+{
+    const char *ev = json_string_value(json_object_get(msg, "event"));
+    json_t *open = json_object_get(json_object_get(msg, "data"), "open");
+    if (ev && strcmp(ev, "VSERPORT_CHANGE") == 0 && json_is_boolean(open))
+        q->port_open = json_is_true(open);
+}
+
+/* The next complete line of q->in as JSON (NULL if none; *bad on a
+ * malformed one). */
+static json_t *take_line(qmp_conn *q, bool *bad, json_error_t *je)
+{
+    char *nl = q->in.s ? memchr(q->in.s, '\n', q->in.len) : NULL;
+    *bad = false;
+    if (!nl)
+        return NULL;
+    size_t line = (size_t)(nl - q->in.s) + 1;
+    json_t *msg = json_loadb(q->in.s, line, 0, je);
+    memmove(q->in.s, q->in.s + line, q->in.len - line);
+    q->in.len -= line;
+    *bad = !msg;
+    return msg;
+}
+
+int qmp_drain_events(qmp_conn *q)
+{
+    if (q->fd < 0)
+        return -1;
+    int rc = 0;
+    for (;;) {
+        struct pollfd p = {q->fd, POLLIN, 0};
+        if (poll(&p, 1, 0) <= 0)
+            break;
+        char buf[4096];
+        ssize_t n = read(q->fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = -1;
+            break;
+        }
+        sb_add(&q->in, buf, (size_t)n);
+    }
+    /* replies cannot be pending here (commands wait for theirs): every
+     * complete line is an event */
+    for (;;) {
+        bool bad;
+        json_error_t je;
+        json_t *msg = take_line(q, &bad, &je);
+        if (!msg && !bad)
+            break;
+        if (msg)
+            note_event(q, msg);
+        json_decref(msg);
+    }
+    return rc;
+}
 
 /* Reads one JSON line before the deadline. */
 static json_t *read_message(qmp_conn *q, int64_t deadline_ms, char *err, size_t errlen)
 {
     for (;;) {
-        char *nl = q->in.s ? memchr(q->in.s, '\n', q->in.len) : NULL;
-        if (nl) {
-            size_t line = (size_t)(nl - q->in.s) + 1;
-            json_error_t je;
-            json_t *msg = json_loadb(q->in.s, line, 0, &je);
-            memmove(q->in.s, q->in.s + line, q->in.len - line);
-            q->in.len -= line;
-            if (!msg) {
-                snprintf(err, errlen, "QMP: malformed reply: %s", je.text);
-                return NULL;
-            }
-            return msg;
+        bool bad;
+        json_error_t je;
+        json_t *msg = take_line(q, &bad, &je);
+        if (bad) {
+            snprintf(err, errlen, "QMP: malformed reply: %s", je.text);
+            return NULL;
         }
+        if (msg)
+            return msg;
         int64_t left = deadline_ms - now_ms();
         if (left <= 0) {
             snprintf(err, errlen, "QMP: no reply before the deadline");
@@ -49,6 +104,7 @@ static json_t *read_message(qmp_conn *q, int64_t deadline_ms, char *err, size_t 
 int qmp_open(qmp_conn *q, int fd, int64_t deadline_ms, char *err, size_t errlen)
 {
     q->fd = fd;
+    q->port_open = -1;
     sb_init(&q->in);
     json_t *greeting = read_message(q, deadline_ms, err, errlen);
     if (!greeting)
@@ -80,7 +136,8 @@ json_t *qmp_command(qmp_conn *q, const char *cmd, json_t *args, int64_t deadline
     free(text);
     size_t off = 0;
     while (off < line.len) {
-        ssize_t n = write(q->fd, line.s + off, line.len - off);
+        /* MSG_NOSIGNAL: a QEMU that died must give an error, not SIGPIPE */
+        ssize_t n = send(q->fd, line.s + off, line.len - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -108,7 +165,8 @@ json_t *qmp_command(qmp_conn *q, const char *cmd, json_t *args, int64_t deadline
             json_decref(msg);
             return NULL;
         }
-        json_decref(msg); /* an asynchronous event */
+        note_event(q, msg); /* an asynchronous event */
+        json_decref(msg);
     }
 }
 

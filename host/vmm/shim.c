@@ -82,7 +82,7 @@ char **shim_resolve_modules(const char *modules_dir, char *const *names, size_t 
     size_t len;
     char *dep = read_whole_file(dep_path, &len);
     if (!dep) {
-        snprintf(err, errlen, "cannot read %s: %s", dep_path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", dep_path, read_error_text(errno));
         free(dep_path);
         return NULL;
     }
@@ -175,7 +175,7 @@ static int build_shim(const pv_profile *p, const pv_inject_file *files, size_t n
             size_t len;
             char *data = read_whole_file(mods[i], &len);
             if (!data) {
-                snprintf(err, errlen, "cannot read kernel module %s: %s", mods[i], strerror(errno));
+                snprintf(err, errlen, "cannot read kernel module %s: %s", mods[i], read_error_text(errno));
                 for (size_t k = i; mods[k]; k++)
                     free(mods[k]);
                 free(mods);
@@ -214,6 +214,11 @@ char *shim_prepare_initrd(const pv_profile *p, const pv_inject_file *files, size
         snprintf(err, errlen, "profile '%s': initrd %s: %s", p->name, p->initrd, strerror(errno));
         return NULL;
     }
+    if (p->initrd && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "profile '%s': initrd %s is a %s; it must be a regular file (a cpio archive)", p->name,
+                 p->initrd, file_type_name(st.st_mode));
+        return NULL;
+    }
     if (p->initrd && access(p->initrd, R_OK) != 0) {
         snprintf(err, errlen, "profile '%s': initrd %s is not readable: %s", p->name, p->initrd, strerror(errno));
         return NULL;
@@ -250,7 +255,7 @@ char *shim_prepare_initrd(const pv_profile *p, const pv_inject_file *files, size
         size_t len;
         char *user = read_whole_file(p->initrd, &len);
         if (!user) {
-            snprintf(err, errlen, "profile '%s': initrd %s: %s", p->name, p->initrd, strerror(errno));
+            snprintf(err, errlen, "profile '%s': initrd %s: %s", p->name, p->initrd, read_error_text(errno));
             sb_free(&all);
             goto fail;
         }

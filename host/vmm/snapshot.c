@@ -53,16 +53,24 @@ const char *vm_file_identity(const char *path)
     return cache[slot].hex;
 }
 
-/* Copies only the allocated parts of src: guest RAM is mostly holes. */
+/* Closes fd keeping errno (the cause of a failed copy) intact. */
+static int close_failed(int fd)
+{
+    int e = errno ? errno : EIO;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* Copies only the allocated parts of src: guest RAM is mostly holes. On
+ * failure errno says why (ENOSPC for a full disk, never 0). */
 static int copy_sparse(int src, const char *dst_path, off_t size)
 {
     int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (dst < 0)
         return -1;
-    if (ftruncate(dst, size) != 0) {
-        close(dst);
-        return -1;
-    }
+    if (ftruncate(dst, size) != 0)
+        return close_failed(dst);
     off_t pos = 0;
     while (pos < size) {
         off_t data = lseek(src, pos, SEEK_DATA);
@@ -78,15 +86,30 @@ static int copy_sparse(int src, const char *dst_path, off_t size)
             ssize_t n = pread(src, buf, want, off);
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n <= 0 || pwrite(dst, buf, (size_t)n, off) != n) {
-                close(dst);
-                return -1;
+            if (n <= 0) {
+                if (n == 0)
+                    errno = EIO; /* the source is shorter than it said */
+                return close_failed(dst);
+            }
+            for (ssize_t w = 0; w < n;) {
+                errno = 0;
+                ssize_t k = pwrite(dst, buf + w, (size_t)(n - w), off + w);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0) {
+                    if (k == 0 || !errno)
+                        errno = ENOSPC;
+                    return close_failed(dst);
+                }
+                w += k;
             }
             off += n;
         }
         pos = hole;
     }
-    return close(dst);
+    if (close(dst) != 0)
+        return -1; /* e.g. a quota or NFS error on the final flush */
+    return 0;
 }
 
 /* Polls query-migrate until the migration ends. */
@@ -262,14 +285,59 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "restore: snapshot %s lacks its RAM file", dir);
         goto out;
     }
+    /* every part must be what it claims before QEMU sees it: an empty or
+     * odd-sized RAM file (a full disk, a truncation) kills QEMU mid-load */
+    int64_t mem = json_integer_value(json_object_get(m, "memory"));
+    struct stat sst, rst;
+    if (stat(state, &sst) != 0 || !S_ISREG(sst.st_mode) || sst.st_size == 0) {
+        snprintf(err, errlen, "restore: snapshot %s is corrupt: its state file is %s", dir,
+                 stat(state, &sst) != 0 ? "missing" : !S_ISREG(sst.st_mode) ? file_type_name(sst.st_mode) : "empty");
+        goto out;
+    }
+    if (mem <= 0) {
+        snprintf(err, errlen, "restore: snapshot %s is corrupt: meta.json gives no memory size", dir);
+        goto out;
+    }
+    if (has_ram && (stat(ram, &rst) != 0 || !S_ISREG(rst.st_mode) || rst.st_size != mem)) {
+        if (!S_ISREG(rst.st_mode))
+            snprintf(err, errlen, "restore: snapshot %s is corrupt: its RAM file is a %s", dir,
+                     file_type_name(rst.st_mode));
+        else
+            snprintf(err, errlen, "restore: snapshot %s is corrupt: its RAM file has %lld bytes, the VM had %lld",
+                     dir, (long long)rst.st_size, (long long)mem);
+        goto out;
+    }
+    /* QEMU opens the RAM file read-write even for a private mapping: a
+     * read-only cache (a shared CI cache) gets a private sparse copy */
+    char *ram_copy = NULL;
+    if (has_ram && access(ram, W_OK) != 0) {
+        int src = open(ram, O_RDONLY | O_CLOEXEC);
+        ram_copy = xasprintf("%s/ram.copy", vm->dir);
+        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || copy_sparse(src, ram_copy, mem) != 0) {
+            snprintf(err, errlen, "restore: snapshot %s: its RAM file is read-only and cannot be copied to %s: %s",
+                     dir, ram_copy, strerror(errno));
+            if (src >= 0)
+                close(src);
+            unlink(ram_copy);
+            free(ram_copy);
+            goto out;
+        }
+        close(src);
+    }
     vm_boot_opts o = {0};
-    o.memory = json_integer_value(json_object_get(m, "memory"));
+    o.memory = mem;
     o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
     if (json_is_integer(json_object_get(m, "rng_seed"))) {
         o.has_rng_seed = true; /* the device is part of the saved machine */
         o.rng_seed = (uint64_t)json_integer_value(json_object_get(m, "rng_seed"));
     }
-    if (vm_launch(vm, &o, initrd, meta_str(m, "cmdline"), has_ram ? ram : NULL, true, err, errlen) != 0)
+    int launched = vm_launch(vm, &o, initrd, meta_str(m, "cmdline"), has_ram ? (ram_copy ? ram_copy : ram) : NULL,
+                             true, err, errlen);
+    if (ram_copy) {
+        unlink(ram_copy); /* QEMU has it mapped (or failed) */
+        free(ram_copy);
+    }
+    if (launched != 0)
         goto fail;
     const char *want_qemu = meta_str(m, "qemu");
     if (vm->qemu_version && strcmp(want_qemu, vm->qemu_version) != 0) {

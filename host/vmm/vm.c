@@ -136,6 +136,8 @@ static long host_tsc_khz(void)
 #endif
     return khz;
 }
+/* COMMAND_LINE_SIZE of x86 (and arm64) Linux, less its terminating NUL */
+#define CMDLINE_MAX 2047
 
 static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 {
@@ -279,7 +281,8 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, s);
     free(s);
     arg(a, "-device");
-    arg(a, "virtserialport,chardev=agent0,name=" AGENT_PORT_NAME);
+    /* the id makes QEMU send VSERPORT_CHANGE events (the agent died) */
+    arg(a, "virtserialport,chardev=agent0,id=pvagent0,name=" AGENT_PORT_NAME);
     arg(a, "-qmp");
     s = xasprintf("unix:%s/qmp.sock,server=on,wait=off", vm->dir);
     arg(a, s);
@@ -362,6 +365,25 @@ static char *describe_exit(int st)
     if (WIFSIGNALED(st))
         return xasprintf("killed by signal %d", WTERMSIG(st));
     return xstrdup("unknown status");
+}
+
+/* After a socket error: waits up to 0.5 s for QEMU to be reaped and, if it
+ * was, writes how it ended ("killed by signal 9") into how. */
+static bool qemu_death(pv_vm *vm, char *how, size_t howlen)
+{
+    if (vm->qemu_pid <= 0)
+        return false;
+    int st = 0;
+    for (int i = 0; i < 50; i++) {
+        if (qemu_exited(vm, &st)) {
+            char *d = describe_exit(st);
+            snprintf(how, howlen, "%s", d);
+            free(d);
+            return true;
+        }
+        sleep_ms(10);
+    }
+    return false;
 }
 
 static char *qemu_stderr_tail(const pv_vm *vm)
@@ -479,6 +501,8 @@ void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms
  * hit an unrelated process, or the one the agent waits for, which then
  * reports a signal) before the wait ends as "kernel oops". */
 #define OOPS_GRACE_MS 1000
+#define PORT_GRACE_MS 300
+#define AGENT_DIED "the guest closed its virtio-serial port: the agent was killed or crashed"
 
 /* Looks at console bytes written since the last look for a line that opens
  * an oops-class report, and remembers the first one. */
@@ -519,9 +543,48 @@ static void watch_console(pv_vm *vm)
     free(buf);
 }
 
+void (*vm_wait_hook)(const char *what);
+
+static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen, int64_t *told);
+
+/* "exec" for PV_MSG_EXEC: the protocol name, lower case, spaces */
+static void op_name(uint16_t type, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", pv_msg_name(type));
+    for (char *c = buf; *c; c++)
+        *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+}
+
 static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen)
 {
+    int64_t told = 0;
+    int r = read_frame_inner(vm, hdr, deadline, err, errlen, &told);
+    if (told && vm_wait_hook)
+        vm_wait_hook(NULL);
+    return r;
+}
+
+/* After 2 s of waiting, tells the hook once what this wait is for. */
+static void note_long_wait(pv_vm *vm, int64_t started, int64_t *told)
+{
+    if (*told || !vm_wait_hook || now_ms() - started < 2000)
+        return;
+    char what[300], op[40];
+    if (vm->wait_op) {
+        op_name(vm->wait_op, op, sizeof(op));
+        snprintf(what, sizeof(what), "VM '%s': the guest agent's reply to %s", vm->name, op);
+    } else {
+        snprintf(what, sizeof(what), "VM '%s': output of a process or stream, or the guest agent", vm->name);
+    }
+    vm_wait_hook(what);
+    *told = 1;
+}
+
+static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_t errlen, int64_t *told)
+{
+    int64_t started = now_ms();
     for (;;) {
+        note_long_wait(vm, started, told);
         /* re-read each slice: the REPL's Ctrl-C moves it during a wait */
         if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
             deadline = global_deadline;
@@ -544,8 +607,14 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
         int64_t left = deadline < 0 ? -1 : deadline - now_ms();
         if (deadline >= 0 && left <= 0)
             return 0;
-        struct pollfd p[2] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
-        int r = poll(p, vm->pidfd >= 0 ? 2 : 1, left < 0 || left > 100 ? 100 : (int)left);
+        /* QMP too: QEMU tells when the guest closes the agent's port, which
+         * happens when the agent dies (kill -9, a crash) */
+        bool watch_port = vm->agent_up && vm->qmp.fd >= 0;
+        struct pollfd p[3] = {{vm->agent_fd, POLLIN, 0}, {vm->pidfd, POLLIN, 0}};
+        int np = vm->pidfd >= 0 ? 2 : 1;
+        if (watch_port)
+            p[np++] = (struct pollfd){vm->qmp.fd, POLLIN, 0};
+        int r = poll(p, (nfds_t)np, left < 0 || left > 100 ? 100 : (int)left);
         if (r < 0 && errno != EINTR) {
             snprintf(err, errlen, "VM '%s': poll: %s", vm->name, strerror(errno));
             return -1;
@@ -558,10 +627,15 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
             }
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
-            /* EOF: QEMU closed the socket, so it is exiting; give it a moment to be reaped. */
-            for (int i = 0; i < 50 && !qemu_exited(vm, NULL); i++)
-                sleep_ms(10);
-            snprintf(err, errlen, "VM '%s': the agent connection closed (QEMU exited)", vm->name);
+            /* EOF: QEMU closed the socket, so it is exiting; give it a moment
+             * to be reaped, and say how it ended (a signal, a status). */
+            char how[64];
+            if (qemu_death(vm, how, sizeof(how))) {
+                snprintf(err, errlen, "VM '%s': the agent connection closed: QEMU exited unexpectedly (%s)", vm->name,
+                         how);
+            } else {
+                snprintf(err, errlen, "VM '%s': the agent connection closed (QEMU exited)", vm->name);
+            }
             return -1;
         }
         int st = 0;
@@ -571,7 +645,25 @@ static int read_frame(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err, size_
             free(why);
             return -1;
         }
+        if (watch_port) {
+            if (r > 0 && p[np - 1].revents)
+                qmp_drain_events(&vm->qmp);
+            if (vm->qmp.port_open == 0 && !vm->port_closed_ms)
+                vm->port_closed_ms = now_ms();
+            else if (vm->qmp.port_open == 1)
+                vm->port_closed_ms = 0;
+        }
         watch_console(vm);
+        /* a short grace lets a last reply (SHUTDOWN's) arrive first; an
+         * agent killed by a kernel oops is reported as the oops */
+        if (watch_port && vm->port_closed_ms && now_ms() - vm->port_closed_ms >= PORT_GRACE_MS) {
+            if (vm->oops_seen_ms) {
+                snprintf(err, errlen, "VM '%s': kernel oops: %s", vm->name, vm->oops_line);
+                return -2;
+            }
+            snprintf(err, errlen, "VM '%s': the guest agent died (%s)", vm->name, AGENT_DIED);
+            return -3;
+        }
         if (vm->oops_seen_ms && now_ms() - vm->oops_seen_ms >= OOPS_GRACE_MS) {
             snprintf(err, errlen, "VM '%s': kernel oops: %s", vm->name, vm->oops_line);
             return -2;
@@ -594,7 +686,13 @@ static int send_all(pv_vm *vm, const void *data, size_t len, char *err, size_t e
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            snprintf(err, errlen, "VM '%s': cannot send to the agent: %s", vm->name, strerror(errno));
+            int e = errno;
+            char how[64];
+            if (qemu_death(vm, how, sizeof(how)))
+                snprintf(err, errlen, "VM '%s': cannot send to the agent: QEMU exited unexpectedly (%s)", vm->name,
+                         how);
+            else
+                snprintf(err, errlen, "VM '%s': cannot send to the agent: %s", vm->name, strerror(e));
             return -1;
         }
         p += n;
@@ -605,6 +703,8 @@ static int send_all(pv_vm *vm, const void *data, size_t len, char *err, size_t e
 
 static int wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
 {
+    vm->agent_up = false;
+    vm->port_closed_ms = 0;
     for (;;) {
         pv_hdr hdr;
         int r = read_frame(vm, &hdr, deadline, err, errlen);
@@ -639,6 +739,7 @@ static int wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
                      vm->name, (unsigned long long)proto, PV_PROTO_VERSION);
             return -1;
         }
+        vm->agent_up = true;
         return 0;
     }
 }
@@ -694,6 +795,14 @@ int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, si
     char why[1024];
     json_t *r = qmp_command(&vm->qmp, cmd, args, now_ms() + QMP_TIMEOUT_MS, why, sizeof(why));
     if (!r) {
+        /* a QEMU that died (a signal, a failed restore) makes the VM dead,
+         * with how it ended, instead of a bare socket error */
+        char how[64];
+        if (qemu_death(vm, how, sizeof(how))) {
+            snprintf(err, errlen, "VM '%s': %s: QEMU exited unexpectedly (%s)", vm->name, cmd, how);
+            mark_dead(vm, err);
+            return -1;
+        }
         snprintf(err, errlen, "VM '%s': %s", vm->name, why);
         return -1;
     }
@@ -898,6 +1007,18 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
     }
     const char *machine = vm_machine(&vm->profile);
     char *cmdline = build_cmdline(vm, opts, strcmp(machine, "microvm") == 0);
+    /* x86's COMMAND_LINE_SIZE: the kernel silently cuts a longer line, and
+     * what goes first is provium's own panic=-1 rdinit=... at the end */
+    if (strlen(cmdline) > CMDLINE_MAX) {
+        snprintf(err, errlen,
+                 "VM '%s': the kernel command line is %zu bytes, over the kernel's limit of %d: the kernel would cut "
+                 "off its end, where provium puts panic=-1 and rdinit=/provium-wrapper; shorten kernel_cmdline (or "
+                 "profile '%s''s cmdline/append) by %zu bytes",
+                 vm->name, strlen(cmdline), CMDLINE_MAX, vm->profile.name, strlen(cmdline) - CMDLINE_MAX);
+        free(cmdline);
+        free(initrd);
+        return -1;
+    }
     int rc = vm_launch(vm, opts, initrd, cmdline, NULL, false, err, errlen);
     free(cmdline);
     free(initrd);
@@ -1151,7 +1272,9 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     for (;;) {
         pv_hdr hdr;
+        vm->wait_op = req_type;
         int r = read_frame(vm, &hdr, deadline, err, errlen);
+        vm->wait_op = 0;
         if (r == 0) {
             if (global_deadline > 0 && now_ms() >= global_deadline)
                 snprintf(err, errlen, "test timeout: gave up waiting for %s (the request is abandoned)",
@@ -1161,13 +1284,16 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
                          vm_who(vm, false, who, sizeof(who)), timeout_ms / 1000.0);
             return -1;
         }
-        if (r == -2) {
-            /* the agent, or the process serving this call, died in the oops */
-            char op[32];
-            snprintf(op, sizeof(op), "%s", pv_msg_name(req_type));
-            for (char *c = op; *c; c++)
-                *c = *c == '_' ? ' ' : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-            snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
+        if (r == -2 || r == -3) {
+            /* the agent, or the process serving this call, died in the oops;
+             * or the agent itself died (-3) */
+            char op[40];
+            op_name(req_type, op, sizeof(op));
+            if (r == -2)
+                snprintf(err, errlen, "VM '%s': kernel oops while running %s: %s", vm->name, op, vm->oops_line);
+            else
+                snprintf(err, errlen, "VM '%s': the guest agent died while running %s (%s); the VM is marked dead",
+                         vm->name, op, AGENT_DIED);
             goto dead;
         }
         if (r < 0)

@@ -90,9 +90,17 @@ typedef struct pv_vm {
      * the wait at once instead of at the timeout (read_frame) */
     int64_t console_scanned; /* bytes of the console log already looked at */
     int64_t oops_seen_ms;    /* now_ms() when an oops line appeared, 0: none */
+    bool agent_up;           /* READY received on this connection */
+    uint16_t wait_op;        /* the request vm_call waits for, 0: none */
+    int64_t port_closed_ms;  /* now_ms() when QEMU said the guest closed the agent's port, 0: open */
     char oops_line[200];
 } pv_vm;
 
+
+/* Called when a wait for the guest agent has lasted 2 s (with what it waits
+ * for) and again with NULL when that wait ends: the runner says what a
+ * file that timed out was waiting for. */
+extern void (*vm_wait_hook)(const char *what);
 
 pv_vm *vm_new(const char *name, const pv_profile *profile, const char *scratch_root);
 const char *vm_state_name(vm_state s);

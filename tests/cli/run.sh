@@ -291,7 +291,7 @@ expect_rc 1
 expect_re '^ERROR tests/cli/fixtures/boot/unreadable_initrd\.test\.lua'
 expect_out "profile 'unreadable_initrd'"
 expect_out "$T/$UNREADABLE"
-expect_re 'Is a directory|Permission denied|not readable'
+expect_re 'Is a directory|is a directory; it must be a regular file|Permission denied|not readable'
 end_check
 
 pv --config "$CONF" tests/cli/fixtures/boot/unknown_profile.test.lua

@@ -14,6 +14,9 @@
 #   fuzz_host_reply     the host's reply path (vm.c read_frame/wait_ready/vm_call model) + accessors
 #   fuzz_toml           the TOML parser (tests/fuzz/fuzz_toml.c, seeded from tests/unit/toml-corpus)
 #   fuzz_ktap           the KTAP parser and flattener (host/health/ktap.c, seeded from tests/unit/ktap-corpus)
+#   fuzz-lua            the Lua API boundary: tests/fuzz/lua_api.test.lua run by the ASan+UBSan build of
+#                       provium against the local profile (random calls, random argument types);
+#                       FUZZ_SEED=N repeats a run. Needs no clang: `make fuzz-lua FUZZ_SECONDS=600`
 #
 # New inputs found while fuzzing go to $(B)/fuzz/corpus/<target>/ (the seeds
 # in tests/fuzz/corpus/ are only read); crashes are written to
@@ -56,7 +59,18 @@ $(B)/fuzz/fuzz_ktap: tests/fuzz/fuzz_ktap.c host/health/ktap.c host/health/ktap.
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@
 
-.PHONY: fuzz fuzz-build fuzz-seeds
+.PHONY: fuzz fuzz-build fuzz-seeds fuzz-lua
+
+# The file times out well after its rounds end; a round past its own
+# per-test timeout is a hang, a CRASH is a sanitizer report (in the output).
+# It runs with a config in a sandbox directory: relative host paths of random
+# calls resolve there, not in the checkout.
+FUZZ_SANDBOX := $(B)/fuzz/lua-sandbox
+fuzz-lua: asan-provium
+	@rm -rf $(FUZZ_SANDBOX) && mkdir -p $(FUZZ_SANDBOX) && touch $(FUZZ_SANDBOX)/FUZZ_SANDBOX
+	@printf '[profiles.local]\nlocal = true\n' >$(FUZZ_SANDBOX)/provium.toml
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(ASAN_B)/provium -v --config $(FUZZ_SANDBOX)/provium.toml \
+	  --timeout $$(( $(FUZZ_SECONDS) * 2 + 120 )) $(CURDIR)/tests/fuzz/lua_api.test.lua
 
 fuzz-build: $(FUZZ_TARGETS)
 
@@ -70,6 +84,7 @@ fuzz: $(FUZZ_TARGETS)
 	  $(B)/fuzz/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(B)/fuzz/artifacts/$$t- $(B)/fuzz/corpus/$$t $$seeds; \
 	done
+	@$(MAKE) --no-print-directory fuzz-lua
 
 fuzz-seeds: tests/fuzz/gen_seeds.c common/proto.c common/proto.h
 	@mkdir -p $(B)/fuzz

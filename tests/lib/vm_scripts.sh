@@ -16,3 +16,12 @@ done
 command -v python3 >/dev/null || { echo "Bail out! python3 is needed" >&2; exit 2; }
 T=$(mktemp -d /tmp/pvvm.XXXXXX)
 export PROVIUM_CACHE_DIR=$T/cache
+# pv_timed ARGS...: runs provium with ARGS (bounded by LIMIT, TMPDIR=T),
+# setting OUT (stdout and stderr), RC and ELAPSED (ms).
+pv_timed() {
+    local t0
+    t0=$(date +%s%N)
+    OUT=$(TMPDIR=$T timeout -k 5 "$LIMIT" "$PROVIUM" "$@" 2>&1)
+    RC=$?
+    ELAPSED=$((($(date +%s%N) - t0) / 1000000))
+}
