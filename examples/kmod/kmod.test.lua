@@ -32,7 +32,8 @@ end
 local GET_STATS = IOC(IOC_READ, "P", 1, 24)
 -- provium_demo.h: _IOWR('P', 2, struct provium_demo_xform) = 0xC0105002
 local XFORM = IOC(IOC_READ | IOC_WRITE, "P", 2, 16)
-assert(GET_STATS == 0x80185001 and XFORM == 0xC0105002, "ioctl encoding drifted from provium_demo.h")
+local WARN = IOC(IOC_NONE, "P", 9, 0)
+assert(GET_STATS == 0x80185001 and XFORM == 0xC0105002 and WARN == 0x5009, "ioctl encoding drifted from provium_demo.h")
 
 -- struct provium_demo_stats {u64 bytes_written; u64 opens_total; u32 open_count_now; u32 pad;}
 local STATS_FMT = "<I8I8I4I4"
@@ -264,6 +265,26 @@ test("writing past the 4 KiB buffer fails with ENOSPC", function(t)
   t:assert_eq(#data, BUF_SIZE)
   t:assert(data == string.rep("x", 4000) .. string.rep("y", BUF_SIZE - 4000), "buffer content")
   f:close()
+end)
+
+-- Kernel health: a WARN_ON in the module fails any test during which it
+-- fires; a test that provokes it on purpose says so with
+-- t:expect_kernel_report, and gets the report, its stack decoded to
+-- file:line in the module's own source.
+test("a deliberate WARN_ON is a kernel report, decoded to the module's source line", function(t)
+  ensure_loaded(t)
+  local f = open_dev()
+  local got = t:expect_kernel_report("WARNING", function()
+    local r = vm:ioctl(f, WARN, "")
+    t:assert_eq(r.ret, 0)
+  end)
+  f:close()
+  t:assert_eq(got[1].kind, "warning")
+  t:assert_contains(got[1].title, "kernel WARNING in demo_deliberate_warn")
+  t:assert_contains(got[1].title, "[provium_demo]")
+  -- the RIP frame names provium_demo.c and the line of the WARN_ON
+  t:assert(got[1].text:find("demo_deliberate_warn%+0x%x+/0x%x+ %[provium_demo%] %(/[^)]*provium_demo%.c:%d+%)"),
+    "trace not decoded to provium_demo.c:LINE:\n" .. got[1].text)
 end)
 
 test("delete_module unloads it once no file is open", function(t)

@@ -172,6 +172,13 @@ static long demo_xform(void __user *arg)
 	return ret;
 }
 
+/* noinline: the warning's trace names this function and its line */
+static noinline long demo_deliberate_warn(void)
+{
+	WARN_ON(1);
+	return 0;
+}
+
 static long demo_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -181,6 +188,8 @@ static long demo_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return demo_get_stats(uarg);
 	case PROVIUM_DEMO_IOC_XFORM:
 		return demo_xform(uarg);
+	case PROVIUM_DEMO_IOC_WARN:
+		return demo_deliberate_warn();
 	default:
 		return -ENOTTY; /* "inappropriate ioctl for device" */
 	}

@@ -72,4 +72,10 @@ struct provium_demo_xform {
 #define PROVIUM_DEMO_IOC_XFORM \
 	_IOWR(PROVIUM_DEMO_IOC_MAGIC, 2, struct provium_demo_xform)
 
+/* Fires a deliberate WARN_ON (a "cut here" kernel warning) and returns 0:
+ * the kernel-health showcase of kmod.test.lua uses it to show that a
+ * warning fails a test unless the test expects it. */
+#define PROVIUM_DEMO_IOC_WARN \
+	_IO(PROVIUM_DEMO_IOC_MAGIC, 9)
+
 #endif /* PROVIUM_DEMO_H */
