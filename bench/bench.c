@@ -7,7 +7,8 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
- * usage: build/bench [iterations]   (run from the repository root) */
+ * usage: build/bench [iterations] [section...]   (run from the repository root)
+ *   sections: boot, rtt, batch, files, workers, snapshot, pool (default: all) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -144,10 +145,8 @@ static double time_batch(pv_vm *vm, int n)
     return now_s() - t0;
 }
 
-static double time_file_roundtrip(pv_vm *vm, size_t size)
+static double time_write_file(pv_vm *vm, const char *data, size_t size)
 {
-    char *data = xmalloc(size);
-    memset(data, 'x', size);
     double t0 = now_s();
     vm_begin(vm, PV_MSG_WRITE_FILE);
     pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
@@ -155,14 +154,45 @@ static double time_file_roundtrip(pv_vm *vm, size_t size)
     vm_reply r;
     call(vm, &r);
     vm_reply_free(&r);
+    return now_s() - t0;
+}
+
+static double time_read_file(pv_vm *vm, size_t size)
+{
+    double t0 = now_s();
     vm_begin(vm, PV_MSG_READ_FILE);
     pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
+    vm_reply r;
     call(vm, &r);
     if (pv_msg_get(&r.msg, PV_T_DATA)->len != size)
         die("read_file", "short read");
     vm_reply_free(&r);
-    free(data);
     return now_s() - t0;
+}
+
+/* 16 MiB through write_file and read_file against the same bytes echoed by
+ * a PING (16 MiB each way), best of 5 each, interleaved so that load on the
+ * host hits both alike. */
+static void bench_files(pv_vm *vm)
+{
+    size_t size = 16u << 20;
+    char *data = xmalloc(size);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)(i * 7 + (i >> 12));
+    double chan = 1e9, wr = 1e9, rd = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double c = time_ping(vm, size), w = time_write_file(vm, data, size), r = time_read_file(vm, size);
+        chan = c < chan ? c : chan;
+        wr = w < wr ? w : wr;
+        rd = r < rd ? r : rd;
+    }
+    free(data);
+    /* the echo moves 16 MiB each way, a write or a read 16 MiB one way */
+    double chan_mib = 32.0 / chan, file_mib = 32.0 / (wr + rd);
+    printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 5)", chan_mib);
+    printf("%-44s %9.1f MiB/s\n", "write_file 16 MiB (best of 5)", 16.0 / wr);
+    printf("%-44s %9.1f MiB/s\n", "read_file 16 MiB (best of 5)", 16.0 / rd);
+    printf("%-44s %9.2f x of the channel   (target >= 0.8)\n", "  write_file + read_file", file_mib / chan_mib);
 }
 
 /* Runs `build/provium ARGS... DIR` and returns its wall time. */
@@ -209,108 +239,10 @@ static void bench_pool(const char *tmp)
     free(dir);
 }
 
-int main(int argc, char **argv)
+/* snapshots: take one of the booted VM, then restore it repeatedly */
+static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int iters, double cold_m)
 {
-    int iters = argc > 1 ? atoi(argv[1]) : 7;
-    if (iters < 1)
-        iters = 1;
-    pv_config cfg;
-    char err[8192];
-    if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
-        die("config", err);
-    const pv_profile *p = config_profile(&cfg, "default");
-    if (!p)
-        die("config", "no profile 'default' in provium.toml");
-    char tmpl[] = "/tmp/provium-bench-XXXXXX";
-    if (!mkdtemp(tmpl))
-        die("mkdtemp", strerror(errno));
-    bool kvm = false;
-    if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
-        die("accel", err);
-    printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
-           kvm ? "KVM" : "TCG software emulation");
-
-    double *raw = xcalloc((size_t)iters, sizeof(double)), *cold = xcalloc((size_t)iters, sizeof(double));
-    for (int i = 0; i < iters; i++) {
-        raw[i] = raw_first_byte(p, tmpl);
-        pv_vm *vm = vm_new("bench", p, tmpl);
-        double t0 = now_s();
-        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
-            die("boot", err);
-        cold[i] = now_s() - t0;
-        vm_shutdown(vm, err, sizeof(err));
-        vm_free(vm);
-    }
-    double raw_m = median(raw, iters), cold_m = median(cold, iters);
-    printf("%-44s %9.3f s\n", "raw QEMU boot to first byte (median)", raw_m);
-    printf("%-44s %9.3f s\n", "provium cold boot to first op (median)", cold_m);
-    printf("%-44s %9.2f x   (target <= 1.2)\n\n", "  ratio", cold_m / raw_m);
-
-    pv_vm *vm = vm_new("bench", p, tmpl);
-    if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
-        die("boot", err);
-    enum { N = 1000 };
-    double *echo = xcalloc(N, sizeof(double)), *sys = xcalloc(N, sizeof(double));
-    for (int i = 0; i < N; i++) {
-        echo[i] = time_ping(vm, 16);
-        sys[i] = time_getpid(vm);
-    }
-    double echo_m = median(echo, N), sys_m = median(sys, N);
-    printf("%-44s %9.1f us\n", "raw echo round trip, 16 bytes (median)", echo_m * 1e6);
-    printf("%-44s %9.1f us\n", "vm:syscall(getpid) round trip (median)", sys_m * 1e6);
-    printf("%-44s %9.2f x   (target <= 1.5)\n\n", "  ratio", sys_m / echo_m);
-
-    double singles = 0;
-    for (int i = 0; i < N; i++)
-        singles += time_getpid(vm);
-    double batch = time_batch(vm, N);
-    printf("%-44s %9.3f s\n", "1000 single syscalls", singles);
-    printf("%-44s %9.3f s\n", "one batch of 1000 syscalls", batch);
-    printf("%-44s %9.1f x   (target >= 10)\n\n", "  speedup", singles / batch);
-
-    size_t size = 16u << 20;
-    double chan = 1e9, file = 1e9;
-    for (int i = 0; i < 3; i++) {
-        double c = time_ping(vm, size), f = time_file_roundtrip(vm, size);
-        chan = c < chan ? c : chan;
-        file = f < file ? f : file;
-    }
-    printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 3)", 32.0 / chan);
-    printf("%-44s %9.1f MiB/s\n", "write_file + read_file 16 MiB (best of 3)", 32.0 / file);
-    printf("%-44s %9.2f x of the channel\n", "  ratio", chan / file);
-
-    /* workers: spawn (fork and thread) until the first op on the worker, then kill */
-    for (int thread = 0; thread <= 1; thread++) {
-        double *spawn_t = xcalloc((size_t)iters * 4, sizeof(double));
-        for (int i = 0; i < iters * 4; i++) {
-            vm_reply r;
-            double t0 = now_s();
-            vm->chan_base = 0;
-            vm_begin(vm, PV_MSG_WORKER_SPAWN);
-            pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
-            call(vm, &r);
-            uint32_t id = (uint32_t)pv_msg_u64(&r.msg, PV_T_WORKER, 0);
-            vm_reply_free(&r);
-            vm_begin_on(vm, PV_MSG_PING, id << PV_WORKER_SHIFT); /* the first op on the worker */
-            call(vm, &r);
-            vm_reply_free(&r);
-            spawn_t[i] = now_s() - t0;
-            vm_begin(vm, PV_MSG_WORKER_KILL);
-            pv_put_u64(&vm->out, PV_T_WORKER, id);
-            call(vm, &r);
-            vm_reply_free(&r);
-            /* let it go before the next one (WORKER_EXIT is pushed on its channel) */
-            for (int k = 0; k < 50 && vm_pump(vm, now_ms() + 20, err, sizeof(err)) == 1; k++) {
-            }
-        }
-        double spawn_m = median(spawn_t, iters * 4);
-        printf("\n%-44s %9.1f ms\n", thread ? "thread worker spawn to first op (median)" : "fork worker spawn to first op (median)",
-               spawn_m * 1e3);
-        printf("%-44s %9.4f x   (target <= 0.05)\n", "  worker spawn / cold boot", spawn_m / cold_m);
-        free(spawn_t);
-    }
-
-    /* snapshots: take one of the booted VM, then restore it repeatedly */
+    char err[4096];
     char *snapdir = xasprintf("%s/bench.snap", tmpl);
     double *snap_t = xcalloc((size_t)iters, sizeof(double)), *rest_t = xcalloc((size_t)iters, sizeof(double));
     for (int i = 0; i < iters; i++) {
@@ -351,9 +283,133 @@ int main(int argc, char **argv)
     free(snap_t);
     free(rest_t);
 
+}
+
+static int n_sections;
+static char **sections;
+
+/* true when SECTION was asked for on the command line (or none was) */
+static bool want(const char *section)
+{
+    if (n_sections == 0)
+        return true;
+    for (int i = 0; i < n_sections; i++)
+        if (strcmp(sections[i], section) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 7;
+    n_sections = argc > 2 ? argc - 2 : 0;
+    sections = argv + 2;
+    if (iters < 1)
+        iters = 1;
+    pv_config cfg;
+    char err[8192];
+    if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
+        die("config", err);
+    const pv_profile *p = config_profile(&cfg, "default");
+    if (!p)
+        die("config", "no profile 'default' in provium.toml");
+    char tmpl[] = "/tmp/provium-bench-XXXXXX";
+    if (!mkdtemp(tmpl))
+        die("mkdtemp", strerror(errno));
+    bool kvm = false;
+    if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
+        die("accel", err);
+    printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
+           kvm ? "KVM" : "TCG software emulation");
+
+    double *raw = xcalloc((size_t)iters, sizeof(double)), *cold = xcalloc((size_t)iters, sizeof(double));
+    /* without the boot section, ratios against the cold boot are not printed */
+    double raw_m = 0, cold_m = 0;
+    for (int i = 0; want("boot") && i < iters; i++) {
+        raw[i] = raw_first_byte(p, tmpl);
+        pv_vm *vm = vm_new("bench", p, tmpl);
+        double t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot", err);
+        cold[i] = now_s() - t0;
+        vm_shutdown(vm, err, sizeof(err));
+        vm_free(vm);
+    }
+    if (want("boot")) {
+        raw_m = median(raw, iters);
+        cold_m = median(cold, iters);
+        printf("%-44s %9.3f s\n", "raw QEMU boot to first byte (median)", raw_m);
+        printf("%-44s %9.3f s\n", "provium cold boot to first op (median)", cold_m);
+        printf("%-44s %9.2f x   (target <= 1.2)\n\n", "  ratio", cold_m / raw_m);
+    }
+
+    pv_vm *vm = vm_new("bench", p, tmpl);
+    if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+        die("boot", err);
+    enum { N = 1000 };
+    double *echo = xcalloc(N, sizeof(double)), *sys = xcalloc(N, sizeof(double));
+    if (want("rtt")) {
+        for (int i = 0; i < N; i++) {
+            echo[i] = time_ping(vm, 16);
+            sys[i] = time_getpid(vm);
+        }
+        double echo_m = median(echo, N), sys_m = median(sys, N);
+        printf("%-44s %9.1f us\n", "raw echo round trip, 16 bytes (median)", echo_m * 1e6);
+        printf("%-44s %9.1f us\n", "vm:syscall(getpid) round trip (median)", sys_m * 1e6);
+        printf("%-44s %9.2f x   (target <= 1.5)\n\n", "  ratio", sys_m / echo_m);
+    }
+
+    if (want("batch")) {
+        double singles = 0;
+        for (int i = 0; i < N; i++)
+            singles += time_getpid(vm);
+        double batch = time_batch(vm, N);
+        printf("%-44s %9.3f s\n", "1000 single syscalls", singles);
+        printf("%-44s %9.3f s\n", "one batch of 1000 syscalls", batch);
+        printf("%-44s %9.1f x   (target >= 10)\n\n", "  speedup", singles / batch);
+    }
+
+    if (want("files"))
+        bench_files(vm);
+
+    /* workers: spawn (fork and thread) until the first op on the worker, then kill */
+    for (int thread = 0; want("workers") && thread <= 1; thread++) {
+        double *spawn_t = xcalloc((size_t)iters * 4, sizeof(double));
+        for (int i = 0; i < iters * 4; i++) {
+            vm_reply r;
+            double t0 = now_s();
+            vm->chan_base = 0;
+            vm_begin(vm, PV_MSG_WORKER_SPAWN);
+            pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
+            call(vm, &r);
+            uint32_t id = (uint32_t)pv_msg_u64(&r.msg, PV_T_WORKER, 0);
+            vm_reply_free(&r);
+            vm_begin_on(vm, PV_MSG_PING, id << PV_WORKER_SHIFT); /* the first op on the worker */
+            call(vm, &r);
+            vm_reply_free(&r);
+            spawn_t[i] = now_s() - t0;
+            vm_begin(vm, PV_MSG_WORKER_KILL);
+            pv_put_u64(&vm->out, PV_T_WORKER, id);
+            call(vm, &r);
+            vm_reply_free(&r);
+            /* let it go before the next one (WORKER_EXIT is pushed on its channel) */
+            for (int k = 0; k < 50 && vm_pump(vm, now_ms() + 20, err, sizeof(err)) == 1; k++) {
+            }
+        }
+        double spawn_m = median(spawn_t, iters * 4);
+        printf("\n%-44s %9.1f ms\n", thread ? "thread worker spawn to first op (median)" : "fork worker spawn to first op (median)",
+               spawn_m * 1e3);
+        printf("%-44s %9.4f x   (target <= 0.05)\n", "  worker spawn / cold boot", spawn_m / cold_m);
+        free(spawn_t);
+    }
+
+    if (want("snapshot"))
+        bench_snapshot(vm, p, tmpl, iters, cold_m);
+
     vm_shutdown(vm, err, sizeof(err));
     vm_free(vm);
-    bench_pool(tmpl);
+    if (want("pool"))
+        bench_pool(tmpl);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);
