@@ -8,7 +8,7 @@ WARN     := -Wall -Wextra -Werror
 OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -lm
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -lzstd -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build

@@ -1,11 +1,13 @@
 /* Snapshots: QEMU's migration stream for device state, plus guest RAM as a
  * plain file. A running VM's RAM is a shared file mapping, so the stream
- * leaves it out (x-ignore-shared) and the snapshot copies the file, sparsely;
- * a restore maps that file privately (copy-on-write), so nothing is copied
- * per restore and one snapshot serves any number of VMs at once.
+ * leaves it out (x-ignore-shared) and the snapshot stores the file's
+ * allocated parts compressed; a restore maps an unpacked copy privately
+ * (copy-on-write), so nothing is copied per restore and one snapshot serves
+ * any number of VMs at once.
  *
- * Layout of a snapshot directory: state (migration stream), ram (guest RAM,
- * absent when RAM is inside the stream), meta.json (what it needs to be
+ * Layout of a snapshot directory: state (migration stream), ram.zst (guest
+ * RAM compressed, see ramzst.c; absent when RAM is inside the stream; older
+ * snapshots have an uncompressed ram instead), meta.json (what it needs to be
  * restored: kernel, initrd, QEMU version, memory, cpus, command line). */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,42 +53,6 @@ const char *vm_file_identity(const char *path)
     sha256_hex(data, len, cache[slot].hex);
     free(data);
     return cache[slot].hex;
-}
-
-/* Copies only the allocated parts of src: guest RAM is mostly holes. */
-static int copy_sparse(int src, const char *dst_path, off_t size)
-{
-    int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (dst < 0)
-        return -1;
-    if (ftruncate(dst, size) != 0) {
-        close(dst);
-        return -1;
-    }
-    off_t pos = 0;
-    while (pos < size) {
-        off_t data = lseek(src, pos, SEEK_DATA);
-        if (data < 0)
-            break; /* ENXIO: only holes remain */
-        off_t hole = lseek(src, data, SEEK_HOLE);
-        if (hole < 0)
-            hole = size;
-        /* pread/pwrite: copy_file_range cannot cross from tmpfs to disk */
-        static char buf[1 << 20];
-        for (off_t off = data; off < hole;) {
-            size_t want = (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off) : sizeof(buf);
-            ssize_t n = pread(src, buf, want, off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0 || pwrite(dst, buf, (size_t)n, off) != n) {
-                close(dst);
-                return -1;
-            }
-            off += n;
-        }
-        pos = hole;
-    }
-    return close(dst);
 }
 
 /* Polls query-migrate until the migration ends. */
@@ -152,13 +118,15 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
         snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    char *state = xasprintf("%s/state", dir), *ram = xasprintf("%s/ram", dir), *meta = xasprintf("%s/meta.json", dir);
+    char *state = xasprintf("%s/state", dir), *ram = xasprintf("%s/ram", dir), *zst = xasprintf("%s/ram.zst", dir),
+         *meta = xasprintf("%s/meta.json", dir);
     char *q = shell_quote(state);
     char *uri = xasprintf("exec:cat > %s", q);
     free(q);
     int rc = -1;
     bool stopped = false;
     unlink(ram);
+    unlink(zst);
     /* shared RAM stays out of the stream (it is copied as a file); private
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
@@ -169,8 +137,9 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
         wait_migration(vm, err, errlen) != 0)
         goto out;
-    if (vm->ram_shared && vm->ram_fd >= 0 && copy_sparse(vm->ram_fd, ram, vm->mem_bytes) != 0) {
-        snprintf(err, errlen, "snapshot: cannot copy guest RAM to %s: %s", ram, strerror(errno));
+    char zerr[1024];
+    if (vm->ram_shared && vm->ram_fd >= 0 && ram_compress(vm->ram_fd, vm->mem_bytes, zst, zerr, sizeof(zerr)) != 0) {
+        snprintf(err, errlen, "snapshot of VM '%s': %s", vm->name, zerr);
         goto out;
     }
     json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:i,s:s,s:b}", "format", 1, "profile",
@@ -197,6 +166,7 @@ out:
     }
     free(state);
     free(ram);
+    free(zst);
     free(meta);
     free(uri);
     return rc;
@@ -249,10 +219,23 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         goto out;
     }
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));
-    if (has_ram && !file_exists(ram)) {
+    char *zst = xasprintf("%s/ram.zst", dir);
+    if (has_ram && !file_exists(ram) && file_exists(zst)) {
+        /* compressed: restore from the unpacked copy (made on first use) */
+        char uerr[1024];
+        char *unpacked = ram_unpacked(zst, uerr, sizeof(uerr));
+        if (!unpacked)
+            snprintf(err, errlen, "restore of VM '%s' from %s: %s", vm->name, dir, uerr);
+        free(ram);
+        ram = unpacked;
+    } else if (has_ram && !file_exists(ram)) {
         snprintf(err, errlen, "restore: snapshot %s lacks its RAM file", dir);
-        goto out;
+        free(ram);
+        ram = NULL;
     }
+    free(zst);
+    if (has_ram && !ram)
+        goto out;
     vm_boot_opts o = {0};
     o.memory = json_integer_value(json_object_get(m, "memory"));
     o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));

@@ -142,6 +142,13 @@ int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);
 
+/* Compressed guest RAM (ramzst.c): ram_compress stores the allocated parts of
+ * the RAM file src (size bytes) as zstd frames in dst_path; ram_unpacked
+ * returns the path of a sparse, uncompressed copy of such a file on /dev/shm,
+ * unpacking it on first use (callers free the path). */
+int ram_compress(int src, int64_t size, const char *dst_path, char *err, size_t errlen);
+char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
+
 int vm_console_write(pv_vm *vm, const void *data, size_t len, char *err, size_t errlen);
 int vm_pause(pv_vm *vm, char *err, size_t errlen);
 int vm_resume(pv_vm *vm, char *err, size_t errlen);
