@@ -302,3 +302,39 @@ out:
     }
     return path;
 }
+
+int ram_copy_into(const char *src_path, int dst, char *err, size_t errlen)
+{
+    int src = open(src_path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) {
+        snprintf(err, errlen, "cannot open the saved guest RAM %s: %s", src_path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = fstat(src, &st);
+    char *buf = xmalloc(CHUNK);
+    for (off_t pos = 0; rc == 0 && pos < st.st_size;) {
+        off_t data = lseek(src, pos, SEEK_DATA);
+        if (data < 0)
+            break; /* ENXIO: only holes remain */
+        off_t hole = lseek(src, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = st.st_size;
+        for (off_t off = data; rc == 0 && off < hole;) {
+            size_t want = (size_t)(hole - off) < CHUNK ? (size_t)(hole - off) : CHUNK;
+            ssize_t n = pread(src, buf, want, off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0 || pwrite(dst, buf, (size_t)n, off) != n)
+                rc = -1;
+            else
+                off += n;
+        }
+        pos = hole;
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "cannot copy the saved guest RAM %s: %s", src_path, strerror(errno));
+    free(buf);
+    close(src);
+    return rc;
+}
