@@ -95,6 +95,7 @@ e2e: all image kmod kmod-faulty
 cli-tests: all image kmod kmod-faulty
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
+	tests/cli/boot_cache.sh
 	tests/cli/accel.sh
 	tests/cli/kernel_health.sh
 	tests/cli/repl.sh

@@ -8,7 +8,8 @@
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, pool (default: all) */
+ *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include "../host/config/config.h"
 #include "../host/util/util.h"
 #include "../host/vmm/accel.h"
+#include "../host/vmm/boot_cache.h"
 #include "../host/vmm/vm.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -252,6 +254,15 @@ static double du_mib(const char *dir)
     return kb / 1024.0;
 }
 
+/* Sends the first op to a VM that just came up. */
+static void first_op(pv_vm *vm)
+{
+    vm_reply rep;
+    vm_begin(vm, PV_MSG_PING);
+    call(vm, &rep);
+    vm_reply_free(&rep);
+}
+
 /* A restore of dir until the first op. */
 static double time_restore(const pv_profile *p, const char *tmpl, const char *dir)
 {
@@ -260,10 +271,7 @@ static double time_restore(const pv_profile *p, const char *tmpl, const char *di
     double t0 = now_s();
     if (vm_restore(r, dir, err, sizeof(err)) != 0)
         die("restore", err);
-    vm_reply rep;
-    vm_begin(r, PV_MSG_PING);
-    call(r, &rep); /* the first op */
-    vm_reply_free(&rep);
+    first_op(r);
     double t = now_s() - t0;
     vm_shutdown(r, err, sizeof(err));
     vm_free(r);
@@ -320,6 +328,47 @@ static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int
     free(snap_t);
     free(rest_t);
     free(raw_t);
+}
+
+/* a plain boot through the boot cache (a private cache, built by the first
+ * boot) against a cold boot, alternately */
+static void bench_boot_cache(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
+{
+    char err[8192];
+    pv_config c = *cfg;
+    c.cache_dir = xasprintf("%s/cache", tmpl);
+    double *cold = xcalloc((size_t)iters, sizeof(double)), *hit = xcalloc((size_t)iters, sizeof(double));
+    double first = 0;
+    for (int i = -1; i < iters; i++) {
+        for (int cached = 0; cached <= 1; cached++) {
+            if (i < 0 && !cached)
+                continue;
+            pv_vm *vm = vm_new("bench", p, tmpl);
+            vm_boot_opts o = {0};
+            o.no_boot_cache = !cached;
+            double t0 = now_s();
+            if (boot_cache_boot(vm, &o, &c, err, sizeof(err)) != 0)
+                die("boot", err);
+            first_op(vm);
+            double t = now_s() - t0;
+            if (cached && vm->boot_cached != (i >= 0))
+                die("boot cache", i < 0 ? "the first boot was not cold" : "a boot missed the cache");
+            if (i < 0)
+                first = t;
+            else
+                (cached ? hit : cold)[i] = t;
+            vm_shutdown(vm, err, sizeof(err));
+            vm_free(vm);
+        }
+    }
+    double cold_m = median(cold, iters), hit_m = median(hit, iters);
+    printf("\n%-44s %9.3f s\n", "first boot: cold + storing the entry", first);
+    printf("%-44s %9.3f s\n", "cold boot to first op (median)", cold_m);
+    printf("%-44s %9.3f s\n", "plain boot via the boot cache (median)", hit_m);
+    printf("%-44s %9.2f x   (target <= 0.25)\n", "  boot cache / cold boot", hit_m / cold_m);
+    free(cold);
+    free(hit);
+    free((char *)c.cache_dir);
 }
 
 static int n_sections;
@@ -445,6 +494,8 @@ int main(int argc, char **argv)
 
     vm_shutdown(vm, err, sizeof(err));
     vm_free(vm);
+    if (want("bootcache"))
+        bench_boot_cache(&cfg, p, tmpl, iters);
     if (want("pool"))
         bench_pool(tmpl);
     rm_rf(tmpl);

@@ -284,6 +284,8 @@ static int l_vm_boot(lua_State *L)
     pv_forget_open(v);
     int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
     free_opts(&per);
+    if (v->vm->boot_warning)
+        pv_fixture_note_warning(L, "boot cache", v->vm->boot_warning);
     if (rc != 0)
         return luaL_error(L, "%s", err);
     pv_fixture_note_profile(L, v->vm->profile.name);

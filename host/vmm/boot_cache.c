@@ -145,8 +145,10 @@ static void store(pv_vm *vm, const pv_config *cfg, const char *key)
     if (rc == 0)
         rc = fixture_install(cfg, key, name, dir, NULL, 0, &profile, 1, err, sizeof(err));
     if (rc != 0) {
-        fprintf(stderr, "provium: VM '%s': boot cache: cannot store the booted VM (the boot itself is fine): %s\n",
-                vm->name, err);
+        free(vm->boot_warning);
+        vm->boot_warning =
+            xasprintf("warning: VM '%s': boot cache: cannot store the booted VM (the boot itself is fine): %s", vm->name,
+                      err);
         rm_rf(dir);
     }
     free(name);
@@ -159,6 +161,8 @@ int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, c
     vm_boot_opts none = {0};
     if (!opts)
         opts = &none;
+    free(vm->boot_warning);
+    vm->boot_warning = NULL;
     if (boot_cache_bypass(vm, opts, cfg))
         return vm_boot(vm, opts, err, errlen);
     double t0 = now_s();
@@ -186,7 +190,9 @@ int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, c
             return finish(vm, opts, t0, err, errlen);
         }
         /* corrupt or unusable: drop it and boot cold, which rebuilds it */
-        fprintf(stderr, "provium: VM '%s': cached boot unusable, booting cold and rebuilding it: %s\n", vm->name, why);
+        free(vm->boot_warning);
+        vm->boot_warning = xasprintf("warning: VM '%s': cached boot unusable, booting cold and rebuilding it (%s)",
+                                     vm->name, why);
         rm_rf(entry);
         free(entry);
         vm->state = VM_CREATED;

@@ -225,6 +225,17 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  !m ? (file_exists(meta_path) ? "meta.json is unreadable" : "no meta.json") : "no state file");
         goto out;
     }
+    /* QEMU waits for the rest of a stream that ends early instead of failing:
+     * check the start of it here */
+    char magic[4] = "";
+    int sfd = open(state, O_RDONLY | O_CLOEXEC);
+    bool qevm = sfd >= 0 && read(sfd, magic, 4) == 4 && memcmp(magic, "QEVM", 4) == 0;
+    if (sfd >= 0)
+        close(sfd);
+    if (!qevm) {
+        snprintf(err, errlen, "restore: %s is damaged: its state file is not a QEMU migration stream", dir);
+        goto out;
+    }
     /* A snapshot only makes sense with the very kernel, initrd and QEMU it
      * was taken with: refuse anything else instead of booting garbage. */
     const char *kid = vm_file_identity(vm->profile.kernel);

@@ -1360,6 +1360,7 @@ void vm_free(pv_vm *vm)
     pv_buf_free(&vm->out);
     free(vm->agent_version);
     free(vm->dead_reason);
+    free(vm->boot_warning);
     free(vm->cmdline);
     free(vm->initrd_path);
     free(vm->qemu_version);

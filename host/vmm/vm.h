@@ -91,6 +91,7 @@ typedef struct pv_vm {
     bool ram_copy;
     bool console_append;
     bool boot_cached; /* the last boot was a restore from the boot cache */
+    char *boot_warning; /* what the boot cache had to warn about in the last boot, or NULL */
     bool time_pinned; /* the test set the clock: restores keep the snapshot's */
     bool has_rng_seed; /* booted with a seeded virtio-rng (part of the machine) */
     uint64_t rng_seed;
