@@ -65,8 +65,10 @@ void files_read(agent_conn *c, const pv_msg *m)
     }
     close(fd);
     if (err == EFBIG)
-        conn_send_error(c, chan, req, err, "read_file %s: larger than the %u byte transfer limit", path,
-                        (unsigned)MAX_FILE_BYTES);
+        conn_send_error(c, chan, req, err,
+                        "read_file %s: larger than the %u byte transfer limit (read it in parts with open_file, "
+                        "or follow it with tail_file)",
+                        path, (unsigned)MAX_FILE_BYTES);
     else if (err)
         conn_send_error(c, chan, req, err, "read_file %s: %s", path, strerror(err));
     else {
