@@ -30,6 +30,8 @@
 #define LEVEL 3
 /* unpacked copies nobody restored for this long are removed */
 #define UNPACKED_MAX_IDLE_S 3600
+/* and beyond this much memory in all, the least recently restored go */
+#define UNPACKED_MAX_BYTES (1LL << 30)
 
 /* Reads or writes all n bytes; -1 on an error or an early EOF. */
 static int io_all(int fd, void *p, size_t n, bool writing)
@@ -186,15 +188,40 @@ static char *zst_identity(const struct stat *st)
                      (unsigned long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
 }
 
+typedef struct {
+    char *path;
+    time_t mtime;
+    int64_t bytes;
+} unpacked_copy;
+
+static int by_mtime(const void *a, const void *b)
+{
+    const unpacked_copy *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+static void drop_copy(const char *path)
+{
+    char *src = xasprintf("%.*s.src", (int)(strlen(path) - 4), path);
+    unlink(path);
+    unlink(src);
+    free(src);
+}
+
 /* Removes unpacked copies whose compressed file is gone or changed (a
  * snapshot directory removed, a fixture evicted or rebuilt) or that nobody
- * restored for a while. Each copy NAME.ram has NAME.src beside it: the
- * identity of its source and its path. */
+ * restored for a while, then the least recently restored ones while all of
+ * them take more than UNPACKED_MAX_BYTES (removing a copy a VM runs on is
+ * harmless: the VM keeps its mapping). Each copy NAME.ram has NAME.src beside
+ * it: the identity of its source and its path. */
 static void drop_stale(const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
     time_t now = time(NULL);
+    unpacked_copy *keep = NULL;
+    size_t nkeep = 0;
+    int64_t total = 0;
     while (d && (e = readdir(d))) {
         size_t len = strlen(e->d_name);
         if (e->d_name[0] == '.' || len < 5 || strcmp(e->d_name + len - 4, ".ram") != 0)
@@ -215,15 +242,27 @@ static void drop_stale(const char *dir)
             free(zpath);
         }
         if (stale) {
-            unlink(p);
-            unlink(src);
+            drop_copy(p);
+            free(p);
+        } else {
+            keep = xrealloc(keep, (nkeep + 1) * sizeof(*keep));
+            keep[nkeep++] = (unpacked_copy){p, st.st_mtime, (int64_t)st.st_blocks * 512};
+            total += (int64_t)st.st_blocks * 512;
         }
         free(rec);
         free(src);
-        free(p);
     }
     if (d)
         closedir(d);
+    qsort(keep, nkeep, sizeof(*keep), by_mtime);
+    for (size_t i = 0; i < nkeep; i++) {
+        if (total > UNPACKED_MAX_BYTES) {
+            drop_copy(keep[i].path);
+            total -= keep[i].bytes;
+        }
+        free(keep[i].path);
+    }
+    free(keep);
 }
 
 char *ram_unpacked(const char *zst_path, char *err, size_t errlen)
