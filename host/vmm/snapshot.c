@@ -23,6 +23,45 @@
 
 #define MIGRATE_TIMEOUT_MS 60000
 
+/* Large files (kernels, initramfs images) are hashed once per version, not
+ * once per process: <cache>/ids/<sha256 of the path> records the hash with
+ * the device, inode, size, mtime and ctime it was computed for (ctime cannot
+ * be set back, so any rewrite shows). With hex[0] == 0, looks the record up
+ * (true: hex filled in); otherwise stores hex for st. */
+static bool persisted_identity(const char *path, const struct stat *st, char hex[65])
+{
+    if (st->st_size < (1 << 20))
+        return false; /* small files are hashed every time */
+    char name[65];
+    sha256_hex(path, strlen(path), name);
+    char *dir = xasprintf("%s/ids", cache_root()), *rec = xasprintf("%s/%s", dir, name);
+    char *stamp = xasprintf("%llu %llu %lld %lld.%09ld %lld.%09ld ", (unsigned long long)st->st_dev,
+                            (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+                            st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+    bool found = false;
+    if (!hex[0]) {
+        size_t n = 0, sl = strlen(stamp);
+        char *text = read_whole_file(rec, &n);
+        if (text && n == sl + 64 && memcmp(text, stamp, sl) == 0 && strspn(text + sl, "0123456789abcdef") == 64) {
+            memcpy(hex, text + sl, 64);
+            hex[64] = 0;
+            found = true;
+        }
+        free(text);
+    } else if (mkdir_p(dir, 0755) == 0) {
+        char *tmp = xasprintf("%s.%d.tmp", rec, (int)getpid());
+        char *text = xasprintf("%s%s", stamp, hex);
+        if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, rec) != 0)
+            unlink(tmp);
+        free(text);
+        free(tmp);
+    }
+    free(stamp);
+    free(rec);
+    free(dir);
+    return found;
+}
+
 const char *vm_file_identity(const char *path)
 {
     /* hashing a kernel costs tens of milliseconds: remember the answer for
@@ -41,17 +80,24 @@ const char *vm_file_identity(const char *path)
         if (cache[i].path && strcmp(cache[i].path, path) == 0 && cache[i].size == st.st_size &&
             cache[i].mtime.tv_sec == st.st_mtim.tv_sec && cache[i].mtime.tv_nsec == st.st_mtim.tv_nsec)
             return cache[i].hex;
-    size_t len;
-    char *data = read_whole_file(path, &len);
-    if (!data)
-        return "unreadable";
     int slot = next++ % 16;
     free(cache[slot].path);
     cache[slot].path = xstrdup(path);
     cache[slot].size = st.st_size;
     cache[slot].mtime = st.st_mtim;
+    cache[slot].hex[0] = 0;
+    if (persisted_identity(path, &st, cache[slot].hex))
+        return cache[slot].hex;
+    size_t len;
+    char *data = read_whole_file(path, &len);
+    if (!data) {
+        free(cache[slot].path);
+        cache[slot].path = NULL;
+        return "unreadable";
+    }
     sha256_hex(data, len, cache[slot].hex);
     free(data);
+    persisted_identity(path, &st, cache[slot].hex);
     return cache[slot].hex;
 }
 

@@ -61,6 +61,20 @@ expect_out "VM 'a': cached boot unusable, booting cold and rebuilding it"
 [ -s "$entry/state" ] || problem "the entry was not rebuilt"
 end_check
 
+begin "a kernel whose content changed (mtime kept) gets its own entry"
+cp "$ROOT/build/image/vmlinux" "$P/vmlinux"
+sed -i "s|^kernel = .*|kernel = \"$P/vmlinux\"|" "$P/provium.toml"
+run two.test.lua
+n1=$(entries)
+head -c 4096 /dev/zero >>"$P/vmlinux" # ELF loaders ignore trailing bytes
+touch -r "$ROOT/build/image/vmlinux" "$P/vmlinux"
+run two.test.lua
+expect_rc 0
+[ "$(entries)" = $((n1 + 1)) ] || problem "$(entries) boot entries after the change, expected $((n1 + 1))"
+run fixture list
+[ "$(grep -c '^boot:default ' <<<"$OUT")" = 1 ] || problem "fixture list should show only the current entry"
+end_check
+
 begin "--no-boot-cache, boot_cache = false (VM and boot option) and rng_seed make no entry"
 rm -rf "$PROVIUM_CACHE_DIR"
 run --no-boot-cache two.test.lua
