@@ -9,7 +9,7 @@ OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lm
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lzstd -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build
@@ -119,6 +119,7 @@ e2e: all image kmod kmod-faulty kselftests
 cli-tests: all image kmod kmod-faulty
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
+	tests/cli/boot_cache.sh
 	tests/cli/accel.sh
 	tests/cli/kernel_health.sh
 	tests/cli/repl.sh

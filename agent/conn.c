@@ -2,6 +2,7 @@
  * replies. Replies are written with blocking writes: a virtio-serial write
  * blocks only while no host is connected, and then nobody is waiting anyway. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,37 @@ void conn_init(agent_conn *c, int fd, bool is_port)
     c->is_port = is_port;
     c->connected = true;
     pv_buf_init(&c->out);
+}
+
+/* A virtio-serial read returns one 4 KiB buffer at most: while a large frame
+ * is arriving, read on without going back to the main poll for every 4 KiB.
+ * The reads are non-blocking so that a host that stalls mid-frame leaves the
+ * agent free to serve everything else. */
+static void fill_frame(agent_conn *c)
+{
+    pv_hdr hdr;
+    if (c->in_len < PV_HDR_SIZE || pv_hdr_decode(c->in, &hdr) != 0 || c->in_len >= PV_HDR_SIZE + (size_t)hdr.len)
+        return;
+    size_t need = PV_HDR_SIZE + (size_t)hdr.len;
+    if (need > c->in_cap) {
+        uint8_t *n = realloc(c->in, need);
+        if (!n)
+            return;
+        c->in = n;
+        c->in_cap = need;
+    }
+    int flags = fcntl(c->fd, F_GETFL);
+    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) != 0)
+        return;
+    while (c->in_len < need) {
+        ssize_t n = read(c->fd, c->in + c->in_len, need - c->in_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* EAGAIN: the main poll waits for the rest; EOF: it sees it again */
+        c->in_len += (size_t)n;
+    }
+    fcntl(c->fd, F_SETFL, flags);
 }
 
 int conn_fill(agent_conn *c)
@@ -39,6 +71,7 @@ int conn_fill(agent_conn *c)
     if (n == 0)
         return 0;
     c->in_len += (size_t)n;
+    fill_frame(c);
     return 1;
 }
 

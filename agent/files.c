@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -24,33 +25,43 @@ void files_read(agent_conn *c, const pv_msg *m)
         free(path);
         return;
     }
-    /* Size is unknown for /proc and /sys files: read until EOF. */
-    size_t cap = 65536, len = 0;
-    char *data = malloc(cap);
-    int err = data ? 0 : ENOMEM;
-    while (!err) {
-        if (len == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                err = EFBIG;
-                break;
-            }
-            cap = cap * 2 > MAX_FILE_BYTES ? MAX_FILE_BYTES : cap * 2;
-            char *n = realloc(data, cap);
-            if (!n) {
-                err = ENOMEM;
-                break;
-            }
-            data = n;
+    /* The data is read straight into the reply frame (the connection's
+     * buffer, which stays allocated between requests), so it is copied once
+     * and touches no fresh pages. A regular file's size sizes the first read;
+     * /proc and /sys files report none: read until EOF in growing chunks. One
+     * byte past the limit is asked for, to tell a file at the limit from a
+     * larger one. */
+    struct stat st;
+    size_t chunk = 65536;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        chunk = (size_t)st.st_size < MAX_FILE_BYTES ? (size_t)st.st_size + 1 : MAX_FILE_BYTES + 1;
+    pv_frame_begin(&c->out, PV_MSG_FILE_DATA, chan, req);
+    size_t at = pv_put_open(&c->out, PV_T_DATA), len = 0;
+    int err = 0;
+    for (;;) {
+        if (len > MAX_FILE_BYTES) {
+            err = EFBIG;
+            break;
         }
-        ssize_t n = read(fd, data + len, cap - len);
+        size_t want = MAX_FILE_BYTES + 1 - len < chunk ? MAX_FILE_BYTES + 1 - len : chunk;
+        uint8_t *p = pv_put_room(&c->out, want);
+        if (!p) {
+            err = ENOMEM;
+            break;
+        }
+        ssize_t n = read(fd, p, want);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (n < 0) {
             err = errno;
-        else if (n == 0)
             break;
-        else
-            len += (size_t)n;
+        }
+        if (n == 0)
+            break;
+        pv_put_commit(&c->out, (size_t)n);
+        len += (size_t)n;
+        if ((size_t)n == want && chunk < (4u << 20))
+            chunk *= 2;
     }
     close(fd);
     if (err == EFBIG)
@@ -60,11 +71,9 @@ void files_read(agent_conn *c, const pv_msg *m)
     else if (err)
         conn_send_error(c, chan, req, err, "read_file %s: %s", path, strerror(err));
     else {
-        pv_frame_begin(&c->out, PV_MSG_FILE_DATA, chan, req);
-        pv_put_bytes(&c->out, PV_T_DATA, data, len);
+        pv_put_close(&c->out, at);
         conn_send(c);
     }
-    free(data);
     free(path);
 }
 

@@ -9,7 +9,9 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
- * usage: build/bench [iterations]   (run from the repository root) */
+ * usage: build/bench [iterations] [section...]   (run from the repository root)
+ *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +27,7 @@
 #include "../host/config/config.h"
 #include "../host/util/util.h"
 #include "../host/vmm/accel.h"
+#include "../host/vmm/boot_cache.h"
 #include "../host/vmm/vm.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -146,10 +149,8 @@ static double time_batch(pv_vm *vm, int n)
     return now_s() - t0;
 }
 
-static double time_file_roundtrip(pv_vm *vm, size_t size)
+static double time_write_file(pv_vm *vm, const char *data, size_t size)
 {
-    char *data = xmalloc(size);
-    memset(data, 'x', size);
     double t0 = now_s();
     vm_begin(vm, PV_MSG_WRITE_FILE);
     pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
@@ -157,14 +158,45 @@ static double time_file_roundtrip(pv_vm *vm, size_t size)
     vm_reply r;
     call(vm, &r);
     vm_reply_free(&r);
+    return now_s() - t0;
+}
+
+static double time_read_file(pv_vm *vm, size_t size)
+{
+    double t0 = now_s();
     vm_begin(vm, PV_MSG_READ_FILE);
     pv_put_str(&vm->out, PV_T_PATH, "/tmp/bench.bin");
+    vm_reply r;
     call(vm, &r);
     if (pv_msg_get(&r.msg, PV_T_DATA)->len != size)
         die("read_file", "short read");
     vm_reply_free(&r);
-    free(data);
     return now_s() - t0;
+}
+
+/* 16 MiB through write_file and read_file against the same bytes echoed by
+ * a PING (16 MiB each way), best of 5 each, interleaved so that load on the
+ * host hits both alike. */
+static void bench_files(pv_vm *vm)
+{
+    size_t size = 16u << 20;
+    char *data = xmalloc(size);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)(i * 7 + (i >> 12));
+    double chan = 1e9, wr = 1e9, rd = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double c = time_ping(vm, size), w = time_write_file(vm, data, size), r = time_read_file(vm, size);
+        chan = c < chan ? c : chan;
+        wr = w < wr ? w : wr;
+        rd = r < rd ? r : rd;
+    }
+    free(data);
+    /* the echo moves 16 MiB each way, a write or a read 16 MiB one way */
+    double chan_mib = 32.0 / chan, file_mib = 32.0 / (wr + rd);
+    printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 5)", chan_mib);
+    printf("%-44s %9.1f MiB/s\n", "write_file 16 MiB (best of 5)", 16.0 / wr);
+    printf("%-44s %9.1f MiB/s\n", "read_file 16 MiB (best of 5)", 16.0 / rd);
+    printf("%-44s %9.2f x of the channel   (target >= 0.8)\n", "  write_file + read_file", file_mib / chan_mib);
 }
 
 /* Runs `build/provium ARGS... DIR` and returns its wall time. */
@@ -211,9 +243,233 @@ static void bench_pool(const char *tmp)
     free(dir);
 }
 
+static double du_mib(const char *dir)
+{
+    char *du = xasprintf("du -sk '%s' | cut -f1", dir);
+    FILE *f = popen(du, "r");
+    long kb = 0;
+    if (!f || fscanf(f, "%ld", &kb) != 1)
+        kb = -1;
+    if (f)
+        pclose(f);
+    free(du);
+    return kb / 1024.0;
+}
+
+/* Sends the first op to a VM that just came up. */
+static void first_op(pv_vm *vm)
+{
+    vm_reply rep;
+    vm_begin(vm, PV_MSG_PING);
+    call(vm, &rep);
+    vm_reply_free(&rep);
+}
+
+/* A restore of dir until the first op. */
+static double time_restore(const pv_profile *p, const char *tmpl, const char *dir)
+{
+    char err[4096];
+    pv_vm *r = vm_new("restored", p, tmpl);
+    double t0 = now_s();
+    if (vm_restore(r, dir, err, sizeof(err)) != 0)
+        die("restore", err);
+    first_op(r);
+    double t = now_s() - t0;
+    vm_shutdown(r, err, sizeof(err));
+    vm_free(r);
+    return t;
+}
+
+/* snapshots: take one of the booted VM, then restore it repeatedly; the
+ * stored (compressed) snapshot against the same snapshot with its RAM stored
+ * uncompressed, as before compression, restored alternately */
+static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int iters, double cold_m)
+{
+    char err[4096];
+    char *snapdir = xasprintf("%s/bench.snap", tmpl), *rawdir = xasprintf("%s/bench.raw", tmpl);
+    double *snap_t = xcalloc((size_t)iters, sizeof(double)), *rest_t = xcalloc((size_t)iters, sizeof(double)),
+           *raw_t = xcalloc((size_t)iters, sizeof(double));
+    for (int i = 0; i < iters; i++) {
+        rm_rf(snapdir);
+        double t0 = now_s();
+        if (vm_snapshot(vm, snapdir, err, sizeof(err)) != 0)
+            die("snapshot", err);
+        snap_t[i] = now_s() - t0;
+    }
+    double first = time_restore(p, tmpl, snapdir); /* unpacks the RAM */
+    char *zst = xasprintf("%s/ram.zst", snapdir);
+    char *unpacked = ram_unpacked(zst, err, sizeof(err));
+    if (!unpacked)
+        die("unpack", err);
+    char *cp = xasprintf("mkdir -p '%s' && cp '%s/state' '%s/meta.json' '%s/' && cp --sparse=always '%s' '%s/ram'",
+                         rawdir, snapdir, snapdir, rawdir, unpacked, rawdir);
+    if (system(cp) != 0)
+        die("bench", "cannot make the uncompressed copy of the snapshot");
+    for (int i = 0; i < iters; i++) {
+        rest_t[i] = time_restore(p, tmpl, snapdir);
+        raw_t[i] = time_restore(p, tmpl, rawdir);
+    }
+    double snap_m = median(snap_t, iters), rest_m = median(rest_t, iters), raw_m = median(raw_t, iters);
+    double zst_mib = du_mib(snapdir), raw_mib = du_mib(rawdir);
+    printf("\n%-44s %9.3f s\n", "snapshot of a running VM (median)", snap_m);
+    printf("%-44s %9.3f s\n", "first restore (unpacks the RAM once)", first);
+    printf("%-44s %9.3f s   (target <= 0.05)\n", "restore until the first op (median)", rest_m);
+    printf("%-44s %9.3f s\n", "  same, RAM stored uncompressed (median)", raw_m);
+    printf("%-44s %9.2f x   (target <= 1.2)\n", "  compressed / uncompressed restore", rest_m / raw_m);
+    if (cold_m > 0) {
+        printf("%-44s %9.3f s\n", "cold boot until the first op (median)", cold_m);
+        printf("%-44s %9.2f x\n", "  restore / cold boot", rest_m / cold_m);
+    }
+    printf("%-44s %9.1f MiB on disk   (target <= 30)\n", "snapshot (cache entry) size", zst_mib);
+    printf("%-44s %9.1f MiB on disk\n", "  same, RAM stored uncompressed", raw_mib);
+    free(cp);
+    free(unpacked);
+    free(zst);
+    free(snapdir);
+    free(rawdir);
+    free(snap_t);
+    free(rest_t);
+    free(raw_t);
+}
+
+/* a plain boot through the boot cache (a private cache, built by the first
+ * boot) against a cold boot, alternately */
+static void bench_boot_cache(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
+{
+    char err[8192];
+    pv_config c = *cfg;
+    c.cache_dir = xasprintf("%s/cache", tmpl);
+    double *cold = xcalloc((size_t)iters, sizeof(double)), *hit = xcalloc((size_t)iters, sizeof(double));
+    double first = 0;
+    for (int i = -1; i < iters; i++) {
+        for (int cached = 0; cached <= 1; cached++) {
+            if (i < 0 && !cached)
+                continue;
+            pv_vm *vm = vm_new("bench", p, tmpl);
+            vm_boot_opts o = {0};
+            o.no_boot_cache = !cached;
+            double t0 = now_s();
+            if (boot_cache_boot(vm, &o, &c, err, sizeof(err)) != 0)
+                die("boot", err);
+            first_op(vm);
+            double t = now_s() - t0;
+            if (cached && vm->boot_cached != (i >= 0))
+                die("boot cache", i < 0 ? "the first boot was not cold" : "a boot missed the cache");
+            if (i < 0)
+                first = t;
+            else
+                (cached ? hit : cold)[i] = t;
+            vm_shutdown(vm, err, sizeof(err));
+            vm_free(vm);
+        }
+    }
+    double cold_m = median(cold, iters), hit_m = median(hit, iters);
+    printf("\n%-44s %9.3f s\n", "first boot: cold + storing the entry", first);
+    printf("%-44s %9.3f s\n", "cold boot to first op (median)", cold_m);
+    printf("%-44s %9.3f s\n", "plain boot via the boot cache (median)", hit_m);
+    printf("%-44s %9.2f x   (target <= 0.25)\n", "  boot cache / cold boot", hit_m / cold_m);
+    free(cold);
+    free(hit);
+    free((char *)c.cache_dir);
+}
+
+static int n_sections;
+static char **sections;
+
+/* true when SECTION was asked for on the command line (or none was) */
+static bool want(const char *section)
+{
+    if (n_sections == 0)
+        return true;
+    for (int i = 0; i < n_sections; i++)
+        if (strcmp(sections[i], section) == 0)
+            return true;
+    return false;
+}
+
+/* Runs cmd in the guest through the shell; dies unless it exits 0. */
+static void guest_sh(pv_vm *vm, const char *cmd)
+{
+    vm_begin(vm, PV_MSG_EXEC);
+    pv_put_str(&vm->out, PV_T_SHELL, cmd);
+    vm_reply r;
+    call(vm, &r);
+    if (pv_msg_i64(&r.msg, PV_T_EXIT_CODE, -1) != 0)
+        die("guest command failed", cmd);
+    vm_reply_free(&r);
+}
+
+/* Kernel health rows: how long a call under which the kernel oopses takes
+ * to fail (it used to wait out the 60 s reply timeout), and the cold boot of
+ * the debug kernel (KASAN, lockdep) against the default one. */
+static void bench_health(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
+{
+    char err[8192];
+    const char *ko = "build/kmod-faulty/provium_faulty.ko";
+    size_t kolen = 0;
+    char *kodata = read_whole_file(ko, &kolen);
+    if (kodata) {
+        double *fail = xcalloc((size_t)iters, sizeof(double));
+        for (int i = 0; i < iters; i++) {
+            pv_vm *vm = vm_new("bench-oops", p, tmpl);
+            if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+                die("boot", err);
+            vm_begin(vm, PV_MSG_WRITE_FILE);
+            pv_put_str(&vm->out, PV_T_PATH, "/tmp/faulty.ko");
+            pv_put_bytes(&vm->out, PV_T_DATA, kodata, kolen);
+            vm_reply r;
+            call(vm, &r);
+            vm_reply_free(&r);
+            guest_sh(vm, "insmod /tmp/faulty.ko");
+            /* the agent itself writes: the oops kills the process serving the call */
+            double t0 = now_s();
+            vm_begin(vm, PV_MSG_WRITE_FILE);
+            pv_put_str(&vm->out, PV_T_PATH, "/proc/provium_faulty");
+            pv_put_bytes(&vm->out, PV_T_DATA, "oops", 4);
+            int gerr = 0;
+            if (vm_call(vm, &r, 60000, &gerr, err, sizeof(err)) == 0 || !strstr(err, "kernel oops"))
+                die("oops under a call did not fail as one", err);
+            fail[i] = now_s() - t0;
+            vm_free(vm);
+        }
+        double m = median(fail, iters);
+        printf("%-44s %9.3f s\n", "oops under a call, to the call's failure", m);
+        printf("%-44s %9.3f x   (the 60 s reply timeout it waited for before)\n", "  ratio", m / 60.0);
+        free(fail);
+        free(kodata);
+    } else {
+        printf("%-44s %9s   (make kmod-faulty first)\n", "oops under a call, to the call's failure", "-");
+    }
+    const pv_profile *dbg = config_profile(cfg, "debug");
+    if (dbg && file_exists(dbg->kernel)) {
+        double *d = xcalloc((size_t)iters, sizeof(double)), *c = xcalloc((size_t)iters, sizeof(double));
+        for (int i = 0; i < iters; i++) {
+            const pv_profile *which[2] = {p, dbg};
+            for (int k = 0; k < 2; k++) {
+                pv_vm *vm = vm_new("bench-debug", which[k], tmpl);
+                double t0 = now_s();
+                if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+                    die("boot", err);
+                (k ? d : c)[i] = now_s() - t0;
+                vm_shutdown(vm, err, sizeof(err));
+                vm_free(vm);
+            }
+        }
+        double dm = median(d, iters), cm = median(c, iters);
+        printf("%-44s %9.3f s\n", "debug profile cold boot (median)", dm);
+        printf("%-44s %9.2f x   (against the default profile, %.3f s)\n\n", "  ratio", dm / cm, cm);
+        free(d);
+        free(c);
+    } else {
+        printf("%-44s %9s   (make image builds it)\n\n", "debug profile cold boot", "-");
+    }
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 7;
+    n_sections = argc > 2 ? argc - 2 : 0;
+    sections = argv + 2;
     if (iters < 1)
         iters = 1;
     pv_config cfg;
@@ -237,7 +493,9 @@ int main(int argc, char **argv)
     no_acpi.no_acpi = true;
     double *raw = xcalloc((size_t)iters, sizeof(double)), *cold = xcalloc((size_t)iters, sizeof(double));
     double *cold_off = xcalloc((size_t)iters, sizeof(double)), *button = xcalloc((size_t)iters, sizeof(double));
-    for (int i = 0; i < iters; i++) {
+    /* without the boot section, ratios against the cold boot are not printed */
+    double raw_m = 0, cold_m = 0;
+    for (int i = 0; want("boot") && i < iters; i++) {
         raw[i] = raw_first_byte(p, tmpl);
         pv_vm *vm = vm_new("bench", p, tmpl);
         double t0 = now_s();
@@ -257,54 +515,55 @@ int main(int argc, char **argv)
         vm_shutdown(vm, err, sizeof(err));
         vm_free(vm);
     }
-    double raw_m = median(raw, iters), cold_m = median(cold, iters);
-    double off_m = median(cold_off, iters), button_m = median(button, iters);
-    printf("%-44s %9.3f s\n", "raw QEMU boot to first byte (median)", raw_m);
-    printf("%-44s %9.3f s\n", "provium cold boot to first op (median)", cold_m);
-    printf("%-44s %9.2f x   (target <= 1.2)\n", "  ratio", cold_m / raw_m);
-    printf("%-44s %9.3f s\n", "cold boot with acpi = false (median)", off_m);
-    printf("%-44s %+9.3f s   (%+.0f%%)\n", "  ACPI's cost at boot (default - acpi=false)", cold_m - off_m,
-           (cold_m / off_m - 1) * 100);
-    printf("%-44s %9.3f s\n\n", "power_button right after boot, to exit (med.)", button_m);
+    if (want("boot")) {
+        raw_m = median(raw, iters);
+        cold_m = median(cold, iters);
+        double off_m = median(cold_off, iters), button_m = median(button, iters);
+        printf("%-44s %9.3f s\n", "raw QEMU boot to first byte (median)", raw_m);
+        printf("%-44s %9.3f s\n", "provium cold boot to first op (median)", cold_m);
+        printf("%-44s %9.2f x   (target <= 1.2)\n", "  ratio", cold_m / raw_m);
+        printf("%-44s %9.3f s\n", "cold boot with acpi = false (median)", off_m);
+        printf("%-44s %+9.3f s   (%+.0f%%)\n", "  ACPI's cost at boot (default - acpi=false)", cold_m - off_m,
+               (cold_m / off_m - 1) * 100);
+        printf("%-44s %9.3f s\n\n", "power_button right after boot, to exit (med.)", button_m);
+    }
     profile_free(&no_acpi);
     free(cold_off);
     free(button);
+    if (want("health"))
+        bench_health(&cfg, p, tmpl, iters);
 
     pv_vm *vm = vm_new("bench", p, tmpl);
     if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
         die("boot", err);
     enum { N = 1000 };
     double *echo = xcalloc(N, sizeof(double)), *sys = xcalloc(N, sizeof(double));
-    for (int i = 0; i < N; i++) {
-        echo[i] = time_ping(vm, 16);
-        sys[i] = time_getpid(vm);
+    if (want("rtt")) {
+        for (int i = 0; i < N; i++) {
+            echo[i] = time_ping(vm, 16);
+            sys[i] = time_getpid(vm);
+        }
+        double echo_m = median(echo, N), sys_m = median(sys, N);
+        printf("%-44s %9.1f us\n", "raw echo round trip, 16 bytes (median)", echo_m * 1e6);
+        printf("%-44s %9.1f us\n", "vm:syscall(getpid) round trip (median)", sys_m * 1e6);
+        printf("%-44s %9.2f x   (target <= 1.5)\n\n", "  ratio", sys_m / echo_m);
     }
-    double echo_m = median(echo, N), sys_m = median(sys, N);
-    printf("%-44s %9.1f us\n", "raw echo round trip, 16 bytes (median)", echo_m * 1e6);
-    printf("%-44s %9.1f us\n", "vm:syscall(getpid) round trip (median)", sys_m * 1e6);
-    printf("%-44s %9.2f x   (target <= 1.5)\n\n", "  ratio", sys_m / echo_m);
 
-    double singles = 0;
-    for (int i = 0; i < N; i++)
-        singles += time_getpid(vm);
-    double batch = time_batch(vm, N);
-    printf("%-44s %9.3f s\n", "1000 single syscalls", singles);
-    printf("%-44s %9.3f s\n", "one batch of 1000 syscalls", batch);
-    printf("%-44s %9.1f x   (target >= 10)\n\n", "  speedup", singles / batch);
-
-    size_t size = 16u << 20;
-    double chan = 1e9, file = 1e9;
-    for (int i = 0; i < 3; i++) {
-        double c = time_ping(vm, size), f = time_file_roundtrip(vm, size);
-        chan = c < chan ? c : chan;
-        file = f < file ? f : file;
+    if (want("batch")) {
+        double singles = 0;
+        for (int i = 0; i < N; i++)
+            singles += time_getpid(vm);
+        double batch = time_batch(vm, N);
+        printf("%-44s %9.3f s\n", "1000 single syscalls", singles);
+        printf("%-44s %9.3f s\n", "one batch of 1000 syscalls", batch);
+        printf("%-44s %9.1f x   (target >= 10)\n\n", "  speedup", singles / batch);
     }
-    printf("%-44s %9.1f MiB/s\n", "raw channel, 16 MiB echoed (best of 3)", 32.0 / chan);
-    printf("%-44s %9.1f MiB/s\n", "write_file + read_file 16 MiB (best of 3)", 32.0 / file);
-    printf("%-44s %9.2f x of the channel\n", "  ratio", chan / file);
+
+    if (want("files"))
+        bench_files(vm);
 
     /* workers: spawn (fork and thread) until the first op on the worker, then kill */
-    for (int thread = 0; thread <= 1; thread++) {
+    for (int thread = 0; want("workers") && thread <= 1; thread++) {
         double *spawn_t = xcalloc((size_t)iters * 4, sizeof(double));
         for (int i = 0; i < iters * 4; i++) {
             vm_reply r;
@@ -334,50 +593,15 @@ int main(int argc, char **argv)
         free(spawn_t);
     }
 
-    /* snapshots: take one of the booted VM, then restore it repeatedly */
-    char *snapdir = xasprintf("%s/bench.snap", tmpl);
-    double *snap_t = xcalloc((size_t)iters, sizeof(double)), *rest_t = xcalloc((size_t)iters, sizeof(double));
-    for (int i = 0; i < iters; i++) {
-        rm_rf(snapdir);
-        double t0 = now_s();
-        if (vm_snapshot(vm, snapdir, err, sizeof(err)) != 0)
-            die("snapshot", err);
-        snap_t[i] = now_s() - t0;
-    }
-    for (int i = 0; i < iters; i++) {
-        pv_vm *r = vm_new("restored", p, tmpl);
-        double t0 = now_s();
-        if (vm_restore(r, snapdir, err, sizeof(err)) != 0)
-            die("restore", err);
-        vm_reply rep;
-        vm_begin(r, PV_MSG_PING);
-        call(r, &rep); /* the first op */
-        vm_reply_free(&rep);
-        rest_t[i] = now_s() - t0;
-        vm_shutdown(r, err, sizeof(err));
-        vm_free(r);
-    }
-    char *du = xasprintf("du -sk '%s' | cut -f1", snapdir);
-    FILE *f = popen(du, "r");
-    long kb = 0;
-    if (!f || fscanf(f, "%ld", &kb) != 1)
-        kb = -1;
-    if (f)
-        pclose(f);
-    free(du);
-    double snap_m = median(snap_t, iters), rest_m = median(rest_t, iters);
-    printf("\n%-44s %9.3f s\n", "snapshot of a running VM (median)", snap_m);
-    printf("%-44s %9.3f s   (target <= 0.15)\n", "restore until the first op (median)", rest_m);
-    printf("%-44s %9.3f s\n", "cold boot until the first op (median)", cold_m);
-    printf("%-44s %9.2f x   (target <= 0.35)\n", "  restore / cold boot", rest_m / cold_m);
-    printf("%-44s %9.1f MiB on disk\n", "snapshot (cache entry) size", kb / 1024.0);
-    free(snapdir);
-    free(snap_t);
-    free(rest_t);
+    if (want("snapshot"))
+        bench_snapshot(vm, p, tmpl, iters, cold_m);
 
     vm_shutdown(vm, err, sizeof(err));
     vm_free(vm);
-    bench_pool(tmpl);
+    if (want("bootcache"))
+        bench_boot_cache(&cfg, p, tmpl, iters);
+    if (want("pool"))
+        bench_pool(tmpl);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);

@@ -327,6 +327,29 @@ void pv_put_bytes(pv_buf *b, uint16_t tag, const void *data, size_t n) { put_fie
 
 void pv_put_str(pv_buf *b, uint16_t tag, const char *s) { put_field(b, tag, s, strlen(s)); }
 
+size_t pv_put_open(pv_buf *b, uint16_t tag)
+{
+    size_t at = b->len;
+    put_field(b, tag, NULL, 0);
+    return at;
+}
+
+uint8_t *pv_put_room(pv_buf *b, size_t n)
+{
+    uint8_t *p = reserve(b, n);
+    if (p)
+        b->len -= n;
+    return p;
+}
+
+void pv_put_commit(pv_buf *b, size_t n) { b->len += n; }
+
+void pv_put_close(pv_buf *b, size_t at)
+{
+    if (!b->failed)
+        put_le(b->buf + at + 2, b->len - at - PV_FIELD_HDR_SIZE, 4);
+}
+
 int pv_frame_end(pv_buf *b)
 {
     if (b->failed)

@@ -185,6 +185,16 @@ void pv_frame_begin(pv_buf *b, uint16_t type, uint32_t chan, uint32_t req);
 void pv_put_u64(pv_buf *b, uint16_t tag, uint64_t v);
 void pv_put_i64(pv_buf *b, uint16_t tag, int64_t v);
 void pv_put_bytes(pv_buf *b, uint16_t tag, const void *data, size_t n);
+/* A bytes field whose data is written in place (e.g. by read(2)), so that
+ * large data is copied once: pv_put_open writes the field header and returns
+ * its offset; pv_put_room makes room for n more bytes and returns where they
+ * go (NULL past the payload limit or without memory: the buffer is then
+ * failed); pv_put_commit counts bytes written there; pv_put_close sets the
+ * field's length. */
+size_t pv_put_open(pv_buf *b, uint16_t tag);
+uint8_t *pv_put_room(pv_buf *b, size_t n);
+void pv_put_commit(pv_buf *b, size_t n);
+void pv_put_close(pv_buf *b, size_t at);
 void pv_put_str(pv_buf *b, uint16_t tag, const char *s);
 /* Patches the length into the header. Returns 0, or -1 if the frame failed. */
 int pv_frame_end(pv_buf *b);

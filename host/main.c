@@ -94,6 +94,8 @@ static void usage(FILE *out)
             "      --timeout DUR   per-file timeout: seconds or 500ms/30s/10m/2h;\n"
             "                      0 disables (default 300s)\n"
             "      --fail-fast     start no new file after the first failed one\n"
+            "      --no-boot-cache  cold-boot every VM instead of restoring the snapshot\n"
+            "                      of an earlier identical boot (PROVIUM_BOOT_CACHE=off)\n"
             "\n"
             "resources (files start in discovery order as the pool allows):\n"
             "      --mem SIZE      pool memory, e.g. 8G (default: 80%% of host RAM)\n"
@@ -170,6 +172,7 @@ enum {
     O_COVERAGE,
     O_TIMINGS,
     O_HTML,
+    O_NO_BOOT_CACHE,
 };
 
 /* The first executable NAME in $PATH (caller frees), or NULL. */
@@ -251,6 +254,7 @@ int main(int argc, char **argv)
         {"coverage", no_argument, NULL, O_COVERAGE},
         {"timings", required_argument, NULL, O_TIMINGS},
         {"html", required_argument, NULL, O_HTML},
+        {"no-boot-cache", no_argument, NULL, O_NO_BOOT_CACHE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -477,6 +481,9 @@ int main(int argc, char **argv)
             }
             /* through the environment: every test file's process inherits it */
             setenv("PROVIUM_ACCEL", optarg, 1);
+            break;
+        case O_NO_BOOT_CACHE:
+            setenv("PROVIUM_BOOT_CACHE", "off", 1); /* inherited like PROVIUM_ACCEL */
             break;
         case 'h':
             usage(stdout);

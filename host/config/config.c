@@ -166,6 +166,11 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
                 ERR(v, "local must be true or false");
             p->local = toml_bool(v);
             rc = 0;
+        } else if (strcmp(k, "boot_cache") == 0) {
+            if (toml_type_of(v) != TOML_BOOL)
+                ERR(v, "boot_cache must be true or false");
+            p->no_boot_cache = !toml_bool(v);
+            rc = 0;
         } else if (strcmp(k, "boot_timeout") == 0) {
             if (toml_type_of(v) == TOML_INT && toml_int(v) > 0 && toml_int(v) <= 86400)
                 p->boot_timeout_ms = toml_int(v) * 1000;
@@ -176,7 +181,8 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             rc = 0;
         } else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
-                   "guest_os, machine, accel, acpi, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local",
+                   "guest_os, machine, accel, acpi, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local, "
+                   "boot_cache",
                 k, section, name);
         if (rc)
             return -1;

@@ -25,6 +25,7 @@ typedef struct {
     bool local; /* no VM: the agent runs as a process on the host (fast op tests) */
     bool kernel_reports_allowed; /* kernel_reports = "allow": oops/WARN/... are recorded, not failures */
     bool no_acpi; /* acpi = false: the guest runs without ACPI (no power button) */
+    bool no_boot_cache; /* boot_cache = false: every boot() is a cold boot */
 } pv_profile;
 
 typedef struct {

@@ -39,6 +39,20 @@ void pv_fixture_note_profile(lua_State *L, const char *profile)
     lua_pop(L, 1);
 }
 
+void pv_fixture_note_warning(lua_State *L, const char *name, const char *warning)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "provium.P");
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "fixture_log") == LUA_TTABLE) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, warning);
+        lua_setfield(L, -2, "warning");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_settop(L, lua_gettop(L) - 2);
+}
+
 /* Writes the keys of the registry table `field` (strings), one a line, to path. */
 static void write_set(lua_State *L, const char *field, const char *path, bool keys)
 {

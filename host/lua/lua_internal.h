@@ -97,6 +97,8 @@ void pv_lua_ktap_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);
+/* Adds a warning to the file's report (as fixture warnings are), under name. */
+void pv_fixture_note_warning(lua_State *L, const char *name, const char *warning);
 
 void pv_lua_files_init(lua_State *L, int methods_idx);
 /* Workers (lua_worker.c): registers spawn_worker/spawn and the Worker type. */

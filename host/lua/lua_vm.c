@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../util/util.h"
+#include "../vmm/boot_cache.h"
 #include "../vmm/vm.h"
 #include "lua_api.h"
 #include "lua_internal.h"
@@ -221,8 +222,8 @@ static void free_opts(vm_boot_opts *o)
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory", "cpus", "kernel_cmdline", "files", "initial_time", "rng_seed",
-                                        NULL};
+static const char *const boot_keys[] = {"memory",   "cpus",     "kernel_cmdline", "files", "initial_time",
+                                        "rng_seed", "boot_cache", NULL};
 
 /* Reads a boot-options table at idx into o (fields present override). */
 static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
@@ -239,7 +240,8 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
                 known |= strcmp(lua_tostring(L, -2), boot_keys[i]) == 0;
         if (!known) {
             lua_pushvalue(L, -2);
-            luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed)",
+            luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed, "
+                          "boot_cache)",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
@@ -258,6 +260,12 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
             luaL_error(L, "rng_seed must be an integer");
         o->rng_seed = (uint64_t)lua_tointeger(L, -1);
         o->has_rng_seed = true;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "boot_cache") != LUA_TNIL) {
+        if (!lua_isboolean(L, -1))
+            luaL_error(L, "boot_cache must be true or false");
+        o->no_boot_cache = !lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "initial_time") != LUA_TNIL) {
@@ -350,6 +358,7 @@ static int l_vm_boot(lua_State *L)
         o.files = per.files;
         o.nfiles = per.nfiles;
     }
+    o.no_boot_cache |= per.no_boot_cache;
     char err[8192];
     /* a local profile has no guest kernel: its memory only counts in the pool */
     if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
@@ -357,8 +366,10 @@ static int l_vm_boot(lua_State *L)
         return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
     }
     pv_forget_open(v);
-    int rc = vm_boot(v->vm, &o, err, sizeof(err));
+    int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
     free_opts(&per);
+    if (v->vm->boot_warning)
+        pv_fixture_note_warning(L, "boot cache", v->vm->boot_warning);
     if (rc != 0)
         return luaL_error(L, "%s", err);
     pv_fixture_note_profile(L, v->vm->profile.name);

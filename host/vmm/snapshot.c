@@ -1,11 +1,13 @@
 /* Snapshots: QEMU's migration stream for device state, plus guest RAM as a
  * plain file. A running VM's RAM is a shared file mapping, so the stream
- * leaves it out (x-ignore-shared) and the snapshot copies the file, sparsely;
- * a restore maps that file privately (copy-on-write), so nothing is copied
- * per restore and one snapshot serves any number of VMs at once.
+ * leaves it out (x-ignore-shared) and the snapshot stores the file's
+ * allocated parts compressed; a restore maps an unpacked copy privately
+ * (copy-on-write), so nothing is copied per restore and one snapshot serves
+ * any number of VMs at once.
  *
- * Layout of a snapshot directory: state (migration stream), ram (guest RAM,
- * absent when RAM is inside the stream), meta.json (what it needs to be
+ * Layout of a snapshot directory: state (migration stream), ram.zst (guest
+ * RAM compressed, see ramzst.c; absent when RAM is inside the stream; older
+ * snapshots have an uncompressed ram instead), meta.json (what it needs to be
  * restored: kernel, initrd, QEMU version, memory, cpus, command line). */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,45 @@
 #include "vm.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
+
+/* Large files (kernels, initramfs images) are hashed once per version, not
+ * once per process: <cache>/ids/<sha256 of the path> records the hash with
+ * the device, inode, size, mtime and ctime it was computed for (ctime cannot
+ * be set back, so any rewrite shows). With hex[0] == 0, looks the record up
+ * (true: hex filled in); otherwise stores hex for st. */
+static bool persisted_identity(const char *path, const struct stat *st, char hex[65])
+{
+    if (st->st_size < (1 << 20))
+        return false; /* small files are hashed every time */
+    char name[65];
+    sha256_hex(path, strlen(path), name);
+    char *dir = xasprintf("%s/ids", cache_root()), *rec = xasprintf("%s/%s", dir, name);
+    char *stamp = xasprintf("%llu %llu %lld %lld.%09ld %lld.%09ld ", (unsigned long long)st->st_dev,
+                            (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+                            st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+    bool found = false;
+    if (!hex[0]) {
+        size_t n = 0, sl = strlen(stamp);
+        char *text = read_whole_file(rec, &n);
+        if (text && n == sl + 64 && memcmp(text, stamp, sl) == 0 && strspn(text + sl, "0123456789abcdef") == 64) {
+            memcpy(hex, text + sl, 64);
+            hex[64] = 0;
+            found = true;
+        }
+        free(text);
+    } else if (mkdir_p(dir, 0755) == 0) {
+        char *tmp = xasprintf("%s.%d.tmp", rec, (int)getpid());
+        char *text = xasprintf("%s%s", stamp, hex);
+        if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, rec) != 0)
+            unlink(tmp);
+        free(text);
+        free(tmp);
+    }
+    free(stamp);
+    free(rec);
+    free(dir);
+    return found;
+}
 
 const char *vm_file_identity(const char *path)
 {
@@ -39,17 +80,24 @@ const char *vm_file_identity(const char *path)
         if (cache[i].path && strcmp(cache[i].path, path) == 0 && cache[i].size == st.st_size &&
             cache[i].mtime.tv_sec == st.st_mtim.tv_sec && cache[i].mtime.tv_nsec == st.st_mtim.tv_nsec)
             return cache[i].hex;
-    size_t len;
-    char *data = read_whole_file(path, &len);
-    if (!data)
-        return "unreadable";
     int slot = next++ % 16;
     free(cache[slot].path);
     cache[slot].path = xstrdup(path);
     cache[slot].size = st.st_size;
     cache[slot].mtime = st.st_mtim;
+    cache[slot].hex[0] = 0;
+    if (persisted_identity(path, &st, cache[slot].hex))
+        return cache[slot].hex;
+    size_t len;
+    char *data = read_whole_file(path, &len);
+    if (!data) {
+        free(cache[slot].path);
+        cache[slot].path = NULL;
+        return "unreadable";
+    }
     sha256_hex(data, len, cache[slot].hex);
     free(data);
+    persisted_identity(path, &st, cache[slot].hex);
     return cache[slot].hex;
 }
 
@@ -175,13 +223,15 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
         snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    char *state = xasprintf("%s/state", dir), *ram = xasprintf("%s/ram", dir), *meta = xasprintf("%s/meta.json", dir);
+    char *state = xasprintf("%s/state", dir), *ram = xasprintf("%s/ram", dir), *zst = xasprintf("%s/ram.zst", dir),
+         *meta = xasprintf("%s/meta.json", dir);
     char *q = shell_quote(state);
     char *uri = xasprintf("exec:cat > %s", q);
     free(q);
     int rc = -1;
     bool stopped = false;
     unlink(ram);
+    unlink(zst);
     /* shared RAM stays out of the stream (it is copied as a file); private
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
@@ -192,8 +242,9 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
         wait_migration(vm, err, errlen) != 0)
         goto out;
-    if (vm->ram_shared && vm->ram_fd >= 0 && copy_sparse(vm->ram_fd, ram, vm->mem_bytes) != 0) {
-        snprintf(err, errlen, "snapshot: cannot copy guest RAM to %s: %s", ram, strerror(errno));
+    char zerr[1024];
+    if (vm->ram_shared && vm->ram_fd >= 0 && ram_compress(vm->ram_fd, vm->mem_bytes, zst, zerr, sizeof(zerr)) != 0) {
+        snprintf(err, errlen, "snapshot of VM '%s': %s", vm->name, zerr);
         goto out;
     }
     json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:i,s:s,s:b}", "format", 1, "profile",
@@ -221,8 +272,37 @@ out:
     }
     free(state);
     free(ram);
+    free(zst);
     free(meta);
     free(uri);
+    return rc;
+}
+
+/* Mixing bytes into /dev/urandom does not reseed the kernel's generator at
+ * once (it reseeds on a timer): make it, so that VMs restored from one
+ * snapshot draw different random numbers from the first. */
+static int reseed(pv_vm *vm, char *err, size_t errlen)
+{
+    vm_reply r;
+    vm_begin(vm, PV_MSG_OPEN);
+    pv_put_str(&vm->out, PV_T_PATH, "/dev/urandom");
+    pv_put_u64(&vm->out, PV_T_FLAGS, O_WRONLY | O_CLOEXEC);
+    if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0)
+        return -1;
+    int64_t fd = pv_msg_i64(&r.msg, PV_T_FD, -1);
+    vm_reply_free(&r);
+    vm_begin(vm, PV_MSG_SYSCALL);
+    pv_put_i64(&vm->out, PV_T_NR, 16);        /* ioctl */
+    pv_put_i64(&vm->out, PV_T_ARG, fd);
+    pv_put_i64(&vm->out, PV_T_ARG, 0x5207);   /* RNDRESEEDCRNG */
+    int rc = vm_call(vm, &r, 30000, NULL, err, errlen);
+    if (rc == 0)
+        vm_reply_free(&r); /* kernels before 4.17 lack the ioctl: the mixed-in bytes still count */
+    vm_begin(vm, PV_MSG_FD_CLOSE);
+    pv_put_i64(&vm->out, PV_T_FD, fd);
+    if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0)
+        return -1;
+    vm_reply_free(&r);
     return rc;
 }
 
@@ -240,6 +320,7 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         return -1;
     }
     double t0 = now_s();
+    vm->boot_cached = false;
     char *meta_path = xasprintf("%s/meta.json", dir), *state = xasprintf("%s/state", dir),
          *ram = xasprintf("%s/ram", dir);
     json_error_t je;
@@ -248,6 +329,17 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     if (!m || !file_exists(state)) {
         snprintf(err, errlen, "restore: %s is not a snapshot (%s)", dir,
                  !m ? (file_exists(meta_path) ? "meta.json is unreadable" : "no meta.json") : "no state file");
+        goto out;
+    }
+    /* QEMU waits for the rest of a stream that ends early instead of failing:
+     * check the start of it here */
+    char magic[4] = "";
+    int sfd = open(state, O_RDONLY | O_CLOEXEC);
+    bool qevm = sfd >= 0 && read(sfd, magic, 4) == 4 && memcmp(magic, "QEVM", 4) == 0;
+    if (sfd >= 0)
+        close(sfd);
+    if (!qevm) {
+        snprintf(err, errlen, "restore: %s is damaged: its state file is not a QEMU migration stream", dir);
         goto out;
     }
     /* A snapshot only makes sense with the very kernel, initrd and QEMU it
@@ -281,10 +373,23 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         goto out;
     }
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));
-    if (has_ram && !file_exists(ram)) {
+    char *zst = xasprintf("%s/ram.zst", dir);
+    if (has_ram && !file_exists(ram) && file_exists(zst)) {
+        /* compressed: restore from the unpacked copy (made on first use) */
+        char uerr[1024];
+        char *unpacked = ram_unpacked(zst, uerr, sizeof(uerr));
+        if (!unpacked)
+            snprintf(err, errlen, "restore of VM '%s' from %s: %s", vm->name, dir, uerr);
+        free(ram);
+        ram = unpacked;
+    } else if (has_ram && !file_exists(ram)) {
         snprintf(err, errlen, "restore: snapshot %s lacks its RAM file", dir);
-        goto out;
+        free(ram);
+        ram = NULL;
     }
+    free(zst);
+    if (has_ram && !ram)
+        goto out;
     /* every part must be what it claims before QEMU sees it: an empty or
      * odd-sized RAM file (a full disk, a truncation) kills QEMU mid-load */
     int64_t mem = json_integer_value(json_object_get(m, "memory"));
@@ -393,9 +498,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
             vm_begin(vm, PV_MSG_WRITE_FILE);
             pv_put_str(&vm->out, PV_T_PATH, "/dev/urandom");
             pv_put_bytes(&vm->out, PV_T_DATA, noise, sizeof(noise));
-            if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0)
+            if (vm_call(vm, &r, 30000, NULL, err, errlen) != 0 || (vm_reply_free(&r), reseed(vm, err, errlen)) != 0)
                 goto fail;
-            vm_reply_free(&r);
         }
     }
     vm->boot_seconds = now_s() - t0;

@@ -175,6 +175,11 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
                        argv_list *a);
 
+char *vm_build_cmdline(const pv_vm *vm, const vm_boot_opts *o)
+{
+    return build_cmdline(vm, o, strcmp(vm_machine(&vm->profile), "microvm") == 0);
+}
+
 /* splitmix64: a small, well-known generator; quality is not the point,
  * reproducibility from the seed is. */
 static void write_seeded_stream(const char *path, uint64_t seed, size_t len)
@@ -269,7 +274,8 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, "-chardev");
     /* The socket takes console input (vm:console():write); the logfile gets
      * every byte of output from the first, whether a client is connected or not. */
-    s = xasprintf("socket,id=con0,path=%s/console.sock,server=on,wait=off,logfile=%s", vm->dir, vm->console_path);
+    s = xasprintf("socket,id=con0,path=%s/console.sock,server=on,wait=off,logfile=%s%s", vm->dir, vm->console_path,
+                  vm->console_append ? ",logappend=on" : "");
     arg(a, s);
     free(s);
     arg(a, "-serial");
@@ -842,7 +848,10 @@ static void quote_qemu_death(pv_vm *vm, char *err, size_t errlen)
 int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
               bool incoming, char *err, size_t errlen)
 {
-    vm->console_scanned = 0; /* QEMU starts the console log afresh */
+    /* QEMU starts the console log afresh, or after the boot log the boot
+     * cache wrote (already looked at when that boot ran) */
+    struct stat cst;
+    vm->console_scanned = vm->console_append && stat(vm->console_path, &cst) == 0 ? (int64_t)cst.st_size : 0;
     vm->oops_seen_ms = 0;
     if (mkdir_p(vm->dir, 0700) != 0) {
         snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
@@ -862,13 +871,22 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     vm->cmdline = xstrdup(cmdline);
     free(vm->initrd_path);
     vm->initrd_path = xstrdup(initrd);
-    if (ram_file) {
+    if (ram_file && !vm->ram_copy) {
         free(vm->ram_path);
         vm->ram_path = xstrdup(ram_file);
         vm->ram_shared = false;
         vm->ram_fd = -1;
     } else if (make_ram_file(vm, vm->mem_bytes, err, errlen) != 0) {
         return -1;
+    } else if (ram_file) {
+        char why[1024];
+        if (ram_copy_into(ram_file, vm->ram_fd, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "VM '%s': %s", vm->name, why);
+            close(vm->ram_fd);
+            vm->ram_fd = -1;
+            unlink(vm->ram_path);
+            return -1;
+        }
     }
     if (accel_decide(&vm->profile, vm_machine(&vm->profile), &vm->kvm, err, errlen) != 0) {
         char why[1024];
@@ -977,6 +995,7 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
     if (!opts)
         opts = &none;
     double t0 = now_s();
+    vm->boot_cached = false;
     if (vm->profile.local) {
         if (launch_local(vm, err, errlen) != 0 || wait_ready(vm, now_ms() + vm->profile.boot_timeout_ms, err, errlen) != 0) {
             vm_kill(vm);
@@ -1573,6 +1592,7 @@ void vm_free(pv_vm *vm)
     pv_buf_free(&vm->out);
     free(vm->agent_version);
     free(vm->dead_reason);
+    free(vm->boot_warning);
     free(vm->cmdline);
     free(vm->initrd_path);
     free(vm->qemu_version);

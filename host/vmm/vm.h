@@ -30,6 +30,7 @@ typedef struct {
     double initial_time; /* seconds since the epoch; 0 = the host's time */
     bool has_rng_seed;
     uint64_t rng_seed; /* feeds a virtio-rng device with a reproducible stream */
+    bool no_boot_cache; /* boot option boot_cache = false (see boot_cache.h) */
 } vm_boot_opts;
 
 /* A logical channel: an async process or a stream. Frames the agent pushes
@@ -83,6 +84,14 @@ typedef struct pv_vm {
     char *ram_path;  /* file behind guest RAM */
     int ram_fd;      /* host's handle on it when shared (copied at snapshot) */
     bool ram_shared; /* share=on: the migration stream leaves RAM out */
+    /* set by the boot cache before a restore: the saved RAM is copied into a
+     * fresh shared RAM file instead of mapped privately, so the VM is like a
+     * cold-booted one (its snapshots leave RAM out of the stream); and the
+     * console log the boot cache wrote before the launch is kept */
+    bool ram_copy;
+    bool console_append;
+    bool boot_cached; /* the last boot was a restore from the boot cache */
+    char *boot_warning; /* what the boot cache had to warn about in the last boot, or NULL */
     bool time_pinned; /* the test set the clock: restores keep the snapshot's */
     bool has_rng_seed; /* booted with a seeded virtio-rng (part of the machine) */
     uint64_t rng_seed;
@@ -141,6 +150,8 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
               bool incoming, char *err, size_t errlen);
 int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen);
 int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen);
+/* The kernel command line a boot of vm with o uses. */
+char *vm_build_cmdline(const pv_vm *vm, const vm_boot_opts *o);
 /* Sets the guest wall clock (seconds since the epoch). */
 int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen);
 /* Adds the console tail to err and kills QEMU. */
@@ -149,6 +160,15 @@ int vm_reconnect(pv_vm *vm, char *err, size_t errlen);
 int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);
+
+/* Compressed guest RAM (ramzst.c): ram_compress stores the allocated parts of
+ * the RAM file src (size bytes) as zstd frames in dst_path; ram_unpacked
+ * returns the path of a sparse, uncompressed copy of such a file on /dev/shm,
+ * unpacking it on first use (callers free the path). */
+int ram_compress(int src, int64_t size, const char *dst_path, char *err, size_t errlen);
+char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
+/* Copies the allocated parts of the file src_path into dst_fd (sparse). */
+int ram_copy_into(const char *src_path, int dst_fd, char *err, size_t errlen);
 
 /* Writes data to the serial console within timeout_ms (<= 0: no limit of
  * its own; the per-test deadline still applies). */

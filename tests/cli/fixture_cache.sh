@@ -87,6 +87,21 @@ else
     notok "a corrupt cache entry is rebuilt with a warning naming the fixture" "$OUT"
 fi
 
+# the entry stores guest RAM compressed; damaged compressed RAM is rebuilt too
+entry=$(ls -dt "$PROVIUM_CACHE_DIR"/fixtures/*/ | head -1)
+if [ -s "$entry/ram.zst" ] && [ ! -e "$entry/ram" ]; then
+    ok "a cache entry holds its guest RAM as ram.zst"
+else
+    notok "a cache entry holds its guest RAM as ram.zst" "$(ls -la "$entry")"
+fi
+dd if=/dev/urandom of="$entry/ram.zst" bs=1 seek=4096 count=512 conv=notrunc 2>/dev/null
+run --json use.test.lua
+if [ "$RC" = 0 ] && grep -q "cached snapshot unusable" <<<"$OUT" && grep -q "ram.zst is corrupt" <<<"$OUT"; then
+    ok "an entry with damaged compressed RAM is rebuilt with a warning saying so"
+else
+    notok "an entry with damaged compressed RAM is rebuilt with a warning saying so" "$OUT"
+fi
+
 # three files at once need a cold fixture: one builds, the others wait and restore
 cat >"$P/cold.fixture.lua" <<'LUA'
 local vm = provium:vm("c", "default"):boot()

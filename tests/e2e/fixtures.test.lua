@@ -79,3 +79,34 @@ test("restore refuses a snapshot of another kernel", function(t)
   t:assert_contains(t:assert_raises(other.restore, other, snap), "was taken with kernel")
   t:assert_contains(t:assert_raises(other.restore, other, "/nonexistent"), "not a snapshot")
 end)
+
+test("snapshots store guest RAM compressed; damaged RAM is refused by name", function(t)
+  local vm = provium:vm("z", "default"):boot()
+  local piece = {}
+  for i = 1, 4096 do piece[i] = string.char((i * 131) % 256) end
+  local data = string.rep(table.concat(piece), 1024) -- 4 MiB in the guest's page cache
+  vm:write_file("/tmp/blob", data)
+  local snap = vm:snapshot()
+  local dir = snap:path()
+  t:assert(io.open(dir .. "/ram.zst") ~= nil, "no ram.zst in " .. dir)
+  t:assert(io.open(dir .. "/ram") == nil, "an uncompressed ram file next to ram.zst in " .. dir)
+  -- two VMs at once from one snapshot, both see the state
+  local a = provium:vm("za", "default"):restore(snap)
+  local b = provium:vm("zb", "default"):restore(snap)
+  t:assert(a:read_file("/tmp/blob") == data, "restored RAM differs (a)")
+  t:assert(b:read_file("/tmp/blob") == data, "restored RAM differs (b)")
+  a:shutdown()
+  b:shutdown()
+  -- a copy with bytes overwritten inside a frame, and one cut short
+  local bad = dir .. ".bad"
+  os.execute("rm -rf '" .. bad .. "' && cp -r '" .. dir .. "' '" .. bad .. "' && " ..
+             "dd if=/dev/urandom of='" .. bad .. "/ram.zst' bs=1 seek=4096 count=512 conv=notrunc 2>/dev/null")
+  local zc = provium:vm("zc", "default")
+  local e = t:assert_raises(zc.restore, zc, bad)
+  t:assert_contains(e, "VM 'zc'")
+  t:assert_contains(e, bad .. "/ram.zst is corrupt")
+  os.execute("cp '" .. dir .. "/ram.zst' '" .. bad .. "/ram.zst' && truncate -s 20000 '" .. bad .. "/ram.zst'")
+  t:assert_contains(t:assert_raises(zc.restore, zc, bad), "ram.zst is truncated")
+  os.execute("rm -rf '" .. bad .. "'")
+  snap:delete()
+end)

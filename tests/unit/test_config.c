@@ -101,6 +101,7 @@ static void test_profile_plural(void)
                        "cpus = 64\n"
                        "boot_timeout = 30\n"
                        "acpi = false\n"
+                       "boot_cache = false\n"
                        "\n"
                        "[profiles.pc]\n"
                        "kernel = \"k\"\n"
@@ -129,6 +130,7 @@ static void test_profile_plural(void)
             CHECK(p->memory == 1024LL * 1024 * 1024);
             CHECK(p->cpus == 4);
             CHECK(p->boot_timeout_ms == 90000);
+            CHECK(!p->no_boot_cache); /* default: boots go through the boot cache */
             CHECK_STR(p->init, "/sbin/init"); /* default */
             CHECK(p->rootfs == NULL && p->append == NULL);
             CHECK(!p->no_acpi); /* ACPI is on unless the profile says acpi = false */
@@ -141,6 +143,7 @@ static void test_profile_plural(void)
             CHECK(p->cpus == 64);
             CHECK(p->boot_timeout_ms == 30000);
             CHECK(p->no_acpi);
+            CHECK(p->no_boot_cache);
             CHECK_STR(p->init, "/sbin/init");
             CHECK(p->initrd == NULL);
         }
@@ -326,6 +329,8 @@ static void test_errors(void)
     EXPECT_ERROR("boot_timeout malformed", "[profiles.x]\nkernel = \"k\"\nboot_timeout = \"soon\"\n", 3,
                  "boot_timeout must be");
     EXPECT_ERROR("boot_timeout zero", "[profiles.x]\nkernel = \"k\"\nboot_timeout = 0\n", 3, "boot_timeout must be");
+    EXPECT_ERROR("boot_cache string", "[profiles.x]\nkernel = \"k\"\nboot_cache = \"no\"\n", 3,
+                 "boot_cache must be true or false");
     EXPECT_ERROR("boot_timeout bool", "[profiles.x]\nkernel = \"k\"\nboot_timeout = true\n", 3, "boot_timeout must be");
     EXPECT_ERROR("profile not a table", "[profile]\nx = 1\n", 2, "profile x must be a table");
     EXPECT_ERROR("profiles not a table", "profiles = 3\n", 1, "profiles must be a table of profiles");

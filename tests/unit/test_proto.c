@@ -680,8 +680,63 @@ static void test_encode_limit(void)
     free(big);
 }
 
+/* pv_put_open/room/commit/close: a field written in place decodes like one
+ * put with pv_put_bytes, and the payload limit still holds. */
+static void test_in_place_field(void)
+{
+    pv_buf b;
+    set_case("field written in place in several pieces");
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_WRITE_FILE, 3, 9);
+    pv_put_str(&b, PV_T_PATH, "/x");
+    size_t at = pv_put_open(&b, PV_T_DATA);
+    for (int i = 0; i < 3; i++) {
+        uint8_t *p = pv_put_room(&b, 100000);
+        if (!CHECK(p != NULL))
+            return;
+        memset(p, 'a' + i, 70000); /* less than the room asked for */
+        pv_put_commit(&b, 70000);
+    }
+    pv_put_close(&b, at);
+    pv_put_u64(&b, PV_T_MODE, 7); /* a field after it */
+    if (CHECK(pv_frame_end(&b) == 0)) {
+        pv_hdr h;
+        pv_msg m;
+        char err[128] = "";
+        CHECK(pv_hdr_decode(b.buf, &h) == 0 && h.len == b.len - PV_HDR_SIZE);
+        if (CHECKF(pv_msg_decode(&h, b.buf + PV_HDR_SIZE, &m, err, sizeof(err)) == 0, "%s", err)) {
+            const pv_field *f = pv_msg_get(&m, PV_T_DATA);
+            CHECK(f && f->len == 210000 && f->data[0] == 'a' && f->data[69999] == 'a' && f->data[70000] == 'b' &&
+                  f->data[209999] == 'c');
+            CHECK(pv_msg_u64(&m, PV_T_MODE, 0) == 7);
+            pv_msg_free(&m);
+        }
+    }
+    pv_buf_free(&b);
+
+    set_case("empty field written in place");
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_FILE_DATA, 0, 1);
+    at = pv_put_open(&b, PV_T_DATA);
+    CHECK(pv_put_room(&b, 4096) != NULL);
+    pv_put_close(&b, at);
+    CHECK(pv_frame_end(&b) == 0 && b.len == PV_HDR_SIZE + PV_FIELD_HDR_SIZE);
+    pv_buf_free(&b);
+
+    set_case("room past the payload limit fails the frame");
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_FILE_DATA, 0, 2);
+    at = pv_put_open(&b, PV_T_DATA);
+    CHECK(pv_put_room(&b, PV_MAX_PAYLOAD - PV_FIELD_HDR_SIZE) != NULL);
+    CHECK(pv_put_room(&b, PV_MAX_PAYLOAD - PV_FIELD_HDR_SIZE + 1) == NULL && b.failed);
+    pv_put_close(&b, at);
+    CHECK(pv_frame_end(&b) == -1);
+    pv_buf_free(&b);
+}
+
 int main(void)
 {
+    test_in_place_field();
     test_header();
     test_schema_roundtrips();
     test_unknown_types();

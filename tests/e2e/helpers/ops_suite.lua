@@ -29,6 +29,35 @@ test("stat, listdir, mkdir, rename, unlink", function(t)
   vm:unlink(base .. "/a/b/c") -- empty directory
 end)
 
+test("large files round-trip byte for byte; files of unknown size; the transfer limit", function(t)
+  -- 16 MiB of varied bytes: read_file reads into the reply frame in pieces
+  local piece = {}
+  for i = 0, 255 do piece[#piece + 1] = string.char(i, (i * 7) % 256) end
+  local big = string.rep(table.concat(piece), 32768) -- 16 MiB
+  vm:write_file(base .. "/big", big)
+  t:assert_eq(vm:stat(base .. "/big").size, #big)
+  local back = vm:read_file(base .. "/big")
+  t:assert_eq(#back, #big)
+  t:assert(back == big, "16 MiB read back differ from what was written")
+  -- a shorter rewrite truncates
+  vm:write_file(base .. "/big", "short")
+  t:assert_eq(vm:read_file(base .. "/big"), "short")
+  -- /proc reports size 0: read until EOF, past the first 64 KiB piece
+  local maps = vm:run("cat /proc/self/mounts /proc/self/mounts /proc/self/mounts").stdout
+  t:assert(#maps > 0, "no mounts")
+  t:assert_eq(#vm:read_file("/proc/self/mounts") * 3, #maps)
+  -- at the limit and one byte past it
+  local limit = 32 * 1024 * 1024 - 4096
+  vm:run({args = {"truncate", "-s", tostring(limit), base .. "/edge"}})
+  t:assert_eq(#vm:read_file(base .. "/edge"), limit)
+  vm:run({args = {"truncate", "-s", tostring(limit + 1), base .. "/edge"}})
+  local e = t:assert_raises(vm.read_file, vm, base .. "/edge")
+  t:assert_contains(e, "larger than the " .. limit .. " byte transfer limit")
+  t:assert_contains(e, "open_file")
+  vm:unlink(base .. "/edge")
+  vm:unlink(base .. "/big")
+end)
+
 test("file handles", function(t)
   local f = vm:open_file(base .. "/h", {write = true, create = true, truncate = true})
   t:assert_eq(f:write("hello world"), 11)
