@@ -76,7 +76,8 @@ image-default: deps
 # the debug kernel (image/debug.fragment: KASAN, lockdep, UBSAN, KUnit)
 image-debug: deps
 	@mkdir -p $(B)/image
-	@k=$$(image/build-kernel.sh debug) && ln -sfn $$k/vmlinux $(B)/image/debug-vmlinux && ln -sfn $$k/src $(B)/image/debug-kernel-build
+	@k=$$(image/build-kernel.sh debug) && ln -sfn $$k/bzImage $(B)/image/debug-bzImage && ln -sfn $$k/vmlinux $(B)/image/debug-vmlinux && \
+	  ln -sfn $$k/src $(B)/image/debug-kernel-build
 
 # ---- the kernel's own selftests for the default image (examples/kselftest),
 # static, cached by content like the image; a few seconds once

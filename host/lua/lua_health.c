@@ -6,6 +6,7 @@
  *     logs = { [vm name] = "lines written since the last check" } }
  * The framework calls it before and after every test (lua/framework.lua). */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,14 +54,39 @@ void pv_health_note_module(const char *host_path)
     modules[nmodules++].path = xstrdup(host_path);
 }
 
-/* The report's text with its frames decoded where possible; vmlinux only
- * for ELF kernels (a bzImage has no symbols). */
+/* The ELF image with the kernel's symbols: the profile's kernel when it is
+ * one, else a vmlinux beside the (resolved) bzImage, as the image cache
+ * keeps them; NULL when there is none. New string. */
+static char *symbol_file(const char *kernel)
+{
+    if (!kernel)
+        return NULL;
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(kernel, "rb");
+    size_t n = f ? fread(magic, 1, 4, f) : 0;
+    if (f)
+        fclose(f);
+    if (n == 4 && memcmp(magic, "\177ELF", 4) == 0)
+        return xstrdup(kernel);
+    char *real = realpath(kernel, NULL);
+    if (!real)
+        return NULL;
+    char *dir = path_dirname(real);
+    char *beside = xasprintf("%s/vmlinux", dir);
+    free(dir);
+    free(real);
+    if (file_exists(beside))
+        return beside;
+    free(beside);
+    return NULL;
+}
+
+/* The report's text with its frames decoded where possible. */
 static char *decoded_text(const pv_vm *vm, const char *text)
 {
-    const char *k = vm->profile.kernel;
-    size_t kl = k ? strlen(k) : 0;
-    bool elf = k && (kl < 8 || strcmp(k + kl - 8, "bzImage") != 0) && !strstr(k, "vmlinuz");
-    char *out = kreport_decode(text, elf ? k : NULL, modules, nmodules, DECODE_TIMEOUT_MS);
+    char *symbols = symbol_file(vm->profile.kernel);
+    char *out = kreport_decode(text, symbols, modules, nmodules, DECODE_TIMEOUT_MS);
+    free(symbols);
     return out ? out : xstrdup(text);
 }
 
