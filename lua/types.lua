@@ -159,7 +159,10 @@ local Console = {}
 ---@return string
 function Console:read_log() end
 ---@param data string
-function Console:write(data) end
+---@param opts? {timeout?: number|string} how long the write may take (default 10 s; 0: no limit of its own)
+function Console:write(data, opts) end
+---Does nothing: the console belongs to the VM and stays open.
+function Console:close() end
 ---@param text string
 ---@param timeout? number|string
 ---@return string
@@ -252,6 +255,10 @@ function Guest:tail_file(path, opts) end
 function Guest:fd_stream(fd_or_file) end
 ---@return SyscallResult|integer
 function Guest:syscall(nr, ...) end
+---On a worker: the syscall runs while the test goes on. On a VM it raises
+---(an asynchronous syscall needs a worker: vm:spawn_worker()).
+---@return AsyncSyscall
+function Guest:syscall_async(nr, ...) end
 ---@return SyscallResult
 function Guest:ioctl(fd_or_file, cmd, data, opts) end
 ---@return Clock
@@ -304,8 +311,6 @@ function Worker:kill(sig) end
 ---@param timeout? number|string
 ---@return {alive: integer, waited: integer}
 function Worker:join(timeout) end
----@return AsyncSyscall
-function Worker:syscall_async(nr, ...) end
 
 ---@class LabSnapshot
 local LabSnapshot = {}

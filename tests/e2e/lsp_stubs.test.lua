@@ -65,7 +65,7 @@ local function real_methods(obj)
   local out, visited = {}, {}
   local t = obj
   if type(obj) ~= "table" then
-    local mt = getmetatable(obj)
+    local mt = debug.getmetatable(obj) -- getmetatable is guarded (__metatable)
     t = mt and mt.__index
   end
   while type(t) == "table" and not visited[t] do
@@ -75,7 +75,7 @@ local function real_methods(obj)
         out[k] = v
       end
     end
-    local mt = getmetatable(t)
+    local mt = debug.getmetatable(t)
     t = mt and (type(mt.__index) == "table" and mt.__index or mt) or nil
   end
   return out
