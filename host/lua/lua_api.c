@@ -2,6 +2,7 @@
 #include "lua_api.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,9 @@ static int l_set_deadline(lua_State *L)
     if (lua_isnoneornil(L, 1))
         vm_set_global_deadline(0);
     else
-        vm_set_global_deadline(now_ms() + (int64_t)(luaL_checknumber(L, 1) * 1000));
+        /* +1: now_ms() is truncated, and a wait must not end before the
+         * framework's own clock says the time is up */
+        vm_set_global_deadline(now_ms() + (int64_t)ceil(luaL_checknumber(L, 1) * 1000) + 1);
     return 0;
 }
 
