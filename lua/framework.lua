@@ -1294,6 +1294,25 @@ local function kernel_log_excerpt(logs)
   return table.concat(parts, "\n")
 end
 
+-- meta.fresh_vm = true: the test needs a healthy kernel. Every file-scope VM
+-- whose kernel went wrong earlier (a bad taint flag: M, B, D, W or L, or its
+-- agent died with the kernel) is rebooted first; what the reboot prints is
+-- boot log, not the test's.
+local BAD_TAINT = 16 | 32 | 128 | 512 | 16384
+local function refresh_vms()
+  for _, vm in ipairs(file_scope.order) do
+    local state = vm:state()
+    if state == "booted" then
+      local ok, text = pcall(vm.read_file, vm, "/proc/sys/kernel/tainted")
+      local taint = ok and tonumber(text) or BAD_TAINT
+      if taint & BAD_TAINT ~= 0 then vm:reset() end
+    elseif state == "dead" then
+      vm:boot()
+    end
+  end
+  kernel_check() -- the reboots' own log
+end
+
 -- t:expect_kernel_report(kind, fn): runs fn and passes only if the kernel
 -- reported kind ("WARNING", "oops", "KASAN", "lockdep", "hung_task", ... or
 -- any text of the report's title) meanwhile. Returns the matching reports.
@@ -1576,6 +1595,8 @@ local function run_test(entry)
   -- what the kernel said before this test belongs to the file, not to it
   local before = kernel_check()
   for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
+  local fresh_ok, fresh_err = true, nil
+  if entry.meta.fresh_vm then fresh_ok, fresh_err = pcall(refresh_vms) end
   local marks = console_marks()
   local started = P.clock()
   local timeout, bad_timeout = test_timeout(entry)
@@ -1595,6 +1616,8 @@ local function run_test(entry)
   local ok, err
   if bad_timeout then
     ok, err = false, bad_timeout
+  elseif not fresh_ok then
+    ok, err = false, "meta.fresh_vm: cannot reboot the file's VMs: " .. tostring(fresh_err)
   else
     ok, err = xpcall(entry.fn, function(e)
       if e == FAIL or e == SKIP then return e end

@@ -55,3 +55,10 @@ test("BUG() is classified as an oops", function(t)
   end)
   t:assert_contains(got[1].title, "kernel BUG at")
 end)
+
+-- Last: the oopses above left the kernel tainted (D, W); meta.fresh_vm
+-- reboots the file-scope VM first, so this test sees a healthy kernel.
+test("meta.fresh_vm gives the test a healthy kernel after earlier oopses", {fresh_vm = true}, function(t)
+  t:assert_eq(tonumber(vm:read_file("/proc/sys/kernel/tainted")) & (128 | 512), 0)
+  t:assert_eq(vm:run("echo fresh").stdout, "fresh\n")
+end)
