@@ -100,12 +100,47 @@ static void argv_free(argv_list *a)
 /* The host's TSC rate in kHz, measured once against CLOCK_MONOTONIC_RAW;
  * 0 when the TSC is not constant or cannot be measured. Under TCG the
  * guest reads the host's TSC, so this is the guest's rate too. */
+static long measure_tsc_khz(void);
+
+/* The TSC rate goes into the kernel command line, which keys the boot cache
+ * and snapshots: measure it once per host boot (boot_id) and keep it under
+ * the cache dir, so every process of every run passes the same figure. */
 static long host_tsc_khz(void)
 {
     static long khz = -1;
     if (khz >= 0)
         return khz;
-    khz = 0;
+    size_t len = 0;
+    char *boot = read_whole_file("/proc/sys/kernel/random/boot_id", &len);
+    if (boot)
+        boot[strcspn(boot, "\n")] = 0;
+    char *path = xasprintf("%s/tsc-khz", cache_root());
+    char *saved = read_whole_file(path, &len);
+    char id[64];
+    long k = 0;
+    if (boot && saved && sscanf(saved, "%63s %ld", id, &k) == 2 && strcmp(id, boot) == 0 && k >= 0) {
+        khz = k;
+    } else {
+        khz = measure_tsc_khz();
+        if (boot) {
+            mkdir_p(cache_root(), 0755);
+            char *tmp = xasprintf("%s.%d", path, (int)getpid());
+            char *text = xasprintf("%s %ld\n", boot, khz);
+            if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, path) != 0)
+                unlink(tmp);
+            free(text);
+            free(tmp);
+        }
+    }
+    free(saved);
+    free(path);
+    free(boot);
+    return khz;
+}
+
+static long measure_tsc_khz(void)
+{
+    long khz = 0;
 #if defined(__x86_64__)
     size_t len = 0;
     char *info = read_whole_file("/proc/cpuinfo", &len);
