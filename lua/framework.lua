@@ -1276,7 +1276,7 @@ local function emit_reports(reports, test_name)
   local event = P.event or function() end
   for _, r in ipairs(reports) do
     event("kernel_report", {vm = r.vm, kind = r.kind, title = r.title, test = test_name,
-      expected = r.expected or r.allowed or nil})
+      expected = r.expected or r.allowed or nil, text = r.text}) -- text: the report, frames decoded
   end
 end
 

@@ -54,6 +54,7 @@ begin "a kernel_report event names the VM, kind and test"
 OUT=$(cat "$T/ev.jsonl")
 expect_re '"kernel_report".*"kind":"warning"|"kind":"warning".*"kernel_report"'
 expect_out '"a WARN_ON fires"'
+expect_re '"kernel_report".*provium_faulty\.c:[0-9]+'
 end_check
 
 pv "$FIX/agent_oops.test.lua"
