@@ -45,14 +45,14 @@ expect_rc 0
 expect_out "1 passed, 0 failed"
 end_check
 
-# one method gone (Worker:syscall_async), then one declaration the real
+# one method gone (Worker:join), then one declaration the real
 # objects lack (provium.no_such_call)
-sed '/^function Worker:syscall_async(/d' "$STUBS" >"$T/no_method.lua"
+sed '/^function Worker:join(/d' "$STUBS" >"$T/no_method.lua"
 run env PROVIUM_STUBS="$T/no_method.lua" "$PROVIUM" "$STUBTEST"
 begin "the stubs test fails when a method of a real object is missing from the stubs"
 expect_rc 1
 expect_out "missing from the stubs"
-expect_out "Worker:syscall_async"
+expect_out "Worker:join"
 end_check
 
 sed 's/^function provium.unpack(fmt, data, pos) end$/&\nfunction provium.no_such_call() end/' "$STUBS" >"$T/stale.lua"
