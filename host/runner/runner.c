@@ -133,6 +133,29 @@ static void remove_stale_scratch(const char *tmp)
     closedir(d);
 }
 
+/* Guest RAM files live in /dev/shm until QEMU has mapped them; a process
+ * killed in that window leaves /dev/shm/provium-PID-N.ram behind. Remove
+ * ours whose process is gone (its pid may be reused: a live pid keeps it). */
+static void remove_stale_ram_files(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid = 0, n = 0, used = 0;
+        if (sscanf(e->d_name, "provium-%d-%d.ram%n", &pid, &n, &used) != 2 || e->d_name[used] || pid <= 0)
+            continue;
+        char *path = xasprintf("/dev/shm/%s", e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && kill(pid, 0) != 0 &&
+            errno == ESRCH)
+            unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 static char *make_scratch(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -151,6 +174,7 @@ static char *make_scratch(void)
     write_whole_file(pidfile, pid, strlen(pid), 0600);
     free(pidfile);
     remove_stale_scratch(tmp);
+    remove_stale_ram_files();
     return tmpl; /* mkdtemp creates it 0700 */
 }
 
