@@ -80,7 +80,7 @@ test("the root lab sees provium:vm VMs: vm_names (sorted), members, remove, incl
   t:assert_eq(kinds.a, "vm")
   provium:remove("c")
   t:assert_eq(provium.c, nil)
-  t:assert_contains(t:assert_raises(provium.vm, provium, "c"), "no VM named 'c'")
+  t:assert_contains(t:assert_raises(provium.vm, provium, "c"), "no vm named 'c'")
   provium:remove(a)
   t:assert_eq(table.concat(provium:vm_names(), ","), "b")
   provium:include(a)
