@@ -176,22 +176,6 @@ enum {
 };
 
 /* The first executable NAME in $PATH (caller frees), or NULL. */
-static char *find_on_path(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return NULL;
-    while (*path) {
-        size_t len = strcspn(path, ":");
-        char *cand = xasprintf("%.*s/%s", (int)len, len ? path : ".", name);
-        if (access(cand, X_OK) == 0)
-            return cand;
-        free(cand);
-        path += len + (path[len] == ':');
-    }
-    return NULL;
-}
-
 /* --coverage: provium-coverage --from EVENTS; its exit status. */
 static int run_coverage(const char *bin, const char *events)
 {
@@ -512,7 +496,7 @@ int main(int argc, char **argv)
         setenv("PROVIUM_INCLUDE_SLOW", "1", 1);
     char *coverage_bin = NULL, *coverage_tmp = NULL;
     if (coverage && !sub) {
-        coverage_bin = find_on_path("provium-coverage");
+        coverage_bin = find_in_path("provium-coverage");
         if (!coverage_bin) {
             fprintf(stderr, "provium: --coverage: provium-coverage is not on PATH; install it, or run with "
                             "--save-events FILE and give FILE to it yourself\n");
