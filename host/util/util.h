@@ -61,6 +61,13 @@ const char *cache_root(void);
 
 /* Lowercase hex SHA-256 of the data (65 bytes incl. NUL). */
 void sha256_hex(const void *data, size_t len, char out[65]);
+/* Forks and execs argv[0] from $PATH with in/out/err as its fds 0/1/2 and
+ * an empty signal mask. The child is tied to this process: it gets SIGKILL
+ * when this process dies (PR_SET_PDEATHSIG), so it can never outlive it.
+ * Returns the pid, or -1 with errno set when fork fails; an exec failure
+ * makes the child print "cannot run NAME: why" on err and exit 127. */
+pid_t spawn_tied(char *const argv[], int in, int out, int err);
+
 /* The first executable file called name in $PATH (new string), or NULL. */
 char *find_in_path(const char *name);
 #endif

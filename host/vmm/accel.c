@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -132,20 +131,10 @@ void accel_probe_run(const char *accel, const char *kernel, const char *machine,
                     "-monitor", "none", "-machine", microvm ? "microvm,acpi=off" : (char *)machine, "-accel",
                     (char *)accel, "-cpu", strcmp(accel, "kvm") == 0 ? "host" : "max", "-m", "128M", "-serial", "stdio", "-kernel", (char *)kernel, "-append",
                     "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 reboot=t acpi=off pci=off rdinit=/-", NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(o[1], 1);
-        dup2(e[1], 2);
-        execvp(argv[0], argv);
-        dprintf(2, "error: cannot run qemu-system-x86_64: %s\n", strerror(errno));
-        _exit(127);
-    }
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t pid = spawn_tied(argv, null, o[1], e[1]);
+    if (null >= 0)
+        close(null);
     close(o[1]);
     close(e[1]);
     if (pid < 0) {

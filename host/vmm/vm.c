@@ -357,23 +357,8 @@ static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
     int errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     free(errpath);
     int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* QEMU must never outlive the process that drives it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(nullfd, 0);
-        dup2(nullfd, 1);
-        dup2(errfd >= 0 ? errfd : nullfd, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execvp(argv[0], argv);
-        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
+    /* QEMU must never outlive the process that drives it. */
+    pid_t pid = spawn_tied(argv, nullfd, nullfd, errfd >= 0 ? errfd : nullfd);
     if (errfd >= 0)
         close(errfd);
     if (nullfd >= 0)
