@@ -17,12 +17,46 @@
 
 #define MAX_DEPTH 128
 
-/* One encode: its mode and where its error message goes. */
+/* The jansson values an encode has made but not yet linked into their
+ * parent. A metamethod (__index, __tostring) may raise in the middle of an
+ * encode; this list lives in a Lua userdata, so the GC frees what the raise
+ * left unlinked. Each level of nesting holds at most its container and one
+ * finished child. */
+#define PENDING_MT "provium.json_pending"
+typedef struct {
+    json_t *v[2 * MAX_DEPTH + 8];
+    int n;
+} pending;
+
+/* One encode: its mode, where its error message goes, its pending values. */
 typedef struct {
     bool lossy; /* escape bytes that are not UTF-8 (and NUL) instead of failing */
     char *err;
     size_t errlen;
+    pending *held;
 } encoder;
+
+static json_t *hold(const encoder *enc, json_t *v)
+{
+    if (v)
+        enc->held->v[enc->held->n++] = v;
+    return v;
+}
+
+/* v must be the newest held value; returns it, no longer held. */
+static json_t *release(const encoder *enc, json_t *v)
+{
+    enc->held->n--;
+    return v;
+}
+
+static int pending_gc(lua_State *L)
+{
+    pending *p = luaL_checkudata(L, 1, PENDING_MT);
+    while (p->n > 0)
+        json_decref(p->v[--p->n]);
+    return 0;
+}
 
 static json_t *to_json(lua_State *L, int idx, int depth, const encoder *enc);
 
@@ -88,37 +122,41 @@ static bool is_array(lua_State *L, int idx, size_t *len)
     return n > 0 && (size_t)max <= 4 * n + 64;
 }
 
+static json_t *array_to_json(lua_State *L, int idx, size_t n, int depth, const encoder *enc)
+{
+    json_t *a = hold(enc, json_array());
+    for (size_t i = 1; i <= n; i++) {
+        lua_geti(L, idx, (lua_Integer)i); /* nil in a gap: null */
+        json_t *v = to_json(L, lua_gettop(L), depth + 1, enc);
+        lua_pop(L, 1);
+        if (!v) {
+            json_decref(release(enc, a));
+            return NULL;
+        }
+        json_array_append_new(a, v);
+    }
+    return release(enc, a);
+}
+
 static json_t *table_to_json(lua_State *L, int idx, int depth, const encoder *enc)
 {
     size_t n;
-    if (is_array(L, idx, &n)) {
-        json_t *a = json_array();
-        for (size_t i = 1; i <= n; i++) {
-            lua_geti(L, idx, (lua_Integer)i); /* nil in a gap: null */
-            json_t *v = to_json(L, lua_gettop(L), depth + 1, enc);
-            lua_pop(L, 1);
-            if (!v) {
-                json_decref(a);
-                return NULL;
-            }
-            json_array_append_new(a, v);
-        }
-        return a;
-    }
-    json_t *o = json_object();
+    if (is_array(L, idx, &n))
+        return array_to_json(L, idx, n, depth, enc);
+    json_t *o = hold(enc, json_object());
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING && lua_type(L, -2) != LUA_TNUMBER) {
             snprintf(enc->err, enc->errlen, "json.encode: object keys must be strings or numbers, got %s",
                      luaL_typename(L, -2));
             lua_pop(L, 2);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
-        json_t *v = to_json(L, lua_gettop(L), depth + 1, enc);
+        json_t *v = hold(enc, to_json(L, lua_gettop(L), depth + 1, enc));
         if (!v) {
             lua_pop(L, 2);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
         /* numeric keys of a mixed table become strings; converting a copy
@@ -127,6 +165,7 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, const encoder *en
         size_t klen;
         const char *key = luaL_tolstring(L, -1, &klen);
         bool plain = !memchr(key, 0, klen);
+        release(enc, v); /* from here on nothing raises before v is linked or freed */
         if (enc->lossy && (!plain || json_object_set_new(o, key, v) != 0)) {
             /* reports: a key with NUL or bad UTF-8 is escaped, not dropped
              * (json_object_set_new consumed v on failure: encode it again) */
@@ -140,12 +179,12 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, const encoder *en
             if (!plain)
                 json_decref(v);
             lua_pop(L, 3);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
         lua_pop(L, 3);
     }
-    return o;
+    return release(enc, o);
 }
 
 static json_t *to_json(lua_State *L, int idx, int depth, const encoder *enc)
@@ -192,9 +231,18 @@ static json_t *to_json(lua_State *L, int idx, int depth, const encoder *enc)
     }
 }
 
-static char *encode(lua_State *L, int idx, const encoder *enc)
+static char *encode(lua_State *L, int idx, encoder *enc)
 {
-    json_t *v = to_json(L, lua_absindex(L, idx), 0, enc);
+    idx = lua_absindex(L, idx);
+    enc->held = lua_newuserdatauv(L, sizeof(pending), 0);
+    enc->held->n = 0;
+    if (luaL_newmetatable(L, PENDING_MT)) {
+        lua_pushcfunction(L, pending_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    json_t *v = to_json(L, idx, 0, enc);
+    lua_pop(L, 1); /* the pending list, empty again */
     if (!v)
         return NULL;
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
