@@ -93,3 +93,32 @@ test("a raising lossy encode leaves json.encode exact", function(t)
   t:assert_contains(err, "index raised")
   t:assert_eq(json.encode("a\0b"), '"a\\u0000b"')
 end)
+
+-- The lab snapshot's directory helpers take a path as a path: quotes, $(...)
+-- and a leading dash once broke out of the shell command lines
+-- framework.lua built (rm -rf '...', mkdir -p '...', du -sk '...').
+test("the path helpers of lab snapshots take any path literally", function(t)
+  local P = debug.getregistry()["provium.P"]
+  local base = os.tmpname()
+  os.remove(base)
+  t:assert(P.make_dirs(base))
+  local marker = base .. "/ran"
+  local odd = base .. "/-rf it's \"$(touch " .. marker .. ")\" `touch " .. marker .. "` a b"
+  local nested = odd .. "/lab.dc1"
+  t:assert_eq(P.make_dirs(nested), true)
+  local f = assert(io.open(nested .. "/ram", "w"))
+  f:write(string.rep("x", 10000))
+  f:close()
+  t:assert(P.disk_usage(odd) >= 10000, "disk_usage counts the file under the odd path")
+  t:assert_eq(P.disk_usage(odd), P.disk_usage(nested .. "/ram"))
+  local ok, why = P.make_dirs(nested .. "/ram")
+  t:assert_eq(ok, nil)
+  t:assert_contains(why, "cannot create directory " .. nested .. "/ram: it exists and is not a directory")
+  P.remove_tree(odd)
+  t:assert_eq(io.open(nested .. "/ram"), nil)
+  t:assert_eq(io.open(marker), nil, "nothing in the path ran")
+  t:assert_eq(P.disk_usage(odd), 0)
+  P.remove_tree(odd) -- a missing path is not an error
+  P.remove_tree(base)
+  t:assert_eq(io.open(base), nil)
+end)

@@ -63,6 +63,31 @@ test("lab snapshot and restore keep the members consistent", function(t)
   t:assert_eq(snap:size(), 0)
 end)
 
+-- The directory of a lab snapshot is made and emptied by C helpers, not by
+-- shell command lines: a quote, $(...) or a leading dash in it is just a name.
+test("a lab snapshot into an oddly named directory", function(t)
+  local base = os.tmpname()
+  os.remove(base)
+  local marker = base .. "-ran"
+  local dir = base .. "/-rf it's $(touch " .. marker .. ") a b"
+  local lab = provium:lab("odd")
+  local sub = lab:lab("rack")
+  local v = sub:vm("v", "default"):boot()
+  v:write_file("/tmp/v", "v1")
+  t:assert_eq(lab:snapshot(dir), dir)
+  local f = assert(io.open(dir .. "/lab.json"))
+  local index = json.decode(f:read("a"))
+  f:close()
+  t:assert_eq(index.sub_labs[1].members[1].name, "v")
+  t:assert_eq(io.open(marker), nil, "nothing in the path ran")
+  v:write_file("/tmp/v", "v2")
+  lab:restore(dir)
+  t:assert_eq(v:read_file("/tmp/v"), "v1")
+  t:assert_eq(lab:snapshot(dir), dir) -- again into the same directory: emptied first
+  t:assert_eq(io.open(marker), nil)
+  os.execute("rm -rf " .. string.format("%q", base))
+end)
+
 test("lab fixtures restore every member into a fresh sub-lab", function(t)
   local lab = provium:lab_fixture("pair")
   t:assert_eq(lab.a:read_file("/etc/role"), "server")
