@@ -15,28 +15,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/lib/vm_scripts.sh"
 CONF=$ROOT/tests/cli/configs/cli.toml
 REPL_PID=
-cleanup() {
-    [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null
-    local left
-    left=$(qemu_of "$T" | tr '\n' ' ')
-    if [ -n "$left" ]; then
-        echo "# killing leftover QEMU: $left" >&2
-        # shellcheck disable=SC2086 # one PID per word
-        kill -KILL $left 2>/dev/null
-    fi
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# PIDs of live QEMU processes whose command line contains $1.
-qemu_of() {
-    local p
-    for p in $(pgrep '^qemu-system'); do
-        grep -qF -- "$1" "/proc/$p/cmdline" 2>/dev/null || continue
-        [ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$p/stat" 2>/dev/null)" = Z ] || echo "$p"
-    done
-}
+# the EXIT trap of tests/lib/cleanup.sh (vm_scripts.sh) also ends the REPL
+cleanup_hook() { [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null; }
 
 # ---------------------------------------------------------------- on a terminal
 
@@ -147,8 +127,8 @@ step exit
 begin "Ctrl-D ends the REPL with status 0 and its QEMU exits"
 expect_found
 n=0
-while [ -n "$(qemu_of "$T/pty")" ] && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
-[ -z "$(qemu_of "$T/pty")" ] || problem "QEMU still running after the REPL ended: $(qemu_of "$T/pty")"
+while [ -n "$(live_qemu "$T/pty")" ] && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
+[ -z "$(live_qemu "$T/pty")" ] || problem "QEMU still running after the REPL ended: $(live_qemu "$T/pty")"
 end_check
 
 # ---------------------------------------------------------------- scripted
