@@ -18,15 +18,6 @@ REPL_PID=
 # the EXIT trap of tests/lib/cleanup.sh (vm_scripts.sh) also ends the REPL
 cleanup_hook() { [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null; }
 
-# ---------------------------------------------------------------- on a terminal
-
-mkdir -p "$T/pty"
-t0=$(date +%s%N)
-TRANSCRIPT=$(timeout -k 5 $((LIMIT + 180)) python3 "$ROOT/tests/cli/repl_pty.py" "$T/pty" \
-    "$PROVIUM" repl -c "$CONF" default 2>&1)
-RC=$?
-ELAPSED=$((($(date +%s%N) - t0) / 1000000))
-
 # step NAME: sets OUT to what the REPL printed during that step of the driver
 step() {
     OUT=$(awk -v s="$1" '$0 == "### step " s {on = 1} on {print} $0 == "### end " s {on = 0}' <<<"$TRANSCRIPT")
@@ -42,6 +33,15 @@ expect_within() {
     s=$(sed -n 's/^### found [a-z]*  \([0-9.]*\)$/\1/p' <<<"$OUT")
     python3 -c "import sys; sys.exit(0 if float('${s:-999}') < $1 else 1)" || problem "the step took ${s:-?} s, expected under $1 s"
 }
+
+# ---------------------------------------------------------------- on a terminal
+section_terminal() {
+mkdir -p "$T/pty"
+t0=$(date +%s%N)
+TRANSCRIPT=$(timeout -k 5 $((LIMIT + 180)) python3 "$ROOT/tests/cli/repl_pty.py" "$T/pty" \
+    "$PROVIUM" repl -c "$CONF" default 2>&1)
+RC=$?
+ELAPSED=$((($(date +%s%N) - t0) / 1000000))
 
 begin "the pty driver ran"
 expect_rc 0
@@ -130,9 +130,10 @@ n=0
 while [ -n "$(live_qemu "$T/pty")" ] && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
 [ -z "$(live_qemu "$T/pty")" ] || problem "QEMU still running after the REPL ended: $(live_qemu "$T/pty")"
 end_check
+}
 
 # ---------------------------------------------------------------- scripted
-
+section_scripted() {
 # The lines come from a pipe; a SIGINT sent to the REPL's pid (not its
 # process group) while line 2 sleeps must end that line only.
 mkdir -p "$T/pipe"
@@ -169,5 +170,7 @@ RC=$?
 expect_rc 1
 expect_out "the input ended inside an unfinished chunk"
 end_check
+}
 
+run_sections terminal scripted
 check_summary
