@@ -167,26 +167,34 @@ const char *read_error_text(int e)
     return strerror(e);
 }
 
-char *read_whole_file(const char *path, size_t *len)
+int open_regular_file(const char *path, struct stat *st)
 {
     refused_kind[0] = 0;
     /* O_NONBLOCK: opening a FIFO must not wait for a writer; only regular
      * files are read (a device such as /dev/zero never ends) */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return NULL;
-    struct stat st;
-    int e = fstat(fd, &st) != 0 ? errno : 0;
-    if (!e && !S_ISREG(st.st_mode)) {
-        snprintf(refused_kind, sizeof(refused_kind), "%s", file_type_name(st.st_mode));
+        return -1;
+    int e = fstat(fd, st) != 0 ? errno : 0;
+    if (!e && !S_ISREG(st->st_mode)) {
+        snprintf(refused_kind, sizeof(refused_kind), "%s", file_type_name(st->st_mode));
         e = EINVAL;
     }
     if (e) {
         close(fd);
         errno = e;
-        return NULL;
+        return -1;
     }
     fcntl(fd, F_SETFL, 0);
+    return fd;
+}
+
+char *read_whole_file(const char *path, size_t *len)
+{
+    struct stat st;
+    int fd = open_regular_file(path, &st);
+    if (fd < 0)
+        return NULL;
     strbuf b;
     sb_init(&b);
     char tmp[65536];

@@ -34,6 +34,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (a FIFO, a device, a directory) is refused with EINVAL: read_error_text
  * then says what it was. */
 char *read_whole_file(const char *path, size_t *len);
+/* Opens a regular file for reading (blocking descriptor, O_CLOEXEC) and
+ * fills *st; -1 with errno set otherwise, refusing other kinds as above. */
+struct stat;
+int open_regular_file(const char *path, struct stat *st);
 const char *read_error_text(int e);
 const char *file_type_name(mode_t mode);
 int write_whole_file(const char *path, const void *data, size_t len, int mode);
