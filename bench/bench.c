@@ -9,9 +9,11 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
+ *   - through the Lua API, memory and scale, and qemu-guest-agent as a peer:
+ *     see bench.h
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
- *   (default: all) */
+ *   sections: boot, rtt, batch, files, transfer, workers, snapshot, bootcache,
+ *   pool, memory, scaling, peer (default: all) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,6 +31,7 @@
 #include "../host/vmm/accel.h"
 #include "../host/vmm/boot_cache.h"
 #include "../host/vmm/vm.h"
+#include "bench.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -36,13 +39,13 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void die(const char *what, const char *err)
+void die(const char *what, const char *err)
 {
     fprintf(stderr, "bench: %s: %s\n", what, err);
     exit(1);
@@ -96,14 +99,14 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
     return elapsed;
 }
 
-static void call(pv_vm *vm, vm_reply *r)
+void call(pv_vm *vm, vm_reply *r)
 {
     char err[4096];
     if (vm_call(vm, r, 60000, NULL, err, sizeof(err)) != 0)
         die("request", err);
 }
 
-static double time_ping(pv_vm *vm, size_t payload)
+double time_ping(pv_vm *vm, size_t payload)
 {
     char *data = xcalloc(1, payload ? payload : 1);
     double t0 = now_s();
@@ -200,7 +203,7 @@ static void bench_files(pv_vm *vm)
 }
 
 /* Runs `build/provium ARGS... DIR` and returns its wall time. */
-static double time_provium(const char *jobs_arg, const char *dir)
+double time_provium(const char *jobs_arg, const char *dir)
 {
     double t0 = now_s();
     pid_t pid = fork();
@@ -561,6 +564,8 @@ int main(int argc, char **argv)
 
     if (want("files"))
         bench_files(vm);
+    if (want("transfer"))
+        bench_transfer(&cfg, tmpl);
 
     /* workers: spawn (fork and thread) until the first op on the worker, then kill */
     for (int thread = 0; want("workers") && thread <= 1; thread++) {
@@ -602,6 +607,12 @@ int main(int argc, char **argv)
         bench_boot_cache(&cfg, p, tmpl, iters);
     if (want("pool"))
         bench_pool(tmpl);
+    if (want("memory"))
+        bench_memory(p, tmpl);
+    if (want("scaling"))
+        bench_scaling(tmpl);
+    if (want("peer"))
+        bench_peer(p, tmpl, iters);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);
