@@ -61,12 +61,12 @@ static void host_rss_rows(const char *tmpl)
         free(file);
         free(out);
     }
-    printf("\n%-44s %9.1f MiB   (%.2f x of the 20 MiB target)\n", "host RSS of a running test file, 1 VM",
-           MiB(kb[0][0]), MiB(kb[0][0]) / 20);
-    printf("%-44s %9.1f MiB   (peak %.1f, PSS %.1f)\n", "", MiB(kb[0][0]), MiB(kb[0][1]), MiB(kb[0][2]));
-    printf("%-44s %9.1f MiB   (%.2f x of the 20 MiB target)\n", "host RSS of a running test file, 8 VMs",
-           MiB(kb[1][0]), MiB(kb[1][0]) / 20);
-    printf("%-44s %9.1f MiB   (peak %.1f, PSS %.1f)\n", "", MiB(kb[1][0]), MiB(kb[1][1]), MiB(kb[1][2]));
+    const char *label[2] = {"host RSS of a running test file, 1 VM", "host RSS of a running test file, 8 VMs"};
+    for (int k = 0; k < 2; k++) {
+        printf("%s%-44s %9.1f MiB   (%.2f x of the 20 MiB target)\n", k ? "" : "\n", label[k], MiB(kb[k][0]),
+               MiB(kb[k][0]) / 20);
+        printf("%-44s %9.1f MiB   (PSS %.1f MiB)\n", "  its peak (VmHWM)", MiB(kb[k][1]), MiB(kb[k][2]));
+    }
     printf("%-44s %9.2f MiB\n", "  each VM past the first", MiB(kb[1][0] - kb[0][0]) / 7);
     free(dir);
 }

@@ -2,10 +2,11 @@
  * write_file, read_file and push_file of 16 MiB are timed against the raw
  * channel (16 MiB echoed by a PING) on the same VM, best of 5, interleaved
  * so that host load hits all alike; each is printed as a fraction of the
- * channel's one-way throughput. Then a 1 GiB file (mostly holes) is pushed
- * to the guest's /dev/null, and the rise of this process's peak RSS
- * (VmHWM, reset first through clear_refs) is printed as a fraction of the
- * file's size: push_file streams through a bounded buffer. */
+ * channel's one-way throughput. Before them (while the VM's buffers are
+ * still small), a 1 GiB file (mostly holes) is pushed to the guest's
+ * /dev/null: its throughput against the channel, and the rise of this
+ * process's peak RSS (VmHWM, reset first through clear_refs) as a fraction
+ * of the file's size, as push_file streams through a bounded buffer. */
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -85,6 +86,17 @@ void bench_transfer(const pv_config *cfg, const char *tmpl)
     int ops = lua_gettop(L);
     lvm *v = luaL_checkudata(L, ops - 1, VM_MT);
 
+    long mib = bench_env("BENCH_PUSH_MIB", 1024, 1);
+    char *big = sparse_file(tmpl, mib);
+    set_peak_rss_to_current();
+    long long rss0 = proc_field_kb(0, "status", "VmRSS");
+    double t = time_op(L, ops, "push", big, strlen(big), "/dev/null");
+    long long peak = proc_field_kb(0, "status", "VmHWM");
+    unlink(big);
+    free(big);
+    char label[64];
+    snprintf(label, sizeof(label), "push_file %ld MiB to /dev/null", mib);
+    double big_mib_s = mib / t;
     size_t size = 16u << 20;
     char *data = xmalloc(size);
     for (size_t i = 0; i < size; i++)
@@ -92,12 +104,14 @@ void bench_transfer(const pv_config *cfg, const char *tmpl)
     char *host = xasprintf("%s/push16.bin", tmpl);
     if (write_whole_file(host, data, size, 0644) != 0)
         die("transfer", "cannot write the 16 MiB host file");
-    double chan = 1e9, wr = 1e9, rd = 1e9, push = 1e9;
+    double chan = 1e9, wr = 1e9, rd = 1e9, push = 1e9, null = 1e9;
     for (int i = 0; i < 5; i++) {
         double c = time_ping(v->vm, size);
         double w = time_op(L, ops, "write", data, size, NULL);
         double r = time_op(L, ops, "read", NULL, 0, NULL);
         double p = time_op(L, ops, "push", host, strlen(host), NULL);
+        double d = time_op(L, ops, "push", host, strlen(host), "/dev/null");
+        null = d < null ? d : null;
         chan = c < chan ? c : chan;
         wr = w < wr ? w : wr;
         rd = r < rd ? r : rd;
@@ -111,21 +125,12 @@ void bench_transfer(const pv_config *cfg, const char *tmpl)
     printf("%-44s %9.2f x of the channel   (target >= 0.8)\n", "  vm:write_file 16 MiB (Lua API)", 16.0 / wr / chan_mib);
     printf("%-44s %9.2f x of the channel   (target >= 0.8)\n", "  vm:read_file 16 MiB (Lua API)", 16.0 / rd / chan_mib);
     printf("%-44s %9.2f x of the channel   (target >= 0.8)\n", "  vm:push_file 16 MiB (Lua API)", 16.0 / push / chan_mib);
-
-    long mib = bench_env("BENCH_PUSH_MIB", 1024, 1);
-    char *big = sparse_file(tmpl, mib);
-    set_peak_rss_to_current();
-    long long rss0 = proc_field_kb(0, "status", "VmRSS");
-    double t = time_op(L, ops, "push", big, strlen(big), "/dev/null");
-    long long peak = proc_field_kb(0, "status", "VmHWM");
-    unlink(big);
-    free(big);
-    char label[64];
-    snprintf(label, sizeof(label), "push_file %ld MiB to /dev/null", mib);
-    printf("%-44s %9.1f MiB/s\n", label, mib / t);
-    printf("%-44s %9.2f x of the channel\n", "  throughput", mib / t / chan_mib);
+    printf("%-44s %9.2f x of the channel   (the guest's tmpfs write left out)\n",
+           "  vm:push_file 16 MiB to /dev/null", 16.0 / null / chan_mib);
+    printf("%-44s %9.2f x of the channel\n", label, big_mib_s / chan_mib);
     printf("%-44s %9.1f MiB   (%.4f x of the file; bounded: << 1)\n", "  host peak RSS growth while it ran",
            (peak - rss0) / 1024.0, (peak - rss0) / 1024.0 / (double)mib);
+
     time_op(L, ops, "shutdown", NULL, 0, NULL);
     lua_close(L);
 }
