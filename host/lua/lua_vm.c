@@ -10,6 +10,7 @@
 #include "../util/util.h"
 #include "../vmm/boot_cache.h"
 #include "../vmm/vm.h"
+#include "../vmm/vm_buffers.h"
 #include "lua_api.h"
 #include "lua_internal.h"
 
@@ -592,7 +593,9 @@ void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
 {
     char err[8192];
     int gerr;
-    if (vm_call(v->vm, r, timeout_ms, &gerr, err, sizeof(err)) != 0)
+    int rc = vm_call(v->vm, r, timeout_ms, &gerr, err, sizeof(err));
+    vm_trim_buffers(v->vm); /* the reply has its own copy */
+    if (rc != 0)
         luaL_error(L, "%s", err);
 }
 

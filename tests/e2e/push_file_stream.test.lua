@@ -102,3 +102,20 @@ test("a chunked push that fails names the guest file and the cause, and closes i
   t:assert_eq(fds(), before, "the agent's descriptor count")
   vm:run("umount /tmp/small")
 end)
+
+test("a 16 MiB write_file and read_file leave no buffers of their size behind", function(t)
+  local data = patterned(16 * MiB)
+  collectgarbage()
+  local before = memory()
+  vm:write_file("/tmp/sixteen.bin", data)
+  local back = vm:read_file("/tmp/sixteen.bin")
+  t:assert(back == data, "read_file returned other bytes")
+  back = nil
+  collectgarbage()
+  local after = memory()
+  t:log(string.format("RSS after the transfers: %+.1f MiB", (after - before) / MiB))
+  -- before the buffers were given back, two copies' worth stayed (the request
+  -- and the receive buffer); the C heap may keep part of one freed copy
+  t:assert(after - before < 0.75 * #data, string.format("RSS grew by %.1f MiB", (after - before) / MiB))
+  vm:unlink("/tmp/sixteen.bin")
+end)
