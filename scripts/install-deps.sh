@@ -6,6 +6,8 @@ pkgs="build-essential pkg-config musl-tools liblua5.4-dev lua5.4 libjansson-dev 
       qemu-system-x86 linux-source-6.1 busybox-static linux-image-cloud-amd64
       bc flex bison libelf-dev cpio xz-utils libxml2-utils libreadline-dev libarchive-dev libxml2-dev python3-yaml chromium gdb"
 missing=""
+# qemu-guest-agent: only `make bench` uses it (the peer section runs it in a guest)
+pkgs="$pkgs qemu-guest-agent"
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
