@@ -14,6 +14,15 @@
 
 #include "../config/config.h"
 
+/* The -cpu of a VM under each accelerator. Under TCG the "max" model
+ * without ERMS and FSRM: with them the guest kernel copies user memory,
+ * clears pages and memcpys with `rep movsb`, which TCG runs one byte per
+ * iteration; without them it uses `rep movsq`, eight bytes per iteration,
+ * and every guest copy (the agent channel's included) gets several times
+ * faster (docs/performance.md). The boot cache's key includes it. */
+#define ACCEL_CPU_KVM "host"
+#define ACCEL_CPU_TCG "max,erms=off,fsrm=off"
+
 typedef struct {
     bool kvm;          /* run with -accel kvm -cpu host */
     char reason[512];  /* why KVM is not used (empty when kvm) */

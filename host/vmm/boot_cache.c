@@ -56,6 +56,7 @@ static char *boot_key(pv_vm *vm, const vm_boot_opts *o, const char *initrd, char
     sb_addf(&b, "%s\nkernel:%s\ninitrd:%s\ncmdline:%s\nmachine:%s\nmemory:%lld\ncpus:%d\naccel:%s\n", KEY_VERSION,
             vm_file_identity(p->kernel), vm_file_identity(initrd), cmdline, vm_machine(p),
             (long long)(o->memory ? o->memory : p->memory), o->cpus ? o->cpus : p->cpus, kvm ? "kvm" : "tcg");
+    sb_addf(&b, "cpu:%s\n", kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG); /* the kernel picks its copy routines by it */
     struct stat st;
     if (p->rootfs && stat(p->rootfs, &st) == 0)
         sb_addf(&b, "rootfs:%s %lld %lld.%09ld\n", p->rootfs, (long long)st.st_size, (long long)st.st_mtim.tv_sec,

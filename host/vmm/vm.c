@@ -290,7 +290,7 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, "-accel");
     arg(a, kvm ? "kvm" : "tcg");
     arg(a, "-cpu");
-    arg(a, kvm ? "host" : "max");
+    arg(a, kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG);
     (void)o;
     arg(a, "-m");
     s = xasprintf("%lldM", (long long)(vm->mem_bytes / (1024 * 1024)));
