@@ -390,18 +390,6 @@ static bool want(const char *section)
     return false;
 }
 
-/* Runs cmd in the guest through the shell; dies unless it exits 0. */
-static void guest_sh(pv_vm *vm, const char *cmd)
-{
-    vm_begin(vm, PV_MSG_EXEC);
-    pv_put_str(&vm->out, PV_T_SHELL, cmd);
-    vm_reply r;
-    call(vm, &r);
-    if (pv_msg_i64(&r.msg, PV_T_EXIT_CODE, -1) != 0)
-        die("guest command failed", cmd);
-    vm_reply_free(&r);
-}
-
 /* Kernel health rows: how long a call under which the kernel oopses takes
  * to fail (it used to wait out the 60 s reply timeout), and the cold boot of
  * the debug kernel (KASAN, lockdep) against the default one. */
@@ -423,7 +411,7 @@ static void bench_health(const pv_config *cfg, const pv_profile *p, const char *
             vm_reply r;
             call(vm, &r);
             vm_reply_free(&r);
-            guest_sh(vm, "insmod /tmp/faulty.ko");
+            guest_shell(vm, "insmod /tmp/faulty.ko", NULL);
             /* the agent itself writes: the oops kills the process serving the call */
             double t0 = now_s();
             vm_begin(vm, PV_MSG_WRITE_FILE);

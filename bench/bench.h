@@ -30,6 +30,9 @@ double time_ping(pv_vm *vm, size_t payload);
 double time_provium(const char *jobs_arg, const char *dir);
 
 /* bench_util.c */
+/* Runs cmd in the guest through the shell; dies unless it exits 0. With out,
+ * *out gets its stdout (a new string). */
+void guest_shell(pv_vm *vm, const char *cmd, char **out);
 /* The value of a size-like environment variable, or dflt when unset or bad. */
 long bench_env(const char *name, long dflt, long min);
 /* A field of /proc/<pid>/FILE (status, smaps_rollup) given in kB there

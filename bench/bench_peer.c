@@ -33,21 +33,6 @@ typedef struct {
     strbuf in;
 } qga_conn;
 
-static void guest_shell(pv_vm *vm, const char *cmd, char **out)
-{
-    vm_begin(vm, PV_MSG_EXEC);
-    pv_put_str(&vm->out, PV_T_SHELL, cmd);
-    vm_reply r;
-    call(vm, &r);
-    if (pv_msg_i64(&r.msg, PV_T_EXIT_CODE, -1) != 0)
-        die("peer: guest command failed", cmd);
-    if (out) {
-        const pv_field *f = pv_msg_get(&r.msg, PV_T_STDOUT);
-        *out = f ? xasprintf("%.*s", (int)f->len, (const char *)f->data) : xstrdup("");
-    }
-    vm_reply_free(&r);
-}
-
 static void push(pv_vm *vm, const char *host, const char *guest)
 {
     size_t len;

@@ -1,9 +1,10 @@
-/* Small helpers of the benchmark sections kept outside bench.c: knobs from
- * the environment and figures from /proc. */
+/* Small helpers shared by the benchmark sections: knobs from the
+ * environment, figures from /proc, and shell commands in the guest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host/util/util.h"
 #include "bench.h"
 
 long bench_env(const char *name, long dflt, long min)
@@ -35,4 +36,19 @@ long long proc_field_kb(int pid, const char *file, const char *field)
         }
     fclose(f);
     return kb;
+}
+
+void guest_shell(pv_vm *vm, const char *cmd, char **out)
+{
+    vm_begin(vm, PV_MSG_EXEC);
+    pv_put_str(&vm->out, PV_T_SHELL, cmd);
+    vm_reply r;
+    call(vm, &r);
+    if (pv_msg_i64(&r.msg, PV_T_EXIT_CODE, -1) != 0)
+        die("guest command failed", cmd);
+    if (out) {
+        const pv_field *f = pv_msg_get(&r.msg, PV_T_STDOUT);
+        *out = f ? xasprintf("%.*s", (int)f->len, (const char *)f->data) : xstrdup("");
+    }
+    vm_reply_free(&r);
 }
