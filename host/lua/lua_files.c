@@ -149,15 +149,24 @@ static int l_rename(lua_State *L)
     return 0;
 }
 
-/* push_file moves a host file in chunks of PUSH_CHUNK bytes, each read
+/* push_file moves a host file in chunks of PV_STREAM_CHUNK bytes, each read
  * straight from the file into the request frame (one copy on the host): the
  * host holds one chunk at a time whatever the file's size, and the
  * per-chunk round trip costs about 1 % of the chunk's transfer time. A file
  * that fits in one chunk goes as one WRITE_FILE (one write(2) in the guest,
  * as a /proc or /sys file needs); a larger one as OPEN, FD_WRITEs and
- * FD_CLOSE. The chunk stays below a power of two with its headers, so the
- * request buffer does not double past it. */
-#define PUSH_CHUNK ((1u << 20) - 4096)
+ * FD_CLOSE. write_file streams its string the same way when it is longer
+ * than a chunk: the agent then receives 1 MiB frames instead of one of the
+ * whole size, which is also faster in the guest (docs/performance.md). */
+
+/* Where a stream's bytes come from: a host file, or write_file's string. */
+typedef struct {
+    const char *op;   /* "push_file" or "write_file", for messages */
+    int fd;           /* the host file, or -1 */
+    const char *host; /* its path */
+    const char *data; /* with fd -1: the bytes */
+    size_t len, off;
+} stream_src;
 
 /* Appends up to want bytes of fd to the bytes field being built in out;
  * returns how many (short only at EOF) or -1 with errno set. */
@@ -183,21 +192,37 @@ static ssize_t read_into_frame(pv_buf *out, int fd, size_t want)
     return (ssize_t)got;
 }
 
+/* The next chunk of src into the bytes field being built in out. */
+static ssize_t next_chunk(stream_src *src, pv_buf *out)
+{
+    if (src->fd >= 0)
+        return read_into_frame(out, src->fd, PV_STREAM_CHUNK);
+    size_t n = src->len - src->off < PV_STREAM_CHUNK ? src->len - src->off : PV_STREAM_CHUNK;
+    uint8_t *p = pv_put_room(out, n);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(p, src->data + src->off, n);
+    pv_put_commit(out, n);
+    src->off += n;
+    return (ssize_t)n;
+}
+
 /* Sends the request built in v->vm->out; on failure err says why, prefixed
- * with what push_file was doing. */
-static int push_call(lvm *v, vm_reply *r, const char *doing, char *err, size_t errlen)
+ * with the operation and what it was doing. */
+static int stream_call(lvm *v, vm_reply *r, const stream_src *src, const char *doing, char *err, size_t errlen)
 {
     char why[4096];
     if (vm_call(v->vm, r, OP_TIMEOUT_MS, NULL, why, sizeof(why)) == 0)
         return 0;
-    snprintf(err, errlen, "push_file: %s: %s", doing, why);
+    snprintf(err, errlen, "%s: %s: %s", src->op, doing, why);
     return -1;
 }
 
-/* The chunked transfer of a file larger than one chunk into guest path
- * guest, opened with perm; 0 or -1 with err set. */
-static int push_stream(lvm *v, int fd, const char *host, const char *guest, lua_Integer perm, char *err,
-                       size_t errlen)
+/* The chunked transfer of src into guest path guest, opened with perm; 0 or
+ * -1 with err set. */
+static int stream_to_guest(lvm *v, stream_src *src, const char *guest, lua_Integer perm, char *err, size_t errlen)
 {
     char doing[512];
     snprintf(doing, sizeof(doing), "opening guest file %s", guest);
@@ -206,7 +231,7 @@ static int push_stream(lvm *v, int fd, const char *host, const char *guest, lua_
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
     pv_put_u64(&v->vm->out, PV_T_FLAGS, O_WRONLY | O_CREAT | O_TRUNC);
     pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
-    if (push_call(v, &r, doing, err, errlen) != 0)
+    if (stream_call(v, &r, src, doing, err, errlen) != 0)
         return -1;
     int64_t gfd = pv_msg_i64(&r.msg, PV_T_FD, -1);
     vm_reply_free(&r);
@@ -216,30 +241,32 @@ static int push_stream(lvm *v, int fd, const char *host, const char *guest, lua_
         vm_begin_on(v->vm, PV_MSG_FD_WRITE, v->chan_base);
         pv_put_i64(&v->vm->out, PV_T_FD, gfd);
         size_t at = pv_put_open(&v->vm->out, PV_T_DATA);
-        ssize_t n = read_into_frame(&v->vm->out, fd, PUSH_CHUNK);
+        ssize_t n = next_chunk(src, &v->vm->out);
         if (n < 0) {
-            snprintf(err, errlen, "push_file: reading host file %s: %s", host, strerror(errno));
+            snprintf(err, errlen, "%s: reading host file %s: %s", src->op, src->host, strerror(errno));
             rc = -1;
             break;
         }
         if (n == 0)
             break;
         pv_put_close(&v->vm->out, at);
-        if (push_call(v, &r, doing, err, errlen) != 0) {
+        if (stream_call(v, &r, src, doing, err, errlen) != 0) {
             rc = -1;
             break;
         }
         int64_t wrote = pv_msg_i64(&r.msg, PV_T_COUNT, 0);
         vm_reply_free(&r);
         if (wrote <= 0) {
-            snprintf(err, errlen, "push_file: writing guest file %s: VM '%s': the guest wrote nothing", guest,
+            snprintf(err, errlen, "%s: writing guest file %s: VM '%s': the guest wrote nothing", src->op, guest,
                      v->vm->name);
             rc = -1;
             break;
         }
         /* a short write: the rest of the chunk goes again */
-        if (wrote < n && lseek(fd, (off_t)(wrote - n), SEEK_CUR) < 0) {
-            snprintf(err, errlen, "push_file: seeking in host file %s: %s", host, strerror(errno));
+        if (wrote < n && src->fd < 0)
+            src->off -= (size_t)(n - wrote);
+        else if (wrote < n && lseek(src->fd, (off_t)(wrote - n), SEEK_CUR) < 0) {
+            snprintf(err, errlen, "%s: seeking in host file %s: %s", src->op, src->host, strerror(errno));
             rc = -1;
             break;
         }
@@ -250,23 +277,31 @@ static int push_stream(lvm *v, int fd, const char *host, const char *guest, lua_
     pv_put_i64(&v->vm->out, PV_T_FD, gfd);
     char cerr[4096];
     snprintf(doing, sizeof(doing), "closing guest file %s", guest);
-    if (push_call(v, &r, doing, rc ? cerr : err, rc ? sizeof(cerr) : errlen) != 0)
+    if (stream_call(v, &r, src, doing, rc ? cerr : err, rc ? sizeof(cerr) : errlen) != 0)
         return -1;
     vm_reply_free(&r);
     return rc;
+}
+
+int pv_write_stream(lvm *v, const char *guest, const char *data, size_t len, lua_Integer perm, char *err,
+                    size_t errlen)
+{
+    stream_src src = {"write_file", -1, NULL, data, len, 0};
+    return stream_to_guest(v, &src, guest, perm, err, errlen);
 }
 
 /* The whole transfer of the open host file fd (st: its status). */
 static int push_open_file(lvm *v, int fd, const struct stat *st, const char *host, const char *guest,
                           lua_Integer perm, char *err, size_t errlen)
 {
-    if (st->st_size > (off_t)PUSH_CHUNK)
-        return push_stream(v, fd, host, guest, perm, err, errlen);
+    stream_src src = {"push_file", fd, host, NULL, 0, 0};
+    if (st->st_size > (off_t)PV_STREAM_CHUNK)
+        return stream_to_guest(v, &src, guest, perm, err, errlen);
     vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
     pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
     size_t at = pv_put_open(&v->vm->out, PV_T_DATA);
-    if (read_into_frame(&v->vm->out, fd, PUSH_CHUNK) < 0) {
+    if (read_into_frame(&v->vm->out, fd, PV_STREAM_CHUNK) < 0) {
         snprintf(err, errlen, "push_file: reading host file %s: %s", host, strerror(errno));
         return -1;
     }
@@ -274,7 +309,7 @@ static int push_open_file(lvm *v, int fd, const struct stat *st, const char *hos
     char doing[512];
     snprintf(doing, sizeof(doing), "writing guest file %s", guest);
     vm_reply r;
-    if (push_call(v, &r, doing, err, errlen) != 0)
+    if (stream_call(v, &r, &src, doing, err, errlen) != 0)
         return -1;
     vm_reply_free(&r);
     return 0;

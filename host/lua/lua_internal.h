@@ -72,6 +72,13 @@ int pv_open_fd_stream(lua_State *L, lvm *v, int vm_idx, int64_t fd, const char *
 
 void pv_push_stat(lua_State *L, const pv_msg *m);
 void pv_push_listdir(lua_State *L, const pv_msg *m);
+/* push_file and a long write_file stream in requests of this many bytes
+ * (below a power of two with the headers: the request buffer stays at it). */
+#define PV_STREAM_CHUNK ((1u << 20) - 4096)
+/* write_file's streamed form (lua_files.c): OPEN, FD_WRITEs, FD_CLOSE; 0,
+ * or -1 with err naming the step, the guest file and the cause. */
+int pv_write_stream(lvm *v, const char *guest, const char *data, size_t len, lua_Integer perm, char *err,
+                    size_t errlen);
 void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs);
 void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbufs);
 void pv_lua_batch_init(lua_State *L, int methods_idx);

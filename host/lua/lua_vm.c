@@ -894,6 +894,12 @@ static int l_vm_write_file(lua_State *L)
     if (!lua_isnoneornil(L, 4) && (mode < 0 || mode > 07777))
         return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
     pv_require_booted(L, v, "write_file");
+    if (len > PV_STREAM_CHUNK) { /* in 1 MiB requests, as push_file sends a file */
+        char err[8192];
+        if (pv_write_stream(v, path, data, len, mode >= 0 ? mode : 0644, err, sizeof(err)) != 0)
+            return luaL_error(L, "%s", err);
+        return 0;
+    }
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);

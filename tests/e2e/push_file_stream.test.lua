@@ -1,6 +1,7 @@
--- vm:push_file streams a host file in bounded chunks: a file far larger
--- than the protocol's frame limit arrives whole, and the provium process's
--- peak memory grows by a small fraction of the file's size, not by the file.
+-- vm:push_file streams a host file in bounded chunks (and vm:write_file a
+-- long string): a file far larger than the protocol's frame limit arrives
+-- whole, and the provium process's peak memory grows by a small fraction of
+-- the file's size, not by the file.
 local vm = provium:vm("stream", "default"):boot()
 local MiB = 1024 * 1024
 
@@ -99,11 +100,15 @@ test("a chunked push that fails names the guest file and the cause, and closes i
   os.remove(path)
   t:assert_contains(err, "push_file: writing guest file /tmp/small/x.bin: VM 'stream': ")
   t:assert_contains(err, "No space left on device")
+  -- write_file streams a long string the same way
+  err = tostring(t:assert_raises(function() vm:write_file("/tmp/small/y.bin", data) end))
+  t:assert_contains(err, "write_file: writing guest file /tmp/small/y.bin: VM 'stream': ")
+  t:assert_contains(err, "No space left on device")
   t:assert_eq(fds(), before, "the agent's descriptor count")
   vm:run("umount /tmp/small")
 end)
 
-test("a 16 MiB write_file and read_file leave no buffers of their size behind", function(t)
+test("a 16 MiB write_file (streamed) and read_file arrive whole and leave no buffers of their size behind", function(t)
   local data = patterned(16 * MiB)
   collectgarbage()
   local before = memory()
