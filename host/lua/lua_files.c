@@ -220,8 +220,52 @@ static int stream_call(lvm *v, vm_reply *r, const stream_src *src, const char *d
     return -1;
 }
 
+/* Waits for the reply to the FD_WRITE of sent bytes awaited on ch; 0 when
+ * it wrote them all, else -1 with err set (short is set for a write that
+ * wrote fewer, with no error). */
+static int await_write(lvm *v, vm_chan *ch, ssize_t sent, const stream_src *src, const char *guest, bool *short_write,
+                       char *err, size_t errlen)
+{
+    char why[4096];
+    int64_t deadline = now_ms() + OP_TIMEOUT_MS;
+    while (!ch->done) {
+        int r = vm_pump(v->vm, deadline, why, sizeof(why));
+        if (r < 0 || ch->lost) {
+            snprintf(err, errlen, "%s: writing guest file %s: %s", src->op, guest,
+                     r < 0 ? why : "the guest rebooted or died");
+            return -1;
+        }
+        if (r == 0) {
+            snprintf(err, errlen, "%s: writing guest file %s: VM '%s': no reply from the guest agent within %.1f s",
+                     src->op, guest, v->vm->name, OP_TIMEOUT_MS / 1000.0);
+            return -1;
+        }
+    }
+    const pv_msg *m = &ch->result.msg;
+    if (m->hdr.type == PV_MSG_ERROR) {
+        char *msg = pv_msg_strdup(m, PV_T_MESSAGE);
+        snprintf(err, errlen, "%s: writing guest file %s: VM '%s': %s", src->op, guest, v->vm->name,
+                 msg ? msg : "error");
+        free(msg);
+        return -1;
+    }
+    int64_t wrote = pv_msg_i64(m, PV_T_COUNT, -1);
+    if (m->hdr.type != PV_MSG_COUNT || wrote != sent) {
+        *short_write = m->hdr.type == PV_MSG_COUNT;
+        snprintf(err, errlen, "%s: writing guest file %s: VM '%s': the guest wrote %lld of %lld bytes", src->op, guest,
+                 v->vm->name, (long long)wrote, (long long)sent);
+        return -1;
+    }
+    return 0;
+}
+
 /* The chunked transfer of src into guest path guest, opened with perm; 0 or
- * -1 with err set. */
+ * -1 with err set. Two FD_WRITEs are in flight at a time, each on a channel
+ * of its own so that its reply is kept for it: while the agent writes one
+ * chunk into the file, QEMU already fills the guest's receive buffers with
+ * the next (docs/performance.md). A short write therefore ends the transfer
+ * (the next chunk went out behind it): its error is the other chunk's when
+ * that one failed (a full file system), else a count. */
 static int stream_to_guest(lvm *v, stream_src *src, const char *guest, lua_Integer perm, char *err, size_t errlen)
 {
     char doing[512];
@@ -235,42 +279,53 @@ static int stream_to_guest(lvm *v, stream_src *src, const char *guest, lua_Integ
         return -1;
     int64_t gfd = pv_msg_i64(&r.msg, PV_T_FD, -1);
     vm_reply_free(&r);
-    int rc = 0;
-    snprintf(doing, sizeof(doing), "writing guest file %s", guest);
-    for (;;) {
-        vm_begin_on(v->vm, PV_MSG_FD_WRITE, v->chan_base);
-        pv_put_i64(&v->vm->out, PV_T_FD, gfd);
-        size_t at = pv_put_open(&v->vm->out, PV_T_DATA);
-        ssize_t n = next_chunk(src, &v->vm->out);
-        if (n < 0) {
-            snprintf(err, errlen, "%s: reading host file %s: %s", src->op, src->host, strerror(errno));
-            rc = -1;
-            break;
+    vm_chan *ch[2] = {vm_chan_open(v->vm), vm_chan_open(v->vm)};
+    uint32_t ids[2] = {ch[0]->id, ch[1]->id};
+    ssize_t sent[2] = {0, 0}; /* bytes in flight on each channel */
+    int rc = 0, k = 0;
+    bool eof = false;
+    while (!eof || sent[0] || sent[1]) {
+        if (sent[k]) {
+            bool short_write = false;
+            if (await_write(v, ch[k], sent[k], src, guest, &short_write, err, errlen) != 0) {
+                bool again = false; /* after a short write, the chunk behind it may say why */
+                char why[4096];
+                if (short_write && sent[1 - k] &&
+                    await_write(v, ch[1 - k], sent[1 - k], src, guest, &again, why, sizeof(why)) != 0 && !again)
+                    snprintf(err, errlen, "%s", why);
+                rc = -1; /* a reply still due is dropped with its channel */
+                break;
+            }
+            sent[k] = 0;
         }
-        if (n == 0)
-            break;
-        pv_put_close(&v->vm->out, at);
-        if (stream_call(v, &r, src, doing, err, errlen) != 0) {
-            rc = -1;
-            break;
+        if (!eof) {
+            vm_reply_free(&ch[k]->result);
+            ch[k]->done = false;
+            ch[k]->await_req = vm_begin_on(v->vm, PV_MSG_FD_WRITE, ch[k]->id);
+            pv_put_i64(&v->vm->out, PV_T_FD, gfd);
+            size_t at = pv_put_open(&v->vm->out, PV_T_DATA);
+            ssize_t n = next_chunk(src, &v->vm->out);
+            if (n < 0) {
+                snprintf(err, errlen, "%s: reading host file %s: %s", src->op, src->host, strerror(errno));
+                rc = -1;
+                break;
+            }
+            eof = n == 0;
+            if (n > 0) {
+                pv_put_close(&v->vm->out, at);
+                char why[4096];
+                if (vm_send(v->vm, why, sizeof(why)) != 0) {
+                    snprintf(err, errlen, "%s: writing guest file %s: %s", src->op, guest, why);
+                    rc = -1;
+                    break;
+                }
+                sent[k] = n;
+            }
         }
-        int64_t wrote = pv_msg_i64(&r.msg, PV_T_COUNT, 0);
-        vm_reply_free(&r);
-        if (wrote <= 0) {
-            snprintf(err, errlen, "%s: writing guest file %s: VM '%s': the guest wrote nothing", src->op, guest,
-                     v->vm->name);
-            rc = -1;
-            break;
-        }
-        /* a short write: the rest of the chunk goes again */
-        if (wrote < n && src->fd < 0)
-            src->off -= (size_t)(n - wrote);
-        else if (wrote < n && lseek(src->fd, (off_t)(wrote - n), SEEK_CUR) < 0) {
-            snprintf(err, errlen, "%s: seeking in host file %s: %s", src->op, src->host, strerror(errno));
-            rc = -1;
-            break;
-        }
+        k = 1 - k;
     }
+    vm_chan_free(v->vm, ids[0]);
+    vm_chan_free(v->vm, ids[1]);
     if (v->vm->state != VM_BOOTED)
         return -1; /* the guest is gone, and its descriptor with it */
     vm_begin_on(v->vm, PV_MSG_FD_CLOSE, v->chan_base);
