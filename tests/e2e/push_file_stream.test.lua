@@ -124,3 +124,19 @@ test("a 16 MiB write_file (streamed) and read_file arrive whole and leave no buf
   t:assert(after - before < 0.75 * #data, string.format("RSS grew by %.1f MiB", (after - before) / MiB))
   vm:unlink("/tmp/sixteen.bin")
 end)
+
+test("a worker streams on its own channels (fork and thread)", function(t)
+  local data = patterned(3 * MiB + 7)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  for _, thread in ipairs({false, true}) do
+    local w = vm:spawn_worker({thread = thread})
+    w:write_file("/tmp/worker-w.bin", data)
+    w:push_file(path, "/tmp/worker-p.bin")
+    t:assert(vm:read_file("/tmp/worker-w.bin") == data, "write_file through the worker")
+    t:assert(vm:read_file("/tmp/worker-p.bin") == data, "push_file through the worker")
+  end
+  os.remove(path)
+end)
