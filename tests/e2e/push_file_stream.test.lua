@@ -2,6 +2,7 @@
 -- long string): a file far larger than the protocol's frame limit arrives
 -- whole, and the provium process's peak memory grows by a small fraction of
 -- the file's size, not by the file.
+local host_file = require("helpers.host_file")
 local vm = provium:vm("stream", "default"):boot()
 local MiB = 1024 * 1024
 
@@ -63,10 +64,7 @@ end
 
 test("a file of several chunks arrives byte for byte, with its permission", function(t)
   local data = patterned(3 * MiB + 12345)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
+  local path = host_file(data)
   vm:push_file(path, "/tmp/multi.bin", {perm = tonumber("600", 8)})
   os.remove(path)
   t:assert_eq(vm:stat("/tmp/multi.bin").size, #data)
@@ -74,10 +72,7 @@ test("a file of several chunks arrives byte for byte, with its permission", func
   t:assert(vm:read_file("/tmp/multi.bin") == data, "the guest file differs from the host file")
   -- pushed again over a longer file: truncated first
   vm:write_file("/tmp/multi.bin", data .. data)
-  local path2 = os.tmpname()
-  f = assert(io.open(path2, "wb"))
-  f:write(data)
-  f:close()
+  local path2 = host_file(data)
   vm:push_file(path2, "/tmp/multi.bin")
   os.remove(path2)
   t:assert_eq(vm:stat("/tmp/multi.bin").size, #data)
@@ -85,10 +80,7 @@ end)
 
 test("a chunked push that fails names the guest file and the cause, and closes its descriptor", function(t)
   local data = patterned(3 * MiB)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
+  local path = host_file(data)
   local fds = function() return vm:run("ls /proc/$PPID/fd | wc -l").stdout end
   local before = fds()
   local err = tostring(t:assert_raises(function() vm:push_file(path, "/nonexistent/dir/x.bin") end))
@@ -127,10 +119,7 @@ end)
 
 test("a worker streams on its own channels (fork and thread)", function(t)
   local data = patterned(3 * MiB + 7)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
+  local path = host_file(data)
   for _, thread in ipairs({false, true}) do
     local w = vm:spawn_worker({thread = thread})
     w:write_file("/tmp/worker-w.bin", data)

@@ -2,17 +2,10 @@
 -- FD_WRITEs two at a time, FD_CLOSE) against the agent as a host process:
 -- fast enough to run under ASan (build/asan/provium), where a leak or a
 -- stray access on any of their paths fails the file.
+local host_file = require("helpers.host_file")
 local vm = provium:vm("stream", "local"):boot()
 local base = vm:run("pwd").stdout:gsub("\n$", "")
 local data = string.rep("0123456789abcdef", 300000) .. "tail" -- 4.8 MB, not a multiple of the chunk
-
-local function host_file(bytes)
-  local p = os.tmpname()
-  local f = assert(io.open(p, "wb"))
-  f:write(bytes)
-  f:close()
-  return p
-end
 
 test("write_file and push_file of several chunks arrive whole", function(t)
   vm:write_file(base .. "/w.bin", data)
