@@ -31,7 +31,7 @@ $(B)/check/test_scan: tests/unit/test_scan.c host/runner/scan.c $(UNIT_SUPPORT) 
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/runner -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
 UNIT_TESTS += $(B)/check/test_config
-$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/toml.c $(UNIT_SUPPORT) \
+$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/disk_spec.c host/config/toml.c $(UNIT_SUPPORT) \
 		host/config/config.h host/config/toml.h host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/config -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
