@@ -9,7 +9,7 @@ OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lzstd -lm
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lzstd -lnbd -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build

@@ -100,13 +100,13 @@ static int want_disks(pv_config *c, const char *profile, const toml_value *v, pv
                 rc = want_string(c, e, "disks: format", &d->format, err, errlen);
             else if (strcmp(k, "size") == 0 || strcmp(k, "scratch") == 0)
                 rc = want_size(c, e, "disks: size", &d->size, err, errlen);
-            else if (strcmp(k, "readonly") == 0 || strcmp(k, "persist") == 0) {
+            else if (strcmp(k, "readonly") == 0 || strcmp(k, "persist") == 0 || strcmp(k, "power_cut") == 0) {
                 if (toml_type_of(e) != TOML_BOOL)
                     ERR(e, "disks: %s must be true or false", k);
-                *(k[0] == 'r' ? &d->readonly : &d->persist) = toml_bool(e);
+                *(k[0] == 'r' ? &d->readonly : k[1] == 'e' ? &d->persist : &d->power_cut) = toml_bool(e);
             } else
                 ERR(e, "unknown key '%s' in disks[%zu] of profile '%s'; known keys: id, path, template, format, "
-                       "size, scratch, readonly, persist",
+                       "size, scratch, readonly, persist, power_cut",
                     k, i + 1, profile);
             if (rc)
                 return -1;

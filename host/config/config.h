@@ -16,6 +16,7 @@ typedef struct {
     bool readonly; /* the guest sees a read-only disk, the host may not write */
     bool persist;  /* writes go to path itself, not to an overlay */
     bool copy;     /* `template`: a private copy of path (the reference's key) */
+    bool power_cut; /* writes are logged so disk:power_cut() can drop unflushed ones */
 } pv_disk_spec;
 
 /* Checks a spec's combination of keys; where names it in err ("profile

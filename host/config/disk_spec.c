@@ -43,6 +43,11 @@ int disk_spec_check(pv_disk_spec *d, size_t index, const char *where, char *err,
         snprintf(err, errlen, "%s: persist writes to path itself; a template is copied instead, never written", where);
         return -1;
     }
+    if (d->power_cut && (d->readonly || d->persist)) {
+        snprintf(err, errlen, "%s: power_cut rebuilds a private copy of the disk; it cannot be %s", where,
+                 d->readonly ? "readonly" : "persist");
+        return -1;
+    }
     if (d->size > 0 && d->size % 512) {
         snprintf(err, errlen, "%s: size %lld is not a whole number of 512-byte sectors", where, (long long)d->size);
         return -1;

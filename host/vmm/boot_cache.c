@@ -22,6 +22,7 @@
 #include "../fixtures/fixtures.h"
 #include "accel.h"
 #include "boot_cache.h"
+#include "disk.h"
 
 #define KEY_VERSION "provium-boot-cache 1"
 
@@ -83,6 +84,8 @@ const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const p
         return "the boot option boot_cache = false";
     if (opts->has_rng_seed)
         return "rng_seed: a seeded RNG stream must run on from the boot, not start over";
+    if (vm->profile.ndisks || opts->ndisks || (vm->disks && vm->disks->n))
+        return "the VM has disks: a cached boot would hold another disk's state";
     return NULL;
 }
 

@@ -20,6 +20,7 @@
 
 #include "../util/util.h"
 #include "vm.h"
+#include "disk.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
 
@@ -112,7 +113,7 @@ static int close_failed(int fd)
 
 /* Copies only the allocated parts of src: guest RAM is mostly holes. On
  * failure errno says why (ENOSPC for a full disk, never 0). */
-static int copy_sparse(int src, const char *dst_path, off_t size)
+int vm_copy_sparse(int src, const char *dst_path, off_t size)
 {
     int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (dst < 0)
@@ -255,6 +256,12 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
                           vm->ram_shared);
     json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
     json_object_set_new(m, "acpi", json_boolean(!vm->profile.no_acpi));
+    /* disks: their files are copied while the VM is stopped, so the copy
+     * matches the device state in the stream (host/vmm/disk.c) */
+    if (vm->disks && disk_save(vm, dir, m, err, errlen) != 0) {
+        json_decref(m);
+        goto out;
+    }
     if (vm->has_rng_seed)
         json_object_set_new(m, "rng_seed", json_integer((json_int_t)vm->rng_seed));
     rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
@@ -418,7 +425,7 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     if (has_ram && access(ram, W_OK) != 0) {
         int src = open(ram, O_RDONLY | O_CLOEXEC);
         ram_copy = xasprintf("%s/ram.copy", vm->dir);
-        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || copy_sparse(src, ram_copy, mem) != 0) {
+        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || vm_copy_sparse(src, ram_copy, mem) != 0) {
             snprintf(err, errlen, "restore: snapshot %s: its RAM file is read-only and cannot be copied to %s: %s",
                      dir, ram_copy, strerror(errno));
             if (src >= 0)
@@ -429,6 +436,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         }
         close(src);
     }
+    if (disk_load(vm, dir, m, err, errlen) != 0)
+        goto out;
     vm_boot_opts o = {0};
     o.memory = mem;
     o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));

@@ -1,4 +1,5 @@
 #include "vm.h"
+#include "disk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -349,6 +350,8 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
         arg(a, "-device");
         arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
     }
+    for (char *const *d = disk_qemu_args(vm, microvm); d && *d; d++) /* host/vmm/disk.c */
+        arg(a, *d);
 }
 
 static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
@@ -1603,6 +1606,7 @@ void vm_free(pv_vm *vm)
     if (!vm)
         return;
     vm_kill(vm);
+    disk_free_all(vm);
     unlink(vm->console_path);
     free(vm->name);
     profile_free(&vm->profile);

@@ -31,6 +31,8 @@ typedef struct {
     bool has_rng_seed;
     uint64_t rng_seed; /* feeds a virtio-rng device with a reproducible stream */
     bool no_boot_cache; /* boot option boot_cache = false (see boot_cache.h) */
+    pv_disk_spec *disks; /* boot option disks, after the profile's */
+    size_t ndisks;
 } vm_boot_opts;
 
 /* A logical channel: an async process or a stream. Frames the agent pushes
@@ -103,6 +105,7 @@ typedef struct pv_vm {
     uint16_t wait_op;        /* the request vm_call waits for, 0: none */
     int64_t port_closed_ms;  /* now_ms() when QEMU said the guest closed the agent's port, 0: open */
     char oops_line[200];
+    struct vm_disks *disks; /* host/vmm/disk.h; NULL: none */
 } pv_vm;
 
 
@@ -167,6 +170,9 @@ const char *vm_file_identity(const char *path);
  * unpacking it on first use (callers free the path). */
 int ram_compress(int src, int64_t size, const char *dst_path, char *err, size_t errlen);
 char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
+/* Copies the allocated parts of src (size bytes) into a new file dst_path;
+ * on failure errno says why. */
+int vm_copy_sparse(int src, const char *dst_path, off_t size);
 /* Copies the allocated parts of the file src_path into dst_fd (sparse). */
 int ram_copy_into(const char *src_path, int dst_fd, char *err, size_t errlen);
 
