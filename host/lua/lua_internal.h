@@ -106,4 +106,11 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx);
 /* NULL while v is a VM or a live worker; else why the worker is gone. */
 const char *pv_worker_gone(lvm *v);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
+/* A size argument: bytes or a string like "64M" (raises, quoting it). */
+int64_t pv_lua_size(lua_State *L, int idx, const char *what);
+/* Disks (lua_disk.c): the Disk type, vm:disk/disks/attach_disk, the boot
+ * option disks, and readying a boot's disks (0, or -1 with err set). */
+void pv_lua_disk_init(lua_State *L, int vm_methods_idx);
+void pv_lua_parse_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n);
+int pv_lua_prepare_disks(lvm *v, const vm_boot_opts *o, char *err, size_t errlen);
 #endif

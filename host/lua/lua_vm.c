@@ -174,7 +174,7 @@ char *pv_caller_dir(lua_State *L)
 
 /* ---- option parsing ---- */
 
-static int64_t opt_size(lua_State *L, int idx, const char *what)
+int64_t pv_lua_size(lua_State *L, int idx, const char *what)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Integer n = lua_isinteger(L, idx) ? lua_tointeger(L, idx) : 0;
@@ -219,14 +219,17 @@ static void free_opts(vm_boot_opts *o)
         free(o->files[i].content);
     }
     free(o->files);
+    for (size_t i = 0; i < o->ndisks; i++)
+        disk_spec_free(&o->disks[i]);
+    free(o->disks);
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory",   "cpus",     "kernel_cmdline", "files", "initial_time",
-                                        "rng_seed", "boot_cache", NULL};
+static const char *const boot_keys[] = {"memory",   "cpus",       "kernel_cmdline", "files", "initial_time",
+                                        "rng_seed", "boot_cache", "disks",          NULL};
 
 /* Reads a boot-options table at idx into o (fields present override). */
-static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
+static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *vm_name)
 {
     if (lua_isnoneornil(L, idx))
         return;
@@ -241,13 +244,13 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         if (!known) {
             lua_pushvalue(L, -2);
             luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed, "
-                          "boot_cache)",
+                          "boot_cache, disks)",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-        o->memory = opt_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
+        o->memory = pv_lua_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
@@ -267,6 +270,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
             luaL_error(L, "boot_cache must be true or false");
         o->no_boot_cache = !lua_toboolean(L, -1);
     }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_parse_disks(L, -1, vm_name, &o->disks, &o->ndisks); /* lua_disk.c */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "initial_time") != LUA_TNIL) {
         double t = luaL_checknumber(L, -1);
@@ -341,7 +347,7 @@ static int l_vm_boot(lua_State *L)
                           vm_state_name(v->vm->state));
     vm_boot_opts o = v->opts;
     vm_boot_opts per = {0};
-    parse_boot_opts(L, 2, &per);
+    parse_boot_opts(L, 2, &per, v->vm->name);
     if (per.memory)
         o.memory = per.memory;
     if (per.cpus)
@@ -358,12 +364,20 @@ static int l_vm_boot(lua_State *L)
         o.files = per.files;
         o.nfiles = per.nfiles;
     }
+    if (per.ndisks) {
+        o.disks = per.disks;
+        o.ndisks = per.ndisks;
+    }
     o.no_boot_cache |= per.no_boot_cache;
     char err[8192];
     /* a local profile has no guest kernel: its memory only counts in the pool */
     if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
         free_opts(&per);
         return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
+    }
+    if (pv_lua_prepare_disks(v, &o, err, sizeof(err)) != 0) {
+        free_opts(&per);
+        return luaL_error(L, "%s", err);
     }
     pv_forget_open(v);
     int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
@@ -1030,7 +1044,7 @@ static int l_new_vm(lua_State *L)
     lvm *v = lua_newuserdatauv(L, sizeof(lvm), 0);
     memset(v, 0, sizeof(*v));
     luaL_setmetatable(L, VM_MT);
-    parse_boot_opts(L, 3, &v->opts);
+    parse_boot_opts(L, 3, &v->opts, name);
     v->vm = vm_new(name, p, env->scratch_root);
     v->next = all_vms;
     all_vms = v;
@@ -1073,6 +1087,7 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_batch_init(L, -1);
     pv_lua_worker_init(L, -1);
     pv_lua_snapshot_init(L, -1);
+    pv_lua_disk_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");
