@@ -61,8 +61,8 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
     for (int i = 0; i < 5; i++) {
         int t = lua_getfield(L, idx, sources[i]);
         lua_pop(L, 1);
-        if (t == LUA_TNIL || (i == 4 && ngiven && strcmp(given[0], "image") == 0))
-            continue; /* attach_disk{image=..., size=...}: size is only the model's */
+        if (t == LUA_TNIL)
+            continue;
         if (ngiven < 3)
             given[ngiven] = sources[i];
         ngiven++;
@@ -359,22 +359,19 @@ static int add_rule(lua_State *L, const char *method, const char *op, int opts_i
 {
     pv_vm *vm;
     vm_disk *d = check_disk(L, 1, &vm);
-    require_mediated(L, d, vm, method);
     char what[200];
     snprintf(what, sizeof(what), "disk '%s' of VM '%s': disk:%s", d->id, vm->name, method);
-    json_t *r = json_object();
+    int err_no = 0, once = 0;
     if (opts_idx && !lua_isnoneornil(L, opts_idx)) {
         luaL_checktype(L, opts_idx, LUA_TTABLE);
         pv_check_opt_keys(L, opts_idx, what, rule_keys);
         int pushed = 6;
         if (!op && ++pushed && lua_getfield(L, opts_idx, "op") != LUA_TNIL)
             op = lua_tostring(L, -1);
-        if (op && strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "flush") && strcmp(op, "any")) {
-            json_decref(r);
+        if (op && strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "flush") && strcmp(op, "any"))
             return luaL_error(L, "%s: op must be \"read\", \"write\", \"flush\" or \"any\", not \"%s\"", what, op);
-        }
         if (lua_getfield(L, opts_idx, "errno") != LUA_TNIL)
-            json_object_set_new(r, "errno", json_integer(errno_of(L, -1, d, vm)));
+            err_no = errno_of(L, -1, d, vm);
         if (lua_getfield(L, opts_idx, "sector") != LUA_TNIL)
             sector = luaL_checkinteger(L, -1);
         if (lua_getfield(L, opts_idx, "count") != LUA_TNIL)
@@ -382,25 +379,26 @@ static int add_rule(lua_State *L, const char *method, const char *op, int opts_i
         if (lua_getfield(L, opts_idx, "after") != LUA_TNIL)
             after = luaL_checkinteger(L, -1);
         if (lua_getfield(L, opts_idx, "once") != LUA_TNIL)
-            json_object_set_new(r, "once", json_boolean(lua_toboolean(L, -1)));
+            once = lua_toboolean(L, -1);
         if (lua_getfield(L, opts_idx, "delay") != LUA_TNIL)
             delay_ms = pv_lua_duration_ms(L, -1, "delay");
         lua_pop(L, pushed);
     }
-    json_object_set_new(r, "op", json_string(op ? op : "any"));
-    if (want_errno && !json_object_get(r, "errno"))
-        json_object_set_new(r, "errno", json_integer(EIO));
-    if (count < 1 || (after != -1 && after < 1)) {
-        json_decref(r);
+    if (want_errno && !err_no)
+        err_no = EIO;
+    if (count < 1 || (after != -1 && after < 1))
         return raise(L, "%s: %s must be at least 1 (got %lld)", what, count < 1 ? "the sector count" : "after",
-                          (long long)(count < 1 ? count : after));
-    }
+                     (long long)(count < 1 ? count : after));
     int64_t sectors = disk_size(d) / DISK_SECTOR;
-    if (sector != -1 && (sector < 0 || sector + count > sectors)) {
-        json_decref(r);
+    if (sector != -1 && (sector < 0 || sector + count > sectors))
         return raise(L, "%s: sectors %lld..%lld are out of range: the disk has %lld sectors", what,
-                          (long long)sector, (long long)(sector + count - 1), (long long)sectors);
-    }
+                     (long long)sector, (long long)(sector + count - 1), (long long)sectors);
+    require_mediated(L, d, vm, method); /* after the arguments: bad input is named first */
+    json_t *r = json_pack("{s:s}", "op", op ? op : "any");
+    if (err_no)
+        json_object_set_new(r, "errno", json_integer(err_no));
+    if (once)
+        json_object_set_new(r, "once", json_true());
     if (sector != -1) {
         json_object_set_new(r, "sector", json_integer(sector));
         json_object_set_new(r, "count", json_integer(count));
@@ -623,6 +621,11 @@ static int l_vm_attach_disk(lua_State *L)
     }
     if (!has_source) {
         lua_pushinteger(L, DEFAULT_MODELED_SIZE);
+        lua_setfield(L, -2, "size");
+    }
+    if (has_image) {
+        /* attach_disk{image = ..., size = ...}: the size is only the model's */
+        lua_pushnil(L);
         lua_setfield(L, -2, "size");
     }
     if (lua_getfield(L, -1, "id") == LUA_TNIL) {
