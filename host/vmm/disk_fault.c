@@ -100,8 +100,14 @@ json_t *disk_filter_json(const vm_disk *d, const char *node_name, const json_t *
     }
     char *below = disk_node(d, d->power_cut ? "log" : "fmt");
     char *dbg_name = delay_ms ? xasprintf("%s-dbg", node_name) : xstrdup(node_name);
-    json_t *dbg = json_pack("{s:s, s:s, s:s, s:o, s:o}", "driver", "blkdebug", "node-name", dbg_name, "image", below,
-                            "inject-error", inject, "set-state", set_state);
+    json_t *dbg = json_pack("{s:s, s:s, s:s}", "driver", "blkdebug", "node-name", dbg_name, "image", below);
+    /* an empty list is not an empty option to QEMU's option parser: leave it out */
+    if (json_array_size(inject))
+        json_object_set(dbg, "inject-error", inject);
+    if (json_array_size(set_state))
+        json_object_set(dbg, "set-state", set_state);
+    json_decref(inject);
+    json_decref(set_state);
     free(below);
     free(dbg_name);
     if (!delay_ms)
@@ -166,8 +172,9 @@ int disk_set_rules(pv_vm *vm, vm_disk *d, json_t *rules, char *err, size_t errle
         char *group = xasprintf("%s-tg", node);
         int64_t iops = delay >= 1000 ? 1 : 1000 / delay;
         int rc = disk_qmp(vm, "object-add",
-                          json_pack("{s:s, s:s, s:{s:I, s:I}}", "qom-type", "throttle-group", "id", group, "limits",
-                                    "iops-total", iops, "iops-total-max", iops),
+                          /* no burst allowance: QEMU's bucket then holds a tenth of a request */
+                          json_pack("{s:s, s:s, s:{s:I}}", "qom-type", "throttle-group", "id", group, "limits",
+                                    "iops-total", iops),
                           err, errlen);
         free(group);
         if (rc != 0) {
