@@ -514,6 +514,33 @@ static void guest_sh(lua_State *L, int vm_idx, const char *script)
     lua_pop(L, 1);
 }
 
+/* The guest's device node for the disk, found by its virtio serial (the
+ * disk's id): "/dev/vdb". */
+static int l_disk_guest_path(lua_State *L)
+{
+    pv_vm *vm;
+    vm_disk *d = check_disk(L, 1, &vm);
+    if (d->detached)
+        return luaL_error(L, "disk '%s' of VM '%s': disk:guest_path: disk is detached", d->id, vm->name);
+    lua_getiuservalue(L, 1, 1);
+    int vm_idx = lua_gettop(L);
+    lua_getfield(L, vm_idx, "run");
+    lua_pushvalue(L, vm_idx);
+    lua_pushfstring(L, "for b in /sys/block/*; do [ \"$(cat $b/serial 2>/dev/null)\" = '%s' ] && echo /dev/${b##*/}; "
+                       "done; true",
+                    d->id);
+    lua_call(L, 2, 1);
+    lua_getfield(L, -1, "stdout");
+    const char *out = lua_tostring(L, -1);
+    size_t n = out ? strcspn(out, "\n") : 0;
+    if (!n)
+        return luaL_error(L, "disk '%s' of VM '%s': disk:guest_path: the guest has no block device with serial "
+                             "'%s' (on pc a hot-plugged disk appears after the PCI rescan attach_disk does)",
+                          d->id, vm->name, d->id);
+    lua_pushlstring(L, out, n);
+    return 1;
+}
+
 static int l_disk_detach(lua_State *L)
 {
     pv_vm *vm;
@@ -659,6 +686,7 @@ static const luaL_Reg disk_methods[] = {
     {"id", l_disk_id},
     {"size", l_disk_size},
     {"path", l_disk_path},
+    {"guest_path", l_disk_guest_path},
     {"read_sectors", l_disk_read_sectors},
     {"write_sectors", l_disk_write_sectors},
     {"fault_inject", l_disk_fault_inject},

@@ -276,21 +276,28 @@ int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, char *err, size
         d->filter_throttled = false;
     }
     disk_forget_qemu(vm);
-    for (size_t i = 0; i < n; i++) {
-        vm_disk *old = disk_find(vm, specs[i].id);
-        if (old)
-            continue; /* a second boot of this VM: the disk keeps its contents */
-        if (check_new(vm, &specs[i], false, err, errlen) != 0)
-            return -1;
+    for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(specs[j].id, specs[i].id) == 0) {
-                snprintf(err, errlen, "disk '%s' of VM '%s': two disks have this id (the profile's and the boot "
-                         "option's); ids must be unique", specs[i].id, vm->name);
+                snprintf(err, errlen, "disk '%s' of VM '%s': two disks of this boot have this id (the profile's "
+                         "come first, then the boot option's); ids must be unique", specs[i].id, vm->name);
                 return -1;
             }
-        vm_disk *d = make_disk(vm, &specs[i], err, errlen);
-        if (!d)
+    size_t had = vm->disks ? vm->disks->n : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (disk_find(vm, specs[i].id))
+            continue; /* a second boot of this VM: the disk keeps its contents */
+        vm_disk *d = check_new(vm, &specs[i], false, err, errlen) == 0 ? make_disk(vm, &specs[i], err, errlen) : NULL;
+        if (!d) {
+            /* a failed boot leaves no half-made disks behind */
+            while (vm->disks && vm->disks->n > had) {
+                vm_disk *made = vm->disks->v[--vm->disks->n];
+                if (made->file && (!made->source || strcmp(made->file, made->source) != 0))
+                    unlink(made->file); /* ours, never the user's image */
+                disk_free(made);
+            }
             return -1;
+        }
         add_disk(disks_of(vm), d);
     }
     return 0;

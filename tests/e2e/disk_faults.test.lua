@@ -2,16 +2,10 @@
 -- the VM runs. The guest's own reads and writes fail as on broken hardware:
 -- dd gets EIO, the kernel logs a block I/O error, fsync reports it.
 
-local function dev_of(vm, id)
-    local r = vm:run("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = '" .. id .. "' ] && basename $b; done")
-    r:assert_ok()
-    return "/dev/" .. assert(r.stdout:match("(%S+)"), "no guest disk with serial " .. id)
-end
-
 local vm = provium:vm("faults", "default")
 vm:boot({disks = {{id = "victim", size = "8M"}}})
 local disk = vm:disk("victim")
-local dev = dev_of(vm, "victim")
+local dev = vm:disk("victim"):guest_path()
 
 -- reads of 4 KiB at sector s, bypassing the guest's page cache
 local function read_at(s)

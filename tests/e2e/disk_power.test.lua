@@ -10,16 +10,11 @@ local function sh(cmd)
     return ok, code
 end
 
-local function dev_of(vm, id)
-    local r = vm:run("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = '" .. id .. "' ] && basename $b; done")
-    r:assert_ok()
-    return "/dev/" .. assert(r.stdout:match("(%S+)"), "no guest disk with serial " .. id)
-end
 
 test("writes flushed before the cut stay, unflushed ones are lost", function(t)
     local vm = provium:vm("cut", "default")
     vm:boot({disks = {{id = "raw", size = "4M", power_cut = true}}})
-    local dev = dev_of(vm, "raw")
+    local dev = vm:disk("raw"):guest_path()
     vm:run("printf 'flushed-data' | dd of=" .. dev .. " bs=512 seek=10 conv=sync,fsync oflag=direct"):assert_ok()
     -- reaches the disk (O_DIRECT) but no flush follows: it sits in the volatile cache
     vm:run("printf 'volatile-data' | dd of=" .. dev .. " bs=512 seek=20 conv=sync oflag=direct"):assert_ok()
@@ -32,7 +27,7 @@ test("writes flushed before the cut stay, unflushed ones are lost", function(t)
     disk = vm:disk("raw")
     t:assert_eq(disk:read_sectors(10, 1):sub(1, 12), "flushed-data")
     t:assert_eq(disk:read_sectors(20, 1), string.rep("\0", 512), "the unflushed write is gone")
-    t:assert_eq(vm:run("dd if=" .. dev_of(vm, "raw") .. " bs=512 skip=10 count=1 2>/dev/null | head -c 12").stdout,
+    t:assert_eq(vm:run("dd if=" .. vm:disk("raw"):guest_path() .. " bs=512 skip=10 count=1 2>/dev/null | head -c 12").stdout,
                 "flushed-data")
 end)
 
@@ -43,7 +38,7 @@ test("ext4 after a power cut: journal recovery at mount, then fsck is clean", fu
     local before = io.popen("sha256sum " .. img):read("a")
     local vm = provium:vm("ext4cut", "default")
     vm:boot({disks = {{id = "fs", path = img, power_cut = true}}})
-    local dev = dev_of(vm, "fs")
+    local dev = vm:disk("fs"):guest_path()
     vm:run("mkdir -p /mnt/fs && mount -t ext4 -o commit=600 " .. dev .. " /mnt/fs"):assert_ok()
     vm:run("echo synced > /mnt/fs/kept && sync"):assert_ok()
     vm:run("echo never-synced > /mnt/fs/lost"):assert_ok()
@@ -54,7 +49,7 @@ test("ext4 after a power cut: journal recovery at mount, then fsck is clean", fu
     local fsck = io.popen("e2fsck -fn " .. path .. " 2>&1"):read("a")
     t:assert(fsck:find("journal recovery"), "fsck before the next mount sees a journal to recover: " .. fsck)
     vm:boot()
-    dev = dev_of(vm, "fs")
+    dev = vm:disk("fs"):guest_path()
     vm:run("dmesg -c > /dev/null; mkdir -p /mnt/fs && mount -t ext4 " .. dev .. " /mnt/fs"):assert_ok()
     local log = vm:run("dmesg").stdout
     t:assert(log:find("recovery complete"), "ext4 replays its journal: " .. log)

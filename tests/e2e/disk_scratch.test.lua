@@ -3,14 +3,6 @@
 -- survives vm:reset(), and the host reads the same bytes back through
 -- QEMU (read_sectors) as the guest wrote.
 
--- The guest block device whose virtio serial is id ("vda", "vdb", ...).
-local function dev_of(vm, id)
-    local r = vm:run("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = '" .. id .. "' ] && basename $b; done")
-    r:assert_ok()
-    local name = r.stdout:match("(%S+)")
-    assert(name, "no guest block device has serial " .. id)
-    return "/dev/" .. name
-end
 
 local vm = provium:vm("scratch", "default")
 vm:boot({disks = {{id = "data", size = "32M"}}})
@@ -20,16 +12,16 @@ test("a scratch disk is blank, the size asked for, and named by its id", functio
     t:assert_eq(d:id(), "data")
     t:assert_eq(d:size(), 32 * 1024 * 1024)
     t:assert_eq(d:read_sectors(0, 8), string.rep("\0", 8 * 512))
-    local dev = dev_of(vm, "data")
+    local dev = vm:disk("data"):guest_path()
     t:assert_eq(vm:run("cat /sys/block/" .. dev:sub(6) .. "/size").stdout, tostring(32 * 2048) .. "\n")
 end)
 
 test("format, mount, write, sync, reset, read back", function(t)
-    local dev = dev_of(vm, "data")
+    local dev = vm:disk("data"):guest_path()
     vm:run("mke2fs -q " .. dev):assert_ok()
     vm:run("mkdir -p /mnt/d && mount " .. dev .. " /mnt/d && echo persisted-line > /mnt/d/f && sync"):assert_ok()
     vm:reset()
-    dev = dev_of(vm, "data")
+    dev = vm:disk("data"):guest_path()
     vm:run("mkdir -p /mnt/d && mount " .. dev .. " /mnt/d"):assert_ok()
     t:assert_eq(vm:run("cat /mnt/d/f").stdout, "persisted-line\n")
     -- the ext2 superblock magic (0xEF53 at byte 1080) as the host sees it through QEMU
@@ -42,7 +34,7 @@ test("host writes land where the guest reads them (uncached)", function(t)
     local payload = "written-by-the-host" .. string.rep("!", 512 - 19)
     d:write_sectors(60000, payload)
     t:assert_eq(d:read_sectors(60000, 1), payload)
-    local dev = dev_of(vm, "data")
+    local dev = vm:disk("data"):guest_path()
     local r = vm:run("dd if=" .. dev .. " bs=512 skip=60000 count=1 iflag=direct 2>/dev/null | head -c 19")
     t:assert_eq(r.stdout, "written-by-the-host")
 end)
