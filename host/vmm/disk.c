@@ -521,6 +521,12 @@ int64_t disk_size(const vm_disk *d)
 
 static bool private_file(const vm_disk *d) { return d->file && !d->persist && !d->readonly; }
 
+void disk_drop_exports(pv_vm *vm)
+{
+    for (size_t i = 0; vm->disks && i < vm->disks->n; i++)
+        disk_forget_export(vm, vm->disks->v[i]);
+}
+
 int disk_save(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen)
 {
     json_t *list = json_array();
@@ -529,10 +535,12 @@ int disk_save(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         vm_disk *d = vm->disks->v[i];
         if (d->detached || !d->file)
             continue;
-        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:b, s:b, s:b, s:s?, s:s}", "id", d->id, "format",
+        /* an overlay's copy is only good on the very image it was made over */
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:b, s:b, s:b, s:s?, s:s?, s:s}", "id", d->id, "format",
                                               d->format, "size", (json_int_t)d->size, "readonly", d->readonly,
                                               "persist", d->persist, "power_cut", d->power_cut, "source", d->source,
-                                              "file", private_file(d) ? "copy" : d->file));
+                                              "source_id", d->source ? vm_file_identity(d->source) : NULL, "file",
+                                              private_file(d) ? "copy" : d->file));
         if (!private_file(d))
             continue; /* the user's own image is not the VM's to copy */
         char *dst = xasprintf("%s/disk-%s", dir, d->id);
@@ -581,8 +589,14 @@ int disk_load(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         d->persist = json_is_true(json_object_get(e, "persist"));
         d->power_cut = json_is_true(json_object_get(e, "power_cut"));
         const char *source = json_string_value(json_object_get(e, "source"));
+        const char *source_id = json_string_value(json_object_get(e, "source_id"));
         d->source = source ? xstrdup(source) : NULL;
         add_disk(ds, d);
+        if (source && source_id && strcmp(vm_file_identity(source), source_id) != 0) {
+            snprintf(err, errlen, "restore of VM '%s': disk '%s' was made over image %s, which changed (or is gone) "
+                     "since the snapshot", vm->name, id, source);
+            return -1;
+        }
         if (strcmp(file, "copy") != 0) {
             d->file = xstrdup(file);
             continue;

@@ -97,6 +97,9 @@ void disk_forget_qemu(struct pv_vm *vm);
 int disk_save(struct pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen);
 int disk_load(struct pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen);
 void disk_free_all(struct pv_vm *vm);
+/* Ends the NBD exports: a migration cannot inactivate an image a writable
+ * export holds (the next host I/O adds them again). */
+void disk_drop_exports(struct pv_vm *vm);
 
 /* Internal to the disk files. */
 void disk_forget_export(struct pv_vm *vm, vm_disk *d);

@@ -237,6 +237,7 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
         goto out;
+    disk_drop_exports(vm);
     if (resume && vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
         goto out;
     stopped = resume;
