@@ -115,6 +115,73 @@ function Snapshot:path() end
 function Snapshot:size() end
 function Snapshot:delete() end
 
+---@class DiskSpec a disk of the boot option `disks` or vm:attach_disk
+---@field id? string name and virtio serial
+---@field size? integer|string blank scratch disk of this many bytes ("64M")
+---@field scratch? integer|string same as size
+---@field path? string image file (the VM writes to an overlay)
+---@field image? string same as path (attach_disk)
+---@field template? string same as path
+---@field format? "raw"|"qcow2"
+---@field readonly? boolean
+---@field persist? boolean write to the image itself
+---@field power_cut? boolean log writes for disk:power_cut()
+
+---@class DiskRule options of the guest-visible fault rules
+---@field op? "read"|"write"|"flush"|"any"
+---@field errno? string|integer "EIO" by default
+---@field once? boolean
+---@field sector? integer
+---@field count? integer
+---@field after? integer
+---@field delay? number|string
+
+---@class Disk a block device of a VM (vm:disk, vm:attach_disk)
+local Disk = {}
+---@return string
+function Disk:id() end
+---@return integer bytes
+function Disk:size() end
+---@return string|nil host file behind the disk
+function Disk:path() end
+---@return string the guest's device, "/dev/vdb"
+function Disk:guest_path() end
+---@param first integer sector
+---@param count integer sectors
+---@return string
+function Disk:read_sectors(first, count) end
+---@param first integer sector
+---@param data string
+function Disk:write_sectors(first, data) end
+---@param mode "eio_read"|"eio_write"|"slow" host-side only
+function Disk:fault_inject(mode) end
+function Disk:clear_faults() end
+---@return string[]
+function Disk:active_faults() end
+---@param opts DiskRule
+function Disk:fail(opts) end
+---@param opts? DiskRule
+function Disk:fail_reads(opts) end
+---@param opts? DiskRule
+function Disk:fail_writes(opts) end
+---@param opts? DiskRule
+function Disk:fail_flushes(opts) end
+---@param first integer
+---@param count integer
+---@param opts? DiskRule
+function Disk:fail_range(first, count, opts) end
+---@param n integer
+---@param opts? DiskRule
+function Disk:fail_after(n, opts) end
+---@param duration number|string
+function Disk:delay(duration) end
+---@return {lost_writes: integer, kept_writes: integer}
+function Disk:power_cut() end
+---@param opts? {timeout?: number|string}
+function Disk:detach(opts) end
+---@return boolean
+function Disk:is_detached() end
+
 ---@class SyscallResult
 ---@field ret integer
 ---@field result integer
@@ -286,6 +353,14 @@ function VM:console_write(data) end
 function VM:snapshot(path) end
 ---@return VM
 function VM:restore(snap_or_path) end
+---@param id string
+---@return Disk
+function VM:disk(id) end
+---@return Disk[]
+function VM:disks() end
+---@param opts DiskSpec
+---@return Disk
+function VM:attach_disk(opts) end
 ---@param opts? {thread?: boolean}
 ---@return Worker
 function VM:spawn_worker(opts) end

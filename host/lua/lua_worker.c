@@ -576,7 +576,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newlib(L, worker_fns);
     static const char *const vm_only[] = {"boot", "shutdown", "pause", "resume", "reset", "power_button",
                                           "console_write", "snapshot", "restore", "spawn", "spawn_worker",
-                                          "__set_classic", NULL};
+                                          "disk", "disks", "attach_disk", "__set_classic", NULL};
     for (int i = 0; vm_only[i]; i++) {
         lua_pushstring(L, vm_only[i]);
         lua_pushcclosure(L, l_not_on_worker, 1);
