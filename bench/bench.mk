@@ -1,6 +1,6 @@
 # Benchmarks: `make bench` prints each figure as a ratio against the limit
 # measured in the same run (see bench/bench.c). One part only:
-# build/bench ITERATIONS SECTION... (boot rtt batch files workers snapshot bootcache pool).
+# build/bench ITERATIONS SECTION... (boot rtt batch files workers snapshot bootcache pool disks).
 BENCH_OBJS := $(filter-out $(B)/obj/host/main.o,$(HOST_OBJS)) $(EMBED_OBJS)
 
 $(B)/bench: bench/bench.c $(BENCH_OBJS) $(HEADERS)
