@@ -10,7 +10,6 @@
  * fail_* and delay methods change what the guest's own I/O gets, through
  * QEMU (host/vmm/disk_fault.c). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -27,21 +26,6 @@
 typedef struct {
     unsigned index;
 } ldisk;
-
-/* luaL_error with printf's formats (lua_pushfstring has no %lld). */
-static int raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raise(lua_State *L, const char *fmt, ...)
-{
-    char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    luaL_where(L, 1);
-    lua_pushstring(L, buf);
-    lua_concat(L, 2);
-    return lua_error(L);
-}
 
 /* ---- disk declarations ---- */
 
@@ -224,7 +208,7 @@ static lua_Integer check_sector(lua_State *L, int idx, const char *op, const cha
                    luaL_typename(L, idx));
     lua_Integer v = lua_tointeger(L, idx);
     if (v < 0)
-        raise(L, "disk '%s' of VM '%s': disk:%s: %s %lld is negative", d->id, vm->name, op, what, (long long)v);
+        pv_raisef(L, "disk '%s' of VM '%s': disk:%s: %s %lld is negative", d->id, vm->name, op, what, (long long)v);
     return v;
 }
 
@@ -232,10 +216,10 @@ static void check_range(lua_State *L, vm_disk *d, pv_vm *vm, const char *op, lua
 {
     int64_t size = disk_size(d);
     if (bytes > (lua_Integer)MAX_IO_BYTES)
-        raise(L, "disk '%s' of VM '%s': disk:%s: %lld bytes in one call is more than the %d MiB allowed", d->id,
+        pv_raisef(L, "disk '%s' of VM '%s': disk:%s: %lld bytes in one call is more than the %d MiB allowed", d->id,
                    vm->name, op, (long long)bytes, (int)(MAX_IO_BYTES >> 20));
     if (d->file && (off > size / DISK_SECTOR || off * DISK_SECTOR + bytes > size))
-        raise(L, "disk '%s' of VM '%s': disk:%s: sectors %lld..%lld are out of range: the disk has %lld "
+        pv_raisef(L, "disk '%s' of VM '%s': disk:%s: sectors %lld..%lld are out of range: the disk has %lld "
                       "sectors",
                    d->id, vm->name, op, (long long)off, (long long)(off + (bytes + DISK_SECTOR - 1) / DISK_SECTOR - 1),
                    (long long)(size / DISK_SECTOR));
@@ -387,11 +371,11 @@ static int add_rule(lua_State *L, const char *method, const char *op, int opts_i
     if (want_errno && !err_no)
         err_no = EIO;
     if (count < 1 || (after != -1 && after < 1))
-        return raise(L, "%s: %s must be at least 1 (got %lld)", what, count < 1 ? "the sector count" : "after",
+        return pv_raisef(L, "%s: %s must be at least 1 (got %lld)", what, count < 1 ? "the sector count" : "after",
                      (long long)(count < 1 ? count : after));
     int64_t sectors = disk_size(d) / DISK_SECTOR;
     if (sector != -1 && (sector < 0 || sector + count > sectors))
-        return raise(L, "%s: sectors %lld..%lld are out of range: the disk has %lld sectors", what,
+        return pv_raisef(L, "%s: sectors %lld..%lld are out of range: the disk has %lld sectors", what,
                      (long long)sector, (long long)(sector + count - 1), (long long)sectors);
     require_mediated(L, d, vm, method); /* after the arguments: bad input is named first */
     json_t *r = json_pack("{s:s}", "op", op ? op : "any");

@@ -106,6 +106,8 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx);
 /* NULL while v is a VM or a live worker; else why the worker is gone. */
 const char *pv_worker_gone(lvm *v);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
+/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
+int pv_raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A size argument: bytes or a string like "64M" (raises, quoting it). */
 int64_t pv_lua_size(lua_State *L, int idx, const char *what);
 /* Disks (lua_disk.c): the Disk type, vm:disk/disks/attach_disk, the boot
