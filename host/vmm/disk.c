@@ -536,7 +536,8 @@ int disk_save(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         if (d->detached || !d->file)
             continue;
         /* an overlay's copy is only good on the very image it was made over */
-        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:b, s:b, s:b, s:s?, s:s?, s:s}", "id", d->id, "format",
+        json_array_append_new(list, json_pack("{s:s, s:i, s:s, s:I, s:b, s:b, s:b, s:s?, s:s?, s:s}", "id", d->id,
+                                              "index", (int)d->index, "format",
                                               d->format, "size", (json_int_t)d->size, "readonly", d->readonly,
                                               "persist", d->persist, "power_cut", d->power_cut, "source", d->source,
                                               "source_id", d->source ? vm_file_identity(d->source) : NULL, "file",
@@ -564,12 +565,8 @@ int disk_load(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
     json_t *list = json_object_get(meta, "disks");
     size_t i;
     json_t *e;
-    if (vm->disks) {
-        /* the VM's own disks give way to the snapshot's */
-        char *keep = xstrdup(vm->dir);
-        disk_free_all(vm);
-        free(keep);
-    }
+    if (vm->disks)
+        disk_free_all(vm); /* the VM's own disks give way to the snapshot's */
     json_array_foreach(list, i, e) {
         const char *id = json_string_value(json_object_get(e, "id"));
         const char *fmt = json_string_value(json_object_get(e, "format"));
@@ -582,7 +579,11 @@ int disk_load(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         vm_disks *ds = disks_of(vm);
         vm_disk *d = xcalloc(1, sizeof(*d));
         d->id = xstrdup(id);
-        d->index = ds->next_index++;
+        /* the snapshot's numbering: Disk handles of a VM restored in place
+         * (reset_between_tests) go on naming the same disks */
+        d->index = (unsigned)json_integer_value(json_object_get(e, "index"));
+        if (d->index >= ds->next_index)
+            ds->next_index = d->index + 1;
         d->format = strcmp(fmt, "qcow2") == 0 ? "qcow2" : "raw";
         d->size = json_integer_value(json_object_get(e, "size"));
         d->readonly = json_is_true(json_object_get(e, "readonly"));
