@@ -489,7 +489,7 @@ static void bench_disks(const pv_profile *p, const char *tmpl, int iters)
         without[i] = now_s() - t0;
         vm_free(vm);
         vm = vm_new("bench-disk", p, tmpl);
-        if (disk_prepare(vm, &spec, 1, err, sizeof(err)) != 0)
+        if (disk_prepare(vm, &spec, 1, false, err, sizeof(err)) != 0)
             die("disk", err);
         const char *file = disk_find(vm, "bench")->file;
         int fd = open(file, O_WRONLY | O_CLOEXEC);

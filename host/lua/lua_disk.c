@@ -129,7 +129,7 @@ int pv_lua_prepare_disks(lvm *v, const vm_boot_opts *o, char *err, size_t errlen
         all[i] = vm->profile.disks[i];
     for (size_t i = 0; i < o->ndisks; i++)
         all[vm->profile.ndisks + i] = o->disks[i];
-    int rc = disk_prepare(vm, all, n, err, errlen);
+    int rc = disk_prepare(vm, all, n, o->has_rng_seed, err, errlen);
     free(all); /* shallow: the specs stay with their owners */
     return rc;
 }

@@ -264,7 +264,7 @@ static int check_new(pv_vm *vm, const pv_disk_spec *s, bool rng, char *err, size
     return 0;
 }
 
-int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, char *err, size_t errlen)
+int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, bool rng, char *err, size_t errlen)
 {
     /* detached disks and what a previous QEMU had exported are gone now */
     for (size_t i = 0; vm->disks && i < vm->disks->n; i++) {
@@ -287,7 +287,7 @@ int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, char *err, size
     for (size_t i = 0; i < n; i++) {
         if (disk_find(vm, specs[i].id))
             continue; /* a second boot of this VM: the disk keeps its contents */
-        vm_disk *d = check_new(vm, &specs[i], false, err, errlen) == 0 ? make_disk(vm, &specs[i], err, errlen) : NULL;
+        vm_disk *d = check_new(vm, &specs[i], rng, err, errlen) == 0 ? make_disk(vm, &specs[i], err, errlen) : NULL;
         if (!d) {
             /* a failed boot leaves no half-made disks behind */
             while (vm->disks && vm->disks->n > had) {

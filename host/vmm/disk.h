@@ -66,9 +66,10 @@ typedef struct vm_disks {
 
 /* Readies the disks a boot declares (the profile's, then the boot option's):
  * creates scratch files and overlays, checks images and formats, and refuses
- * duplicate ids and more disks than the machine has slots for. Disks kept
+ * duplicate ids and more disks than the machine has slots for (rng: the
+ * boot adds a virtio RNG, which takes one). Disks kept
  * from an earlier boot of the same VM are reused as they are. */
-int disk_prepare(struct pv_vm *vm, const pv_disk_spec *specs, size_t n, char *err, size_t errlen);
+int disk_prepare(struct pv_vm *vm, const pv_disk_spec *specs, size_t n, bool rng, char *err, size_t errlen);
 /* The QEMU arguments for the disks (NULL-terminated, owned by vm->disks);
  * called by the command-line builder. Also re-arms power-cut logging. */
 char *const *disk_qemu_args(const struct pv_vm *vm, bool microvm);
