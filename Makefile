@@ -100,7 +100,7 @@ check: $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory asan-provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
 	$(ASAN_B)/provium --cpu-overcommit 4 tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua \
-	  tests/e2e/faults.test.lua
+	  tests/e2e/faults.test.lua tests/e2e/disk_local.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk
