@@ -266,16 +266,6 @@ static int check_new(pv_vm *vm, const pv_disk_spec *s, bool rng, char *err, size
 
 int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, bool rng, char *err, size_t errlen)
 {
-    /* detached disks and what a previous QEMU had exported are gone now */
-    for (size_t i = 0; vm->disks && i < vm->disks->n; i++) {
-        vm_disk *d = vm->disks->v[i];
-        d->hotplugged = false;
-        json_decref(d->rules);
-        d->rules = NULL;
-        d->filter_gen = 0;
-        d->filter_throttled = false;
-    }
-    disk_forget_qemu(vm);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(specs[j].id, specs[i].id) == 0) {
@@ -367,8 +357,18 @@ char *const *disk_qemu_args(const pv_vm *vm, bool microvm)
     free(ds->args);
     ds->args = xcalloc(4 * ds->n + 1, sizeof(char *));
     size_t k = 0;
+    ds->nbd_pid = 0;
     for (size_t i = 0; i < ds->n; i++) {
         vm_disk *d = ds->v[i];
+        /* a new QEMU: no swapped-in filter, no rules, no export yet; a disk
+         * hot-plugged into the last one is on the command line now */
+        disk_close_nbd(d);
+        d->exported = false;
+        d->hotplugged = false;
+        json_decref(d->rules);
+        d->rules = NULL;
+        d->filter_gen = 0;
+        d->filter_throttled = false;
         if (d->detached || !d->file)
             continue;
         char why[512];
