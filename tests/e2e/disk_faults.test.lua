@@ -1,6 +1,7 @@
 -- Faults the guest sees: rules in QEMU's blkdebug driver, changed while
 -- the VM runs. The guest's own reads and writes fail as on broken hardware:
--- dd gets EIO, the kernel logs a block I/O error, fsync reports it.
+-- dd gets EIO, the kernel logs a block I/O error, fsync reports it, ext4
+-- aborts its journal and remounts read-only.
 
 local vm = provium:vm("faults", "default")
 vm:boot({disks = {{id = "victim", size = "8M"}}})
@@ -99,4 +100,22 @@ test("rules end with QEMU: after a shutdown and a boot the disk is healthy again
     disk:fail_reads()
     t:assert(vm:run("dd if=" .. disk:guest_path() .. " of=/dev/null bs=512 count=8 iflag=direct").exit_code ~= 0)
     disk:clear_faults()
+end)
+
+test("ext4 whose writes fail aborts its journal and goes read-only (errors=remount-ro)", function(t)
+    local img = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "tmp_disk_faults.ext4"
+    os.remove(img)
+    t:assert(os.execute("truncate -s 64M " .. img .. " && mkfs.ext4 -q -F " .. img), "mkfs.ext4 on the host")
+    local fsvm = provium:vm("ext4ro", "default"):boot({disks = {{id = "fs", path = img}}})
+    local fs = fsvm:disk("fs")
+    fsvm:run("mkdir -p /mnt/fs && mount -t ext4 -o errors=remount-ro " .. fs:guest_path() ..
+             " /mnt/fs && echo a > /mnt/fs/a && sync"):assert_ok()
+    fs:fail_writes()
+    fsvm:run("echo b > /mnt/fs/b; sync")
+    local r = fsvm:run("touch /mnt/fs/c")
+    t:assert(r.stderr:find("Read%-only file system"), "a write after the abort is refused: " .. r.stderr)
+    local log = fsvm:run("dmesg").stdout
+    t:assert(log:find("Aborting journal on device") and log:find("Remounting filesystem read%-only"), log)
+    fsvm:shutdown()
+    os.remove(img)
 end)
