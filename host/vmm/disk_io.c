@@ -6,7 +6,8 @@
  * disk), and libnbd reads and writes it. So a qcow2 overlay reads as the
  * guest sees it, and a write is visible to the guest's next uncached read.
  * Every NBD step runs through libnbd's asynchronous calls with a deadline.
- * On a local profile (no QEMU) the disk's file is read and written directly.
+ * On a local profile (no QEMU), and for a raw disk while its VM's QEMU is
+ * not running, the disk's file is read and written directly.
  * The reference's host-side fault modes (eio_read, eio_write, slow) apply
  * here and only here. */
 #include <errno.h>
@@ -79,8 +80,8 @@ static int nbd_ready(pv_vm *vm, vm_disk *d, char *err, size_t errlen)
         return 0;
     disk_close_nbd(d);
     if (vm->qemu_pid <= 0 || (vm->state != VM_BOOTED && vm->state != VM_PAUSED)) {
-        snprintf(err, errlen, "disk '%s' of VM '%s': host-side I/O goes through QEMU, which is not running (the VM "
-                 "is %s)", d->id, vm->name, vm_state_name(vm->state));
+        snprintf(err, errlen, "disk '%s' of VM '%s': a %s disk is read through QEMU, which is not running (the VM "
+                 "is %s)", d->id, vm->name, d->format, vm_state_name(vm->state));
         return -1;
     }
     char *sock = xasprintf("%s/nbd.sock", vm->disks->dir);
@@ -179,8 +180,9 @@ static int host_io(pv_vm *vm, vm_disk *d, bool write, int64_t off, void *buf, si
             sleep_ms(DISK_SLOW_MS);
     }
     int rc;
-    if (vm->profile.local)
-        rc = local_io(vm, d, write, off, buf, len, err, errlen);
+    bool qemu_runs = vm->qemu_pid > 0 && (vm->state == VM_BOOTED || vm->state == VM_PAUSED);
+    if (vm->profile.local || (!qemu_runs && strcmp(d->format, "raw") == 0))
+        rc = local_io(vm, d, write, off, buf, len, err, errlen); /* nobody else has the file open */
     else if ((rc = nbd_ready(vm, d, err, errlen)) == 0) {
         char why[512];
         int64_t deadline = now_ms() + NBD_DEADLINE_MS;

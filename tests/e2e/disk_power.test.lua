@@ -22,6 +22,8 @@ test("writes flushed before the cut stay, unflushed ones are lost", function(t)
     t:assert_eq(disk:read_sectors(20, 1):sub(1, 13), "volatile-data", "before the cut QEMU has it")
     local cut = disk:power_cut()
     t:assert_eq(vm:state(), "shutdown")
+    -- with QEMU gone a raw disk is read from its file
+    t:assert_eq(disk:read_sectors(20, 1), string.rep("\0", 512), "read while the VM is off")
     t:assert(cut.lost_writes >= 1 and cut.kept_writes >= 1, ("lost %d, kept %d"):format(cut.lost_writes, cut.kept_writes))
     vm:boot()
     disk = vm:disk("raw")
