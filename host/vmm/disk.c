@@ -397,6 +397,16 @@ vm_disk *disk_attach(pv_vm *vm, const pv_disk_spec *spec, bool modeled, char *er
                  spec->id, vm->name, spec->id, spec->id);
         return NULL;
     }
+    if (strcmp(machine, "q35") == 0) {
+        /* q35's root complex takes no hot-plugged devices; that needs PCIe
+         * root ports, which this VM's machine was not given */
+        snprintf(err, errlen,
+                 "disk '%s' of VM '%s': attach_disk: q35 cannot hot-plug a device on its root complex; use "
+                 "machine = \"pc\" (the default-pc profile), or declare the disk before the boot: vm:boot({disks "
+                 "= {{id = \"%s\", size = \"64M\"}}})",
+                 spec->id, vm->name, spec->id);
+        return NULL;
+    }
     if (modeled) {
         /* a local profile without an image: bookkeeping only (the reference's modeled disk) */
         vm_disk *d = xcalloc(1, sizeof(*d));
