@@ -1,8 +1,8 @@
 /* Disks of a VM, part one: turning disk declarations into files (sparse
  * scratch files, qcow2 overlays made with qemu-img, private raw copies), the
- * QEMU block graph for each (see disk.h), hot-plug over QMP and the
- * snapshot copies. Host-side I/O is in disk_io.c, fault rules and power
- * cuts in disk_fault.c. */
+ * QEMU block graph for each (see disk.h) and hot-plug over QMP. Host-side
+ * I/O is in disk_io.c, fault rules and power cuts in disk_fault.c, the
+ * copies in snapshots in disk_snapshot.c. */
 #include "disk.h"
 
 #include <errno.h>
@@ -105,6 +105,19 @@ static int image_info(const char *path, char *fmt, size_t fmtlen, int64_t *size,
     return 0;
 }
 
+/* Copies the file at src_path into dst_path (sparse); errno on failure. */
+int disk_copy_file(const char *src_path, const char *dst_path)
+{
+    int src = open(src_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int rc = src >= 0 && fstat(src, &st) == 0 ? vm_copy_sparse(src, dst_path, st.st_size) : -1;
+    int e = errno;
+    if (src >= 0)
+        close(src);
+    errno = e;
+    return rc;
+}
+
 static int machine_max_disks(const pv_vm *vm, bool rng)
 {
     const char *m = vm_machine(&vm->profile);
@@ -113,7 +126,7 @@ static int machine_max_disks(const pv_vm *vm, bool rng)
     return PC_MAX_DISKS;
 }
 
-static vm_disks *disks_of(pv_vm *vm)
+vm_disks *disk_set(pv_vm *vm)
 {
     if (!vm->disks) {
         vm->disks = xcalloc(1, sizeof(vm_disks));
@@ -132,12 +145,11 @@ vm_disk *disk_find(const pv_vm *vm, const char *id)
     return NULL;
 }
 
-static void disk_free(vm_disk *d);
 
 /* Makes the file the VM will use for spec: "disk 'id' of VM 'x'" errors. */
 static vm_disk *make_disk(pv_vm *vm, const pv_disk_spec *s, char *err, size_t errlen)
 {
-    vm_disks *ds = disks_of(vm);
+    vm_disks *ds = disk_set(vm);
     vm_disk *d = xcalloc(1, sizeof(*d));
     d->id = xstrdup(s->id);
     d->index = ds->next_index++;
@@ -209,11 +221,7 @@ static vm_disk *make_disk(pv_vm *vm, const pv_disk_spec *s, char *err, size_t er
         }
         d->file = xasprintf("%s/%s.raw", ds->dir, s->id);
         d->format = "raw";
-        int src = open(s->path, O_RDONLY | O_CLOEXEC);
-        int rc = src < 0 ? -1 : vm_copy_sparse(src, d->file, st.st_size);
-        if (src >= 0)
-            close(src);
-        if (rc != 0) {
+        if (disk_copy_file(s->path, d->file) != 0) {
             snprintf(err, errlen, "disk '%s' of VM '%s': cannot copy image %s: %s", s->id, vm->name, s->path,
                      strerror(errno));
             disk_free(d);
@@ -233,7 +241,7 @@ static vm_disk *make_disk(pv_vm *vm, const pv_disk_spec *s, char *err, size_t er
     return d;
 }
 
-static void add_disk(vm_disks *ds, vm_disk *d)
+void disk_add(vm_disks *ds, vm_disk *d)
 {
     ds->v = xrealloc(ds->v, (ds->n + 1) * sizeof(vm_disk *));
     ds->v[ds->n++] = d;
@@ -288,7 +296,7 @@ int disk_prepare(pv_vm *vm, const pv_disk_spec *specs, size_t n, bool rng, char 
             }
             return -1;
         }
-        add_disk(disks_of(vm), d);
+        disk_add(disk_set(vm), d);
     }
     return 0;
 }
@@ -333,15 +341,9 @@ static int arm_power_cut(const pv_vm *vm, const vm_disk *d, char *why, size_t wh
 {
     char *log = xasprintf("%s/%s.wlog", vm->disks->dir, d->id);
     char *base = xasprintf("%s/%s.base", vm->disks->dir, d->id);
-    int rc = write_whole_file(log, "", 0, 0600);
-    int src = open(d->file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (rc == 0 && (src < 0 || fstat(src, &st) != 0 || vm_copy_sparse(src, base, st.st_size) != 0))
-        rc = -1;
+    int rc = write_whole_file(log, "", 0, 0600) == 0 ? disk_copy_file(d->file, base) : -1;
     if (rc != 0)
         snprintf(why, whylen, "cannot prepare the power-cut log of disk '%s': %s", d->id, strerror(errno));
-    if (src >= 0)
-        close(src);
     free(log);
     free(base);
     return rc;
@@ -413,8 +415,8 @@ vm_disk *disk_attach(pv_vm *vm, const pv_disk_spec *spec, bool modeled, char *er
         d->id = xstrdup(spec->id);
         d->size = spec->size;
         d->format = "raw";
-        d->index = disks_of(vm)->next_index++;
-        add_disk(vm->disks, d);
+        d->index = disk_set(vm)->next_index++;
+        disk_add(vm->disks, d);
         return d;
     }
     if (spec->power_cut && !vm->profile.local) {
@@ -439,7 +441,7 @@ vm_disk *disk_attach(pv_vm *vm, const pv_disk_spec *spec, bool modeled, char *er
         d->size = st.st_size;
         d->readonly = spec->readonly;
         d->persist = true;
-        d->index = disks_of(vm)->next_index++;
+        d->index = disk_set(vm)->next_index++;
     } else if (!(d = make_disk(vm, spec, err, errlen)))
         return NULL;
     if (!vm->profile.local) {
@@ -463,7 +465,7 @@ vm_disk *disk_attach(pv_vm *vm, const pv_disk_spec *spec, bool modeled, char *er
         }
         d->hotplugged = true;
     }
-    add_disk(vm->disks, d);
+    disk_add(vm->disks, d);
     return d;
 }
 
@@ -529,108 +531,7 @@ int64_t disk_size(const vm_disk *d)
     return d->size;
 }
 
-static bool private_file(const vm_disk *d) { return d->file && !d->persist && !d->readonly; }
-
-void disk_drop_exports(pv_vm *vm)
-{
-    for (size_t i = 0; vm->disks && i < vm->disks->n; i++)
-        disk_forget_export(vm, vm->disks->v[i]);
-}
-
-int disk_save(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen)
-{
-    json_t *list = json_array();
-    json_object_set_new(meta, "disks", list);
-    for (size_t i = 0; vm->disks && i < vm->disks->n; i++) {
-        vm_disk *d = vm->disks->v[i];
-        if (d->detached || !d->file)
-            continue;
-        /* an overlay's copy is only good on the very image it was made over */
-        json_array_append_new(list, json_pack("{s:s, s:i, s:s, s:I, s:b, s:b, s:b, s:s?, s:s?, s:s}", "id", d->id,
-                                              "index", (int)d->index, "format",
-                                              d->format, "size", (json_int_t)d->size, "readonly", d->readonly,
-                                              "persist", d->persist, "power_cut", d->power_cut, "source", d->source,
-                                              "source_id", d->source ? vm_file_identity(d->source) : NULL, "file",
-                                              private_file(d) ? "copy" : d->file));
-        if (!private_file(d))
-            continue; /* the user's own image is not the VM's to copy */
-        char *dst = xasprintf("%s/disk-%s", dir, d->id);
-        int src = open(d->file, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        int rc = src >= 0 && fstat(src, &st) == 0 ? vm_copy_sparse(src, dst, st.st_size) : -1;
-        if (src >= 0)
-            close(src);
-        free(dst);
-        if (rc != 0) {
-            snprintf(err, errlen, "snapshot of VM '%s': cannot copy disk '%s' (%s): %s", vm->name, d->id, d->file,
-                     strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
-}
-
-int disk_load(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen)
-{
-    json_t *list = json_object_get(meta, "disks");
-    size_t i;
-    json_t *e;
-    if (vm->disks)
-        disk_free_all(vm); /* the VM's own disks give way to the snapshot's */
-    json_array_foreach(list, i, e) {
-        const char *id = json_string_value(json_object_get(e, "id"));
-        const char *fmt = json_string_value(json_object_get(e, "format"));
-        const char *file = json_string_value(json_object_get(e, "file"));
-        if (!id || !fmt || !file) {
-            snprintf(err, errlen, "restore: snapshot %s is corrupt: its disk list has an entry without id, format "
-                     "or file", dir);
-            return -1;
-        }
-        vm_disks *ds = disks_of(vm);
-        vm_disk *d = xcalloc(1, sizeof(*d));
-        d->id = xstrdup(id);
-        /* the snapshot's numbering: Disk handles of a VM restored in place
-         * (reset_between_tests) go on naming the same disks */
-        d->index = (unsigned)json_integer_value(json_object_get(e, "index"));
-        if (d->index >= ds->next_index)
-            ds->next_index = d->index + 1;
-        d->format = strcmp(fmt, "qcow2") == 0 ? "qcow2" : "raw";
-        d->size = json_integer_value(json_object_get(e, "size"));
-        d->readonly = json_is_true(json_object_get(e, "readonly"));
-        d->persist = json_is_true(json_object_get(e, "persist"));
-        d->power_cut = json_is_true(json_object_get(e, "power_cut"));
-        const char *source = json_string_value(json_object_get(e, "source"));
-        const char *source_id = json_string_value(json_object_get(e, "source_id"));
-        d->source = source ? xstrdup(source) : NULL;
-        add_disk(ds, d);
-        if (source && source_id && strcmp(vm_file_identity(source), source_id) != 0) {
-            snprintf(err, errlen, "restore of VM '%s': disk '%s' was made over image %s, which changed (or is gone) "
-                     "since the snapshot", vm->name, id, source);
-            return -1;
-        }
-        if (strcmp(file, "copy") != 0) {
-            d->file = xstrdup(file);
-            continue;
-        }
-        d->file = xasprintf("%s/%s.%s", ds->dir, id, d->format);
-        char *srcp = xasprintf("%s/disk-%s", dir, id);
-        int src = open(srcp, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        int rc = src >= 0 && fstat(src, &st) == 0 ? vm_copy_sparse(src, d->file, st.st_size) : -1;
-        if (src >= 0)
-            close(src);
-        if (rc != 0) {
-            snprintf(err, errlen, "restore of VM '%s': the snapshot has no usable copy of disk '%s' (%s): %s",
-                     vm->name, id, srcp, strerror(errno));
-            free(srcp);
-            return -1;
-        }
-        free(srcp);
-    }
-    return 0;
-}
-
-static void disk_free(vm_disk *d)
+void disk_free(vm_disk *d)
 {
     if (!d)
         return;
