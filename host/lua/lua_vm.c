@@ -497,6 +497,14 @@ static int l_vm_set_classic(lua_State *L)
     return 0;
 }
 
+/* vm:__channel_count(): channels the VM layer holds for this VM (every
+ * worker's included), for tests that prove objects free theirs. */
+static int l_vm_channel_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)vm_chan_count(check_vm(L, 1)->vm));
+    return 1;
+}
+
 static int l_vm_name(lua_State *L)
 {
     lua_pushstring(L, check_vm(L, 1)->vm->name);
@@ -1064,6 +1072,7 @@ static const luaL_Reg vm_methods[] = {
     {"is_quiescent", l_vm_is_quiescent},
     {"console_write", l_vm_console_write},
     {"__set_classic", l_vm_set_classic},
+    {"__channel_count", l_vm_channel_count},
     {NULL, NULL},
 };
 

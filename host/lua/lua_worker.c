@@ -593,5 +593,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newmetatable(L, ASYNC_MT);
     luaL_newlib(L, async_fns);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_async_close); /* a handle never awaited frees its channel too */
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 }
