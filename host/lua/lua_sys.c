@@ -325,7 +325,7 @@ static int clock_set(lua_State *L, int64_t ns)
     vm_begin_on(v->vm, PV_MSG_CLOCK_SET, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_TIME_NS, ns);
     clock_call(L, v);
-    v->vm->time_pinned = true;
+    vm_note_clock_set(v->vm);
     return 0;
 }
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
 

@@ -160,6 +160,8 @@ fail:
     return -1;
 }
 
+void vm_note_clock_set(pv_vm *vm) { vm->time_pinned = true; }
+
 int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen)
 {
     vm_reply r;

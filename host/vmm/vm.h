@@ -145,30 +145,20 @@ int vm_snapshot_paused(pv_vm *vm, const char *dir, char *err, size_t errlen);
 /* Boots vm from a snapshot directory; fails clearly when the snapshot was
  * taken with another kernel, initrd, QEMU or memory size. */
 int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen);
-/* Internal to host/vmm: launch QEMU, optionally as a migration target. */
-int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
-              bool incoming, char *err, size_t errlen);
-int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen);
-int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen);
 /* The kernel command line a boot of vm with o uses. */
 char *vm_build_cmdline(const pv_vm *vm, const vm_boot_opts *o);
 /* Sets the guest wall clock (seconds since the epoch). */
 int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen);
-/* Adds the console tail to err and kills QEMU. */
-void vm_launch_failed(pv_vm *vm, char *err, size_t errlen);
+/* The test set the guest clock itself: restores keep the snapshot's time. */
+void vm_note_clock_set(pv_vm *vm);
 int vm_reconnect(pv_vm *vm, char *err, size_t errlen);
-int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);
 
-/* Compressed guest RAM (ramzst.c): ram_compress stores the allocated parts of
- * the RAM file src (size bytes) as zstd frames in dst_path; ram_unpacked
- * returns the path of a sparse, uncompressed copy of such a file on /dev/shm,
- * unpacking it on first use (callers free the path). */
-int ram_compress(int src, int64_t size, const char *dst_path, char *err, size_t errlen);
+/* Compressed guest RAM (ramzst.c): the path of a sparse, uncompressed copy
+ * on /dev/shm of a RAM file stored by a snapshot, unpacked on first use
+ * (callers free the path). */
 char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
-/* Copies the allocated parts of the file src_path into dst_fd (sparse). */
-int ram_copy_into(const char *src_path, int dst_fd, char *err, size_t errlen);
 
 /* Writes data to the serial console within timeout_ms (<= 0: no limit of
  * its own; the per-test deadline still applies). */

@@ -43,4 +43,21 @@ void vm_mark_dead(pv_vm *vm, const char *why);
 void vm_die(pv_vm *vm, char *err, size_t errlen);
 /* Everything on the old connection is void: its replies, its channels. */
 void vm_connection_reset(pv_vm *vm);
+
+/* vm.c */
+/* Launches QEMU (qemu_proc.c), optionally as a migration target. */
+int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
+              bool incoming, char *err, size_t errlen);
+int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen);
+int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen);
+/* Adds QEMU's stderr and the console tail to err and kills QEMU. */
+void vm_launch_failed(pv_vm *vm, char *err, size_t errlen);
+/* agent_conn.c: after a restore, asks the agent to greet again. */
+int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
+
+/* ramzst.c: ram_compress stores the allocated parts of the RAM file src
+ * (size bytes) as zstd frames in dst_path; ram_copy_into copies the
+ * allocated parts of the file src_path into dst_fd (sparse). */
+int ram_compress(int src, int64_t size, const char *dst_path, char *err, size_t errlen);
+int ram_copy_into(const char *src_path, int dst_fd, char *err, size_t errlen);
 #endif
