@@ -107,6 +107,34 @@ static void write_seeded_stream(const char *path, uint64_t seed, size_t len)
     free(buf);
 }
 
+/* Devices only some boots have: the seeded virtio-rng, the root disk. */
+static void add_optional_devices(const pv_vm *vm, const vm_boot_opts *o, bool microvm, argv_list *a)
+{
+    const pv_profile *p = &vm->profile;
+    char *s;
+    if (o->has_rng_seed) {
+        /* virtio-rng reads a file of bytes generated from the seed, so the
+         * guest's hardware RNG (/dev/hwrng) yields the same stream each run */
+        char *path = xasprintf("%s/rng-%016llx", vm->dir, (unsigned long long)o->rng_seed);
+        write_seeded_stream(path, o->rng_seed, 4u << 20);
+        arg(a, "-object");
+        s = xasprintf("rng-random,id=pvrng,filename=%s", path);
+        arg(a, s);
+        free(s);
+        free(path);
+        arg(a, "-device");
+        arg(a, microvm ? "virtio-rng-device,rng=pvrng" : "virtio-rng-pci,rng=pvrng");
+    }
+    if (p->rootfs) {
+        arg(a, "-drive");
+        s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
+        arg(a, s);
+        free(s);
+        arg(a, "-device");
+        arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
+    }
+}
+
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,
                        argv_list *a)
 {
@@ -137,7 +165,6 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     arg(a, kvm ? "kvm" : "tcg");
     arg(a, "-cpu");
     arg(a, kvm ? "host" : "max");
-    (void)o;
     arg(a, "-m");
     s = xasprintf("%lldM", (long long)(vm->mem_bytes / (1024 * 1024)));
     arg(a, s);
@@ -174,27 +201,7 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
     s = xasprintf("unix:%s/qmp.sock,server=on,wait=off", vm->dir);
     arg(a, s);
     free(s);
-    if (o->has_rng_seed) {
-        /* virtio-rng reads a file of bytes generated from the seed, so the
-         * guest's hardware RNG (/dev/hwrng) yields the same stream each run */
-        char *path = xasprintf("%s/rng-%016llx", vm->dir, (unsigned long long)o->rng_seed);
-        write_seeded_stream(path, o->rng_seed, 4u << 20);
-        arg(a, "-object");
-        s = xasprintf("rng-random,id=pvrng,filename=%s", path);
-        arg(a, s);
-        free(s);
-        free(path);
-        arg(a, "-device");
-        arg(a, microvm ? "virtio-rng-device,rng=pvrng" : "virtio-rng-pci,rng=pvrng");
-    }
-    if (p->rootfs) {
-        arg(a, "-drive");
-        s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
-        arg(a, s);
-        free(s);
-        arg(a, "-device");
-        arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
-    }
+    add_optional_devices(vm, o, microvm, a);
 }
 
 /* Guest RAM backing for a booting VM: tmpfs when available (no disk I/O for
