@@ -7,9 +7,9 @@
  * v->chan_base, so every VM method (run, exec, syscall, ioctl, files,
  * streams, batch, clock) and every object it creates (File, Process, Stream,
  * Clock keep the Worker as their owner) addresses the worker with no change
- * of its own; results have the VM's shapes, classic included. The agent relays the channel to the
- * worker (agent/worker.c). The Worker's method table falls back to the VM's
- * methods, minus the VM lifecycle. */
+ * of its own; results have the VM's shapes, classic included. The agent
+ * relays the channel to the worker (agent/worker.c). The Worker's method
+ * table falls back to the VM's methods, minus the VM lifecycle. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
