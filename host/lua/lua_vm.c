@@ -809,7 +809,7 @@ static int l_vm_run(lua_State *L)
         lua_settop(L, 4);
     push_run_command(L);
     int cmd_idx = lua_gettop(L);
-    int64_t timeout_ms = pv_build_exec(L, v, 0, false);
+    int64_t timeout_ms = pv_build_exec(L, v, v->chan_base, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
     pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
