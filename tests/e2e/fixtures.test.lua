@@ -119,7 +119,8 @@ test("a snapshot directory with quotes and spaces saves and restores", function(
   os.remove(dir)
   dir = dir .. " it's $(q) \"x\""
   local snap = vm:snapshot(dir)
-  local r = provium:vm("rq", "default"):restore(dir)
-  t:assert_eq(r:read_file("/tmp/state"), "quoted")
+  local ok, got = pcall(function() return provium:vm("rq", "default"):restore(dir):read_file("/tmp/state") end)
   snap:delete()
+  t:assert(ok, got)
+  t:assert_eq(got, "quoted")
 end)
