@@ -151,6 +151,8 @@ char *vm_build_cmdline(const pv_vm *vm, const vm_boot_opts *o);
 int vm_set_clock(pv_vm *vm, double seconds, char *err, size_t errlen);
 /* The test set the guest clock itself: restores keep the snapshot's time. */
 void vm_note_clock_set(pv_vm *vm);
+/* Drops the agent connection and makes a new one, as a restore does: the
+ * agent abandons the old connection's work and greets again. */
 int vm_reconnect(pv_vm *vm, char *err, size_t errlen);
 /* Content identity of a host file (sha256, cached by path/size/mtime). */
 const char *vm_file_identity(const char *path);
