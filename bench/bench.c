@@ -54,10 +54,16 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
 {
     char err[4096];
     pv_vm *vm = vm_new("raw", p, scratch);
-    char **argv = vm_qemu_argv(vm, NULL, err, sizeof(err));
+    vm_boot_opts none = {0};
+    char *initrd = shim_prepare_initrd(&vm->profile, NULL, 0, err, sizeof(err));
+    if (!initrd)
+        die("initrd", err);
+    char *cmdline = vm_build_cmdline(vm, &none);
+    char **argv = vm_qemu_argv(vm, &none, initrd, cmdline, NULL, false, err, sizeof(err));
+    free(cmdline);
+    free(initrd);
     if (!argv)
         die("qemu argv", err);
-    mkdir_p(vm->dir, 0700);
     char *sock = xasprintf("%s/agent.sock", vm->dir);
     double t0 = now_s();
     pid_t pid = fork();
@@ -88,9 +94,7 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
     close(fd);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    for (size_t i = 0; argv[i]; i++)
-        free(argv[i]);
-    free(argv);
+    vm_argv_free(argv);
     free(sock);
     vm_free(vm);
     return elapsed;
@@ -568,7 +572,6 @@ int main(int argc, char **argv)
         for (int i = 0; i < iters * 4; i++) {
             vm_reply r;
             double t0 = now_s();
-            vm->chan_base = 0;
             vm_begin(vm, PV_MSG_WORKER_SPAWN);
             pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
             call(vm, &r);

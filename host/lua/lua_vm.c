@@ -15,16 +15,21 @@
 
 static lvm *all_vms;
 
-/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); the
- * requests built next go to its channel. */
-lvm *pv_check_vm(lua_State *L, int idx)
+lvm *pv_test_owner(lua_State *L, int idx)
 {
     lvm *v = luaL_testudata(L, idx, WORKER_MT);
+    return v ? v : luaL_testudata(L, idx, VM_MT);
+}
+
+/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); its
+ * requests go to v->chan_base. */
+lvm *pv_check_vm(lua_State *L, int idx)
+{
+    lvm *v = pv_test_owner(L, idx);
     if (!v)
-        v = luaL_checkudata(L, idx, VM_MT);
+        v = luaL_checkudata(L, idx, VM_MT); /* raises, naming the type expected */
     if (!v->vm)
         luaL_error(L, "vm: this VM object was already freed (its __gc ran); it cannot be used");
-    v->vm->chan_base = v->chan_base;
     return v;
 }
 #define check_vm pv_check_vm
@@ -511,8 +516,16 @@ static int l_vm_console_write(lua_State *L)
 
 static int l_vm_set_classic(lua_State *L)
 {
-    check_vm(L, 1)->vm->classic = lua_toboolean(L, 2);
+    check_vm(L, 1)->classic = lua_toboolean(L, 2);
     return 0;
+}
+
+/* vm:__channel_count(): channels the VM layer holds for this VM (every
+ * worker's included), for tests that prove objects free theirs. */
+static int l_vm_channel_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)vm_chan_count(check_vm(L, 1)->vm));
+    return 1;
 }
 
 static int l_vm_name(lua_State *L)
@@ -819,7 +832,7 @@ static int l_vm_run(lua_State *L)
         lua_settop(L, 4);
     push_run_command(L);
     int cmd_idx = lua_gettop(L);
-    int64_t timeout_ms = pv_build_exec(L, v, 0, false);
+    int64_t timeout_ms = pv_build_exec(L, v, v->chan_base, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
     pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
@@ -871,7 +884,7 @@ static int l_vm_read_file(lua_State *L)
     lvm *v = check_vm(L, 1);
     const char *path = pv_check_cstr(L, 2, "read_file: path");
     pv_require_booted(L, v, "read_file");
-    vm_begin(v->vm, PV_MSG_READ_FILE);
+    vm_begin_on(v->vm, PV_MSG_READ_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
@@ -891,7 +904,7 @@ static int l_vm_write_file(lua_State *L)
     if (!lua_isnoneornil(L, 4) && (mode < 0 || mode > 07777))
         return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
     pv_require_booted(L, v, "write_file");
-    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     if (mode >= 0)
@@ -906,7 +919,7 @@ static int l_vm_ping(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     pv_require_booted(L, v, "ping");
-    vm_begin(v->vm, PV_MSG_PING);
+    vm_begin_on(v->vm, PV_MSG_PING, v->chan_base);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -1081,6 +1094,7 @@ static const luaL_Reg vm_methods[] = {
     {"is_quiescent", l_vm_is_quiescent},
     {"console_write", l_vm_console_write},
     {"__set_classic", l_vm_set_classic},
+    {"__channel_count", l_vm_channel_count},
     {NULL, NULL},
 };
 

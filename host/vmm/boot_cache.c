@@ -22,6 +22,7 @@
 #include "../fixtures/fixtures.h"
 #include "accel.h"
 #include "boot_cache.h"
+#include "vm_internal.h"
 
 #define KEY_VERSION "provium-boot-cache 1"
 

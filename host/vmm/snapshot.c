@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
 
@@ -193,6 +193,8 @@ static int wait_migration(pv_vm *vm, char *err, size_t errlen)
     }
 }
 
+/* QEMU runs an exec: migration URI with /bin/sh -c: every path in one is
+ * quoted with this, so a snapshot directory may hold any character. */
 static char *shell_quote(const char *s)
 {
     strbuf b;
@@ -450,9 +452,11 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  vm->qemu_version);
         goto fail;
     }
-    char *q = xasprintf("exec:cat '%s'", state);
-    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", q), NULL, err, errlen);
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat %s", q);
     free(q);
+    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+    free(uri);
     if (r != 0)
         goto fail;
     /* wait until the incoming migration is applied and the guest runs */
