@@ -61,7 +61,7 @@ static uint64_t watch_stamp(char *const *paths, size_t n, const char *config)
 /* --html: the report of the run just made, from its events. */
 static int html_report(const run_opts *o, const char *html)
 {
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (report_html(o->events_path, html, err, sizeof(err)) != 0) {
         fprintf(stderr, "provium: --html: %s\n", err);
         return -1;
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
             return 2;
         }
         pv_config rcfg;
-        char rerr[4096];
+        char rerr[PV_ERR_MAX];
         if (config_load(config_path, &rcfg, rerr, sizeof(rerr)) != 0) {
             fprintf(stderr, "provium: %s\n", rerr);
             config_free(&rcfg);
@@ -308,7 +308,7 @@ int main(int argc, char **argv)
             i = 4;
         }
         pv_config fcfg;
-        char ferr[4096];
+        char ferr[PV_ERR_MAX];
         if (config_load(config_path, &fcfg, ferr, sizeof(ferr)) != 0) {
             fprintf(stderr, "provium: %s\n", ferr);
             config_free(&fcfg);
@@ -396,7 +396,7 @@ int main(int argc, char **argv)
             break;
         case O_SHARD: {
             int k, n;
-            char serr[512];
+            char serr[PV_ERR_MAX];
             if (strcmp(optarg, "auto") == 0) {
                 if (shard_from_env(&k, &n, serr, sizeof(serr)) != 0) {
                     fprintf(stderr, "provium: %s\n", serr);
@@ -540,7 +540,7 @@ int main(int argc, char **argv)
         o.events_path = html_events;
     }
     pv_config cfg;
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "provium: %s\n", err);
         config_free(&cfg);

@@ -535,7 +535,7 @@ int report_cli(int argc, char **argv)
                         "  the HTML report of a run from its --save-events file\n");
         return 2;
     }
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (report_html(events, out, err, sizeof(err)) != 0) {
         fprintf(stderr, "provium report: %s\n", err);
         return 1;

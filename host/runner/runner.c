@@ -848,7 +848,7 @@ int runner_select_files(const pv_config *cfg, file_list *files, const run_opts *
     size_t keep = 0;
     bool *in_shard = NULL;
     if (o->shard_n) {
-        char err[1024];
+        char err[PV_ERR_MAX];
         in_shard = xcalloc(files->n ? files->n : 1, sizeof(bool));
         if (shard_select(cfg, o->timings_path, files->paths, files->n, o->shard_k, o->shard_n, in_shard, err,
                          sizeof(err)) != 0) {
@@ -1205,7 +1205,7 @@ static void announce_accel(const pv_config *cfg, const run_opts *o)
         p = &cfg->profiles[i];
     if (!p || p->local || !p->kernel)
         return;
-    char err[256];
+    char err[PV_ERR_MAX];
     const char *want = accel_requested(p, err, sizeof(err));
     if (!want || strcmp(want, "tcg") == 0)
         return;
@@ -1230,7 +1230,7 @@ static void record_timings(const pv_config *cfg, const file_run *runs, size_t n,
             secs[m++] = runs[i].elapsed;
         }
     }
-    char *path = timings_path(cfg, o->timings_path), err[1024];
+    char *path = timings_path(cfg, o->timings_path), err[PV_ERR_MAX];
     if (timings_record(path, keys, secs, m, o->shard_n > 0, err, sizeof(err)) != 0)
         fprintf(stderr, "provium: %s\n", err);
     for (size_t i = 0; i < m; i++)

@@ -207,7 +207,7 @@ int timings_cli(int argc, char **argv)
     }
     json_t *out = json_pack("{s:i,s:{}}", "provium_timings", 1, "files");
     for (int i = 1; i < argc; i++) {
-        char err[1024];
+        char err[PV_ERR_MAX];
         json_t *doc = load_doc(argv[i], false, err, sizeof(err));
         if (!doc) {
             fprintf(stderr, "provium timings merge: %s\n", err);
