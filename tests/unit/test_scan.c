@@ -50,6 +50,14 @@ static void test_fixture_refs(void)
     CHECKF(d.nfixtures == 1 && has_fixture(&d, "real"), "%zu fixtures, first %s", d.nfixtures,
            d.nfixtures ? d.fixtures[0] : "-");
     file_decl_free(&d);
+
+    set_case("a fixture name is the string's value, escapes decoded as Lua does");
+    d = scan("#!/usr/bin/env provium\n"
+             "local a = provium:vm_fixture(\"pa\\x74h\\u{2F}b\")\n"
+             "local s = 'it\\'s provium:vm_fixture(\"quoted\")'\n");
+    CHECKF(d.nfixtures == 1 && has_fixture(&d, "path/b"), "%zu fixtures, first %s", d.nfixtures,
+           d.nfixtures ? d.fixtures[0] : "-");
+    file_decl_free(&d);
 }
 
 static void test_claims(void)
