@@ -145,77 +145,89 @@ static void print_case(json_t *tc, const run_opts *o, const char *indent)
     }
 }
 
-/* Turns the child's report into the --json object (upstream shape plus a
- * few extras: duration, started, console) and prints the outcome. */
-void results_file(file_run *f, const run_opts *o, totals *t, double timeout_s, int *tap_n, progress *pr)
+/* What a file came to: its counts, verdict and the reason when it has no
+ * report of its own (timeout, crash). */
+typedef struct {
+    int passed, failed, skipped;
+    const char *verdict;     /* PASS FAIL ERROR CRASH TIMEOUT */
+    const char *chunk_error; /* the file's own error, in its report */
+    char *extra;             /* why it has no report, or NULL */
+} outcome;
+
+/* The child's report as an object, or NULL when there is none usable. */
+static json_t *load_report(const file_run *f)
 {
     json_error_t je;
     json_t *r = f->report.len ? json_loadb(f->report.s, f->report.len, 0, &je) : NULL;
     if (r && !json_is_object(r)) {
         json_decref(r);
-        r = NULL;
+        return NULL;
     }
-    int passed = 0, failed = 0, skipped = 0;
     /* an empty Lua table encodes as {}; the schema says tests is an array */
     if (r && !json_is_array(json_object_get(r, "tests")))
         json_object_set_new(r, "tests", json_array());
-    json_t *tests = r ? json_object_get(r, "tests") : NULL;
+    return r;
+}
+
+static void judge(const file_run *f, json_t *r, double timeout_s, outcome *out)
+{
     size_t i;
     json_t *tc;
     /* sub-tests (t:ktap, vm:kselftest) count like tests */
-    json_array_foreach(tests, i, tc)
+    json_array_foreach(r ? json_object_get(r, "tests") : NULL, i, tc)
     {
-        count_status(tc, &passed, &failed, &skipped);
+        count_status(tc, &out->passed, &out->failed, &out->skipped);
         size_t k;
         json_t *sub;
         json_array_foreach(json_object_get(tc, "subtests"), k, sub)
         {
-            count_status(sub, &passed, &failed, &skipped);
+            count_status(sub, &out->passed, &out->failed, &out->skipped);
         }
     }
-    const char *chunk_error = r ? json_string_value(json_object_get(r, "chunk_error")) : NULL;
-    const char *verdict;
-    char *extra = NULL;
+    out->chunk_error = r ? json_string_value(json_object_get(r, "chunk_error")) : NULL;
     if (f->timed_out) {
-        verdict = "TIMEOUT";
+        out->verdict = "TIMEOUT";
         /* which test, and what it was blocked on, if it was */
         char *in = f->current_test ? xasprintf(" in test '%s'", f->current_test) : xstrdup(" outside any test");
         char *on = f->waiting_for ? xasprintf(", waiting for %s", f->waiting_for) : xstrdup("");
-        extra = xasprintf("timed out after %.0f s%s%s", timeout_s, in, on);
+        out->extra = xasprintf("timed out after %.0f s%s%s", timeout_s, in, on);
         free(in);
         free(on);
     } else if (!r) {
-        verdict = "CRASH";
+        out->verdict = "CRASH";
         if (WIFSIGNALED(f->wstatus))
-            extra = xasprintf("the test process was killed by signal %d (%s)", WTERMSIG(f->wstatus),
-                              strsignal(WTERMSIG(f->wstatus)));
+            out->extra = xasprintf("the test process was killed by signal %d (%s)", WTERMSIG(f->wstatus),
+                                   strsignal(WTERMSIG(f->wstatus)));
         else
-            extra = xasprintf("the test process exited with status %d without a report", WEXITSTATUS(f->wstatus));
-    } else if (chunk_error) {
-        verdict = "ERROR";
+            out->extra =
+                xasprintf("the test process exited with status %d without a report", WEXITSTATUS(f->wstatus));
+    } else if (out->chunk_error) {
+        out->verdict = "ERROR";
     } else {
-        verdict = failed ? "FAIL" : "PASS";
+        out->verdict = out->failed ? "FAIL" : "PASS";
     }
-    bool ok = strcmp(verdict, "PASS") == 0;
-    f->failed = !ok;
-    if (ok)
-        t->files_passed++;
-    else
-        t->files_failed++;
-    t->tests_passed += passed;
-    t->tests_failed += failed;
-    t->tests_skipped += skipped;
-    if (r)
-        t->tests_deselected += (int)json_integer_value(json_object_get(r, "deselected"));
+}
 
+/* A test or sub-test in the upstream shape: message null when absent, log a list of lines. */
+static void shape_case(json_t *tc)
+{
+    if (!json_is_string(json_object_get(tc, "message")))
+        json_object_set_new(tc, "message", json_null());
+    log_to_lines(tc);
+}
+
+/* The --json object of the file: the report itself (r, changed in place)
+ * with the runner's fields, or a stand-in when there is no report. */
+static json_t *shape_result(const file_run *f, json_t *r, bool ok, const outcome *out)
+{
     json_t *line = r ? json_incref(r) : json_object();
     json_object_set_new(line, "path", json_string(f->shown));
     json_object_set_new(line, "timeout", json_string(f->timed_out ? "timed_out" : "in_time"));
     json_object_set_new(line, "passed", json_boolean(ok));
     if (!r)
         json_object_set_new(line, "tests", json_array());
-    if (extra && !chunk_error)
-        json_object_set_new(line, "chunk_error", json_string(extra));
+    if (out->extra && !out->chunk_error)
+        json_object_set_new(line, "chunk_error", json_string(out->extra));
     if (!json_object_get(line, "chunk_error"))
         json_object_set_new(line, "chunk_error", json_null());
     if (f->timed_out)
@@ -224,13 +236,11 @@ void results_file(file_run *f, const run_opts *o, totals *t, double timeout_s, i
         json_object_set_new(line, "crashed", json_true());
     json_object_set_new(line, "duration", json_real(f->elapsed));
     json_object_set_new(line, "started", json_integer(f->started_wall / 1000000000));
-    json_t *lt = json_object_get(line, "tests");
-    json_array_foreach(lt, i, tc)
+    size_t i;
+    json_t *tc;
+    json_array_foreach(json_object_get(line, "tests"), i, tc)
     {
-        if (!json_is_string(json_object_get(tc, "message")))
-            json_object_set_new(tc, "message", json_null());
-        /* upstream: log is a list of lines */
-        log_to_lines(tc);
+        shape_case(tc);
         json_t *subs = json_object_get(tc, "subtests");
         if (subs && !json_is_array(subs)) {
             json_object_del(tc, "subtests");
@@ -239,61 +249,84 @@ void results_file(file_run *f, const run_opts *o, totals *t, double timeout_s, i
             json_t *sub;
             json_array_foreach(subs, k, sub)
             {
-                log_to_lines(sub);
-                if (!json_is_string(json_object_get(sub, "message")))
-                    json_object_set_new(sub, "message", json_null());
+                shape_case(sub);
             }
         }
     }
-    if (extra)
-        f->file_log = log_tail(f, 40);
-    f->result = line;
+    return line;
+}
 
+/* The text output of one file: its line, why it ended badly, warnings, and
+ * its tests (failures always, the rest with -v). */
+static void print_text(const file_run *f, const run_opts *o, json_t *r, const outcome *out)
+{
+    printf("%s %s (%d passed, %d failed, %d skipped) %.1fs\n", out->verdict, f->shown, out->passed, out->failed,
+           out->skipped, f->elapsed);
+    if (out->extra) {
+        print_indented(stdout, out->extra, "    ");
+        char *tail = log_tail(f, 20);
+        if (*tail) {
+            printf("    last output:\n");
+            print_indented(stdout, tail, "    | ");
+        }
+        free(tail);
+    }
+    if (out->chunk_error)
+        print_indented(stdout, out->chunk_error, "    ");
+    /* a corrupt fixture cache entry was discarded and rebuilt: say so
+     * here too, not only in --json */
+    size_t i;
+    json_t *fw;
+    json_array_foreach(r ? json_object_get(r, "fixtures") : NULL, i, fw)
+    {
+        const char *w = json_string_value(json_object_get(fw, "warning"));
+        if (w)
+            print_indented(stdout, w, "    ");
+    }
+    json_t *tc;
+    json_array_foreach(r ? json_object_get(r, "tests") : NULL, i, tc)
+    {
+        print_case(tc, o, "    ");
+        size_t k;
+        json_t *sub;
+        json_array_foreach(json_object_get(tc, "subtests"), k, sub)
+        {
+            print_case(sub, o, "      ");
+        }
+    }
+}
+
+void results_file(file_run *f, const run_opts *o, totals *t, double timeout_s, int *tap_n, progress *pr)
+{
+    json_t *r = load_report(f);
+    outcome out = {0};
+    judge(f, r, timeout_s, &out);
+    bool ok = strcmp(out.verdict, "PASS") == 0;
+    f->failed = !ok;
+    if (ok)
+        t->files_passed++;
+    else
+        t->files_failed++;
+    t->tests_passed += out.passed;
+    t->tests_failed += out.failed;
+    t->tests_skipped += out.skipped;
+    if (r)
+        t->tests_deselected += (int)json_integer_value(json_object_get(r, "deselected"));
+    f->result = shape_result(f, r, ok, &out);
+    if (out.extra)
+        f->file_log = log_tail(f, 40);
     progress_clear(pr);
     if (o->json) {
-        char *s = json_dumps(line, JSON_COMPACT);
+        char *s = json_dumps(f->result, JSON_COMPACT);
         printf("%s\n", s);
         free(s);
     } else if (o->tap) {
-        *tap_n = tap_file(stdout, line, *tap_n);
+        *tap_n = tap_file(stdout, f->result, *tap_n);
     } else if (!(o->quiet && ok)) {
-        printf("%s %s (%d passed, %d failed, %d skipped) %.1fs\n", verdict, f->shown, passed, failed, skipped,
-               f->elapsed);
-        if (extra) {
-            print_indented(stdout, extra, "    ");
-            char *tail = log_tail(f, 20);
-            if (*tail) {
-                printf("    last output:\n");
-                print_indented(stdout, tail, "    | ");
-            }
-            free(tail);
-        }
-        if (chunk_error)
-            print_indented(stdout, chunk_error, "    ");
-        /* a corrupt fixture cache entry was discarded and rebuilt: say so
-         * here too, not only in --json */
-        json_t *fx = r ? json_object_get(r, "fixtures") : NULL;
-        size_t fi;
-        json_t *fw;
-        json_array_foreach(fx, fi, fw)
-        {
-            const char *w = json_string_value(json_object_get(fw, "warning"));
-            if (w)
-                print_indented(stdout, w, "    ");
-        }
-        json_array_foreach(tests, i, tc)
-        {
-            print_case(tc, o, "    ");
-            size_t k;
-            json_t *sub;
-            json_array_foreach(json_object_get(tc, "subtests"), k, sub)
-            {
-                print_case(sub, o, "      ");
-            }
-        }
+        print_text(f, o, r, &out);
     }
     fflush(stdout);
-    free(extra);
+    free(out.extra);
     json_decref(r);
 }
 
