@@ -519,6 +519,12 @@ int report_html(const char *events_path, const char *html_path, char *err, size_
     return rc;
 }
 
+const char report_usage[] = "usage: provium report EVENTS.jsonl -o FILE.html\n"
+                            "\n"
+                            "Writes the HTML report of a run from its --save-events file: the page\n"
+                            "--html writes. A file with no provium events exits 1.\n"
+                            "  -o, --output FILE   where the report goes\n";
+
 int report_cli(int argc, char **argv)
 {
     const char *events = NULL, *out = NULL;
@@ -531,8 +537,7 @@ int report_cli(int argc, char **argv)
             events = out = NULL, i = argc;
     }
     if (!events || !out) {
-        fprintf(stderr, "usage: provium report EVENTS.jsonl -o FILE.html\n"
-                        "  the HTML report of a run from its --save-events file\n");
+        fputs(report_usage, stderr);
         return 2;
     }
     char err[PV_ERR_MAX];

@@ -189,9 +189,11 @@ int timings_record(const char *path, char *const *keys, const double *seconds, s
     return rc;
 }
 
-static const char timings_usage[] = "usage: provium timings merge FILE... > MERGED.json\n"
-                                    "  merges timings files (e.g. one per CI shard), their pending entries included:\n"
-                                    "  per path the newest entry wins\n";
+const char timings_usage[] = "usage: provium timings merge FILE... > MERGED.json\n"
+                             "\n"
+                             "Merges timings files (e.g. one per CI shard), their pending entries\n"
+                             "included: per path the newest entry wins. A missing or malformed input\n"
+                             "exits 2 naming it.\n";
 
 int timings_cli(int argc, char **argv)
 {
