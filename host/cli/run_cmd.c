@@ -251,24 +251,24 @@ static int run_or_list(run_cmd_kind kind, run_cli *cl)
     return rc;
 }
 
+static int parse_and_do(run_cmd_kind kind, int argc, char **argv)
+{
+    run_cli cl;
+    int rc = run_cli_parse(kind, argc, argv, &cl);
+    if (rc == 0)
+        rc = run_or_list(kind, &cl);
+    run_cli_free(&cl);
+    return rc < 0 ? 0 : rc; /* -1: --help or --version answered */
+}
+
 int run_main(int argc, char **argv)
 {
     argv[0] = "provium"; /* getopt names it in its messages, not as build/provium */
-    run_cli cl;
-    int rc = run_cli_parse(CMD_RUN, argc, argv, &cl);
-    if (rc == 0)
-        rc = run_or_list(CMD_RUN, &cl);
-    run_cli_free(&cl);
-    return rc < 0 ? 0 : rc;
+    return parse_and_do(CMD_RUN, argc, argv);
 }
 
 int list_main(int argc, char **argv)
 {
-    argv[0] = "provium list"; /* getopt names it in its messages */
-    run_cli cl;
-    int rc = run_cli_parse(CMD_LIST, argc, argv, &cl);
-    if (rc == 0)
-        rc = run_or_list(CMD_LIST, &cl);
-    run_cli_free(&cl);
-    return rc < 0 ? 0 : rc;
+    argv[0] = "provium list";
+    return parse_and_do(CMD_LIST, argc, argv);
 }
