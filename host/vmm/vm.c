@@ -516,10 +516,17 @@ static void mark_dead(pv_vm *vm, const char *why)
     vm->dead_reason = xstrdup(why);
 }
 
-/* Per-test deadline set by the framework: no wait outlives it. */
-static volatile int64_t global_deadline;
+void vm_set_deadline_source(pv_vm *vm, const vm_deadline *d) { vm->deadline = d; }
 
-void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms; }
+/* The outer deadline the VM's owner set now, 0: none. */
+static int64_t outer_deadline(const pv_vm *vm) { return vm->deadline ? vm->deadline->ms : 0; }
+
+/* deadline (-1: none), cut to the outer deadline. */
+static int64_t cap_deadline(const pv_vm *vm, int64_t deadline)
+{
+    int64_t outer = outer_deadline(vm);
+    return outer > 0 && (deadline < 0 || deadline > outer) ? outer : deadline;
+}
 
 /* Waits until a whole frame is buffered. Returns 1, 0 on timeout, -1 when
  * the connection or QEMU is gone (err set). */
@@ -612,8 +619,7 @@ static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err,
     for (;;) {
         note_long_wait(vm, started, told);
         /* re-read each slice: the REPL's Ctrl-C moves it during a wait */
-        if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
-            deadline = global_deadline;
+        deadline = cap_deadline(vm, deadline);
         if (vm->in_len >= PV_HDR_SIZE) {
             if (pv_hdr_decode(vm->in, hdr) != 0) {
                 snprintf(err, errlen, "VM '%s': agent sent a frame of %u bytes, over the %u byte limit", vm->name,
@@ -1315,7 +1321,7 @@ int vm_call(pv_vm *vm, vm_reply *reply, int64_t timeout_ms, int *guest_errno, ch
         int r = read_frame(vm, &hdr, deadline, err, errlen);
         vm->wait_op = 0;
         if (r == 0) {
-            if (global_deadline > 0 && now_ms() >= global_deadline)
+            if (outer_deadline(vm) > 0 && now_ms() >= outer_deadline(vm))
                 snprintf(err, errlen, "test timeout: gave up waiting for %s (the request is abandoned)",
                          vm_who(vm, false, who, sizeof(who)));
             else
@@ -1400,9 +1406,7 @@ int vm_console_write(pv_vm *vm, const void *data, size_t len, int64_t timeout_ms
         snprintf(err, errlen, "VM '%s': cannot connect to the serial console: %s", vm->name, strerror(errno));
         return -1;
     }
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
-    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
-        deadline = global_deadline;
+    int64_t deadline = cap_deadline(vm, timeout_ms > 0 ? now_ms() + timeout_ms : -1);
     int rc = 0;
     size_t total = len;
     const char *p = data;
