@@ -1,30 +1,6 @@
-/* provium: the command-line entry point. `provium SUBCOMMAND ...` runs the
- * subcommand of that name from the table below; anything else is a run of
- * test files (provium [options] [PATH...]). Each subcommand parses its own
- * arguments and answers --help (host/cli/). */
-#include <string.h>
-
+/* provium: the command-line entry point. The subcommands, their parsers
+ * and their --help live in host/cli/ (the table: commands.c); this file
+ * stays out of the benchmark binary, which links everything else. */
 #include "cli/cli.h"
 
-const pv_subcommand pv_subcommands[] = {
-    {"list", "the test files and their tests (or fixtures), without running them", list_main},
-    {"doctor", "checks what provium needs on this host and explains what is missing", doctor_main},
-    {"fixture", "the fixture cache: list, stale, build, rebuild, clean", fixture_main},
-    {"cache", "export or import fixture entries (and images) as one archive", cache_main},
-    {"repl", "a booted VM as `vm` at a Lua prompt", repl_cmd_main},
-    {"lsp-setup", "type stubs for lua-language-server", lsp_setup_cmd_main},
-    {"timings", "merge timings files (one per CI shard) into one", timings_main},
-    {"junit", "merge JUnit reports into one", junit_main},
-    {"report", "the HTML report of saved events", report_main},
-    {NULL, "run test files", run_main},
-};
-
-int main(int argc, char **argv)
-{
-    const pv_subcommand *s = pv_subcommands;
-    while (s->name && !(argc > 1 && strcmp(argv[1], s->name) == 0))
-        s++;
-    if (!s->name)
-        return s->main(argc, argv);
-    return s->main(argc - 1, argv + 1);
-}
+int main(int argc, char **argv) { return pv_cli_main(argc, argv); }

@@ -1,6 +1,7 @@
-/* The provium command line: a table of subcommands (host/main.c), each
- * with its own parser and its own --help.
+/* The provium command line: a table of subcommands, each with its own
+ * parser and its own --help.
  *
+ *   commands.c     the table, and the choice of a subcommand by argv[1]
  *   run_options.c  the options of a run and of `provium list`, parsed into run_cli
  *   run_cmd.c      what a run and a listing do with them (discovery, --watch, --html, --coverage)
  *   subcommands.c  the other subcommands: doctor, fixture, cache, repl, lsp-setup,
@@ -27,8 +28,10 @@ typedef struct {
     int (*main)(int argc, char **argv);
 } pv_subcommand;
 
-/* The table, ending with the run itself (name NULL); host/main.c. */
+/* The table, ending with the run itself (name NULL); commands.c. */
 extern const pv_subcommand pv_subcommands[];
+/* Runs the subcommand argv[1] names, else a run; the exit status. */
+int pv_cli_main(int argc, char **argv);
 
 /* ---- run_options.c ---- */
 typedef enum { CMD_RUN = 1, CMD_LIST = 2 } run_cmd_kind;
