@@ -106,22 +106,33 @@ static void forward_event(file_run *f, json_t *m)
     events_emit(kind ? kind : "unknown", payload, json_integer_value(json_object_get(m, "ts")));
 }
 
+/* The largest control message (one packet): events carry test names and
+ * failure messages, which stay far below it. */
+#define CTL_MSG_MAX (256 * 1024)
+
 /* Messages from a child: {"t":"claim"|"boot"|"release"|"event"|"wait",...}. */
 static void drain_ctl(file_run *f, pool_state *pool)
 {
     if (f->ctl_fd < 0)
         return;
-    char buf[262144];
+    char buf[CTL_MSG_MAX + 1];
     for (;;) {
-        ssize_t n = recv(f->ctl_fd, buf, sizeof(buf) - 1, 0);
+        /* MSG_TRUNC: the real length of a longer message, which is cut */
+        ssize_t n = recv(f->ctl_fd, buf, CTL_MSG_MAX, MSG_TRUNC);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return;
+        if (n > CTL_MSG_MAX) {
+            fprintf(stderr, "provium: %s: a control message of %zd bytes is over the %d byte limit; dropped\n",
+                    f->shown, n, CTL_MSG_MAX);
+            continue;
+        }
         json_error_t je;
         json_t *m = json_loadb(buf, (size_t)n, 0, &je);
         const char *t = json_string_value(json_object_get(m, "t"));
         if (!t) {
+            /* not a message of ours (or not JSON): nothing to do */
         } else if (strcmp(t, "wait") == 0) {
             const char *what = json_string_value(json_object_get(m, "what"));
             free(f->waiting_for);
