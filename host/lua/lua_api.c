@@ -110,8 +110,7 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     lua_setfield(L, -2, "sleep");
     lua_pushcfunction(L, l_duration);
     lua_setfield(L, -2, "duration");
-    lua_pushboolean(L, getenv("PROVIUM_INCLUDE_SLOW") != NULL);
-    lua_setfield(L, -2, "include_slow");
+    /* P.include_slow comes with the runner's selection (pv_lua_runner_install) */
     lua_pushstring(L, env->file_path ? env->file_path : "");
     lua_setfield(L, -2, "file_path");
     lua_pushvalue(L, -1);
