@@ -1067,6 +1067,7 @@ static int l_new_vm(lua_State *L)
     luaL_setmetatable(L, VM_MT);
     parse_boot_opts(L, 3, &v->opts);
     v->vm = vm_new(name, p, env->scratch_root);
+    vm_set_deadline_source(v->vm, pv_lua_deadline(L));
     v->next = all_vms;
     all_vms = v;
     return 1;

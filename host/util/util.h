@@ -7,6 +7,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The size of every buffer an error message is written into: one size, so
+ * a message that fits one caller fits them all (a Lua traceback, a path and
+ * the cause can run long; 4 KiB holds them without truncation). */
+#define PV_ERR_MAX 4096
+
 int64_t now_ms(void);
 double now_s(void);
 void sleep_ms(int ms);

@@ -46,12 +46,15 @@ void vm_connection_reset(pv_vm *vm)
     chans_end_all(&vm->chans);
 }
 
-/* Per-test deadline set by the framework: no wait outlives it. */
-static volatile int64_t global_deadline;
+void vm_set_deadline_source(pv_vm *vm, const vm_deadline *d) { vm->deadline = d; }
 
-void vm_set_global_deadline(int64_t deadline_ms) { global_deadline = deadline_ms; }
+int64_t vm_outer_deadline(const pv_vm *vm) { return vm->deadline ? vm->deadline->ms : 0; }
 
-int64_t vm_global_deadline(void) { return global_deadline; }
+int64_t vm_cap_deadline(const pv_vm *vm, int64_t deadline)
+{
+    int64_t outer = vm_outer_deadline(vm);
+    return outer > 0 && (deadline < 0 || deadline > outer) ? outer : deadline;
+}
 
 void (*vm_wait_hook)(const char *what);
 
@@ -137,8 +140,7 @@ static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err,
     for (;;) {
         note_long_wait(vm, started, told);
         /* re-read each slice: the REPL's Ctrl-C moves it during a wait */
-        if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
-            deadline = global_deadline;
+        deadline = vm_cap_deadline(vm, deadline);
         size_t need;
         frame_status fs = router_frame(vm->in, vm->in_len, hdr, &need);
         if (fs == FRAME_OVERSIZE) {
@@ -391,7 +393,7 @@ static int wait_failed(pv_vm *vm, int r, uint16_t req_type, uint32_t chan, int64
 {
     char who[256], op[40];
     if (r == 0) {
-        if (global_deadline > 0 && now_ms() >= global_deadline)
+        if (vm_outer_deadline(vm) > 0 && now_ms() >= vm_outer_deadline(vm))
             snprintf(err, errlen, "test timeout: gave up waiting for %s (the request is abandoned)",
                      vm_who(vm, chan, false, who, sizeof(who)));
         else

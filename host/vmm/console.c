@@ -100,10 +100,7 @@ int vm_console_write(pv_vm *vm, const void *data, size_t len, int64_t timeout_ms
         snprintf(err, errlen, "VM '%s': cannot connect to the serial console: %s", vm->name, strerror(errno));
         return -1;
     }
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
-    int64_t global_deadline = vm_global_deadline();
-    if (global_deadline > 0 && (deadline < 0 || deadline > global_deadline))
-        deadline = global_deadline;
+    int64_t deadline = vm_cap_deadline(vm, timeout_ms > 0 ? now_ms() + timeout_ms : -1);
     int rc = 0;
     size_t total = len;
     const char *p = data;

@@ -38,8 +38,17 @@ struct pv_vm;
  * refresh asks it for its uid first. */
 typedef void (*vm_who_fn)(struct pv_vm *vm, uint32_t worker_chan, bool refresh, char *buf, size_t len);
 
+/* A deadline no wait of a VM outlives (absolute now_ms(), 0: none), shared
+ * by the VMs of one Lua state: the running test's (P.set_deadline), or the
+ * REPL's Ctrl-C. Its owner may move it at any time, from a signal handler
+ * too; a wait re-reads it each slice. */
+typedef struct vm_deadline {
+    volatile int64_t ms;
+} vm_deadline;
+
 typedef struct pv_vm {
     char *name;
+    const vm_deadline *deadline; /* NULL: none; see vm_set_deadline_source */
     pv_profile profile; /* deep copy: the VM outlives nothing it points to */
     vm_state state;
     pid_t qemu_pid;
@@ -185,8 +194,8 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
                     const char *ram_file, bool incoming, char *err, size_t errlen);
 void vm_argv_free(char **argv);
 
-/* Absolute now_ms() deadline applied to every wait (0: none). */
-void vm_set_global_deadline(int64_t deadline_ms);
+/* Every wait of vm ends by d's deadline as well (d outlives the VM; NULL: none). */
+void vm_set_deadline_source(pv_vm *vm, const vm_deadline *d);
 
 /* The QEMU machine type a profile boots on. */
 const char *vm_machine(const pv_profile *p);

@@ -33,8 +33,10 @@ void vm_console_explain(const pv_vm *vm, char *err, size_t errlen);
 void vm_console_watch(pv_vm *vm);
 
 /* agent_conn.c: the agent connection. */
-/* Absolute now_ms() deadline of the running test (0: none). */
-int64_t vm_global_deadline(void);
+/* The outer deadline the VM's owner set now (absolute now_ms(), 0: none). */
+int64_t vm_outer_deadline(const pv_vm *vm);
+/* deadline (-1: none), cut to the outer deadline. */
+int64_t vm_cap_deadline(const pv_vm *vm, int64_t deadline);
 /* Waits for the agent's READY on a fresh connection. */
 int vm_wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
 void vm_mark_dead(pv_vm *vm, const char *why);

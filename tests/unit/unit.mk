@@ -27,8 +27,10 @@ $(B)/check/test_cpio: tests/unit/test_cpio.c host/vmm/cpio.c $(UNIT_SUPPORT) hos
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/vmm -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
 UNIT_TESTS += $(B)/check/test_scan
-$(B)/check/test_scan: tests/unit/test_scan.c host/runner/scan.c $(UNIT_SUPPORT) host/runner/runner.h \
-		host/util/util.h tests/unit/check.h
+# scan.c reads declarations with the one Lua tokenizer, host/fixtures/lua_scan.c.
+$(B)/check/test_scan: tests/unit/test_scan.c host/runner/scan.c host/fixtures/lua_scan.c $(UNIT_SUPPORT) \
+		host/runner/runner.h \
+		host/fixtures/lua_scan.h host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/runner -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
