@@ -4,7 +4,7 @@
  * said READY: the kernel and the prepared initramfs by content (the latter
  * holds the agent, the profile's modules and the boot `files`), the kernel
  * command line, machine, memory, CPUs, accelerator, the QEMU binary and a
- * rootfs image (by path, size and mtime). The entry is the snapshot taken the
+ * rootfs image (by path, inode, size, mtime and ctime: rootfs_identity). The entry is the snapshot taken the
  * moment a cold boot of that key handshook, plus that boot's console log.
  *
  * A restore then gives the VM what makes it itself: the clock (the host's
@@ -22,6 +22,7 @@
 #include "../fixtures/fixtures.h"
 #include "accel.h"
 #include "boot_cache.h"
+#include "rootfs.h"
 
 #define KEY_VERSION "provium-boot-cache 1"
 
@@ -56,10 +57,9 @@ static char *boot_key(pv_vm *vm, const vm_boot_opts *o, const char *initrd, char
     sb_addf(&b, "%s\nkernel:%s\ninitrd:%s\ncmdline:%s\nmachine:%s\nmemory:%lld\ncpus:%d\naccel:%s\n", KEY_VERSION,
             vm_file_identity(p->kernel), vm_file_identity(initrd), cmdline, vm_machine(p),
             (long long)(o->memory ? o->memory : p->memory), o->cpus ? o->cpus : p->cpus, kvm ? "kvm" : "tcg");
-    struct stat st;
-    if (p->rootfs && stat(p->rootfs, &st) == 0)
-        sb_addf(&b, "rootfs:%s %lld %lld.%09ld\n", p->rootfs, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                st.st_mtim.tv_nsec);
+    char *disk = rootfs_identity(p);
+    sb_addf(&b, "rootfs:%s\n", disk);
+    free(disk);
     add_qemu_identity(&b);
     char *hex = xmalloc(65);
     sha256_hex(b.s, b.len, hex);
@@ -83,6 +83,8 @@ const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const p
         return "the boot option boot_cache = false";
     if (opts->has_rng_seed)
         return "rng_seed: a seeded RNG stream must run on from the boot, not start over";
+    if (vm->profile.rootfs_writable)
+        return "rootfs_writable: the root disk's overlay is written from the boot on, and an entry does not keep it";
     return NULL;
 }
 

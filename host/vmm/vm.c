@@ -20,6 +20,7 @@
 #include "../health/kreport.h"
 #include "accel.h"
 #include "embedded.h"
+#include "rootfs.h"
 
 #define AGENT_PORT_NAME "org.provium.agent.0"
 #define QMP_TIMEOUT_MS 10000
@@ -185,7 +186,8 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
         sb_addf(&b, " %s", p->append);
     /* panic=-1 + -no-reboot: a panicking guest ends QEMU at once instead of
      * hanging until the boot deadline. reboot=t: microvm has no other way. */
-    sb_addf(&b, " panic=-1 reboot=t rdinit=/provium-wrapper provium.init=%s", p->init);
+    sb_adds(&b, " panic=-1 reboot=t");
+    rootfs_add_cmdline(p, &b); /* rdinit=/provium-wrapper, or a disk boot's init= */
     /* microvm has no PCI: say so, or the kernel spends boot time probing
      * and logs errors about it. Its ACPI (hardware-reduced, with a generic
      * event device for the power button) is on unless the profile says
@@ -341,14 +343,12 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
         arg(a, "-device");
         arg(a, microvm ? "virtio-rng-device,rng=pvrng" : "virtio-rng-pci,rng=pvrng");
     }
-    if (p->rootfs) {
-        arg(a, "-drive");
-        s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
-        arg(a, s);
-        free(s);
-        arg(a, "-device");
-        arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
+    char **disk = rootfs_qemu_args(vm, microvm); /* first block device: the guest's /dev/vda */
+    for (size_t i = 0; disk && disk[i]; i++) {
+        arg(a, disk[i]);
+        free(disk[i]);
     }
+    free(disk);
 }
 
 static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
@@ -451,6 +451,7 @@ static void append_console(const pv_vm *vm, char *err, size_t errlen)
         sb_addf(&b, "\n  guest kernel: %.*s", (int)(eol ? eol - panic : (long)strlen(panic)), panic);
     }
     free(all);
+    rootfs_quote_wrapper_error(vm->console_path, &b);
     if (!*tail)
         sb_adds(&b, "\n  (the console is empty: the kernel printed nothing)");
     else {
@@ -1033,8 +1034,7 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
                  vm->name, vm->profile.name, vm->profile.name);
         return -1;
     }
-    if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) ||
-        (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))
+    if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) || rootfs_prepare(vm, err, errlen) != 0)
         return -1;
     char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, err, errlen);
     if (!initrd) {
