@@ -91,8 +91,9 @@ static void fail(const char *dev, const char *fmt, ...)
     if (fd >= 0) {
         dprintf(fd, "<2>provium-wrapper: cannot boot from %s: %s\n", dev, msg);
         close(fd);
+    } else {
+        fprintf(stderr, "provium-wrapper: cannot boot from %s: %s\n", dev, msg);
     }
-    fprintf(stderr, "provium-wrapper: cannot boot from %s: %s\n", dev, msg);
 }
 
 static bool kernel_has_fs(const char *name)
@@ -137,6 +138,7 @@ static int wait_for_device(const char *dev)
 static int mount_device(const char *dev, const char *dir, unsigned long flags)
 {
     char type[64];
+    mkdir("/provium", 0755);
     mkdir(dir, 0755);
     if (last_param("rootfstype", type, sizeof(type))) {
         if (mount(dev, dir, type, flags, NULL) == 0)
@@ -178,7 +180,7 @@ static int overlay_root(const char *dev, const char **root)
         agent_log("no overlayfs in this kernel: / is the read-only disk %s; /tmp and /run are tmpfs", dev);
         return 0;
     }
-    mkdir(UPPER_DIR, 0755);
+    mkdir(UPPER_DIR, 0755); /* /provium exists: mount_device made it */
     mkdir(MERGED_DIR, 0755);
     if (mount("tmpfs", UPPER_DIR, "tmpfs", 0, "mode=755") != 0 || mkdir(UPPER_DIR "/upper", 0755) != 0 ||
         mkdir(UPPER_DIR "/work", 0755) != 0) {

@@ -15,6 +15,7 @@
 #include "fixtures/fixtures.h"
 #include "runner/ci.h"
 #include "runner/runner.h"
+#include "tools/ext4_image.h"
 #include "tools/tools.h"
 #include "util/util.h"
 
@@ -78,6 +79,7 @@ static void usage(FILE *out)
             "       provium fixture [-c FILE] list|stale|build NAME|PATH|rebuild NAME|PATH|clean\n"
             "       provium repl [-c FILE] PROFILE [--name NAME]   (a booted VM as `vm` at a Lua prompt)\n"
             "       provium lsp-setup [DIR]   (type stubs for lua-language-server)\n"
+            "       provium mkimage [--size SIZE] [--label LABEL] DIR IMAGE   (an ext4 image of DIR, no root needed)\n"
             "       provium timings merge FILE...   (one timings file from several)\n"
             "       provium junit merge FILE...     (one JUnit report from several)\n"
             "       provium report EVENTS.jsonl -o FILE.html   (the HTML report of saved events)\n"
@@ -294,6 +296,8 @@ int main(int argc, char **argv)
         config_free(&rcfg);
         return rc;
     }
+    if (argc > 1 && strcmp(argv[1], "mkimage") == 0)
+        return mkimage_cli(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "timings") == 0)
         return timings_cli(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "junit") == 0)
