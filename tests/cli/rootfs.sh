@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Disk boot errors and cache keys through the CLI, in a private project and
+# cache: a missing rootfs image, a directory, a qcow2 image, an image with no
+# filesystem, a root device that never appears (the wrapper's deadline, its
+# message quoted by the host), the boot cache keyed by the image's identity,
+# and `provium mkimage`'s usage and errors.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../lib/vm_scripts.sh
+. "$ROOT/tests/lib/vm_scripts.sh"
+trap 'rm -rf "$T"' EXIT
+
+P=$T/proj
+mkdir -p "$P/tree"
+(cd "$P/tree" && cpio -id --quiet <"$ROOT/build/image/initrd.cpio")
+K=$ROOT/build/image/vmlinux
+cat >"$P/provium.toml" <<TOML
+[provium]
+roots = ["."]
+[profiles.ok]
+kernel = "$K"
+rootfs = "disk.ext4"
+[profiles.missing]
+kernel = "$K"
+rootfs = "no-such.ext4"
+[profiles.directory]
+kernel = "$K"
+rootfs = "tree"
+[profiles.qcow2]
+kernel = "$K"
+rootfs = "disk.qcow2"
+[profiles.zeros]
+kernel = "$K"
+rootfs = "zeros.img"
+[profiles.nodevice]
+kernel = "$K"
+rootfs = "disk.ext4"
+append = "root=/dev/vdz provium.rootwait=2"
+TOML
+cat >"$P/boot.test.lua" <<'LUA'
+test("boot", function(t)
+  local vm = provium:vm("v", os.getenv("PV_PROFILE")):boot()
+  t:assert_eq(vm:run("echo up").stdout, "up\n")
+end)
+LUA
+run() { OUT=$(cd "$P" && PV_PROFILE=$1 timeout -k 5 "$LIMIT" "$PROVIUM" boot.test.lua 2>&1); RC=$?; }
+entries() { grep -l '"name": "boot:ok"' "$PROVIUM_CACHE_DIR"/fixtures/*/fixture.json 2>/dev/null | wc -l; }
+
+begin "provium mkimage builds the disk; its usage and errors"
+OUT=$("$PROVIUM" mkimage "$P/tree" "$P/disk.ext4" 2>&1)
+RC=$?
+expect_rc 0
+OUT=$(/sbin/dumpe2fs -h "$P/disk.ext4" 2>&1)
+expect_out "Filesystem magic number:  0xEF53"
+OUT=$("$PROVIUM" mkimage "$P/tree" 2>&1)
+RC=$?
+expect_rc 2
+expect_out "usage: provium mkimage"
+OUT=$("$PROVIUM" mkimage --size lots "$P/tree" "$P/x.ext4" 2>&1)
+RC=$?
+expect_rc 2
+expect_out "--size lots is not a size"
+OUT=$("$PROVIUM" mkimage "$P/provium.toml" "$P/x.ext4" 2>&1)
+RC=$?
+expect_rc 1
+expect_out "source $P/provium.toml is a regular file, not a directory"
+end_check
+
+begin "a rootfs-only profile boots from the disk"
+run ok
+expect_rc 0
+end_check
+
+begin "a missing image: the error names the VM, the profile and the path"
+run missing
+expect_rc 1
+expect_out "VM 'v': profile 'missing': rootfs image $P/no-such.ext4: No such file or directory"
+end_check
+
+begin "a directory is not an image"
+run directory
+expect_rc 1
+expect_out "rootfs image $P/tree is a directory; it must be a regular file"
+end_check
+
+begin "a qcow2 image is refused with how to convert it"
+qemu-img create -q -f qcow2 "$P/disk.qcow2" 64M
+run qcow2
+expect_rc 1
+expect_out "rootfs image $P/disk.qcow2 is in qcow2 format; rootfs takes a raw image"
+end_check
+
+begin "an image without a filesystem: the guest's mount error is quoted"
+truncate -s 16M "$P/zeros.img"
+run zeros
+expect_rc 1
+expect_out "guest: provium-wrapper: cannot boot from /dev/vda: no filesystem of this kernel could mount it"
+end_check
+
+begin "a root device that never appears: the deadline and the device in the host's error"
+run nodevice
+expect_rc 1
+expect_out "guest: provium-wrapper: cannot boot from /dev/vdz: the root device did not appear within 2 s"
+# the wrapper's deadline ends the boot, not the host's 60 s boot timeout
+expect_no_out "did not connect within"
+end_check
+
+begin "the boot cache keys on the image: a changed image makes a new entry"
+[ "$(entries)" = 1 ] || problem "$(entries) boot entries after the first boot, expected 1"
+run ok
+expect_rc 0
+[ "$(entries)" = 1 ] || problem "$(entries) boot entries after the same image again, expected 1"
+touch "$P/disk.ext4"
+run ok
+expect_rc 0
+[ "$(entries)" = 2 ] || problem "$(entries) boot entries after touching the image, expected 2"
+end_check
+
+check_summary
