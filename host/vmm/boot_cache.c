@@ -83,8 +83,6 @@ const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const p
         return "the boot option boot_cache = false";
     if (opts->has_rng_seed)
         return "rng_seed: a seeded RNG stream must run on from the boot, not start over";
-    if (vm->profile.rootfs_writable)
-        return "rootfs_writable: the root disk's overlay is written from the boot on, and an entry does not keep it";
     return NULL;
 }
 

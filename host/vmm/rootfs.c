@@ -194,3 +194,89 @@ void rootfs_quote_wrapper_error(const char *console_path, strbuf *msg)
     }
     free(log);
 }
+
+#define SNAP_ID_NAME "rootfs.id"
+
+/* dst gets src's bytes (copy_file_range: reflinks or in-kernel copies). */
+static int copy_file(const char *src, const char *dst)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(in);
+        return -1;
+    }
+    ssize_t n;
+    while ((n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0)) > 0)
+        ;
+    int e = errno;
+    close(in);
+    if (close(out) != 0 && n == 0) {
+        n = -1;
+        e = errno;
+    }
+    errno = e;
+    return n == 0 ? 0 : -1;
+}
+
+int rootfs_snapshot_save(const pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    const pv_profile *p = &vm->profile;
+    char *idpath = xasprintf("%s/" SNAP_ID_NAME, dir);
+    unlink(idpath);
+    int rc = 0;
+    if (p->rootfs) {
+        char *id = rootfs_identity(p);
+        rc = write_whole_file(idpath, id, strlen(id), 0644);
+        if (rc != 0)
+            snprintf(err, errlen, "snapshot of VM '%s': cannot write %s: %s", vm->name, idpath, strerror(errno));
+        free(id);
+    }
+    free(idpath);
+    if (rc == 0 && p->rootfs_writable) {
+        char *src = overlay_path(vm), *dst = xasprintf("%s/%s", dir, ROOTFS_OVERLAY_NAME);
+        rc = copy_file(src, dst);
+        if (rc != 0)
+            snprintf(err, errlen, "snapshot of VM '%s': cannot copy the root disk's overlay %s to %s: %s", vm->name,
+                     src, dst, strerror(errno));
+        free(src);
+        free(dst);
+    }
+    return rc;
+}
+
+int rootfs_snapshot_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    const pv_profile *p = &vm->profile;
+    char *idpath = xasprintf("%s/" SNAP_ID_NAME, dir);
+    size_t len = 0;
+    char *saved = read_whole_file(idpath, &len);
+    free(idpath);
+    char *now = p->rootfs ? rootfs_identity(p) : NULL;
+    int rc = 0;
+    if (!saved != !now) {
+        snprintf(err, errlen, "restore: snapshot %s was taken %s a root disk, and VM '%s' (profile '%s') has %s", dir,
+                 saved ? "with" : "without", vm->name, p->name, now ? "one" : "none");
+        rc = -1;
+    } else if (saved && strcmp(saved, now) != 0) {
+        snprintf(err, errlen, "restore: snapshot %s was taken with rootfs image %s as it was then (%s); it has changed "
+                              "or moved since (%s), and the guest's view of it would be stale",
+                 dir, p->rootfs, saved, now);
+        rc = -1;
+    }
+    free(saved);
+    free(now);
+    if (rc != 0 || !p->rootfs_writable)
+        return rc;
+    char *src = xasprintf("%s/%s", dir, ROOTFS_OVERLAY_NAME), *dst = overlay_path(vm);
+    if (mkdir_p(vm->dir, 0700) != 0 || copy_file(src, dst) != 0) {
+        snprintf(err, errlen, "restore of VM '%s' from %s: cannot copy the root disk's overlay %s to %s: %s", vm->name,
+                 dir, src, dst, strerror(errno));
+        rc = -1;
+    }
+    free(src);
+    free(dst);
+    return rc;
+}

@@ -41,6 +41,14 @@ char **rootfs_qemu_args(const struct pv_vm *vm, bool microvm);
  * (a new string; "-" without a rootfs). */
 char *rootfs_identity(const pv_profile *p);
 
+/* Snapshots (snapshot.c): save records the image's identity in the snapshot
+ * directory and, with rootfs_writable, copies the overlay (the VM is stopped
+ * and QEMU has flushed it); restore refuses a snapshot of another image, or
+ * of a VM with(out) a root disk, and puts the saved overlay in the VM's
+ * scratch directory before QEMU opens it. 0, or -1 with err. */
+int rootfs_snapshot_save(const struct pv_vm *vm, const char *dir, char *err, size_t errlen);
+int rootfs_snapshot_restore(struct pv_vm *vm, const char *dir, char *err, size_t errlen);
+
 /* A boot failure: when the console log has the wrapper's own error (the
  * root device never appeared, it could not be mounted), appends it to msg as
  * "\n  guest: provium-wrapper: ...", so the host error quotes its cause. */
