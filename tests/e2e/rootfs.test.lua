@@ -139,3 +139,18 @@ test("rootfs_writable: a snapshot keeps the root disk's contents, a restore gets
   local err = tostring(t:assert_raises(function() provium:vm("nodisk", "default"):restore(snap) end))
   t:assert_contains(err, "was taken with a root disk, and VM 'nodisk' (profile 'default') has none")
 end)
+
+test("a modular kernel with overlayfs: the shim loads virtio_blk, the root is a writable overlay", function(t)
+  local vm = provium:vm("deb", "debian-rootfs"):boot()
+  local mounts = vm:read_file("/proc/mounts")
+  t:assert(mounts:find("overlay / overlay ", 1, true), mounts)
+  t:assert_contains(mounts, "lowerdir=/provium/disk")
+  t:assert(vm:run("grep -q '^virtio_blk ' /proc/modules"):ok(), "virtio_blk came from the shim")
+  -- the whole root takes writes; they land in tmpfs, not on the disk
+  vm:write_file("/etc/on-the-overlay", "tmpfs layer")
+  t:assert_eq(vm:run("cat /etc/on-the-overlay").stdout, "tmpfs layer")
+  vm:run("echo changed >> /etc/hosts && rm /bin/true"):assert_ok()
+  t:assert(not vm:run("dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync"):ok(), "the disk is read-only")
+  vm:shutdown()
+  t:assert_eq(sha256(image), before, "the image is unchanged")
+end)
