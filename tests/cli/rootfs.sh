@@ -8,15 +8,16 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
+# shellcheck source=../lib/project.sh
+. "$ROOT/tests/lib/project.sh"
 trap 'rm -rf "$T"' EXIT
 
 P=$T/proj
 mkdir -p "$P/tree"
 (cd "$P/tree" && cpio -id --quiet <"$ROOT/build/image/initrd.cpio")
 K=$ROOT/build/image/vmlinux
-cat >"$P/provium.toml" <<TOML
-[provium]
-roots = ["."]
+project_toml "$P"
+cat >>"$P/provium.toml" <<TOML
 [profiles.ok]
 kernel = "$K"
 rootfs = "disk.ext4"
