@@ -2,8 +2,8 @@
 # Disk boot errors and cache keys through the CLI, in a private project and
 # cache: a missing rootfs image, a directory, a qcow2 image, an image with no
 # filesystem, a root device that never appears (the wrapper's deadline, its
-# message quoted by the host), the boot cache keyed by the image's identity,
-# and `provium mkimage`'s usage and errors.
+# message quoted by the host), the boot cache and fixtures keyed by the
+# image's identity, and `provium mkimage`'s usage and errors.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
@@ -115,6 +115,28 @@ touch "$P/disk.ext4"
 run ok
 expect_rc 0
 [ "$(entries)" = 2 ] || problem "$(entries) boot entries after touching the image, expected 2"
+end_check
+
+begin "a fixture of a disk profile goes stale when the image changes"
+cat >"$P/disk.fixture.lua" <<'LUA'
+local vm = provium:vm("f", "ok"):boot()
+vm:write_file("/tmp/prepared", "yes")
+return vm:snapshot()
+LUA
+cat >"$P/usefix.test.lua" <<'LUA'
+test("fixture", function(t) t:assert_eq(provium:vm_fixture("disk"):read_file("/tmp/prepared"), "yes") end)
+LUA
+OUT=$(cd "$P" && timeout -k 5 "$LIMIT" "$PROVIUM" usefix.test.lua 2>&1)
+RC=$?
+expect_rc 0
+OUT=$(cd "$P" && "$PROVIUM" fixture stale 2>&1)
+RC=$?
+expect_rc 0
+touch "$P/disk.ext4"
+OUT=$(cd "$P" && "$PROVIUM" fixture stale 2>&1)
+RC=$?
+expect_rc 1
+expect_re "^disk .*stale"
 end_check
 
 check_summary
