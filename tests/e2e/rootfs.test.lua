@@ -23,11 +23,10 @@ local function sha256(path)
   return out:match("^(%x+)")
 end
 
--- The initramfs is two concatenated cpio archives (the second holds
--- /home/user): cpio stops at the first trailer, so read it until the end.
-sh("mkdir -p '" .. tree .. "' && cd '" .. tree .. "' && " ..
-   "{ while cpio -id --quiet 2>/dev/null; do [ -n \"$(dd bs=1 count=1 2>/dev/null)\" ] || break; done; } " ..
-   "< '" .. build .. "/image/initrd.cpio' || true")
+-- The initramfs is two concatenated cpio archives; cpio reads the first,
+-- which is everything but /home/user (the second only gives it its owner).
+sh("mkdir -p '" .. tree .. "' && cd '" .. tree .. "' && cpio -id --quiet < '" .. build .. "/image/initrd.cpio'" ..
+   " && mkdir -p home/user")
 sh("test -x '" .. tree .. "/bin/busybox'")
 local made = provium.ext4_image{dir = tree, path = image, label = "provium-root"}
 sh("rm -rf '" .. tree .. "'")
