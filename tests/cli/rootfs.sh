@@ -2,7 +2,8 @@
 # Disk boot errors and cache keys through the CLI, in a private project and
 # cache: a missing rootfs image, a directory, a qcow2 image, an image with no
 # filesystem, a root device that never appears (the wrapper's deadline, its
-# message quoted by the host), the boot cache and fixtures keyed by the
+# message quoted by the host), the boot option files refused, the boot cache
+# and fixtures keyed by the
 # image's identity, and `provium mkimage`'s usage and errors.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -104,6 +105,18 @@ expect_rc 1
 expect_out "guest: provium-wrapper: cannot boot from /dev/vdz: the root device did not appear within 2 s"
 # the wrapper's deadline ends the boot, not the host's 60 s boot timeout
 expect_no_out "did not connect within"
+end_check
+
+begin "the boot option files needs an initramfs: a disk boot refuses it"
+cat >"$P/files.test.lua" <<'LUA'
+test("files", function(t)
+  provium:vm("v", "ok"):boot({files = {{path = "/etc/x", content = "x"}}})
+end)
+LUA
+OUT=$(cd "$P" && timeout -k 5 "$LIMIT" "$PROVIUM" files.test.lua 2>&1)
+RC=$?
+expect_rc 1
+expect_out "profile 'ok' boots from its rootfs disk, and the boot option files needs an initramfs"
 end_check
 
 begin "the boot cache keys on the image: a changed image makes a new entry"
