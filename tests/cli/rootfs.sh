@@ -3,8 +3,8 @@
 # cache: a missing rootfs image, a directory, a qcow2 image, an image with no
 # filesystem, a root device that never appears (the wrapper's deadline, its
 # message quoted by the host), the boot option files refused, the boot cache
-# and fixtures keyed by the
-# image's identity, and `provium mkimage`'s usage and errors.
+# and fixtures keyed by the image's identity, and `provium mkimage`'s usage
+# and errors.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
