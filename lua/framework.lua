@@ -841,15 +841,13 @@ local LabSnapshot = {}
 LabSnapshot.__index = LabSnapshot
 LabSnapshot.__name = "provium.LabSnapshot"
 function LabSnapshot:path() return self._path end
+-- Paths go to C helpers (host/lua/lua_paths.c), never through a shell.
 function LabSnapshot:size()
   if self._deleted then return 0 end
-  local p = io.popen("du -sk '" .. self._path .. "' 2>/dev/null")
-  local kb = p and tonumber((p:read("a") or ""):match("^(%d+)")) or 0
-  if p then p:close() end
-  return kb * 1024
+  return P.disk_usage(self._path)
 end
 function LabSnapshot:delete()
-  if not self._deleted then os.execute("rm -rf '" .. self._path .. "'") end
+  if not self._deleted then P.remove_tree(self._path) end
   self._deleted = true
 end
 
@@ -891,12 +889,18 @@ local function lab_snapshot(lab, dir)
       dir = tmp .. ".lab"
     end
   end
-  os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+  P.remove_tree(dir)
+  local made, why = P.make_dirs(dir)
+  if not made then error("lab snapshot: " .. why, 3) end
   for _, s in ipairs(saves) do s.vm:pause() end
   local ok, err = true, nil
   for _, s in ipairs(saves) do
-    os.execute("mkdir -p '" .. (dir .. "/" .. s.dir):match("^(.*)/") .. "'")
-    ok, err = pcall(s.vm.snapshot, s.vm, dir .. "/" .. s.dir, true)
+    local made, why = P.make_dirs((dir .. "/" .. s.dir):match("^(.*)/"))
+    if made then
+      ok, err = pcall(s.vm.snapshot, s.vm, dir .. "/" .. s.dir, true)
+    else
+      ok, err = false, "lab snapshot: " .. why
+    end
     if not ok then break end
   end
   for _, s in ipairs(saves) do pcall(s.vm.resume, s.vm) end

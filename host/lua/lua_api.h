@@ -18,6 +18,8 @@ typedef struct {
 lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen);
 /* Registers the VM type and the internal functions into table at index idx. */
 void pv_lua_register_vm(lua_State *L, int idx);
+/* Adds make_dirs, remove_tree and disk_usage (lua_paths.c) to the table at idx. */
+void pv_lua_open_paths(lua_State *L, int idx);
 /* Kills every VM that is still running (last-resort cleanup). */
 void pv_lua_kill_all_vms(void);
 const pv_lua_env *pv_lua_env_get(void);

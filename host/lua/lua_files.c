@@ -159,6 +159,10 @@ static int l_push_file(lua_State *L)
     const char *host = pv_check_cstr(L, 2, "push_file: host path");
     const char *guest = pv_check_cstr(L, 3, "push_file: guest path");
     pv_require_booted(L, v, "push_file");
+    /* options first: nothing below may raise once the file is read */
+    static const char *const keys[] = {"perm", NULL};
+    pv_check_opt_keys(L, 4, "push_file", keys);
+    lua_Integer asked_perm = opt_perm(L, 4, "perm", -1);
     bool relative = host[0] != '/' && strncmp(host, "~/", 2) != 0;
     char *caller = relative ? pv_caller_file(L) : NULL;
     char *dir = caller ? path_dirname(caller) : xstrdup(".");
@@ -188,7 +192,9 @@ static int l_push_file(lua_State *L)
     }
     free(caller);
     struct stat st;
-    lua_Integer perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
+    lua_Integer perm = asked_perm;
+    if (perm < 0)
+        perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
     /* a fixture that pushes a host file is rebuilt when that file changes */
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.deps");
     if (lua_istable(L, -1)) {
@@ -198,9 +204,6 @@ static int l_push_file(lua_State *L)
     lua_pop(L, 1);
     pv_health_note_module(full); /* a pushed .ko: its frames can be decoded */
     free(full);
-    static const char *const keys[] = {"perm", NULL};
-    pv_check_opt_keys(L, 4, "push_file", keys);
-    perm = opt_perm(L, 4, "perm", perm);
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);

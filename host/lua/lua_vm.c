@@ -225,6 +225,27 @@ static void free_opts(vm_boot_opts *o)
 static const char *const boot_keys[] = {"memory",   "cpus",     "kernel_cmdline", "files", "initial_time",
                                         "rng_seed", "boot_cache", NULL};
 
+/* Raises unless every entry of the files list at idx is {path=absolute
+ * string without NUL, content=string}. */
+static void check_boot_files(lua_State *L, int idx)
+{
+    lua_Integer n = luaL_len(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        if (!lua_istable(L, -1))
+            luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "content");
+        size_t plen;
+        const char *path = lua_tolstring(L, -2, &plen);
+        if (path)
+            pv_refuse_nul(L, path, plen, "files: path");
+        if (!path || path[0] != '/' || !lua_tostring(L, -1))
+            luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
+        lua_pop(L, 3);
+    }
+}
+
 /* Reads a boot-options table at idx into o (fields present override). */
 static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
 {
@@ -275,28 +296,30 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         o->initial_time = t;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
-        free(o->kernel_cmdline);
-        o->kernel_cmdline = xstrdup(luaL_checkstring(L, -1));
-    }
+    /* kernel_cmdline and files are copied to the C heap: every check that
+     * may raise runs before the first copy, so a raise leaks nothing */
+    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL)
+        luaL_checkstring(L, -1);
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "files") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
+        check_boot_files(L, lua_gettop(L));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
+        free(o->kernel_cmdline);
+        o->kernel_cmdline = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "files") != LUA_TNIL) {
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, -1, i);
-            if (!lua_istable(L, -1))
-                luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
             lua_getfield(L, -1, "path");
             lua_getfield(L, -2, "content");
-            size_t plen;
-            const char *path = lua_tolstring(L, -2, &plen);
+            const char *path = lua_tostring(L, -2);
             size_t len;
             const char *content = lua_tolstring(L, -1, &len);
-            if (path)
-                pv_refuse_nul(L, path, plen, "files: path");
-            if (!path || path[0] != '/' || !content)
-                luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
             o->files = xrealloc(o->files, (o->nfiles + 1) * sizeof(pv_inject_file));
             pv_inject_file *f = &o->files[o->nfiles++];
             f->path = xstrdup(path);
@@ -864,16 +887,15 @@ static int l_vm_write_file(lua_State *L)
     const char *path = pv_check_cstr(L, 2, "write_file: path");
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
+    lua_Integer mode = luaL_optinteger(L, 4, -1); /* checked before the request is begun */
+    if (!lua_isnoneornil(L, 4) && (mode < 0 || mode > 07777))
+        return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
     pv_require_booted(L, v, "write_file");
     vm_begin(v->vm, PV_MSG_WRITE_FILE);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
-    if (!lua_isnoneornil(L, 4)) {
-        lua_Integer mode = luaL_checkinteger(L, 4);
-        if (mode < 0 || mode > 07777)
-            return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
+    if (mode >= 0)
         pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)mode);
-    }
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);

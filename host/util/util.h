@@ -41,6 +41,9 @@ bool file_exists(const char *path);
 bool is_dir(const char *path);
 int mkdir_p(const char *path, int mode);
 int rm_rf(const char *path);
+/* Bytes the regular files at or under path take on disk (st_blocks, so
+ * holes cost nothing); symlinks are not followed. 0 when path is missing. */
+int64_t disk_usage(const char *path);
 /* dirname of path as a new string */
 char *path_dirname(const char *path);
 /* base joined with rel unless rel is absolute; new string */

@@ -33,7 +33,7 @@ static char *cmdline_of(const pv_profile *p, const char *base)
     return sb_take(&b);
 }
 
-static void test_cmdline(void)
+TEST(cmdline)
 {
     pv_profile p = {.name = "p", .init = "/sbin/init", .rootfs = "/img"};
     set_case("disk boot, read-only");
@@ -77,7 +77,7 @@ static pv_vm make_vm(pv_profile *p, const char *dir)
     return vm;
 }
 
-static void test_qemu_args(void)
+TEST(qemu_args)
 {
     pv_profile p = {.name = "p", .init = "/sbin/init", .rootfs = "/images/a,b.img"};
     pv_vm vm = make_vm(&p, "/scratch/vm-1");
@@ -126,7 +126,7 @@ static char *write_file_in(const char *name, const void *data, size_t len)
     return path;
 }
 
-static void test_image_checks(void)
+TEST(image_checks)
 {
     char *missing = xasprintf("%s/missing.img", root);
     expect_refused("a missing image", missing, "missing.img: No such file or directory (relative paths");
@@ -146,7 +146,7 @@ static void test_image_checks(void)
     free(v);
 }
 
-static void test_image_and_overlay(void)
+TEST(image_and_overlay)
 {
     set_case("provium's ext4 helper makes the image");
     char *tree = xasprintf("%s/tree", root), *file = xasprintf("%s/tree/etc/hello", root);
@@ -226,7 +226,7 @@ static void test_image_and_overlay(void)
     free(dir);
 }
 
-static void test_quote(void)
+TEST(quote)
 {
     set_case("the wrapper's error is quoted from the console log");
     static const char text[] = "[    0.5] booting\n[    1.0] provium-wrapper: cannot boot from /dev/vdz: the root "
@@ -248,18 +248,14 @@ static void test_quote(void)
     free(log);
 }
 
-int main(void)
+static bool make_root(void)
 {
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
-        return 2;
-    }
-    test_cmdline();
-    test_qemu_args();
-    test_image_checks();
-    test_image_and_overlay();
-    test_quote();
-    rm_rf(root);
-    printf("test_rootfs: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    if (mkdtemp(root))
+        return true;
+    perror("mkdtemp");
+    return false;
 }
+
+static void remove_root(void) { rm_rf(root); }
+
+int main(int argc, char **argv) { return check_main(argc, argv, make_root, remove_root); }

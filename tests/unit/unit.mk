@@ -1,8 +1,10 @@
 # Unit tests, built with $(SAN) and run by `make check`. Each adds itself to UNIT_TESTS.
+# Every test uses the harness in tests/unit/check.h: `build/check/test_x -l`
+# lists its cases, `build/check/test_x CASE...` runs only those.
 UNIT_SUPPORT := host/util/util.c
 
 UNIT_TESTS += $(B)/check/test_toml
-$(B)/check/test_toml: tests/unit/test_toml.c host/config/toml.c host/config/toml.h
+$(B)/check/test_toml: tests/unit/test_toml.c host/config/toml.c host/config/toml.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/config $(filter %.c,$^) -o $@
 
@@ -39,7 +41,8 @@ $(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/confi
 # Runs the real (static, musl) agent as a child over a socketpair; only the
 # test driver is sanitized. The agent binary is a prerequisite so it is built first.
 UNIT_TESTS += $(B)/check/test_agent_local
-$(B)/check/test_agent_local: tests/unit/test_agent_local.c common/proto.c common/proto.h $(B)/provium-agent
+$(B)/check/test_agent_local: tests/unit/test_agent_local.c common/proto.c common/proto.h tests/unit/check.h \
+		$(B)/provium-agent
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Icommon $(filter %.c,$^) -o $@
 
