@@ -4,8 +4,9 @@
  * said READY: the kernel and the prepared initramfs by content (the latter
  * holds the agent, the profile's modules and the boot `files`), the kernel
  * command line, machine, memory, CPUs, accelerator, the QEMU binary and a
- * rootfs image (by path, inode, size, mtime and ctime: rootfs_identity). The entry is the snapshot taken the
- * moment a cold boot of that key handshook, plus that boot's console log.
+ * rootfs image (by path, inode, size, mtime and ctime: rootfs_identity).
+ * The entry is the snapshot taken the moment a cold boot of that key
+ * handshook, plus that boot's console log (and a rootfs_writable overlay).
  *
  * A restore then gives the VM what makes it itself: the clock (the host's
  * time, or initial_time), a reseeded kernel RNG (vm_restore), a fresh shared
