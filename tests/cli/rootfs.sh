@@ -68,6 +68,23 @@ expect_rc 1
 expect_out "source $P/provium.toml is a regular file, not a directory"
 end_check
 
+begin "provium mkimage needs no root: an unprivileged user makes an image"
+if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then
+    echo "# skipped: needs root (to become nobody) and setpriv"
+else
+    U=$T/unpriv
+    mkdir -p "$U/tree/etc"
+    echo hello >"$U/tree/etc/motd"
+    chmod -R a+rX "$U" && chmod 1777 "$U" && chmod a+x "$T"
+    OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$PROVIUM" mkimage --label unpriv "$U/tree" "$U/u.ext4" 2>&1)
+    RC=$?
+    expect_rc 0
+    OUT=$(/sbin/debugfs -R 'cat /etc/motd' "$U/u.ext4" 2>&1)
+    expect_out "hello"
+    [ "$(stat -c %u "$U/u.ext4")" = 65534 ] || problem "the image is not owned by the unprivileged user"
+fi
+end_check
+
 begin "a rootfs-only profile boots from the disk"
 run ok
 expect_rc 0
