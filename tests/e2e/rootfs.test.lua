@@ -23,16 +23,24 @@ local function sha256(path)
   return out:match("^(%x+)")
 end
 
--- The initramfs is two concatenated cpio archives; cpio reads the first,
--- which is everything but /home/user (the second only gives it its owner).
-sh("mkdir -p '" .. tree .. "' && cd '" .. tree .. "' && cpio -id --quiet < '" .. build .. "/image/initrd.cpio'" ..
-   " && mkdir -p home/user")
-sh("test -x '" .. tree .. "/bin/busybox'")
-local made = provium.ext4_image{dir = tree, path = image, label = "provium-root"}
-sh("rm -rf '" .. tree .. "'")
-local before = sha256(image)
+-- The image is made by the first test that needs it, not at the top level:
+-- `provium list` runs the top level too. The initramfs is two concatenated
+-- cpio archives; cpio reads the first, which is everything but /home/user
+-- (the second only gives it its owner).
+local made, before
+local function disk()
+  if made then return made end
+  sh("mkdir -p '" .. tree .. "' && cd '" .. tree .. "' && cpio -id --quiet < '" .. build .. "/image/initrd.cpio'" ..
+     " && mkdir -p home/user")
+  sh("test -x '" .. tree .. "/bin/busybox'")
+  made = provium.ext4_image{dir = tree, path = image, label = "provium-root"}
+  sh("rm -rf '" .. tree .. "'")
+  before = sha256(image)
+  return made
+end
 
 test("the helper made an ext4 image with the tree in it", function(t)
+  disk()
   t:assert_eq(made:sub(1, 1), "/")
   local p = assert(io.popen("/sbin/debugfs -R 'ls -p /bin' '" .. made .. "' 2>/dev/null; /sbin/dumpe2fs -h '" ..
                             made .. "' 2>/dev/null"))
@@ -55,6 +63,7 @@ test("the helper's errors name what is wrong", function(t)
 end)
 
 test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
+  disk()
   local vm = provium:vm("disk", "rootfs"):boot()
   local cmdline = vm:read_file("/proc/cmdline")
   t:assert_contains(cmdline, " root=/dev/vda ro init=/sbin/init")
@@ -85,6 +94,7 @@ test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
 end)
 
 test("rootfs_writable: the guest writes its root, the image stays as it was", function(t)
+  disk()
   local vm = provium:vm("rw", "rootfs-writable"):boot()
   t:assert_contains(vm:read_file("/proc/cmdline"), " root=/dev/vda rw init=/sbin/init")
   t:assert(vm:read_file("/proc/mounts"):find("/dev/vda / ext4 rw", 1, true))
@@ -103,6 +113,7 @@ test("rootfs_writable: the guest writes its root, the image stays as it was", fu
 end)
 
 test("initrd and rootfs: the initramfs boots, the disk is /dev/vda", function(t)
+  disk()
   local vm = provium:vm("both", "initrd-rootfs"):boot()
   local cmdline = vm:read_file("/proc/cmdline")
   t:assert_contains(cmdline, "rdinit=/provium-wrapper provium.init=/sbin/init")
@@ -116,6 +127,7 @@ test("initrd and rootfs: the initramfs boots, the disk is /dev/vda", function(t)
 end)
 
 test("rootfs_writable: a snapshot keeps the root disk's contents, a restore gets them back", function(t)
+  disk()
   local vm = provium:vm("snapsrc", "rootfs-writable"):boot()
   vm:run("echo before > /etc/state && sync"):assert_ok()
   local snap = vm:snapshot()
@@ -140,6 +152,7 @@ test("rootfs_writable: a snapshot keeps the root disk's contents, a restore gets
 end)
 
 test("a modular kernel with overlayfs: the shim loads virtio_blk, the root is a writable overlay", function(t)
+  disk()
   local vm = provium:vm("deb", "debian-rootfs"):boot()
   local mounts = vm:read_file("/proc/mounts")
   t:assert(mounts:find("overlay / overlay ", 1, true), mounts)
