@@ -45,25 +45,24 @@ test("boot", function(t)
   t:assert_eq(vm:run("echo up").stdout, "up\n")
 end)
 LUA
-run() { OUT=$(cd "$P" && PV_PROFILE=$1 timeout -k 5 "$LIMIT" "$PROVIUM" boot.test.lua 2>&1); RC=$?; }
+# pv ARGS...: provium ARGS in the project, bounded by LIMIT; sets OUT and RC.
+pv() { OUT=$(cd "$P" && timeout -k 5 "$LIMIT" "$PROVIUM" "$@" 2>&1); RC=$?; }
+# run PROFILE: boot.test.lua on that profile.
+run() { PV_PROFILE=$1 pv boot.test.lua; }
 entries() { grep -l '"name": "boot:ok"' "$PROVIUM_CACHE_DIR"/fixtures/*/fixture.json 2>/dev/null | wc -l; }
 
 begin "provium mkimage builds the disk; its usage and errors"
-OUT=$("$PROVIUM" mkimage "$P/tree" "$P/disk.ext4" 2>&1)
-RC=$?
+pv mkimage "$P/tree" "$P/disk.ext4"
 expect_rc 0
 OUT=$(/sbin/dumpe2fs -h "$P/disk.ext4" 2>&1)
 expect_out "Filesystem magic number:  0xEF53"
-OUT=$("$PROVIUM" mkimage "$P/tree" 2>&1)
-RC=$?
+pv mkimage "$P/tree"
 expect_rc 2
 expect_out "usage: provium mkimage"
-OUT=$("$PROVIUM" mkimage --size lots "$P/tree" "$P/x.ext4" 2>&1)
-RC=$?
+pv mkimage --size lots "$P/tree" "$P/x.ext4"
 expect_rc 2
 expect_out "--size lots is not a size"
-OUT=$("$PROVIUM" mkimage "$P/provium.toml" "$P/x.ext4" 2>&1)
-RC=$?
+pv mkimage "$P/provium.toml" "$P/x.ext4"
 expect_rc 1
 expect_out "source $P/provium.toml is a regular file, not a directory"
 end_check
@@ -130,8 +129,7 @@ test("files", function(t)
   provium:vm("v", "ok"):boot({files = {{path = "/etc/x", content = "x"}}})
 end)
 LUA
-OUT=$(cd "$P" && timeout -k 5 "$LIMIT" "$PROVIUM" files.test.lua 2>&1)
-RC=$?
+pv files.test.lua
 expect_rc 1
 expect_out "profile 'ok' boots from its rootfs disk, and the boot option files needs an initramfs"
 end_check
@@ -156,15 +154,12 @@ LUA
 cat >"$P/usefix.test.lua" <<'LUA'
 test("fixture", function(t) t:assert_eq(provium:vm_fixture("disk"):read_file("/tmp/prepared"), "yes") end)
 LUA
-OUT=$(cd "$P" && timeout -k 5 "$LIMIT" "$PROVIUM" usefix.test.lua 2>&1)
-RC=$?
+pv usefix.test.lua
 expect_rc 0
-OUT=$(cd "$P" && "$PROVIUM" fixture stale 2>&1)
-RC=$?
+pv fixture stale
 expect_rc 0
 touch "$P/disk.ext4"
-OUT=$(cd "$P" && "$PROVIUM" fixture stale 2>&1)
-RC=$?
+pv fixture stale
 expect_rc 1
 expect_re "^disk .*stale"
 end_check
