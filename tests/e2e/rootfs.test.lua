@@ -39,6 +39,12 @@ local function disk()
   return made
 end
 
+-- A booted VM of a profile whose rootfs is the image.
+local function boot_on(name, profile)
+  disk()
+  return provium:vm(name, profile):boot()
+end
+
 test("the helper made an ext4 image with the tree in it", function(t)
   disk()
   t:assert_eq(made:sub(1, 1), "/")
@@ -63,8 +69,7 @@ test("the helper's errors name what is wrong", function(t)
 end)
 
 test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
-  disk()
-  local vm = provium:vm("disk", "rootfs"):boot()
+  local vm = boot_on("disk", "rootfs")
   local cmdline = vm:read_file("/proc/cmdline")
   t:assert_contains(cmdline, " root=/dev/vda ro init=/sbin/init")
   t:assert(not cmdline:find("rdinit=", 1, true), "a disk boot has no rdinit=: " .. cmdline)
@@ -94,8 +99,7 @@ test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
 end)
 
 test("rootfs_writable: the guest writes its root, the image stays as it was", function(t)
-  disk()
-  local vm = provium:vm("rw", "rootfs-writable"):boot()
+  local vm = boot_on("rw", "rootfs-writable")
   t:assert_contains(vm:read_file("/proc/cmdline"), " root=/dev/vda rw init=/sbin/init")
   t:assert(vm:read_file("/proc/mounts"):find("/dev/vda / ext4 rw", 1, true))
   vm:write_file("/etc/written-by-guest", "on the overlay")
@@ -113,8 +117,7 @@ test("rootfs_writable: the guest writes its root, the image stays as it was", fu
 end)
 
 test("initrd and rootfs: the initramfs boots, the disk is /dev/vda", function(t)
-  disk()
-  local vm = provium:vm("both", "initrd-rootfs"):boot()
+  local vm = boot_on("both", "initrd-rootfs")
   local cmdline = vm:read_file("/proc/cmdline")
   t:assert_contains(cmdline, "rdinit=/provium-wrapper provium.init=/sbin/init")
   t:assert(not cmdline:find(" root=", 1, true), cmdline)
@@ -127,8 +130,7 @@ test("initrd and rootfs: the initramfs boots, the disk is /dev/vda", function(t)
 end)
 
 test("rootfs_writable: a snapshot keeps the root disk's contents, a restore gets them back", function(t)
-  disk()
-  local vm = provium:vm("snapsrc", "rootfs-writable"):boot()
+  local vm = boot_on("snapsrc", "rootfs-writable")
   vm:run("echo before > /etc/state && sync"):assert_ok()
   local snap = vm:snapshot()
   vm:run("echo after > /etc/state && echo later > /etc/later && sync"):assert_ok()
@@ -152,8 +154,7 @@ test("rootfs_writable: a snapshot keeps the root disk's contents, a restore gets
 end)
 
 test("a modular kernel with overlayfs: the shim loads virtio_blk, the root is a writable overlay", function(t)
-  disk()
-  local vm = provium:vm("deb", "debian-rootfs"):boot()
+  local vm = boot_on("deb", "debian-rootfs")
   local mounts = vm:read_file("/proc/mounts")
   t:assert(mounts:find("overlay / overlay ", 1, true), mounts)
   t:assert_contains(mounts, "lowerdir=/provium/disk")
