@@ -34,6 +34,10 @@ rootfs = "disk.qcow2"
 [profiles.zeros]
 kernel = "$K"
 rootfs = "zeros.img"
+[profiles.noinit]
+kernel = "$K"
+rootfs = "disk.ext4"
+init = "/sbin/no-such-init"
 [profiles.nodevice]
 kernel = "$K"
 rootfs = "disk.ext4"
@@ -86,6 +90,19 @@ end_check
 
 begin "a rootfs-only profile boots from the disk"
 run ok
+expect_rc 0
+end_check
+
+begin "a disk without the profile's init: the agent is PID 1 on the disk's root"
+cat >"$P/pid1.test.lua" <<'LUA'
+test("pid1", function(t)
+  local vm = provium:vm("v", "noinit"):boot()
+  t:assert_eq(vm:read_file("/proc/1/comm"), "provium-agent\n") -- exec'd from the kept descriptor
+  t:assert_contains(vm:read_file("/proc/cmdline"), " init=/sbin/no-such-init")
+  t:assert(vm:read_file("/proc/mounts"):find("/dev/vda / ext4 ro", 1, true))
+end)
+LUA
+pv pid1.test.lua
 expect_rc 0
 end_check
 
