@@ -2,7 +2,8 @@
 # Disk boot errors and cache keys through the CLI, in a private project and
 # cache: a missing rootfs image, a directory, a qcow2 image, an image with no
 # filesystem, a root device that never appears (the wrapper's deadline, its
-# message quoted by the host), the boot option files refused, the boot cache
+# message quoted by the host), a disk without the profile's init (the agent is
+# PID 1), the boot option files refused, the boot cache
 # and fixtures keyed by the image's identity, and `provium mkimage`'s usage
 # and errors.
 set -u
