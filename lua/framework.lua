@@ -165,7 +165,7 @@ local reserved = {vm = true, timeout = true, create = true, pack = true, unpack 
   vm_fixture = true, fixture = true, depends_on_file = true, lab_fixture = true, include = true, remove = true,
   members = true, vm_names = true, sub_lab_names = true, bridge_names = true, boot = true, shutdown = true,
   pause = true, resume = true, snapshot = true, restore = true, name = true,
-  reset_between_tests = true, shutdown_all = true}
+  reset_between_tests = true, shutdown_all = true, ext4_image = true}
 
 -- "'NAME' is a reserved name (reserved: ...)": the names provium.NAME and
 -- lab.NAME already mean something, so VMs and sub-labs cannot take them.
@@ -1079,6 +1079,13 @@ function provium.fixture(name)
 end
 
 -- Host files a fixture depends on beyond what vm:push_file records.
+-- provium.ext4_image{dir=, path=, size=, label=}: an ext4 image of a host
+-- directory (mke2fs -d, no root needed), for rootfs profiles and disks.
+function provium.ext4_image(opts)
+  if type(opts) ~= "table" then error("provium.ext4_image{dir=, path=, size=, label=}: takes a table", 2) end
+  return P.ext4_image(opts)
+end
+
 function provium.depends_on_file(a, b)
   local path = a == provium and b or a
   if type(path) ~= "string" then error("depends_on_file(path): path must be a string", 2) end

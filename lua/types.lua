@@ -401,6 +401,10 @@ function provium.fixture(name) end
 ---@param path string
 ---@overload fun(self: Provium, path: string)
 function provium.depends_on_file(path) end
+---An ext4 image of a host directory (mke2fs -d, no root needed); returns its absolute path.
+---@param opts {dir: string, path: string, size?: integer|string, label?: string}
+---@return string
+function provium.ext4_image(opts) end
 function provium.shutdown_all() end
 ---@param resources {memory?: integer|string, cpus?: integer}
 function provium:claim(resources) end

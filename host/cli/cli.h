@@ -68,6 +68,7 @@ int lsp_setup_cmd_main(int argc, char **argv);
 int timings_main(int argc, char **argv);
 int junit_main(int argc, char **argv);
 int report_main(int argc, char **argv);
+int mkimage_cmd_main(int argc, char **argv);
 
 /* Loads the configuration (path NULL: search upwards); 2 with a message printed. */
 int cli_load_config(const char *path, pv_config *cfg);

@@ -16,6 +16,7 @@ const pv_subcommand pv_subcommands[] = {
     {"timings", "merge timings files (one per CI shard) into one", timings_main},
     {"junit", "merge JUnit reports into one", junit_main},
     {"report", "the HTML report of saved events", report_main},
+    {"mkimage", "an ext4 image of a host directory (mke2fs -d, no root needed)", mkimage_cmd_main},
     {NULL, "run test files", run_main},
 };
 

@@ -2,12 +2,13 @@
  * (printed on --help, exit 0, and after a usage error, exit 2), parses its
  * own arguments, and hands the work to the module that does it: doctor
  * (host/runner/doctor.c), fixture and cache (host/fixtures), repl and
- * lsp-setup (host/tools), timings, junit and report (host/runner). */
+ * lsp-setup and mkimage (host/tools), timings, junit and report (host/runner). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../fixtures/fixtures.h"
 #include "../runner/ci.h"
+#include "../tools/ext4_image.h"
 #include "../tools/tools.h"
 #include "../util/util.h"
 #include "cli.h"
@@ -213,3 +214,7 @@ int report_main(int argc, char **argv)
     int rc = precheck("report", report_usage, argc, argv, known);
     return rc >= 0 ? rc : report_cli(argc - 1, argv + 1);
 }
+
+/* ---------------------------------------------------------------- mkimage */
+
+int mkimage_cmd_main(int argc, char **argv) { return mkimage_cli(argc - 1, argv + 1); }

@@ -101,6 +101,7 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     }
     lua_newtable(L);
     pv_lua_register_vm(L, -1);
+    pv_lua_image_init(L, -1);
     pv_lua_open_paths(L, -1);
     seal_metatables(L);
     lua_pushcfunction(L, l_clock);

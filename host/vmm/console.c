@@ -13,6 +13,7 @@
 
 #include "../health/kreport.h"
 #include "../util/util.h"
+#include "rootfs.h"
 #include "vm_internal.h"
 
 char *vm_console_tail(const pv_vm *vm, int lines)
@@ -40,6 +41,7 @@ void vm_console_explain(const pv_vm *vm, char *err, size_t errlen)
         sb_addf(&b, "\n  guest kernel: %.*s", (int)(eol ? eol - panic : (long)strlen(panic)), panic);
     }
     free(all);
+    rootfs_quote_wrapper_error(vm->console_path, &b);
     if (!*tail)
         sb_adds(&b, "\n  (the console is empty: the kernel printed nothing)");
     else {

@@ -12,6 +12,7 @@
 
 #include "../util/util.h"
 #include "accel.h"
+#include "rootfs.h"
 #include "vm_internal.h"
 
 #define DEFAULT_CMDLINE "console=ttyS0 quiet tsc=reliable noapictimer"
@@ -63,7 +64,8 @@ static char *build_cmdline(const pv_vm *vm, const vm_boot_opts *o, bool microvm)
         sb_addf(&b, " %s", p->append);
     /* panic=-1 + -no-reboot: a panicking guest ends QEMU at once instead of
      * hanging until the boot deadline. reboot=t: microvm has no other way. */
-    sb_addf(&b, " panic=-1 reboot=t rdinit=/provium-wrapper provium.init=%s", p->init);
+    sb_adds(&b, " panic=-1 reboot=t");
+    rootfs_add_cmdline(p, &b); /* rdinit=/provium-wrapper, or a disk boot's init= */
     /* microvm has no PCI: say so, or the kernel spends boot time probing
      * and logs errors about it. Its ACPI (hardware-reduced, with a generic
      * event device for the power button) is on unless the profile says
@@ -110,7 +112,6 @@ static void write_seeded_stream(const char *path, uint64_t seed, size_t len)
 /* Devices only some boots have: the seeded virtio-rng, the root disk. */
 static void add_optional_devices(const pv_vm *vm, const vm_boot_opts *o, bool microvm, argv_list *a)
 {
-    const pv_profile *p = &vm->profile;
     char *s;
     if (o->has_rng_seed) {
         /* virtio-rng reads a file of bytes generated from the seed, so the
@@ -125,14 +126,12 @@ static void add_optional_devices(const pv_vm *vm, const vm_boot_opts *o, bool mi
         arg(a, "-device");
         arg(a, microvm ? "virtio-rng-device,rng=pvrng" : "virtio-rng-pci,rng=pvrng");
     }
-    if (p->rootfs) {
-        arg(a, "-drive");
-        s = xasprintf("file=%s,if=none,id=rootfs,format=raw,readonly=on", p->rootfs);
-        arg(a, s);
-        free(s);
-        arg(a, "-device");
-        arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
+    char **disk = rootfs_qemu_args(vm, microvm); /* first block device: the guest's /dev/vda */
+    for (size_t i = 0; disk && disk[i]; i++) {
+        arg(a, disk[i]);
+        free(disk[i]);
     }
+    free(disk);
 }
 
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,

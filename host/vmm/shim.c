@@ -10,6 +10,7 @@
 #include "../util/util.h"
 #include "cpio.h"
 #include "embedded.h"
+#include "rootfs.h"
 
 const char *shim_agent_hash(void)
 {
@@ -172,6 +173,16 @@ static int build_shim(const pv_profile *p, const pv_inject_file *files, size_t n
     size_t agent_len = EMBEDDED_SIZE(provium_agent_blob);
     cpio_add_file(w, "provium-wrapper", 0755, agent, agent_len);
     cpio_add_file(w, "provium-agent", 0755, agent, agent_len);
+    if (rootfs_boots_from_disk(p)) {
+        /* the kernel runs an initramfs's /init; the wrapper then boots the disk */
+        cpio_add_symlink(w, "init", "provium-wrapper");
+        if (nfiles) {
+            snprintf(err, errlen, "profile '%s' boots from its rootfs disk, and the boot option files needs an "
+                                  "initramfs to put them in (the disk's root replaces it); write them with "
+                                  "vm:write_file after the boot, or give the profile an initrd", p->name);
+            return -1;
+        }
+    }
     if (p->nmodules) {
         char **mods = shim_resolve_modules(p->modules_dir, p->modules, p->nmodules, err, errlen);
         if (!mods)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "rootfs.h"
 #include "vm_internal.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
@@ -242,7 +243,7 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
         goto out;
     stopped = resume;
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
-        wait_migration(vm, err, errlen) != 0)
+        wait_migration(vm, err, errlen) != 0 || rootfs_snapshot_save(vm, dir, err, errlen) != 0)
         goto out;
     char zerr[1024];
     if (vm->ram_shared && vm->ram_fd >= 0 && ram_compress(vm->ram_fd, vm->mem_bytes, zst, zerr, sizeof(zerr)) != 0) {
@@ -374,6 +375,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  dir, snap_acpi ? "on" : "off", vm->name, vm->profile.no_acpi ? "off" : "on");
         goto out;
     }
+    if (rootfs_snapshot_restore(vm, dir, err, errlen) != 0) /* the disk's image and overlay */
+        goto out;
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));
     char *zst = xasprintf("%s/ram.zst", dir);
     if (has_ram && !file_exists(ram) && file_exists(zst)) {

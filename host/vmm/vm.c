@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "rootfs.h"
 #include "vm_internal.h"
 
 #define SHUTDOWN_TIMEOUT_MS 15000
@@ -116,8 +117,7 @@ int vm_boot(pv_vm *vm, const vm_boot_opts *opts, char *err, size_t errlen)
                  vm->name, vm->profile.name, vm->profile.name);
         return -1;
     }
-    if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) ||
-        (vm->profile.rootfs && check_readable(vm, "rootfs", vm->profile.rootfs, err, errlen)))
+    if (check_readable(vm, "kernel", vm->profile.kernel, err, errlen) || rootfs_prepare(vm, err, errlen) != 0)
         return -1;
     char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, err, errlen);
     if (!initrd) {

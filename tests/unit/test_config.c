@@ -351,6 +351,49 @@ TEST(errors)
     EXPECT_ERROR("malformed TOML: garbage line", "[profile.x]\nkernel = \"a\"\n!!!\n", 3, "");
 }
 
+/* rootfs and rootfs_writable: the disk-boot keys (docs/configuration.md). */
+TEST(rootfs_keys)
+{
+    set_case("rootfs relative path and rootfs_writable");
+    const char *text = "[profiles.disk]\nkernel = \"k\"\nrootfs = \"images/root.ext4\"\nrootfs_writable = true\n"
+                       "[profiles.ro]\nkernel = \"k\"\nrootfs = \"/abs/root.ext4\"\n"
+                       "[profiles.off]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = false\n";
+    pv_config c;
+    char err[512];
+    if (CHECKF(parse(text, &c, err, sizeof(err)) == 0, "config_parse failed: %s", err)) {
+        const pv_profile *p = config_profile(&c, "disk");
+        if (CHECK(p != NULL)) {
+            CHECK_STR(p->rootfs, "/some/dir/images/root.ext4");
+            CHECK(p->rootfs_writable);
+            pv_profile copy;
+            profile_copy(&copy, p);
+            CHECK(copy.rootfs_writable && copy.rootfs != p->rootfs && streq(copy.rootfs, p->rootfs));
+            profile_free(&copy);
+        }
+        p = config_profile(&c, "ro");
+        if (CHECK(p != NULL))
+            CHECK(streq(p->rootfs, "/abs/root.ext4") && !p->rootfs_writable); /* read-only by default */
+        p = config_profile(&c, "off");
+        if (CHECK(p != NULL))
+            CHECK(!p->rootfs_writable);
+    }
+    config_free(&c);
+
+    EXPECT_ERROR("rootfs_writable not a bool", "[profiles.x]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = 1\n",
+                 4, "rootfs_writable must be true or false");
+    EXPECT_ERROR("rootfs_writable as a string",
+                 "[profiles.x]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = \"yes\"\n", 4,
+                 "rootfs_writable must be true or false");
+    EXPECT_ERROR("rootfs_writable without rootfs", "[profiles.x]\nkernel = \"k\"\nrootfs_writable = true\n", 1,
+                 "profile 'x' sets rootfs_writable but no rootfs image to write to");
+    EXPECT_ERROR("rootfs not a string", "[profiles.x]\nkernel = \"k\"\nrootfs = 3\n", 3,
+                 "rootfs must be a string, not integer");
+    EXPECT_ERROR("rootfs on a local profile", "[profiles.x]\nlocal = true\nrootfs = \"r\"\n", 1,
+                 "sets rootfs and local = true");
+    EXPECT_ERROR("rootfs_writable is listed as a known key", "[profiles.x]\nkernel = \"k\"\nrootfs_writeable = true\n",
+                 3, "known keys: kernel, initrd, rootfs, rootfs_writable,");
+}
+
 /* Regression tests for bugs found by these tests and since fixed. */
 TEST(known_bugs)
 {

@@ -78,3 +78,11 @@ $(B)/check/test_ktap: tests/unit/test_ktap.c host/health/ktap.c host/health/ktap
 		$(wildcard tests/unit/ktap-corpus/*.inc)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -o $@
+
+# The root disk (image checks, drive, command line, overlay, snapshot record)
+# and the ext4 helper, with the real qemu-img and mke2fs.
+UNIT_TESTS += $(B)/check/test_rootfs
+$(B)/check/test_rootfs: tests/unit/test_rootfs.c host/vmm/rootfs.c host/tools/ext4_image.c host/util/run_tool.c \
+		$(UNIT_SUPPORT) host/vmm/rootfs.h host/tools/ext4_image.h host/util/run_tool.h tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
