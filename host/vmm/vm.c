@@ -20,6 +20,7 @@
 #include "../health/kreport.h"
 #include "accel.h"
 #include "embedded.h"
+#include "vm_nic.h"
 
 #define AGENT_PORT_NAME "org.provium.agent.0"
 #define QMP_TIMEOUT_MS 10000
@@ -349,6 +350,8 @@ static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initr
         arg(a, "-device");
         arg(a, microvm ? "virtio-blk-device,drive=rootfs" : "virtio-blk-pci,drive=rootfs");
     }
+    for (char *const *nic = vm_nic_argv(vm); nic && *nic; nic++) /* NICs on bridges (vm_nic.h) */
+        arg(a, *nic);
 }
 
 static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
@@ -1619,5 +1622,6 @@ void vm_free(pv_vm *vm)
     free(vm->ram_path);
     while (vm->chans)
         vm_chan_free(vm, vm->chans->id);
+    vm_nic_free(vm);
     free(vm);
 }
