@@ -38,6 +38,7 @@ local uid_count = 0
 local keys = {}        -- switch names in use
 
 local MAX_LATENCY_MS = 60000
+local closed_vms = setmetatable({}, {__mode = "k"}) -- VMs whose scope ended
 
 local function is_vm(x) return ctx.is_vm(x) end
 local function is_bridge(x) return getmetatable(x) == Bridge end
@@ -60,16 +61,16 @@ end
 
 function M.new_bridge(name, opts, owner)
   if opts ~= nil and type(opts) ~= "table" then
-    error(string.format("provium:bridge('%s', opts): opts must be a table", name), 3)
+    error(string.format("provium:bridge('%s', opts): opts must be a table", name), 0)
   end
   opts = opts or {}
   for k in pairs(opts) do
     if k ~= "seed" then
-      error(string.format("provium:bridge('%s'): unknown option '%s' (known: seed)", name, tostring(k)), 3)
+      error(string.format("provium:bridge('%s'): unknown option '%s' (known: seed)", name, tostring(k)), 0)
     end
   end
   if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
-    error(string.format("provium:bridge('%s'): seed must be an integer, got %s", name, tostring(opts.seed)), 3)
+    error(string.format("provium:bridge('%s'): seed must be an integer, got %s", name, tostring(opts.seed)), 0)
   end
   bridge_count = bridge_count + 1
   uid_count = uid_count + 1
@@ -312,7 +313,7 @@ function Bridge:attach(x)
       fail(self, "attach", string.format("element %d is a %s, expected a VM or a VM name (nothing was attached)", i,
         type(item)))
     end
-    if is_vm(item) and item:state() == "shutdown" and not ctx.vm_known(item) then
+    if is_vm(item) and closed_vms[item] then
       fail(self, "attach", "unknown VM '" .. n .. "' (its scope ended)")
     end
     if attached(self, n) or seen[n] then
@@ -775,6 +776,7 @@ end
 -- hot-plug-less machines) for the other bridges declared so far, as many as
 -- the machine takes.
 function M.before_boot(vm)
+  if N.vm_machine(vm) == "local" then return end
   local n = vm:name()
   local want, wanted = {}, {}
   for _, b in ipairs(live) do
@@ -817,6 +819,7 @@ end
 
 -- A VM whose scope ended: its ports go, and it leaves the bridges.
 function M.vm_closed(vm)
+  closed_vms[vm] = true
   for _, b in ipairs(live) do
     local n = vm:name()
     local p = b._ports[n]
