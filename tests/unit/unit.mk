@@ -73,3 +73,12 @@ $(B)/check/test_ktap: tests/unit/test_ktap.c host/health/ktap.c host/health/ktap
 		$(wildcard tests/unit/ktap-corpus/*.inc)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -o $@
+
+# The user-space switch through real unix sockets (fake QEMU ports); the
+# uplink case starts the slirp helper QEMU, the capture case runs tcpdump -r if present.
+NETSW_SRCS := $(wildcard host/net/*.c)
+UNIT_TESTS += $(B)/check/test_netsw
+$(B)/check/test_netsw: tests/unit/test_netsw.c $(NETSW_SRCS) $(UNIT_SUPPORT) $(wildcard host/net/*.h) host/util/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/net $(filter %.c,$^) -lcrypto -lm -o $@
