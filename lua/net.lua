@@ -554,8 +554,8 @@ function Bridge:routes()
   return out
 end
 
--- The uplink's gateway: the first host of the bridge's subnet.
-function Bridge:gateway() return string.format("10.%d.0.2", self._subnet) end
+-- The uplink's gateway: the switch's NAT helper takes the last usable address (host/net/netsw_uplink.c).
+function Bridge:gateway() return string.format("10.%d.0.254", self._subnet) end
 
 function Bridge:enable_uplink()
   check_self(self, "enable_uplink")
