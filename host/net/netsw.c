@@ -400,6 +400,19 @@ const char *netsw_port_netdev(netsw *sw, netsw_port_id id, const char *netdev_id
     return buf;
 }
 
+const char *netsw_port_path(netsw *sw, netsw_port_id id, char *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return buf;
+    buf[0] = 0;
+    pthread_mutex_lock(&sw->lock);
+    port *p = netsw_port_get(sw, id);
+    if (p && strlen(p->path) < len)
+        strcpy(buf, p->path);
+    pthread_mutex_unlock(&sw->lock);
+    return buf;
+}
+
 int netsw_port_set_link(netsw *sw, netsw_port_id id, bool up, char *err)
 {
     pthread_mutex_lock(&sw->lock);
@@ -639,6 +652,12 @@ static int uplink_wait_connected(netsw *sw, bridge *br, netsw_port_id id, pid_t 
             return ERR("switch: bridge '%s': uplink: the NAT helper did not connect within 20 s", br->name);
         sleep_ms(10);
     }
+}
+
+int netsw_uplink_addresses(const char *subnet_cidr, char gateway[16], char dns[16], char *err)
+{
+    char net[32];
+    return uplink_addresses(subnet_cidr, net, gateway, dns, err);
 }
 
 int netsw_uplink_enable(netsw *sw, const char *bridge_name, const char *subnet_cidr, char *err)

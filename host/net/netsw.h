@@ -47,6 +47,13 @@ int netsw_port_remove(netsw *sw, netsw_port_id port, char *err);
  * netdev id, e.g. "stream,id=nd0,server=off,addr.type=unix,addr.path=/x/p1.sock".
  * Written into buf; returns buf. */
 const char *netsw_port_netdev(netsw *sw, netsw_port_id port, const char *netdev_id, char *buf, size_t len);
+/* The port's unix socket path, for QMP netdev_add (hot-plug). QEMU 7.2's
+ * HMP netdev_add cannot express stream's nested addr (it fails with
+ * "Parameter 'type' is missing"); QMP takes it structured:
+ *   {"type":"stream","id":ID,"server":false,"addr":{"type":"unix","path":PATH}}
+ * Written into buf (empty when the port is unknown or buf too small); returns buf.
+ * (Added after the first contract; see CHANGES.md.) */
+const char *netsw_port_path(netsw *sw, netsw_port_id port, char *buf, size_t len);
 /* A QEMU process (re)connected for this port (after a restore the new QEMU
  * connects again): the switch must accept a new connection on the same port
  * at any time, dropping the old one. */
@@ -97,6 +104,11 @@ uint64_t netsw_capture_packets(netsw *sw, int capture_id);
  * available in-process; options: passt/slirp4netns speaking the qemu stream
  * protocol on a unix socket, spawned tied to the provium process). gateway
  * address and DNS are documented in the implementation's header comment. */
+/* The uplink's addresses in a subnet (len 8..29): gateway = broadcast - 1
+ * (e.g. 10.77.0.254 in 10.77.0.0/24), which is also the NAT's alias for the
+ * host's 127.0.0.1; dns = broadcast - 2. Guests must not use these two.
+ * (Added after the first contract; see CHANGES.md.) */
+int netsw_uplink_addresses(const char *subnet_cidr, char gateway[16], char dns[16], char *err);
 int netsw_uplink_enable(netsw *sw, const char *bridge, const char *subnet_cidr, char *err);
 int netsw_uplink_disable(netsw *sw, const char *bridge, char *err);
 bool netsw_uplink_enabled(netsw *sw, const char *bridge);

@@ -459,6 +459,11 @@ static void test_bad_input(void)
     CHECK(netsw_uplink_enable(l.sw, "lan", "10.0.0.0", err) < 0 && strstr(err, "subnet"));
     CHECK(netsw_uplink_enable(l.sw, "lan", "10.0.0.0/31", err) < 0);
     CHECK(netsw_uplink_enable(l.sw, "lan", "300.0.0.0/24", err) < 0);
+    char path[200], gw[16], dns[16];
+    CHECK(strstr(netsw_port_path(l.sw, l.pa, path, sizeof(path)), dir) == path && access(path, F_OK) == 0);
+    CHECK(netsw_port_path(l.sw, 999, path, sizeof(path))[0] == 0);
+    CHECK(netsw_uplink_addresses("10.9.8.7/16", gw, dns, err) == 0 && strcmp(gw, "10.9.255.254") == 0 &&
+          strcmp(dns, "10.9.255.253") == 0);
     char nd[16];
     netsw_port_netdev(l.sw, l.pa, "nd0", nd, sizeof(nd)); /* too small: empty, never truncated */
     CHECK(nd[0] == 0);
