@@ -95,6 +95,54 @@ int vm_nic_add(pv_vm *vm, const char *id, const char *netdev, const char *mac, c
     return 0;
 }
 
+/* A -netdev value ("stream,id=x,server=off,addr.type=unix,addr.path=/p") as
+ * the structured arguments of QMP netdev_add: QEMU 7.2's HMP netdev_add
+ * cannot express the nested addr of a stream netdev. Dotted keys nest,
+ * on/off are booleans, ",," is a literal comma. */
+static json_t *netdev_json(const char *netdev)
+{
+    json_t *root = json_object();
+    strbuf item;
+    sb_init(&item);
+    for (const char *p = netdev;; p++) {
+        if (*p == ',' && p[1] == ',') {
+            sb_add(&item, ",", 1);
+            p++;
+            continue;
+        }
+        if (*p && *p != ',') {
+            sb_add(&item, p, 1);
+            continue;
+        }
+        char *eq = strchr(item.s ? item.s : "", '=');
+        if (item.len && !eq) {
+            json_object_set_new(root, "type", json_string(item.s));
+        } else if (eq) {
+            *eq = 0;
+            const char *v = eq + 1;
+            json_t *val = strcmp(v, "on") == 0 ? json_true() : strcmp(v, "off") == 0 ? json_false() : json_string(v);
+            json_t *obj = root;
+            char *key = item.s;
+            for (char *dot; (dot = strchr(key, '.')); key = dot + 1) {
+                *dot = 0;
+                json_t *sub = json_object_get(obj, key);
+                if (!json_is_object(sub)) {
+                    sub = json_object();
+                    json_object_set_new(obj, key, sub);
+                }
+                obj = sub;
+            }
+            json_object_set_new(obj, key, val);
+        }
+        sb_free(&item);
+        sb_init(&item);
+        if (!*p)
+            break;
+    }
+    sb_free(&item);
+    return root;
+}
+
 int vm_nic_hotplug(pv_vm *vm, const char *id, const char *netdev, const char *mac, char *err, size_t errlen)
 {
     if (vm->profile.local) {
@@ -112,16 +160,7 @@ int vm_nic_hotplug(pv_vm *vm, const char *id, const char *netdev, const char *ma
     if (vm_nic_add(vm, id, netdev, mac, err, errlen) != 0)
         return -1;
     vm_nic *n = find(vm, id);
-    char *hmp = xasprintf("netdev_add %s", netdev);
-    json_t *ret = NULL;
-    int rc = vm_qmp(vm, "human-monitor-command", json_pack("{s:s}", "command-line", hmp), &ret, err, errlen);
-    free(hmp);
-    const char *said = ret && json_is_string(ret) ? json_string_value(ret) : "";
-    if (rc == 0 && *said) {
-        snprintf(err, errlen, "VM '%s': netdev_add %s: %s", vm->name, id, said);
-        rc = -1;
-    }
-    json_decref(ret);
+    int rc = vm_qmp(vm, "netdev_add", netdev_json(netdev), NULL, err, errlen);
     if (rc == 0) {
         char *dev = xasprintf("%s-dev", id);
         rc = vm_qmp(vm, "device_add",
@@ -137,7 +176,6 @@ int vm_nic_hotplug(pv_vm *vm, const char *id, const char *netdev, const char *ma
         char ignored[256];
         vm_nic_unplug(vm, id, ignored, sizeof(ignored));
     }
-    (void)mac;
     return rc;
 }
 
