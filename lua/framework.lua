@@ -1160,7 +1160,10 @@ do
     if busy then error(string.format("VM '%s': snapshot: %s", vm:name(), busy), 2) end
     return snapshot(vm, ...)
   end
-  vm_methods.nic = function(vm, name) return Net.vm_nic(vm, name) end
+  vm_methods.nic = function(vm, name)
+    if not is_vm(vm) then error("nic is a VM operation; call it on the VM, not on a worker", 2) end
+    return Net.vm_nic(vm, name)
+  end
 end
 
 ---------------------------------------------------------------- fixtures
