@@ -636,6 +636,17 @@ end
 
 local function is_root(lab) return lab == P.root_lab or lab == provium end
 
+-- Bridges (lua/net.lua, loaded below as Net): the root lab's live in the
+-- scopes like its VMs, a sub-lab's in the lab.
+local Net
+local function find_bridge_root(name)
+  return current.bridges[name] or file_scope.bridges[name] or P.root_lab._bridges[name]
+end
+local function lab_find_bridge(lab, name)
+  if is_root(lab) then return find_bridge_root(name) end
+  return lab._bridges[name]
+end
+
 -- The root lab's sub-labs belong to the scope that made them (a test's are
 -- gone when it ends); a sub-lab's own sub-labs belong to it.
 local function find_sub_lab(lab, name)
@@ -717,7 +728,7 @@ local function vm_taken(lab, n)
 end
 
 function Lab:include(x)
-  local items = (type(x) == "table" and not is_lab(x)) and x or {x}
+  local items = (type(x) == "table" and not is_lab(x) and not Net.is_bridge(x)) and x or {x}
   for i, item in ipairs(items) do
     if is_vm(item) then
       local n = item:name()
@@ -740,7 +751,7 @@ function Lab:include(x)
       end
       add_sub_lab(self, item)
     else
-      error(string.format("lab '%s': include: element %d is a %s, expected a VM or lab userdata (or a list of them)",
+      error(string.format("lab '%s': include: element %d is a %s, expected a VM, bridge or lab (or a list of them)",
         self._name, i, type(item)), 2)
     end
   end
@@ -805,14 +816,6 @@ end
 -- Bridge, Nic and Capture are lua/net.lua (P.net.module). Root-lab bridges
 -- live in the scopes like VMs (a test's are closed at its end, after its
 -- VMs); a sub-lab's in the lab, closed by the scope that made them.
-local Net
-local function find_bridge_root(name)
-  return current.bridges[name] or file_scope.bridges[name] or P.root_lab._bridges[name]
-end
-local function lab_find_bridge(lab, name)
-  if is_root(lab) then return find_bridge_root(name) end
-  return lab._bridges[name]
-end
 
 -- provium:bridge(name[, opts]): the bridge of that name (test scope, then
 -- file scope), made in the current scope when there is none. Options with
