@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Networking from the outside. A failing impaired test names each bridge's
+# switch seed and how to replay it, and the replay drops the same frames.
 # Ctrl-C in the middle of a network test leaves nothing behind: no QEMU
 # (neither the VMs nor the switch's uplink helper), no switch socket, no
 # capture file and no scratch directory. The switch is a thread of the test
@@ -69,6 +71,29 @@ socks=$(find "$T" -type s 2>/dev/null)
 [ -z "$socks" ] || problem "sockets left behind: $socks"
 scratch=$(find "$T" -mindepth 1 -maxdepth 1 ! -name cache ! -name out ! -name ready 2>/dev/null)
 [ -z "$scratch" ] || problem "left in \$TMPDIR: $scratch"
+end_check
+
+# ---------------------------------------------------------------- seeds
+run_seed() { # [seed]: runs the seed_report fixture; OUT, RC
+    OUT=$(NET_SEED=$1 TMPDIR=$T timeout 180 "$PROVIUM" --config "$CONF" tests/cli/fixtures/net/seed_report.test.lua 2>&1)
+    RC=$?
+}
+unset NET_SEED
+OUT=$(TMPDIR=$T timeout 180 "$PROVIUM" --config "$CONF" tests/cli/fixtures/net/seed_report.test.lua 2>&1)
+RC=$?
+begin "a failing test reports a random switch seed and how to replay it"
+expect_rc 1
+expect_re "bridge 'lan': switch seed [0-9]+ \\(random\\); replay with provium:bridge\\(\"lan\", \\{seed = [0-9]+\\}\\)"
+end_check
+SEED=$(sed -n 's/.*switch seed \([0-9]*\) (random).*/\1/p' <<<"$OUT" | head -n1)
+FIRST=$(grep -o 'answered: [0-9,]*' <<<"$OUT")
+
+run_seed "$SEED"
+begin "the replay with that seed drops the same frames"
+expect_rc 1
+expect_out "switch seed $SEED (the bridge's seed option)"
+[ -n "$FIRST" ] && [ "$(grep -o 'answered: [0-9,]*' <<<"$OUT")" = "$FIRST" ] ||
+    problem "answered differs: first run '$FIRST'"
 end_check
 
 check_summary
