@@ -102,7 +102,7 @@ check: $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory asan-provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
 	$(ASAN_B)/provium --cpu-overcommit 4 tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua \
-	  tests/e2e/faults.test.lua
+	  tests/e2e/faults.test.lua tests/e2e/net_graph.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk
@@ -128,6 +128,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/repl.sh
 	tests/cli/lsp.sh
 	tests/cli/guide_claims.sh
+	tests/cli/net_cleanup.sh
 	tests/cli/ci.sh
 	tests/cli/report.sh
 	tests/cli/faults.sh

@@ -266,16 +266,19 @@ local function configure(vm)
   vm:write_file("/etc/hosts", hosts_text(vm))
 end
 
--- After a membership change on b: every booted member (and extra) again.
-local function reconfigure(b, extra)
+-- After a membership change on the bridges given: every booted member of
+-- them (and extra) again, each VM once.
+local function reconfigure(bridges, extra)
   local done = {}
   local function one(vm)
     if vm and not done[vm] and guest_up(vm) then done[vm] = true; configure(vm) end
   end
   one(extra)
-  for _, n in ipairs(b._members) do
-    local p = b._ports[n]
-    one(p and p.vm)
+  for _, b in ipairs(is_bridge(bridges) and {bridges} or bridges) do
+    for _, n in ipairs(b._members) do
+      local p = b._ports[n]
+      one(p and p.vm)
+    end
   end
 end
 
@@ -334,7 +337,7 @@ function Bridge:attach(x)
     if vm then vms[#vms + 1] = vm; host_of(self, n); push_link(self, n) end
   end
   sync(self)
-  for _, vm in ipairs(vms) do reconfigure(self, vm) end
+  if #vms > 0 then reconfigure(self, nil) end
   return self
 end
 
@@ -813,8 +816,9 @@ function M.after_boot(vm)
     local p = b._ports[vm:name()]
     if p and p.vm == vm and p.in_vm then push_link(b, vm:name()); touched[#touched + 1] = b end
   end
-  configure(vm)
-  for _, b in ipairs(touched) do if attached(b, vm:name()) then reconfigure(b, nil) end end
+  local on = {}
+  for _, b in ipairs(touched) do if attached(b, vm:name()) then on[#on + 1] = b end end
+  reconfigure(on, vm)
 end
 
 -- A VM whose scope ended: its ports go, and it leaves the bridges.
