@@ -751,7 +751,7 @@ function Lab:include(x)
       end
       add_sub_lab(self, item)
     else
-      error(string.format("lab '%s': include: element %d is a %s, expected a VM, bridge or lab (or a list of them)",
+      error(string.format("lab '%s': include: element %d is a %s, expected a VM or lab userdata, or a bridge (or a list of them)",
         self._name, i, type(item)), 2)
     end
   end
