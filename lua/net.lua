@@ -558,7 +558,7 @@ function Bridge:routes()
 end
 
 -- The uplink's gateway: the switch's NAT helper takes the last usable address (host/net/netsw_uplink.c).
-function Bridge:gateway() return string.format("10.%d.0.254", self._subnet) end
+function Bridge:gateway() return N.uplink_gateway(self:subnet()) end
 
 function Bridge:enable_uplink()
   check_self(self, "enable_uplink")

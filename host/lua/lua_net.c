@@ -247,6 +247,15 @@ static int l_uplink(lua_State *L)
     return 0;
 }
 
+/* P.net.uplink_gateway(cidr) -> the uplink's gateway address (the switch decides it). */
+static int l_uplink_gateway(lua_State *L)
+{
+    char gw[16], dns[16], err[PV_NETSW_ERR] = "";
+    check_rc(L, netsw_uplink_addresses(luaL_checkstring(L, 1), gw, dns, err), err);
+    lua_pushstring(L, gw);
+    return 1;
+}
+
 /* A seed for a bridge without one: from the kernel's RNG. */
 static int l_random_seed(lua_State *L)
 {
@@ -354,6 +363,7 @@ void pv_lua_net_init(lua_State *L, int internal_idx)
         {"capture_stop", l_capture_stop},
         {"capture_packets", l_capture_packets},
         {"uplink", l_uplink},
+        {"uplink_gateway", l_uplink_gateway},
         {"random_seed", l_random_seed},
         {"vm_nic_add", l_vm_nic_add},
         {"vm_nic_hotplug", l_vm_nic_hotplug},

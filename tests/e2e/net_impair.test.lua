@@ -6,7 +6,8 @@ local lan = provium:bridge("lan")
 local loss1 = provium:bridge("loss1", {seed = 4242})
 local loss2 = provium:bridge("loss2", {seed = 4242})
 local loss3 = provium:bridge("loss3", {seed = 777})
-local a = provium:vm("a", "default"):boot()
+-- a boots first: lan (no seed option, no lab rng_seed) takes a's rng_seed
+local a = provium:vm("a", "default", {rng_seed = 99}):boot()
 local b = provium:vm("b", "default"):boot()
 lan:attach({a, b})
 
@@ -77,6 +78,7 @@ test("drop rate: 10 % of 1000 within binomial bounds, replayed by seed", functio
     t:assert_eq(table.concat(again, ","), table.concat(first, ","), "same seed, same frames dropped")
     t:assert_neq(table.concat(other, ","), table.concat(first, ","), "another seed drops other frames")
     t:assert_eq(loss1:seed(), 4242)
+    t:assert_eq(lan:seed(), 99, "lan's seed is the first VM's rng_seed")
 end)
 
 test("bandwidth: a transfer takes as long as the rate says, within 20 %", function(t)

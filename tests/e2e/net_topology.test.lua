@@ -1,8 +1,9 @@
 -- Two bridges, three VMs on the default profile (microvm): interface order,
 -- /etc/hosts, TCP between guests, partitions, isolation, link state and
 -- captures through the switch, and the errors for bad input.
+provium.rng_seed = 1234 -- the switch seed of bridges without their own
 local mgmt = provium:bridge("mgmt")
-local data = provium:bridge("data")
+local data = provium:bridge("data", {seed = 5})
 local a = provium:vm("a", "default"):boot()
 local b = provium:vm("b", "default"):boot()
 local c = provium:vm("c", "default"):boot()
@@ -121,6 +122,11 @@ test("link down shows carrier 0 in the guest; up restores it", function(t)
     wait_until(function() return a:read_file("/sys/class/net/eth1/carrier"):gsub("%s", "") == "1" end,
         {timeout = "5s", desc = "carrier back"})
     wait_until(function() return ping(a, "c.mgmt") end, {timeout = "10s", desc = "a -> c after reconnect"})
+end)
+
+test("seeds: the bridge's option, else the lab's rng_seed", function(t)
+    t:assert_eq(data:seed(), 5)
+    t:assert_eq(mgmt:seed(), 1234)
 end)
 
 test("counters are the guest's view", function(t)
