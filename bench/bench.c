@@ -9,8 +9,9 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
+ *   - the network switch's forwarding rate vs a raw relay (bench_net.c)
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   sections: switch, boot, rtt, batch, files, workers, snapshot, bootcache, pool
  *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include "../host/vmm/accel.h"
 #include "../host/vmm/boot_cache.h"
 #include "../host/vmm/vm.h"
+#include "bench_net.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -41,6 +43,8 @@ static double median(double *v, int n)
     qsort(v, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+double bench_median(double *v, int n) { return median(v, n); }
 
 static void die(const char *what, const char *err)
 {
@@ -388,6 +392,15 @@ static bool want(const char *section)
 }
 
 /* Runs cmd in the guest through the shell; dies unless it exits 0. */
+/* True when every section asked for is this one (e.g. `build/bench 3 switch`, no VM). */
+static bool wants_only(const char *section)
+{
+    for (int i = 0; i < n_sections; i++)
+        if (strcmp(sections[i], section) != 0)
+            return false;
+    return n_sections > 0;
+}
+
 static void guest_sh(pv_vm *vm, const char *cmd)
 {
     vm_begin(vm, PV_MSG_EXEC);
@@ -482,6 +495,13 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    if (want("switch"))
+        bench_switch(tmpl, iters);
+    if (wants_only("switch")) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
     bool kvm = false;
     if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
         die("accel", err);

@@ -1,0 +1,7 @@
+/* Benchmark sections outside bench.c (shared median helper). */
+#ifndef PROVIUM_BENCH_NET_H
+#define PROVIUM_BENCH_NET_H
+double bench_median(double *v, int n);
+/* The switch's forwarding rate vs a raw relay, and its CPU per Gbit/s. */
+void bench_switch(const char *scratch, int iters);
+#endif
