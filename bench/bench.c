@@ -9,9 +9,10 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
- *   - the network switch's forwarding rate vs a raw relay (bench_net.c)
+ *   - the network switch's forwarding rate vs a raw relay, and guest-to-guest
+ *     ping RTT and TCP through it vs a direct QEMU-to-QEMU link (bench_net.c)
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: switch, boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   sections: switch, net, boot, rtt, batch, files, workers, snapshot, bootcache, pool
  *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
@@ -552,6 +553,8 @@ int main(int argc, char **argv)
     free(button);
     if (want("health"))
         bench_health(&cfg, p, tmpl, iters);
+    if (want("net"))
+        bench_guests(p, tmpl);
 
     pv_vm *vm = vm_new("bench", p, tmpl);
     if (vm_boot(vm, NULL, err, sizeof(err)) != 0)

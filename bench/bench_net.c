@@ -4,8 +4,10 @@
  * same frames between two socketpairs (the same two unix-socket hops, no
  * switching). Also the switch's CPU time per Gbit/s forwarded: the sender
  * and receiver run in child processes, so this process's CPU time is the
- * forwarding thread's. Guest-to-guest rows (ping RTT, TCP) need VMs with
- * NICs and live with the networking API's bench rows. */
+ * forwarding thread's. bench_guests: ping RTT and TCP throughput between two
+ * guests through the switch against the same pairing on a direct
+ * QEMU-to-QEMU stream link; it needs the VM NICs of host/vmm/vm_nic.h (the
+ * networking API) and says so when they are not built in. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +23,12 @@
 #include "../host/net/netsw.h"
 #include "../host/util/util.h"
 #include "bench_net.h"
+#if __has_include("../host/vmm/vm_nic.h")
+#define HAVE_VM_NIC 1
+#include "../common/proto.h"
+#include "../host/vmm/vm.h"
+#include "../host/vmm/vm_nic.h"
+#endif
 
 #define FRAME 1514
 #define HDR 4
@@ -192,3 +200,100 @@ void bench_switch(const char *scratch, int iters)
     rm_rf(dir);
     free(dir);
 }
+
+#ifdef HAVE_VM_NIC
+/* A guest shell command's stdout (new string); dies when it fails. */
+static char *guest_out(pv_vm *vm, const char *cmd)
+{
+    char err[4096];
+    vm_begin(vm, PV_MSG_EXEC);
+    pv_put_str(&vm->out, PV_T_SHELL, cmd);
+    vm_reply r;
+    if (vm_call(vm, &r, 300000, NULL, err, sizeof(err)) != 0)
+        fail(cmd, err);
+    if (pv_msg_i64(&r.msg, PV_T_EXIT_CODE, -1) != 0)
+        fail("guest command failed", cmd);
+    char *out = pv_msg_strdup(&r.msg, PV_T_STDOUT);
+    vm_reply_free(&r);
+    return out ? out : xstrdup("");
+}
+
+/* Boots a VM with one NIC whose -netdev value is netdev, address ip/24 on eth0. */
+static pv_vm *boot_with_nic(const pv_profile *p, const char *scratch, const char *name, const char *netdev,
+                            int last_octet)
+{
+    char err[4096];
+    pv_vm *vm = vm_new(name, p, scratch);
+    char mac[32], cmd[200];
+    snprintf(mac, sizeof(mac), "52:54:00:99:00:%02x", last_octet);
+    if (vm_nic_add(vm, "nd0", netdev, mac, err, sizeof(err)) != 0 || vm_boot(vm, NULL, err, sizeof(err)) != 0)
+        fail(name, err);
+    snprintf(cmd, sizeof(cmd), "ip link set eth0 up && ip addr add 10.99.0.%d/24 dev eth0", last_octet);
+    free(guest_out(vm, cmd));
+    return vm;
+}
+
+/* Median ping RTT (ms) from a to 10.99.0.2, and TCP throughput (bit/s) of 16 MiB. */
+static void measure(pv_vm *a, pv_vm *b, double *rtt_ms, double *bps)
+{
+    char *out = guest_out(a, "ping -c 21 -i 0.2 -W 2 10.99.0.2");
+    double v[32];
+    int n = 0;
+    for (const char *t = strstr(out, "time="); t && n < 32; t = strstr(t + 5, "time="))
+        v[n++] = atof(t + 5);
+    free(out);
+    if (n < 10)
+        fail("ping", "fewer than 10 of 21 echo replies between the guests");
+    *rtt_ms = bench_median(v, n);
+    free(guest_out(a, "dd if=/dev/zero of=/tmp/blob bs=1M count=16 2>/dev/null"));
+    free(guest_out(b, "(nc -l -p 5001 > /dev/null &) ; sleep 0.5"));
+    double t0 = now_s();
+    free(guest_out(a, "nc 10.99.0.2 5001 < /tmp/blob"));
+    *bps = 16.0 * 1024 * 1024 * 8 / (now_s() - t0);
+}
+
+void bench_guests(const pv_profile *p, const char *scratch)
+{
+    char err[PV_NETSW_ERR], nd[600], path[300];
+    char *dir = xasprintf("%s/guests", scratch);
+    mkdir_p(dir, 0700);
+    netsw *sw = netsw_start(dir, err);
+    const uint8_t ma[6] = {0x52, 0x54, 0, 0x99, 0, 1}, mb[6] = {0x52, 0x54, 0, 0x99, 0, 2};
+    if (!sw || netsw_bridge_add(sw, "bench", 1, err) < 0)
+        fail("start", err);
+    netsw_port_id pa = netsw_port_add(sw, "bench", "a", ma, err), pb = netsw_port_add(sw, "bench", "b", mb, err);
+    if (pa < 0 || pb < 0)
+        fail("port", err);
+    pv_vm *a = boot_with_nic(p, scratch, "net-a", netsw_port_netdev(sw, pa, "nd0", nd, sizeof(nd)), 1);
+    pv_vm *b = boot_with_nic(p, scratch, "net-b", netsw_port_netdev(sw, pb, "nd0", nd, sizeof(nd)), 2);
+    double sw_rtt, sw_bps, d_rtt, d_bps;
+    measure(a, b, &sw_rtt, &sw_bps);
+    vm_free(a);
+    vm_free(b);
+    netsw_stop(sw);
+    /* The same pairing on a direct link: b listens, a connects. */
+    snprintf(path, sizeof(path), "%s/direct.sock", dir);
+    snprintf(nd, sizeof(nd), "stream,id=nd0,server=on,addr.type=unix,addr.path=%s", path);
+    b = boot_with_nic(p, scratch, "net-b", nd, 2);
+    snprintf(nd, sizeof(nd), "stream,id=nd0,server=off,addr.type=unix,addr.path=%s", path);
+    a = boot_with_nic(p, scratch, "net-a", nd, 1);
+    measure(a, b, &d_rtt, &d_bps);
+    vm_free(a);
+    vm_free(b);
+    printf("%-44s %9.3f ms\n", "ping RTT guest to guest, direct stream link", d_rtt);
+    printf("%-44s %9.3f ms\n", "ping RTT guest to guest through the switch", sw_rtt);
+    printf("%-44s %9.2f x   (%+.3f ms; target <= 1.3 x or +0.1 ms)\n", "  ratio", sw_rtt / d_rtt, sw_rtt - d_rtt);
+    printf("%-44s %9.1f Mbit/s\n", "TCP guest to guest, direct stream link", d_bps / 1e6);
+    printf("%-44s %9.1f Mbit/s\n", "TCP guest to guest through the switch", sw_bps / 1e6);
+    printf("%-44s %9.2f x   (target >= 0.7)\n\n", "  ratio", sw_bps / d_bps);
+    rm_rf(dir);
+    free(dir);
+}
+#else
+void bench_guests(const pv_profile *p, const char *scratch)
+{
+    (void)p;
+    (void)scratch;
+    printf("guest-to-guest network rows: not built (no VM NICs, host/vmm/vm_nic.h)\n\n");
+}
+#endif
