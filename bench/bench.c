@@ -393,12 +393,17 @@ static bool want(const char *section)
 }
 
 /* Runs cmd in the guest through the shell; dies unless it exits 0. */
-/* True when every section asked for is this one (e.g. `build/bench 3 switch`, no VM). */
-static bool wants_only(const char *section)
+/* True when every section asked for is one of these (NULL-terminated), e.g.
+ * `build/bench 3 switch`: the sections that need no shared VM. */
+static bool wants_only(const char *const *these)
 {
-    for (int i = 0; i < n_sections; i++)
-        if (strcmp(sections[i], section) != 0)
+    for (int i = 0; i < n_sections; i++) {
+        bool listed = false;
+        for (const char *const *t = these; *t; t++)
+            listed |= strcmp(sections[i], *t) == 0;
+        if (!listed)
             return false;
+    }
     return n_sections > 0;
 }
 
@@ -498,7 +503,7 @@ int main(int argc, char **argv)
         die("mkdtemp", strerror(errno));
     if (want("switch"))
         bench_switch(tmpl, iters);
-    if (wants_only("switch")) {
+    if (wants_only((const char *const[]){"switch", NULL})) {
         rm_rf(tmpl);
         config_free(&cfg);
         return 0;
@@ -508,6 +513,13 @@ int main(int argc, char **argv)
         die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
            kvm ? "KVM" : "TCG software emulation");
+    if (want("net"))
+        bench_guests(p, tmpl);
+    if (wants_only((const char *const[]){"switch", "net", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
 
     pv_profile no_acpi;
     profile_copy(&no_acpi, p);
@@ -553,8 +565,6 @@ int main(int argc, char **argv)
     free(button);
     if (want("health"))
         bench_health(&cfg, p, tmpl, iters);
-    if (want("net"))
-        bench_guests(p, tmpl);
 
     pv_vm *vm = vm_new("bench", p, tmpl);
     if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
