@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,19 @@ int64_t netsw_now_ns(void)
 port *netsw_port_get(netsw *sw, netsw_port_id id)
 {
     return id > 0 && id < sw->n_ports ? sw->ports[id] : NULL;
+}
+
+/* Senders held back by port d may go on; they are read again by the main
+ * loop (never from inside a delivery, which may be parsing one of them). */
+static void release_waiters(netsw *sw, port *d)
+{
+    for (int i = 1; i < sw->n_ports; i++) {
+        port *s = sw->ports[i];
+        if (s && s->paused && s->waiting_for == d->id) {
+            s->paused = false;
+            s->resume_due = true;
+        }
+    }
 }
 
 static void outq_clear(port *p)
@@ -49,40 +63,91 @@ void netsw_port_disconnect(netsw *sw, port *p)
     }
     p->cfd = -1;
     p->rlen = 0;
-    p->want_out = false;
+    p->ev_mask = 0;
+    p->paused = p->resume_due = p->stuck = false;
     outq_clear(p);
+    release_waiters(sw, p);
 }
 
-/* Asks for EPOLLOUT only while frames wait, so an idle port costs nothing. */
+/* Reads unless paused; asks for EPOLLOUT only while frames wait, so an idle
+ * port costs nothing. */
 void netsw_port_set_interest(netsw *sw, port *p)
 {
-    bool want = p->qhead != NULL;
-    if (p->cfd < 0 || want == p->want_out)
+    uint32_t mask = (p->paused ? 0 : EPOLLIN) | (p->qhead ? EPOLLOUT : 0);
+    if (p->cfd < 0 || mask == p->ev_mask)
         return;
-    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u64 = EV_CONN(p->id)};
+    struct epoll_event ev = {.events = mask, .data.u64 = EV_CONN(p->id)};
     epoll_ctl(sw->epfd, EPOLL_CTL_MOD, p->cfd, &ev);
-    p->want_out = want;
+    p->ev_mask = mask;
 }
 
-/* Sends what is queued; false when the peer is gone. */
+/* Sends what is queued, many frames per system call; false when the peer is gone. */
 static bool outq_drain(port *p)
 {
     while (p->qhead) {
-        out_frame *f = p->qhead;
-        ssize_t n = send(p->cfd, f->data + p->qoff, f->len - p->qoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct iovec iov[64];
+        int n_iov = 0;
+        size_t off = p->qoff;
+        for (out_frame *f = p->qhead; f && n_iov < 64; f = f->next, off = 0)
+            iov[n_iov++] = (struct iovec){f->data + off, f->len - off};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+        ssize_t n = sendmsg(p->cfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-        p->qoff += (size_t)n;
-        if (p->qoff < f->len)
-            return true;
-        p->qhead = f->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->qbytes -= f->len;
-        p->qoff = 0;
-        free(f);
+        size_t sent = (size_t)n;
+        while (sent && p->qhead) {
+            out_frame *f = p->qhead;
+            size_t left = f->len - p->qoff;
+            if (sent < left) {
+                p->qoff += sent;
+                return true; /* the socket is full */
+            }
+            sent -= left;
+            p->qhead = f->next;
+            if (!p->qhead)
+                p->qtail = NULL;
+            p->qbytes -= f->len;
+            p->qoff = 0;
+            free(f);
+        }
+        if (n_iov < 64 && !p->qhead)
+            break;
     }
     return true;
+}
+
+/* After a successful drain: a queue back under LOW releases its senders. */
+static void outq_drained(netsw *sw, port *p)
+{
+    if (p->qbytes < NETSW_OUTQ_LOW) {
+        p->stuck = false;
+        release_waiters(sw, p);
+    }
+}
+
+static void flush_port(netsw *sw, port *p)
+{
+    p->flush_due = false;
+    if (p->cfd < 0)
+        return;
+    if (!outq_drain(p)) {
+        netsw_port_disconnect(sw, p);
+        return;
+    }
+    outq_drained(sw, p);
+    netsw_port_set_interest(sw, p);
+}
+
+static void pause_sender(netsw *sw, netsw_port_id src, port *d)
+{
+    port *s = netsw_port_get(sw, src);
+    if (!s || s->paused || d->stuck || s == d)
+        return;
+    s->paused = true;
+    s->resume_due = false;
+    s->paused_ns = netsw_now_ns();
+    s->waiting_for = d->id;
+    netsw_port_set_interest(sw, s);
 }
 
 static out_frame *frame_copy(const uint8_t *data, size_t len)
@@ -130,10 +195,11 @@ static void deliver(netsw *sw, netsw_port_id src, netsw_port_id dst, out_frame *
         d->qhead = f;
     d->qtail = f;
     d->qbytes += f->len;
-    if (!outq_drain(d))
-        netsw_port_disconnect(sw, d);
-    else
-        netsw_port_set_interest(sw, d);
+    d->flush_due = true; /* sent at the end of the batch, with its neighbours */
+    if (d->qbytes > NETSW_OUTQ_LOW)
+        flush_port(sw, d);
+    if (d->cfd >= 0 && d->qbytes > NETSW_OUTQ_HIGH)
+        pause_sender(sw, src, d);
 }
 
 pair *netsw_pair_get(bridge *br, member *from, member *to)
@@ -275,20 +341,14 @@ static void on_accept(netsw *sw, port *p)
         return;
     }
     p->cfd = fd;
+    p->ev_mask = EPOLLIN;
 }
 
-static void on_readable(netsw *sw, port *p, int64_t now)
+/* Switches the complete frames in p's buffer, until p is paused. */
+static void parse_frames(netsw *sw, port *p, int64_t now)
 {
-    ssize_t n = recv(p->cfd, p->rbuf + p->rlen, NETSW_RBUF - p->rlen, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        netsw_port_disconnect(sw, p);
-        return;
-    }
-    if (n < 0)
-        return;
-    p->rlen += (size_t)n;
     size_t off = 0;
-    while (p->rlen - off >= 4) {
+    while (p->rlen - off >= 4 && !p->paused) {
         const uint8_t *h = p->rbuf + off;
         size_t flen = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
         if (flen > NETSW_MAX_FRAME) { /* not QEMU's stream format: drop the peer */
@@ -298,12 +358,63 @@ static void on_readable(netsw *sw, port *p, int64_t now)
         if (p->rlen - off - 4 < flen)
             break;
         ingress(sw, p, h + 4, flen, now);
-        if (p->cfd < 0) /* its own delivery cannot close it, but be safe */
-            return;
         off += 4 + flen;
     }
     memmove(p->rbuf, p->rbuf + off, p->rlen - off);
     p->rlen -= off;
+}
+
+static void on_readable(netsw *sw, port *p, int64_t now)
+{
+    if (p->paused || p->rlen == NETSW_RBUF)
+        return;
+    ssize_t n = recv(p->cfd, p->rbuf + p->rlen, NETSW_RBUF - p->rlen, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        netsw_port_disconnect(sw, p);
+        return;
+    }
+    if (n < 0)
+        return;
+    p->rlen += (size_t)n;
+    parse_frames(sw, p, now);
+}
+
+/* Senders released by a drained queue, and senders that waited too long
+ * for a queue that does not drain (whose port is then marked stuck). */
+static void resume_senders(netsw *sw, int64_t now)
+{
+    for (int i = 1; i < sw->n_ports; i++) {
+        port *s = sw->ports[i];
+        if (!s || s->cfd < 0)
+            continue;
+        if (s->paused && now - s->paused_ns > (int64_t)NETSW_STUCK_MS * 1000000) {
+            port *d = netsw_port_get(sw, s->waiting_for);
+            if (d)
+                d->stuck = true;
+            s->paused = false;
+            s->resume_due = true;
+        }
+        if (s->resume_due) {
+            s->resume_due = false;
+            parse_frames(sw, s, now);
+            if (s->cfd >= 0)
+                netsw_port_set_interest(sw, s);
+        }
+    }
+}
+
+/* The earliest instant the thread must wake without I/O: a delayed frame
+ * or a paused sender's patience running out. */
+static int64_t next_wakeup(netsw *sw)
+{
+    int64_t next = timerq_next_due(&sw->delayed);
+    for (int i = 1; i < sw->n_ports; i++) {
+        port *s = sw->ports[i];
+        int64_t t = s && s->paused ? s->paused_ns + (int64_t)NETSW_STUCK_MS * 1000000 + 1 : -1;
+        if (t >= 0 && (next < 0 || t < next))
+            next = t;
+    }
+    return next;
 }
 
 static void run_timers(netsw *sw)
@@ -312,7 +423,8 @@ static void run_timers(netsw *sw)
     int64_t now = netsw_now_ns();
     while (timerq_pop_due(&sw->delayed, now, &d))
         deliver(sw, d.src, d.dst, d.f);
-    int64_t next = timerq_next_due(&sw->delayed);
+    resume_senders(sw, now);
+    int64_t next = next_wakeup(sw);
     struct itimerspec its = {0};
     if (next >= 0) {
         if (next <= now)
@@ -341,12 +453,14 @@ static void handle(netsw *sw, uint64_t tag, uint32_t events, int64_t now)
     }
     if (p->cfd < 0)
         return;
+    if (p->paused && (events & (EPOLLHUP | EPOLLERR))) { /* gone while held back */
+        netsw_port_disconnect(sw, p);
+        return;
+    }
     if (events & EPOLLOUT) {
-        if (!outq_drain(p)) {
-            netsw_port_disconnect(sw, p);
+        flush_port(sw, p);
+        if (p->cfd < 0)
             return;
-        }
-        netsw_port_set_interest(sw, p);
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         on_readable(sw, p, now);
@@ -367,6 +481,9 @@ void *netsw_thread_main(void *arg)
         for (int i = 0; i < n; i++)
             handle(sw, evs[i].data.u64, evs[i].events, now);
         run_timers(sw);
+        for (int i = 1; i < sw->n_ports; i++)
+            if (sw->ports[i] && sw->ports[i]->flush_due)
+                flush_port(sw, sw->ports[i]);
         netsw_captures_flush(sw);
         pthread_mutex_unlock(&sw->lock);
     }

@@ -19,6 +19,14 @@
 /* Frames waiting for a slow reader beyond this are dropped (a switch port
  * has a finite buffer too); QEMU drains its socket far faster than this fills. */
 #define NETSW_OUTQ_LIMIT (4u * 1024 * 1024)
+/* Backpressure, as a QEMU-to-QEMU stream link has it: a sender whose frames
+ * fill a port's queue past HIGH stops being read until that queue drains
+ * below LOW. A port that does not drain for NETSW_STUCK_MS (a paused VM)
+ * stops holding senders back and drops at the limit instead, so one stalled
+ * guest never stalls the bridge. */
+#define NETSW_OUTQ_HIGH (1u * 1024 * 1024)
+#define NETSW_OUTQ_LOW (256u * 1024)
+#define NETSW_STUCK_MS 200
 #define NETSW_MAC_TABLE 256
 #define NETSW_MAX_DELAY_MS 60000.0
 #define NETSW_MIN_RATE_BPS 8000u
@@ -70,7 +78,13 @@ typedef struct port {
     uint8_t mac[6];
     char *path;
     int lfd, cfd;
-    bool up, want_out;
+    bool up;
+    uint32_t ev_mask;          /* what epoll watches on cfd now */
+    bool paused, resume_due;   /* not read while a destination is congested */
+    int64_t paused_ns;
+    netsw_port_id waiting_for; /* the congested destination */
+    bool stuck;                /* this port did not drain: no longer pauses senders */
+    bool flush_due;            /* frames queued in this batch, not yet sent */
     uint8_t *rbuf;
     size_t rlen;
     out_frame *qhead, *qtail;

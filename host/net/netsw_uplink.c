@@ -5,7 +5,9 @@
  * the bridge (passt serves one guest per instance: it replies to the last
  * MAC and address it saw), needs no root and touches nothing on the host but
  * ordinary sockets. The helper is tied to provium (spawn_tied): it dies with
- * the process even on SIGKILL.
+ * the process even on SIGKILL. (PR_SET_PDEATHSIG follows the thread that
+ * forked, so netsw_uplink_enable belongs on a thread that lives as long as
+ * the switch: the Lua thread.)
  *
  * Addresses, for a bridge subnet N/len (len 8..29): the gateway is the last
  * usable address (broadcast - 1, e.g. 10.77.0.254 in a /24) and DNS is the

@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -416,6 +418,55 @@ static void test_capture(void)
     lan_down(&l);
 }
 
+/* A child sends n frames of 1500 bytes a -> b (blocking writes, as QEMU's
+ * socket would block); returns its pid. */
+static pid_t send_in_child(int fd, int n)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < n; i++)
+            send_frame(fd, MAC_B, MAC_A, (uint32_t)i, 1500);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_backpressure(void)
+{
+    set_case("backpressure");
+    lan3 l;
+    lan_up(&l, 1, false);
+    send_frame(l.b, BCAST, MAC_B, 0, 60); /* learn b */
+    CHECK(got_seq(l.a, 0, 1000));
+    /* A receiver that is late but drains: the sender waits, nothing is lost. */
+    const int n = 4000; /* 6 MB: more than every buffer on the way */
+    pid_t pid = send_in_child(l.a, n);
+    usleep(150000);
+    int got = 0;
+    uint8_t f[2048];
+    uint32_t seq;
+    while (got < n && recv_frame(l.b, f, &seq, 2000) >= 0)
+        got++;
+    waitpid(pid, NULL, 0);
+    netsw_counters c;
+    CHECK(netsw_port_counters(l.sw, l.pa, &c, err) == 0);
+    CHECKF(got == n && c.dropped == 0, "a late reader got %d of %d frames, %llu dropped", got, n,
+           (unsigned long long)c.dropped);
+    /* A receiver that never reads (a paused VM) does not stall its sender for good. */
+    double t0 = now_ms_f();
+    pid = send_in_child(l.a, 4 * n); /* 24 MB: past every buffer and the queue limit */
+    int status = -1;
+    for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        usleep(50000);
+    CHECKF(status == 0, "the sender finished in %.0f ms while b did not read", now_ms_f() - t0);
+    if (status != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    CHECK(netsw_port_counters(l.sw, l.pa, &c, err) == 0 && c.dropped > 0);
+    lan_down(&l);
+}
+
 static void test_reconnect(void)
 {
     set_case("reconnect");
@@ -588,6 +639,7 @@ int main(void)
     test_partition_isolation_link();
     test_counters();
     test_capture();
+    test_backpressure();
     test_reconnect();
     test_bad_input();
     test_uplink();
