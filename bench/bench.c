@@ -9,8 +9,10 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
+ *   - the network switch's forwarding rate vs a raw relay, and guest-to-guest
+ *     ping RTT and TCP through it vs a direct QEMU-to-QEMU link (bench_net.c)
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   sections: switch, net, boot, rtt, batch, files, workers, snapshot, bootcache, pool
  *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include "../host/vmm/accel.h"
 #include "../host/vmm/boot_cache.h"
 #include "../host/vmm/vm.h"
+#include "bench_net.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -41,6 +44,8 @@ static double median(double *v, int n)
     qsort(v, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+double bench_median(double *v, int n) { return median(v, n); }
 
 static void die(const char *what, const char *err)
 {
@@ -392,6 +397,20 @@ static bool want(const char *section)
 }
 
 /* Runs cmd in the guest through the shell; dies unless it exits 0. */
+/* True when every section asked for is one of these (NULL-terminated), e.g.
+ * `build/bench 3 switch`: the sections that need no shared VM. */
+static bool wants_only(const char *const *these)
+{
+    for (int i = 0; i < n_sections; i++) {
+        bool listed = false;
+        for (const char *const *t = these; *t; t++)
+            listed |= strcmp(sections[i], *t) == 0;
+        if (!listed)
+            return false;
+    }
+    return n_sections > 0;
+}
+
 static void guest_sh(pv_vm *vm, const char *cmd)
 {
     vm_begin(vm, PV_MSG_EXEC);
@@ -486,11 +505,25 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    if (want("switch"))
+        bench_switch(tmpl, iters);
+    if (wants_only((const char *const[]){"switch", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
     bool kvm = false;
     if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
         die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
            kvm ? "KVM" : "TCG software emulation");
+    if (want("net"))
+        bench_guests(p, tmpl);
+    if (wants_only((const char *const[]){"switch", "net", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
 
     pv_profile no_acpi;
     profile_copy(&no_acpi, p);

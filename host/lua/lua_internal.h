@@ -104,6 +104,8 @@ void pv_health_note_module(const char *host_path);
 void pv_lua_ktap_init(lua_State *L, int internal_idx);
 /* P.ext4_image (lua_image.c) */
 void pv_lua_image_init(lua_State *L, int internal_idx);
+/* Bridges and NICs (lua_net.c): registers P.net (the switch, VM NICs, and lua/net.lua as P.net.module). */
+void pv_lua_net_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);

@@ -1133,4 +1133,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_fixture_init(L, idx);
     pv_lua_health_init(L, idx);
     pv_lua_ktap_init(L, idx);
+    pv_lua_net_init(L, idx);
 }

@@ -16,6 +16,7 @@
 
 #include "../util/util.h"
 #include "rootfs.h"
+#include "vm_nic.h"
 #include "vm_internal.h"
 
 #define SHUTDOWN_TIMEOUT_MS 15000
@@ -383,5 +384,6 @@ void vm_free(pv_vm *vm)
     free(vm->qemu_version);
     free(vm->ram_path);
     chans_free_all(&vm->chans);
+    vm_nic_free(vm);
     free(vm);
 }

@@ -96,6 +96,7 @@ typedef struct pv_vm {
     uint16_t wait_op;        /* the request vm_call waits for, 0: none */
     int64_t port_closed_ms;  /* now_ms() when QEMU said the guest closed the agent's port, 0: open */
     char oops_line[200];
+    struct vm_nics *nics; /* virtio-net NICs (vm_nic.h) */
 } pv_vm;
 
 

@@ -86,3 +86,12 @@ $(B)/check/test_rootfs: tests/unit/test_rootfs.c host/vmm/rootfs.c host/tools/ex
 		$(UNIT_SUPPORT) host/vmm/rootfs.h host/tools/ext4_image.h host/util/run_tool.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The user-space switch through real unix sockets (fake QEMU ports); the
+# uplink case starts the slirp helper QEMU, the capture case runs tcpdump -r if present.
+NETSW_SRCS := $(wildcard host/net/*.c)
+UNIT_TESTS += $(B)/check/test_netsw
+$(B)/check/test_netsw: tests/unit/test_netsw.c $(NETSW_SRCS) $(UNIT_SUPPORT) $(wildcard host/net/*.h) host/util/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/net $(filter %.c,$^) -lcrypto -lm -o $@
