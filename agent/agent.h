@@ -22,6 +22,15 @@ void sysinit_mount_scratch(void);
 const char *sysinit_cmdline_param(const char *key);
 void sysinit_load_modules(const char *dir);
 
+/* rootfs.c: a disk boot (the wrapper started as the shim's /init). */
+bool rootfs_is_disk_boot(const char *argv0);
+/* Waits for root=, mounts it (with a tmpfs overlay when read-only and the
+ * kernel has overlayfs) and switches to it; *agent_fd keeps the agent's
+ * binary, which the switch leaves behind. -1 after printing why. */
+int rootfs_enter(const char *agent_path, int *agent_fd);
+/* init= of the command line (the disk's init), "/sbin/init" by default. */
+const char *rootfs_init_path(void);
+
 /* port.c: opens the virtio-serial port named AGENT_PORT_NAME; waits up to
  * timeout_ms for the device to appear. Returns fd or -1. */
 int port_open(int timeout_ms);

@@ -9,10 +9,12 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
+ *   - the network switch's forwarding rate vs a raw relay, and guest-to-guest
+ *     ping RTT and TCP through it vs a direct QEMU-to-QEMU link (bench_net.c)
  *   - a guest's sequential dd read of a scratch disk vs the host reading the
  *     same file, and a cold boot with one disk vs without
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool, disks
+ *   sections: switch, net, boot, rtt, batch, files, workers, snapshot, bootcache, pool, disks
  *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include "../host/vmm/boot_cache.h"
 #include "../host/vmm/disk.h"
 #include "../host/vmm/vm.h"
+#include "bench_net.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -45,6 +48,8 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+double bench_median(double *v, int n) { return median(v, n); }
+
 static void die(const char *what, const char *err)
 {
     fprintf(stderr, "bench: %s: %s\n", what, err);
@@ -57,10 +62,16 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
 {
     char err[4096];
     pv_vm *vm = vm_new("raw", p, scratch);
-    char **argv = vm_qemu_argv(vm, NULL, err, sizeof(err));
+    vm_boot_opts none = {0};
+    char *initrd = shim_prepare_initrd(&vm->profile, NULL, 0, err, sizeof(err));
+    if (!initrd)
+        die("initrd", err);
+    char *cmdline = vm_build_cmdline(vm, &none);
+    char **argv = vm_qemu_argv(vm, &none, initrd, cmdline, NULL, false, err, sizeof(err));
+    free(cmdline);
+    free(initrd);
     if (!argv)
         die("qemu argv", err);
-    mkdir_p(vm->dir, 0700);
     char *sock = xasprintf("%s/agent.sock", vm->dir);
     double t0 = now_s();
     pid_t pid = fork();
@@ -91,9 +102,7 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
     close(fd);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    for (size_t i = 0; argv[i]; i++)
-        free(argv[i]);
-    free(argv);
+    vm_argv_free(argv);
     free(sock);
     vm_free(vm);
     return elapsed;
@@ -391,6 +400,20 @@ static bool want(const char *section)
 }
 
 /* Runs cmd in the guest through the shell; dies unless it exits 0. */
+/* True when every section asked for is one of these (NULL-terminated), e.g.
+ * `build/bench 3 switch`: the sections that need no shared VM. */
+static bool wants_only(const char *const *these)
+{
+    for (int i = 0; i < n_sections; i++) {
+        bool listed = false;
+        for (const char *const *t = these; *t; t++)
+            listed |= strcmp(sections[i], *t) == 0;
+        if (!listed)
+            return false;
+    }
+    return n_sections > 0;
+}
+
 static void guest_sh(pv_vm *vm, const char *cmd)
 {
     vm_begin(vm, PV_MSG_EXEC);
@@ -547,11 +570,25 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    if (want("switch"))
+        bench_switch(tmpl, iters);
+    if (wants_only((const char *const[]){"switch", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
     bool kvm = false;
     if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
         die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
            kvm ? "KVM" : "TCG software emulation");
+    if (want("net"))
+        bench_guests(p, tmpl);
+    if (wants_only((const char *const[]){"switch", "net", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
 
     pv_profile no_acpi;
     profile_copy(&no_acpi, p);
@@ -633,7 +670,6 @@ int main(int argc, char **argv)
         for (int i = 0; i < iters * 4; i++) {
             vm_reply r;
             double t0 = now_s();
-            vm->chan_base = 0;
             vm_begin(vm, PV_MSG_WORKER_SPAWN);
             pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
             call(vm, &r);

@@ -218,6 +218,11 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
                 ERR(v, "local must be true or false");
             p->local = toml_bool(v);
             rc = 0;
+        } else if (strcmp(k, "rootfs_writable") == 0) {
+            if (toml_type_of(v) != TOML_BOOL)
+                ERR(v, "rootfs_writable must be true or false");
+            p->rootfs_writable = toml_bool(v);
+            rc = 0;
         } else if (strcmp(k, "boot_cache") == 0) {
             if (toml_type_of(v) != TOML_BOOL)
                 ERR(v, "boot_cache must be true or false");
@@ -234,7 +239,7 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
         } else if (strcmp(k, "disks") == 0)
             rc = want_disks(c, name, v, p, err, errlen);
         else
-            ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, init, cmdline, append, "
+            ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, rootfs_writable, init, cmdline, append, "
                    "guest_os, machine, accel, acpi, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local, "
                    "boot_cache, disks",
                 k, section, name);
@@ -246,6 +251,10 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
         p->init = xstrdup("/sbin/init");
     if (p->nmodules && !p->modules_dir)
         ERR(t, "profile '%s' lists modules but no modules_dir to resolve them in", name);
+    if (p->rootfs_writable && !p->rootfs)
+        ERR(t, "profile '%s' sets rootfs_writable but no rootfs image to write to", name);
+    if (p->rootfs && p->local)
+        ERR(t, "profile '%s' sets rootfs and local = true; a local profile has no VM to attach a disk to", name);
     return 0;
 }
 

@@ -29,7 +29,7 @@ typedef struct {
     char *name;
     char *kernel;      /* absolute path */
     char *initrd;      /* absolute path or NULL */
-    char *rootfs;      /* absolute path or NULL */
+    char *rootfs;      /* absolute path or NULL: a raw disk image, the guest's /dev/vda */
     char *init;        /* guest path of the real init */
     char *cmdline;     /* replaces the default base command line when set */
     char *append;      /* appended to the command line */
@@ -46,6 +46,7 @@ typedef struct {
     bool kernel_reports_allowed; /* kernel_reports = "allow": oops/WARN/... are recorded, not failures */
     bool no_acpi; /* acpi = false: the guest runs without ACPI (no power button) */
     bool no_boot_cache; /* boot_cache = false: every boot() is a cold boot */
+    bool rootfs_writable; /* rootfs_writable = true: the guest writes to a qcow2 overlay of rootfs */
     pv_disk_spec *disks; /* `disks`: attached before the kernel starts */
     size_t ndisks;
 } pv_profile;

@@ -18,9 +18,15 @@ typedef struct {
 lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen);
 /* Registers the VM type and the internal functions into table at index idx. */
 void pv_lua_register_vm(lua_State *L, int idx);
+/* Adds make_dirs, remove_tree and disk_usage (lua_paths.c) to the table at idx. */
+void pv_lua_open_paths(lua_State *L, int idx);
 /* Kills every VM that is still running (last-resort cleanup). */
 void pv_lua_kill_all_vms(void);
 const pv_lua_env *pv_lua_env_get(void);
+/* The state's deadline (host/vmm/vm.h): every VM the state makes honours
+ * it; the REPL moves it to interrupt a call. */
+struct vm_deadline;
+struct vm_deadline *pv_lua_deadline(lua_State *L);
 /* Seconds as a number, or a string with ms/s/m/h; raises on bad input. */
 int64_t pv_lua_duration_ms(lua_State *L, int idx, const char *what);
 /* json.encode / json.decode backed by jansson; also used for results. */

@@ -55,17 +55,15 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
         luaL_error(L, "%s names both %s and %s: a disk takes exactly one source (path or template: an image; "
                       "scratch or size: a blank disk)",
                    where, given[0], given[1]);
+    /* everything that can raise comes first: the strings stay in the table,
+     * and nothing is allocated until the last check has passed */
+    const char *id = NULL, *path = NULL, *format = NULL;
     if (lua_getfield(L, idx, "id") != LUA_TNIL)
-        d->id = xstrdup(pv_check_cstr(L, -1, "disk id"));
+        id = pv_check_cstr(L, -1, "disk id");
     lua_pop(L, 1);
     for (int i = 0; i < 3; i++) {
         if (lua_getfield(L, idx, sources[i]) != LUA_TNIL) {
-            char *dir = pv_caller_dir(L);
-            const char *p = pv_check_cstr(L, -1, sources[i]);
-            char *joined = p[0] == '/' || !dir ? xstrdup(p) : path_join(dir, p);
-            d->path = path_absolute(joined);
-            free(joined);
-            free(dir);
+            path = pv_check_cstr(L, -1, sources[i]);
             d->copy = i == 2;
         }
         lua_pop(L, 1);
@@ -79,7 +77,7 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "format") != LUA_TNIL)
-        d->format = xstrdup(luaL_checkstring(L, -1));
+        format = luaL_checkstring(L, -1);
     lua_pop(L, 1);
     static const char *const flags[] = {"readonly", "persist", "power_cut"};
     bool *dst[] = {&d->readonly, &d->persist, &d->power_cut};
@@ -90,6 +88,15 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
         *dst[i] = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
+    d->id = id ? xstrdup(id) : NULL;
+    d->format = format ? xstrdup(format) : NULL;
+    if (path) {
+        char *dir = pv_caller_dir(L);
+        char *joined = path[0] == '/' || !dir ? xstrdup(path) : path_join(dir, path);
+        d->path = path_absolute(joined);
+        free(joined);
+        free(dir);
+    }
     char err[1024];
     if (disk_spec_check(d, index, where, err, sizeof(err)) != 0) {
         disk_spec_free(d);
@@ -98,23 +105,44 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
     }
 }
 
-void pv_lua_parse_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n)
+/* keep false: only the checks (they raise), nothing stays allocated; the
+ * caller runs it before its first copy to the C heap, so that an error in
+ * disks[3] leaks neither disks[1] nor anything else. */
+static void read_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n, bool keep_them)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
     idx = lua_absindex(L, idx);
     lua_Integer len = luaL_len(L, idx);
-    for (lua_Integer i = 1; i <= len; i++) {
-        lua_geti(L, idx, i);
-        char where[200];
-        snprintf(where, sizeof(where), "vm '%s': boot option disks[%d]", vm_name, (int)i);
-        if (!lua_istable(L, -1))
-            luaL_error(L, "%s must be a table like {size = \"64M\"} or {path = \"disk.img\"}", where);
-        pv_disk_spec d;
-        parse_spec(L, -1, &d, *n, where);
-        *out = xrealloc(*out, (*n + 1) * sizeof(pv_disk_spec));
-        (*out)[(*n)++] = d;
-        lua_pop(L, 1);
+    size_t base = *n;
+    for (int keep = 0; keep <= (int)keep_them; keep++) {
+        for (lua_Integer i = 1; i <= len; i++) {
+            lua_geti(L, idx, i);
+            char where[200];
+            snprintf(where, sizeof(where), "vm '%s': boot option disks[%d]", vm_name, (int)i);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "%s must be a table like {size = \"64M\"} or {path = \"disk.img\"}", where);
+            pv_disk_spec d;
+            parse_spec(L, -1, &d, base + (size_t)(i - 1), where);
+            if (keep) {
+                *out = xrealloc(*out, (*n + 1) * sizeof(pv_disk_spec));
+                (*out)[(*n)++] = d;
+            } else
+                disk_spec_free(&d);
+            lua_pop(L, 1);
+        }
     }
+}
+
+void pv_lua_check_disks(lua_State *L, int idx, const char *vm_name)
+{
+    pv_disk_spec *none = NULL;
+    size_t n = 0;
+    read_disks(L, idx, vm_name, &none, &n, false);
+}
+
+void pv_lua_parse_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n)
+{
+    read_disks(L, idx, vm_name, out, n, true);
 }
 
 /* Readies the profile's and the boot option's disks before a boot. */
@@ -646,11 +674,15 @@ static int l_vm_attach_disk(lua_State *L)
     lua_pop(L, 1);
     char where[200];
     snprintf(where, sizeof(where), "vm '%s': attach_disk", vm->name);
+    int64_t modeled_size = 0; /* read before parse_spec allocates: it may raise */
+    if (has_image && lua_getfield(L, 2, "size") != LUA_TNIL)
+        modeled_size = pv_lua_size(L, -1, "attach_disk: size");
+    if (has_image)
+        lua_pop(L, 1);
     pv_disk_spec spec;
     parse_spec(L, -1, &spec, 0, where);
-    int64_t modeled_size = spec.size;
-    if (spec.path && lua_getfield(L, 2, "size") != LUA_TNIL)
-        modeled_size = pv_lua_size(L, -1, "attach_disk: size");
+    if (!has_image)
+        modeled_size = spec.size;
     char err[2048];
     vm_disk *d = disk_attach(vm, &spec, modeled, err, sizeof(err));
     disk_spec_free(&spec);

@@ -35,7 +35,7 @@ static lvm *path_op(lua_State *L, uint16_t type, const char *op)
     lvm *v = pv_check_vm(L, 1);
     const char *path = pv_check_cstr(L, 2, "path");
     pv_require_booted(L, v, op);
-    vm_begin(v->vm, type);
+    vm_begin_on(v->vm, type, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     return v;
 }
@@ -159,6 +159,10 @@ static int l_push_file(lua_State *L)
     const char *host = pv_check_cstr(L, 2, "push_file: host path");
     const char *guest = pv_check_cstr(L, 3, "push_file: guest path");
     pv_require_booted(L, v, "push_file");
+    /* options first: nothing below may raise once the file is read */
+    static const char *const keys[] = {"perm", NULL};
+    pv_check_opt_keys(L, 4, "push_file", keys);
+    lua_Integer asked_perm = opt_perm(L, 4, "perm", -1);
     bool relative = host[0] != '/' && strncmp(host, "~/", 2) != 0;
     char *caller = relative ? pv_caller_file(L) : NULL;
     char *dir = caller ? path_dirname(caller) : xstrdup(".");
@@ -188,7 +192,9 @@ static int l_push_file(lua_State *L)
     }
     free(caller);
     struct stat st;
-    lua_Integer perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
+    lua_Integer perm = asked_perm;
+    if (perm < 0)
+        perm = stat(full, &st) == 0 ? (lua_Integer)(st.st_mode & 07777) : 0644;
     /* a fixture that pushes a host file is rebuilt when that file changes */
     lua_getfield(L, LUA_REGISTRYINDEX, "provium.deps");
     if (lua_istable(L, -1)) {
@@ -198,10 +204,7 @@ static int l_push_file(lua_State *L)
     lua_pop(L, 1);
     pv_health_note_module(full); /* a pushed .ko: its frames can be decoded */
     free(full);
-    static const char *const keys[] = {"perm", NULL};
-    pv_check_opt_keys(L, 4, "push_file", keys);
-    perm = opt_perm(L, 4, "perm", perm);
-    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, guest);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
@@ -254,7 +257,7 @@ static int l_open_file(lua_State *L)
         flags |= O_EXCL;
     lua_Integer perm = opt_perm(L, 3, "perm", 0644);
     pv_require_booted(L, v, "open_file");
-    vm_begin(v->vm, PV_MSG_OPEN);
+    vm_begin_on(v->vm, PV_MSG_OPEN, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_u64(&v->vm->out, PV_T_FLAGS, (uint64_t)flags);
     pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
@@ -299,7 +302,7 @@ static int l_file_read(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 2);
     if (n < 0)
         return luaL_error(L, "file:read: count must not be negative");
-    vm_begin(v->vm, PV_MSG_FD_READ);
+    vm_begin_on(v->vm, PV_MSG_FD_READ, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_u64(&v->vm->out, PV_T_COUNT, (uint64_t)n);
     vm_reply r;
@@ -317,7 +320,7 @@ static int l_file_read_all(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (;;) {
-        vm_begin(v->vm, PV_MSG_FD_READ);
+        vm_begin_on(v->vm, PV_MSG_FD_READ, v->chan_base);
         pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
         pv_put_u64(&v->vm->out, PV_T_COUNT, 1u << 20);
         vm_reply r;
@@ -339,7 +342,7 @@ static int l_file_write(lua_State *L)
     lvm *v = file_vm(L, &f, "write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    vm_begin(v->vm, PV_MSG_FD_WRITE);
+    vm_begin_on(v->vm, PV_MSG_FD_WRITE, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     vm_reply r;
@@ -351,7 +354,7 @@ static int l_file_write(lua_State *L)
 
 static int do_seek(lua_State *L, lfile *f, lvm *v, int64_t off, int whence)
 {
-    vm_begin(v->vm, PV_MSG_FD_SEEK);
+    vm_begin_on(v->vm, PV_MSG_FD_SEEK, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_i64(&v->vm->out, PV_T_OFFSET, off);
     pv_put_u64(&v->vm->out, PV_T_WHENCE, (uint64_t)whence);
@@ -410,7 +413,7 @@ static int l_file_close(lua_State *L)
      * would close somebody else's file */
     if (v->vm->state != VM_BOOTED || f->generation != v->vm->generation)
         return 0;
-    vm_begin(v->vm, PV_MSG_FD_CLOSE);
+    vm_begin_on(v->vm, PV_MSG_FD_CLOSE, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);

@@ -1,6 +1,8 @@
 /* json.encode / json.decode over jansson. A table whose keys are exactly
  * 1..n is an array; any other table is an object with string keys. Integers
- * stay integers (64-bit) both ways. */
+ * stay integers (64-bit) both ways. The encoder's options travel in an
+ * encoder struct passed down the recursion, never in a global: a metamethod
+ * may raise in the middle of an encode, and nothing must stay set after it. */
 #include <errno.h>
 #include <jansson.h>
 #include <lauxlib.h>
@@ -15,8 +17,48 @@
 
 #define MAX_DEPTH 128
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
-static bool lossy_strings;
+/* The jansson values an encode has made but not yet linked into their
+ * parent. A metamethod (__index, __tostring) may raise in the middle of an
+ * encode; this list lives in a Lua userdata, so the GC frees what the raise
+ * left unlinked. Each level of nesting holds at most its container and one
+ * finished child. */
+#define PENDING_MT "provium.json_pending"
+typedef struct {
+    json_t *v[2 * MAX_DEPTH + 8];
+    int n;
+} pending;
+
+/* One encode: its mode, where its error message goes, its pending values. */
+typedef struct {
+    bool lossy; /* escape bytes that are not UTF-8 (and NUL) instead of failing */
+    char *err;
+    size_t errlen;
+    pending *held;
+} encoder;
+
+static json_t *hold(const encoder *enc, json_t *v)
+{
+    if (v)
+        enc->held->v[enc->held->n++] = v;
+    return v;
+}
+
+/* v must be the newest held value; returns it, no longer held. */
+static json_t *release(const encoder *enc, json_t *v)
+{
+    enc->held->n--;
+    return v;
+}
+
+static int pending_gc(lua_State *L)
+{
+    pending *p = luaL_checkudata(L, 1, PENDING_MT);
+    while (p->n > 0)
+        json_decref(p->v[--p->n]);
+    return 0;
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth, const encoder *enc);
 
 /* Length of the valid UTF-8 sequence at p (1-4), or 0 when invalid. */
 static size_t utf8_seq(const unsigned char *p, size_t left)
@@ -80,36 +122,41 @@ static bool is_array(lua_State *L, int idx, size_t *len)
     return n > 0 && (size_t)max <= 4 * n + 64;
 }
 
-static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *array_to_json(lua_State *L, int idx, size_t n, int depth, const encoder *enc)
+{
+    json_t *a = hold(enc, json_array());
+    for (size_t i = 1; i <= n; i++) {
+        lua_geti(L, idx, (lua_Integer)i); /* nil in a gap: null */
+        json_t *v = to_json(L, lua_gettop(L), depth + 1, enc);
+        lua_pop(L, 1);
+        if (!v) {
+            json_decref(release(enc, a));
+            return NULL;
+        }
+        json_array_append_new(a, v);
+    }
+    return release(enc, a);
+}
+
+static json_t *table_to_json(lua_State *L, int idx, int depth, const encoder *enc)
 {
     size_t n;
-    if (is_array(L, idx, &n)) {
-        json_t *a = json_array();
-        for (size_t i = 1; i <= n; i++) {
-            lua_geti(L, idx, (lua_Integer)i); /* nil in a gap: null */
-            json_t *v = to_json(L, lua_gettop(L), depth + 1, err, errlen);
-            lua_pop(L, 1);
-            if (!v) {
-                json_decref(a);
-                return NULL;
-            }
-            json_array_append_new(a, v);
-        }
-        return a;
-    }
-    json_t *o = json_object();
+    if (is_array(L, idx, &n))
+        return array_to_json(L, idx, n, depth, enc);
+    json_t *o = hold(enc, json_object());
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING && lua_type(L, -2) != LUA_TNUMBER) {
-            snprintf(err, errlen, "json.encode: object keys must be strings or numbers, got %s", luaL_typename(L, -2));
+            snprintf(enc->err, enc->errlen, "json.encode: object keys must be strings or numbers, got %s",
+                     luaL_typename(L, -2));
             lua_pop(L, 2);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
-        json_t *v = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+        json_t *v = hold(enc, to_json(L, lua_gettop(L), depth + 1, enc));
         if (!v) {
             lua_pop(L, 2);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
         /* numeric keys of a mixed table become strings; converting a copy
@@ -118,31 +165,32 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         size_t klen;
         const char *key = luaL_tolstring(L, -1, &klen);
         bool plain = !memchr(key, 0, klen);
-        if (lossy_strings && (!plain || json_object_set_new(o, key, v) != 0)) {
+        release(enc, v); /* from here on nothing raises before v is linked or freed */
+        if (enc->lossy && (!plain || json_object_set_new(o, key, v) != 0)) {
             /* reports: a key with NUL or bad UTF-8 is escaped, not dropped
              * (json_object_set_new consumed v on failure: encode it again) */
             if (plain)
-                v = to_json(L, lua_gettop(L) - 2, depth + 1, err, errlen);
+                v = to_json(L, lua_gettop(L) - 2, depth + 1, enc);
             char *clean = utf8_escape(key, klen);
             json_object_set_new(o, clean, v);
             free(clean);
-        } else if (!lossy_strings && (!plain || json_object_set_new(o, key, v) != 0)) {
-            snprintf(err, errlen, "json.encode: object key is not valid UTF-8 or contains a NUL byte");
+        } else if (!enc->lossy && (!plain || json_object_set_new(o, key, v) != 0)) {
+            snprintf(enc->err, enc->errlen, "json.encode: object key is not valid UTF-8 or contains a NUL byte");
             if (!plain)
                 json_decref(v);
             lua_pop(L, 3);
-            json_decref(o);
+            json_decref(release(enc, o));
             return NULL;
         }
         lua_pop(L, 3);
     }
-    return o;
+    return release(enc, o);
 }
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *to_json(lua_State *L, int idx, int depth, const encoder *enc)
 {
     if (depth > MAX_DEPTH) {
-        snprintf(err, errlen, "json.encode: nesting deeper than %d (cycle?)", MAX_DEPTH);
+        snprintf(enc->err, enc->errlen, "json.encode: nesting deeper than %d (cycle?)", MAX_DEPTH);
         return NULL;
     }
     switch (lua_type(L, idx)) {
@@ -154,7 +202,7 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         if (lua_isinteger(L, idx))
             return json_integer(lua_tointeger(L, idx));
         if (!isfinite(lua_tonumber(L, idx))) {
-            snprintf(err, errlen, "json.encode: cannot encode NaN or infinity");
+            snprintf(enc->err, enc->errlen, "json.encode: cannot encode NaN or infinity");
             return NULL;
         }
         return json_real(lua_tonumber(L, idx));
@@ -164,41 +212,52 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         /* reports carry arbitrary guest bytes: escape NUL and what is not
          * UTF-8 instead of losing the whole report (the runner's parser
          * refuses \u0000) */
-        json_t *v = lossy_strings && memchr(s, 0, len) ? NULL : json_stringn(s, len);
-        if (!v && lossy_strings) {
+        json_t *v = enc->lossy && memchr(s, 0, len) ? NULL : json_stringn(s, len);
+        if (!v && enc->lossy) {
             char *clean = utf8_escape(s, len);
             v = json_string(clean);
             free(clean);
         }
         if (!v)
-            snprintf(err, errlen, "json.encode: string is not valid UTF-8");
+            snprintf(enc->err, enc->errlen, "json.encode: string is not valid UTF-8");
         return v;
     }
     case LUA_TTABLE:
         luaL_checkstack(L, 4, "json.encode");
-        return table_to_json(L, idx, depth, err, errlen);
+        return table_to_json(L, idx, depth, enc);
     default:
-        snprintf(err, errlen, "json.encode: cannot encode a %s", luaL_typename(L, idx));
+        snprintf(enc->err, enc->errlen, "json.encode: cannot encode a %s", luaL_typename(L, idx));
         return NULL;
     }
 }
 
-char *pv_lua_to_json_lossy(lua_State *L, int idx, char *err, size_t errlen)
+static char *encode(lua_State *L, int idx, encoder *enc)
 {
-    lossy_strings = true;
-    char *s = pv_lua_to_json(L, idx, err, errlen);
-    lossy_strings = false;
-    return s;
-}
-
-char *pv_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)
-{
-    json_t *v = to_json(L, lua_absindex(L, idx), 0, err, errlen);
+    idx = lua_absindex(L, idx);
+    enc->held = lua_newuserdatauv(L, sizeof(pending), 0);
+    enc->held->n = 0;
+    if (luaL_newmetatable(L, PENDING_MT)) {
+        lua_pushcfunction(L, pending_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    json_t *v = to_json(L, idx, 0, enc);
+    lua_pop(L, 1); /* the pending list, empty again */
     if (!v)
         return NULL;
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
     return s;
+}
+
+char *pv_lua_to_json_lossy(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return encode(L, idx, &(encoder){.lossy = true, .err = err, .errlen = errlen});
+}
+
+char *pv_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return encode(L, idx, &(encoder){.lossy = false, .err = err, .errlen = errlen});
 }
 
 static void push_json(lua_State *L, json_t *v)

@@ -496,6 +496,9 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     pv_add_methods(L, P, fns);
     lua_pushboolean(L, mode == CHILD_LIST);
     lua_setfield(L, P, "list_mode");
+    /* the runner's choice, passed down with the selection (not through the environment) */
+    lua_pushboolean(L, sel && sel->include_slow);
+    lua_setfield(L, P, "include_slow");
     lua_pushstring(L, shown ? shown : "");
     lua_setfield(L, P, "shown_path");
     const char *code = mode == CHILD_LIST ? list_stub : vm_hooks;

@@ -1,7 +1,6 @@
 /* vm:snapshot / vm:restore and the Snapshot object. */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,25 +15,6 @@ typedef struct {
     char *path;
     bool deleted;
 } lsnap;
-
-static int64_t du_total;
-static int du_add(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)p;
-    (void)flag;
-    (void)f;
-    if (S_ISREG(st->st_mode))
-        du_total += (int64_t)st->st_blocks * 512;
-    return 0;
-}
-
-/* Bytes on disk (holes in the RAM file cost nothing). */
-static int64_t disk_usage(const char *path)
-{
-    du_total = 0;
-    nftw(path, du_add, 8, FTW_PHYS);
-    return du_total;
-}
 
 static int push_snapshot(lua_State *L, const char *path)
 {

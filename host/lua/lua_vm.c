@@ -15,16 +15,21 @@
 
 static lvm *all_vms;
 
-/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); the
- * requests built next go to its channel. */
-lvm *pv_check_vm(lua_State *L, int idx)
+lvm *pv_test_owner(lua_State *L, int idx)
 {
     lvm *v = luaL_testudata(L, idx, WORKER_MT);
+    return v ? v : luaL_testudata(L, idx, VM_MT);
+}
+
+/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); its
+ * requests go to v->chan_base. */
+lvm *pv_check_vm(lua_State *L, int idx)
+{
+    lvm *v = pv_test_owner(L, idx);
     if (!v)
-        v = luaL_checkudata(L, idx, VM_MT);
+        v = luaL_checkudata(L, idx, VM_MT); /* raises, naming the type expected */
     if (!v->vm)
         luaL_error(L, "vm: this VM object was already freed (its __gc ran); it cannot be used");
-    v->vm->chan_base = v->chan_base;
     return v;
 }
 #define check_vm pv_check_vm
@@ -228,6 +233,27 @@ static void free_opts(vm_boot_opts *o)
 static const char *const boot_keys[] = {"memory",   "cpus",       "kernel_cmdline", "files", "initial_time",
                                         "rng_seed", "boot_cache", "disks",          NULL};
 
+/* Raises unless every entry of the files list at idx is {path=absolute
+ * string without NUL, content=string}. */
+static void check_boot_files(lua_State *L, int idx)
+{
+    lua_Integer n = luaL_len(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        if (!lua_istable(L, -1))
+            luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "content");
+        size_t plen;
+        const char *path = lua_tolstring(L, -2, &plen);
+        if (path)
+            pv_refuse_nul(L, path, plen, "files: path");
+        if (!path || path[0] != '/' || !lua_tostring(L, -1))
+            luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
+        lua_pop(L, 3);
+    }
+}
+
 /* Reads a boot-options table at idx into o (fields present override). */
 static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *vm_name)
 {
@@ -271,9 +297,6 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *
         o->no_boot_cache = !lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
-        pv_lua_parse_disks(L, -1, vm_name, &o->disks, &o->ndisks); /* lua_disk.c */
-    lua_pop(L, 1);
     if (lua_getfield(L, idx, "initial_time") != LUA_TNIL) {
         double t = luaL_checknumber(L, -1);
         if (!(t > 0) || t > 1e11)
@@ -281,28 +304,33 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *
         o->initial_time = t;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
-        free(o->kernel_cmdline);
-        o->kernel_cmdline = xstrdup(luaL_checkstring(L, -1));
-    }
+    /* kernel_cmdline and files are copied to the C heap: every check that
+     * may raise runs before the first copy, so a raise leaks nothing */
+    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL)
+        luaL_checkstring(L, -1);
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "files") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
+        check_boot_files(L, lua_gettop(L));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_check_disks(L, -1, vm_name); /* lua_disk.c */
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
+        free(o->kernel_cmdline);
+        o->kernel_cmdline = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "files") != LUA_TNIL) {
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, -1, i);
-            if (!lua_istable(L, -1))
-                luaL_error(L, "files[%d] must be a table {path=..., content=...}", (int)i);
             lua_getfield(L, -1, "path");
             lua_getfield(L, -2, "content");
-            size_t plen;
-            const char *path = lua_tolstring(L, -2, &plen);
+            const char *path = lua_tostring(L, -2);
             size_t len;
             const char *content = lua_tolstring(L, -1, &len);
-            if (path)
-                pv_refuse_nul(L, path, plen, "files: path");
-            if (!path || path[0] != '/' || !content)
-                luaL_error(L, "files[%d] needs an absolute string path and a string content", (int)i);
             o->files = xrealloc(o->files, (o->nfiles + 1) * sizeof(pv_inject_file));
             pv_inject_file *f = &o->files[o->nfiles++];
             f->path = xstrdup(path);
@@ -312,6 +340,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *
             lua_pop(L, 3);
         }
     }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_parse_disks(L, -1, vm_name, &o->disks, &o->ndisks); /* checked above: cannot raise now */
     lua_pop(L, 1);
 }
 
@@ -502,8 +533,16 @@ static int l_vm_console_write(lua_State *L)
 
 static int l_vm_set_classic(lua_State *L)
 {
-    check_vm(L, 1)->vm->classic = lua_toboolean(L, 2);
+    check_vm(L, 1)->classic = lua_toboolean(L, 2);
     return 0;
+}
+
+/* vm:__channel_count(): channels the VM layer holds for this VM (every
+ * worker's included), for tests that prove objects free theirs. */
+static int l_vm_channel_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)vm_chan_count(check_vm(L, 1)->vm));
+    return 1;
 }
 
 static int l_vm_name(lua_State *L)
@@ -810,7 +849,7 @@ static int l_vm_run(lua_State *L)
         lua_settop(L, 4);
     push_run_command(L);
     int cmd_idx = lua_gettop(L);
-    int64_t timeout_ms = pv_build_exec(L, v, 0, false);
+    int64_t timeout_ms = pv_build_exec(L, v, v->chan_base, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
     pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
@@ -862,7 +901,7 @@ static int l_vm_read_file(lua_State *L)
     lvm *v = check_vm(L, 1);
     const char *path = pv_check_cstr(L, 2, "read_file: path");
     pv_require_booted(L, v, "read_file");
-    vm_begin(v->vm, PV_MSG_READ_FILE);
+    vm_begin_on(v->vm, PV_MSG_READ_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
@@ -878,16 +917,15 @@ static int l_vm_write_file(lua_State *L)
     const char *path = pv_check_cstr(L, 2, "write_file: path");
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
+    lua_Integer mode = luaL_optinteger(L, 4, -1); /* checked before the request is begun */
+    if (!lua_isnoneornil(L, 4) && (mode < 0 || mode > 07777))
+        return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
     pv_require_booted(L, v, "write_file");
-    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
-    if (!lua_isnoneornil(L, 4)) {
-        lua_Integer mode = luaL_checkinteger(L, 4);
-        if (mode < 0 || mode > 07777)
-            return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
+    if (mode >= 0)
         pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)mode);
-    }
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -898,7 +936,7 @@ static int l_vm_ping(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     pv_require_booted(L, v, "ping");
-    vm_begin(v->vm, PV_MSG_PING);
+    vm_begin_on(v->vm, PV_MSG_PING, v->chan_base);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -1046,6 +1084,7 @@ static int l_new_vm(lua_State *L)
     luaL_setmetatable(L, VM_MT);
     parse_boot_opts(L, 3, &v->opts, name);
     v->vm = vm_new(name, p, env->scratch_root);
+    vm_set_deadline_source(v->vm, pv_lua_deadline(L));
     v->next = all_vms;
     all_vms = v;
     return 1;
@@ -1073,6 +1112,7 @@ static const luaL_Reg vm_methods[] = {
     {"is_quiescent", l_vm_is_quiescent},
     {"console_write", l_vm_console_write},
     {"__set_classic", l_vm_set_classic},
+    {"__channel_count", l_vm_channel_count},
     {NULL, NULL},
 };
 
@@ -1111,4 +1151,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_fixture_init(L, idx);
     pv_lua_health_init(L, idx);
     pv_lua_ktap_init(L, idx);
+    pv_lua_net_init(L, idx);
 }

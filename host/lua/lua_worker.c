@@ -3,13 +3,13 @@
  *
  * A Worker userdata begins with an lvm that points at the VM's pv_vm and
  * whose chan_base is the worker's channel (id << PV_WORKER_SHIFT).
- * pv_check_vm accepts Workers and copies chan_base into the pv_vm, so every
- * VM method (run, exec, syscall, ioctl, files, streams, batch, clock) and
- * every object it creates (File, Process, Stream, Clock keep the Worker as
- * their owner) addresses the worker with no change of its own; results have
- * the VM's shapes, classic included. The agent relays the channel to the
- * worker (agent/worker.c). The Worker's method table falls back to the VM's
- * methods, minus the VM lifecycle. */
+ * pv_check_vm accepts Workers, and the bindings begin every request on
+ * v->chan_base, so every VM method (run, exec, syscall, ioctl, files,
+ * streams, batch, clock) and every object it creates (File, Process, Stream,
+ * Clock keep the Worker as their owner) addresses the worker with no change
+ * of its own; results have the VM's shapes, classic included. The agent
+ * relays the channel to the worker (agent/worker.c). The Worker's method
+ * table falls back to the VM's methods, minus the VM lifecycle. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,16 +80,16 @@ static const char *describe(const lworker *w, char *buf, size_t len)
     return buf;
 }
 
-/* vm->who_fn: names the worker whose channel the VM is addressing. refresh
+/* vm_who_fn: names the worker whose channels begin at worker_chan. refresh
  * asks the worker for its effective uid first (one geteuid round trip). */
-static void who_fn(pv_vm *vm, bool refresh, char *buf, size_t len)
+static void who_fn(pv_vm *vm, uint32_t worker_chan, bool refresh, char *buf, size_t len)
 {
     lworker *w = NULL;
     for (lworker *l = live_workers; l; l = l->next_live)
-        if (l->base.vm == vm && l->base.chan_base == vm->chan_base && (!w || w->ended))
+        if (l->base.vm == vm && l->base.chan_base == worker_chan && (!w || w->ended))
             w = l;
     if (!w) {
-        snprintf(buf, len, "worker %u of VM '%s'", PV_CHAN_WORKER(vm->chan_base), vm->name);
+        snprintf(buf, len, "worker %u of VM '%s'", PV_CHAN_WORKER(worker_chan), vm->name);
         return;
     }
     if (refresh && !w->asking && !w->ended && vm->state == VM_BOOTED) {
@@ -122,7 +122,7 @@ static bool worker_ended(lworker *w)
         w->ended = true;
         return true;
     }
-    vm_chan *ch = vm_chan_find(vm, w->base.chan_base);
+    const vm_chan *ch = vm_chan_find(vm, w->base.chan_base);
     if (ch && ch->done) {
         char *msg = pv_msg_strdup(&ch->result.msg, PV_T_MESSAGE);
         snprintf(w->gone, sizeof(w->gone), "VM '%s': %s", vm->name, msg ? msg : "worker exited");
@@ -164,7 +164,7 @@ static int l_spawn_worker(lua_State *L)
         lua_pop(L, 1);
     }
     pv_require_booted(L, v, "spawn_worker");
-    vm_begin(v->vm, PV_MSG_WORKER_SPAWN);
+    vm_begin_on(v->vm, PV_MSG_WORKER_SPAWN, v->chan_base);
     pv_put_u64(&v->vm->out, PV_T_THREAD, thread);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
@@ -173,16 +173,12 @@ static int l_spawn_worker(lua_State *L)
     vm_reply_free(&r);
     uint32_t base = id << PV_WORKER_SHIFT;
     /* the worker's own channel: WORKER_EXIT is pushed there */
-    vm_chan_free(v->vm, base); /* a previous worker with the same id */
-    for (vm_chan *c = v->vm->chans; c; c = c->next)
-        if (PV_CHAN_WORKER(c->id) == id && !c->done)
-            c->lost = true; /* what that worker left running is not this one's */
-    vm_chan *ch = vm_chan_open(v->vm);
-    ch->id = base;
+    vm_chan_open_worker(v->vm, base);
     lworker *w = lua_newuserdatauv(L, sizeof(lworker), 1);
     memset(w, 0, sizeof(*w));
     w->base.vm = v->vm;
     w->base.chan_base = base;
+    w->base.classic = v->classic;
     w->id = id;
     w->pid = pid;
     w->uid = -1;
@@ -190,7 +186,7 @@ static int l_spawn_worker(lua_State *L)
     w->site = pv_caller_site(L);
     w->next_live = live_workers;
     live_workers = w;
-    v->vm->who_fn = who_fn;
+    vm_set_who_fn(v->vm, who_fn);
     luaL_setmetatable(L, WORKER_MT);
     lua_pushvalue(L, 1); /* keeps the VM alive */
     lua_setiuservalue(L, -2, 1);
@@ -229,8 +225,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
             return pv_raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
         return 0;
     }
-    vm->chan_base = 0;
-    vm_begin(vm, PV_MSG_WORKER_KILL);
+    vm_begin(vm, PV_MSG_WORKER_KILL); /* a VM request: the worker's channel is closing */
     pv_put_u64(&vm->out, PV_T_WORKER, w->id);
     vm_reply r;
     char err[8192];
@@ -260,7 +255,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
 static size_t in_flight(lworker *w, bool procs_only, uint32_t *ids, size_t max)
 {
     size_t n = 0;
-    for (vm_chan *ch = w->base.vm->chans; ch; ch = ch->next) {
+    for (const vm_chan *ch = vm_chan_first(w->base.vm); ch; ch = ch->next) {
         if (PV_CHAN_WORKER(ch->id) != w->id || ch->id == w->base.chan_base || ch->done || ch->lost)
             continue;
         if (!ch->proc && (procs_only || !ch->await_req))
@@ -294,7 +289,6 @@ static int signal_procs(lua_State *L, lworker *w, int sig)
         pv_put_u64(&vm->out, PV_T_SIGNAL, (uint64_t)sig);
         vm_reply r;
         int gerr = 0;
-        vm->chan_base = w->base.chan_base;
         if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
             if (gerr == ESRCH) /* it exited meanwhile */
                 continue;
@@ -425,6 +419,12 @@ static int l_worker_gc(lua_State *L)
     w->site = NULL;
     while (w->base.items)
         pv_item_remove(&w->base, w->base.items->id);
+    /* its own channel, unless a newer worker was given the same id */
+    bool id_reused = false;
+    for (lworker *l = live_workers; l; l = l->next_live)
+        id_reused |= l->base.vm == w->base.vm && l->base.chan_base == w->base.chan_base;
+    if (w->base.vm && !id_reused)
+        vm_chan_free(w->base.vm, w->base.chan_base);
     w->base.vm = NULL; /* off the list: a later free of the VM cannot reach it */
     return 0;
 }
@@ -450,9 +450,7 @@ static int l_syscall_async(lua_State *L)
     int top = lua_gettop(L);
     if (top - 2 > 6)
         return luaL_error(L, "syscall_async: at most 6 arguments");
-    vm_chan *ch = vm_chan_open(v->vm);
-    uint32_t chan = ch->id;
-    ch->await_req = vm_begin_on(v->vm, PV_MSG_SYSCALL, chan);
+    uint32_t chan = vm_chan_open_await(v->vm, v->chan_base, PV_MSG_SYSCALL)->id;
     pv_buf *b = &v->vm->out;
     pv_put_i64(b, PV_T_NR, nr);
     size_t nbufs = 0;
@@ -485,7 +483,7 @@ static int l_async_await(lua_State *L)
     lua_pop(L, 1);
     int64_t deadline = now_ms() + ms;
     char err[8192];
-    vm_chan *ch;
+    const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done) {
         if (v->vm->state != VM_BOOTED)
             return luaL_error(L, "syscall_async(%d): the VM is %s", (int)a->nr, vm_state_name(v->vm->state));
@@ -513,13 +511,7 @@ static int l_async_await(lua_State *L)
         vm_chan_free(v->vm, a->chan);
         return lua_error(L);
     }
-    if (v->vm->classic) {
-        int64_t ret = pv_msg_i64(&ch->result.msg, PV_T_RET, -1);
-        int64_t e = pv_msg_i64(&ch->result.msg, PV_T_ERRNO, 0);
-        lua_pushinteger(L, ret == -1 && e ? -e : ret);
-    } else {
-        pv_push_syscall_result(L, &ch->result, 0);
-    }
+    pv_push_syscall_value(L, v, &ch->result.msg);
     vm_chan_free(v->vm, a->chan);
     return 1;
 }
@@ -535,7 +527,7 @@ static int l_async_done(lua_State *L)
     lua_getiuservalue(L, 1, 1);
     lvm *v = pv_check_vm(L, -1);
     char err[256];
-    vm_chan *ch;
+    const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done && v->vm->state == VM_BOOTED &&
            vm_pump(v->vm, now_ms(), err, sizeof(err)) == 1) {
     }
@@ -550,7 +542,7 @@ static int l_async_close(lua_State *L)
         return 0;
     a->closed = true;
     lua_getiuservalue(L, 1, 1);
-    lvm *v = luaL_testudata(L, -1, WORKER_MT);
+    lvm *v = pv_test_owner(L, -1);
     if (v && v->vm)
         vm_chan_free(v->vm, a->chan); /* a late result is dropped */
     return 0;
@@ -599,5 +591,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newmetatable(L, ASYNC_MT);
     luaL_newlib(L, async_fns);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_async_close); /* a handle never awaited frees its channel too */
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 }

@@ -44,7 +44,7 @@ static bool can_open(const char *path, char *why, size_t len)
 int runner_doctor(const pv_config *cfg)
 {
     failures = 0;
-    char buf[1024], why[512];
+    char buf[PV_ERR_MAX + 128], why[PV_ERR_MAX]; /* buf: why and a sentence after it */
     /* QEMU */
     char *qemu = find_in_path("qemu-system-x86_64");
     if (qemu) {

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "../lua/lua_api.h"
 #include "../util/util.h"
@@ -34,7 +37,7 @@ static void write_chunk_error(int fd, const char *path, const char *msg)
     lua_setfield(L, -2, "chunk_error");
     lua_newtable(L);
     lua_setfield(L, -2, "tests");
-    char err[256];
+    char err[PV_ERR_MAX];
     char *json = pv_lua_to_json_lossy(L, -1, err, sizeof(err));
     if (json)
         write_report(fd, json);
@@ -42,11 +45,35 @@ static void write_chunk_error(int fd, const char *path, const char *msg)
     lua_close(L);
 }
 
+/* Under ASan a leak must fail the file: the child ends with _exit, which
+ * skips LeakSanitizer's check at exit, and the runner reads the report, not
+ * the exit status. So the check runs before the report is written (what the
+ * live Lua state still points to is not a leak; heap a luaL_error jumped
+ * over is). LeakSanitizer prints to stderr, which is the file's log: the
+ * part it printed becomes the error message (new string), or NULL when
+ * nothing leaked. */
+static char *leak_report(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    off_t start = lseek(2, 0, SEEK_END);
+    if (__lsan_do_recoverable_leak_check() == 0)
+        return NULL;
+    size_t len = 0;
+    char *log = read_whole_file("/proc/self/fd/2", &len);
+    char *msg = xasprintf("LeakSanitizer: C heap leaked while the file ran:\n%.3000s",
+                          log && start >= 0 && (size_t)start <= len ? log + start : "(the report is not readable)");
+    free(log);
+    return msg;
+#else
+    return NULL;
+#endif
+}
+
 int run_file_child(const pv_config *cfg, const char *scratch_root, const char *path, int report_fd, int ctl_fd,
                    child_mode mode, const test_select *sel, const char *shown)
 {
     pv_lua_env env = {cfg, scratch_root, path};
-    char err[4096];
+    char err[PV_ERR_MAX];
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L) {
         write_chunk_error(report_fd, path, err);
@@ -70,7 +97,13 @@ int run_file_child(const pv_config *cfg, const char *scratch_root, const char *p
             rc = 2;
         } else {
             char *json = pv_lua_to_json_lossy(L, -1, err, sizeof(err));
-            if (json) {
+            char *leaks = json ? leak_report() : NULL;
+            if (leaks) {
+                write_chunk_error(report_fd, path, leaks);
+                free(leaks);
+                free(json);
+                rc = 2;
+            } else if (json) {
                 write_report(report_fd, json);
                 free(json);
             } else {

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -268,6 +269,30 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 }
 
 int rm_rf(const char *path) { return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+int64_t disk_usage(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (S_ISREG(st.st_mode))
+        return (int64_t)st.st_blocks * 512;
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    int64_t total = 0;
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *p = xasprintf("%s/%s", path, e->d_name);
+        total += disk_usage(p);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
 
 char *path_dirname(const char *path)
 {

@@ -7,6 +7,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The size of every buffer an error message is written into: one size, so
+ * a message that fits one caller fits them all (a Lua traceback, a path and
+ * the cause can run long; 4 KiB holds them without truncation). */
+#define PV_ERR_MAX 4096
+
 int64_t now_ms(void);
 double now_s(void);
 void sleep_ms(int ms);
@@ -41,6 +46,9 @@ bool file_exists(const char *path);
 bool is_dir(const char *path);
 int mkdir_p(const char *path, int mode);
 int rm_rf(const char *path);
+/* Bytes the regular files at or under path take on disk (st_blocks, so
+ * holes cost nothing); symlinks are not followed. 0 when path is missing. */
+int64_t disk_usage(const char *path);
 /* dirname of path as a new string */
 char *path_dirname(const char *path);
 /* base joined with rel unless rel is absolute; new string */

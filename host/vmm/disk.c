@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define TOOL_TIMEOUT_MS 60000
 #define PC_MAX_DISKS 20

@@ -22,7 +22,7 @@
 
 #include "../util/util.h"
 #include "disk.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define MAX_BLKDEBUG_RULES 4096
 

@@ -20,7 +20,7 @@
 
 #include "../util/util.h"
 #include "disk.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define NBD_DEADLINE_MS 30000
 #define NBD_CHUNK (4u << 20)

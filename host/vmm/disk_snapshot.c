@@ -14,7 +14,7 @@
 
 #include "../util/util.h"
 #include "disk.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 static bool private_file(const vm_disk *d) { return d->file && !d->persist && !d->readonly; }
 

@@ -19,8 +19,9 @@
 #include <unistd.h>
 
 #include "../util/util.h"
-#include "vm.h"
 #include "disk.h"
+#include "rootfs.h"
+#include "vm_internal.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
 
@@ -194,6 +195,8 @@ static int wait_migration(pv_vm *vm, char *err, size_t errlen)
     }
 }
 
+/* QEMU runs an exec: migration URI with /bin/sh -c: every path in one is
+ * quoted with this, so a snapshot directory may hold any character. */
 static char *shell_quote(const char *s)
 {
     strbuf b;
@@ -242,7 +245,7 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
         goto out;
     stopped = resume;
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
-        wait_migration(vm, err, errlen) != 0)
+        wait_migration(vm, err, errlen) != 0 || rootfs_snapshot_save(vm, dir, err, errlen) != 0)
         goto out;
     char zerr[1024];
     if (vm->ram_shared && vm->ram_fd >= 0 && ram_compress(vm->ram_fd, vm->mem_bytes, zst, zerr, sizeof(zerr)) != 0) {
@@ -380,6 +383,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  dir, snap_acpi ? "on" : "off", vm->name, vm->profile.no_acpi ? "off" : "on");
         goto out;
     }
+    if (rootfs_snapshot_restore(vm, dir, err, errlen) != 0) /* the disk's image and overlay */
+        goto out;
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));
     char *zst = xasprintf("%s/ram.zst", dir);
     if (has_ram && !file_exists(ram) && file_exists(zst)) {
@@ -460,9 +465,11 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  vm->qemu_version);
         goto fail;
     }
-    char *q = xasprintf("exec:cat '%s'", state);
-    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", q), NULL, err, errlen);
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat %s", q);
     free(q);
+    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+    free(uri);
     if (r != 0)
         goto fail;
     /* wait until the incoming migration is applied and the guest runs */

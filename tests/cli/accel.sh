@@ -12,8 +12,9 @@ cd "$ROOT" || exit 2
 # shellcheck source=../lib/checks.sh
 . "$ROOT/tests/lib/checks.sh"
 PROVIUM=$ROOT/build/provium
-T=$(mktemp -d /tmp/pvacc.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+# shellcheck source=../lib/cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvacc
 
 P=$T/proj
 mkdir -p "$P"

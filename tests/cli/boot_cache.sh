@@ -8,7 +8,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
-trap 'rm -rf "$T"' EXIT
 
 P=$T/proj
 mkdir -p "$P"

@@ -23,7 +23,6 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/lib/vm_scripts.sh"
 # shellcheck source=../lib/project.sh
 . "$ROOT/tests/lib/project.sh"
-trap 'rm -rf "$T"' EXIT
 export PROVIUM_NO_PROGRESS=1
 unset PROVIUM_SHARD CI_NODE_INDEX CI_NODE_TOTAL BUILDKITE_PARALLEL_JOB BUILDKITE_PARALLEL_JOB_COUNT
 for tool in zstd xmllint; do
@@ -47,7 +46,7 @@ run() {
 # jq-less JSON probes
 pyj() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); $2" "$1"; }
 
-# ---------------------------------------------------------------- timings
+# ---- the inputs several sections share
 
 # a project of eight files with known, different durations (sleep in Lua)
 P=$T/proj
@@ -62,6 +61,17 @@ end)
 LUA
 done
 WD=$P
+
+# synthetic timings: one long file and several short ones; g and h have none
+cat >"$T/syn.json" <<'JSON'
+{"provium_timings": 1, "files": {
+ "t/a.test.lua": {"duration": 100, "updated": 1}, "t/b.test.lua": {"duration": 10, "updated": 1},
+ "t/c.test.lua": {"duration": 30, "updated": 1}, "t/d.test.lua": {"duration": 50, "updated": 1},
+ "t/e.test.lua": {"duration": 20, "updated": 1}, "t/f.test.lua": {"duration": 40, "updated": 1}}}
+JSON
+
+# ---------------------------------------------------------------- timings
+section_timings() {
 run -- --timings "$T/tim.json" t
 begin "a run records every file's duration in --timings FILE, keyed by its path in the project"
 expect_rc 0
@@ -103,16 +113,10 @@ expect_rc 0
 n=$(ls "$PROVIUM_CACHE_DIR"/timings/*.json 2>/dev/null | wc -l)
 [ "$n" = 1 ] || problem "expected one timings file under the cache root, found $n"
 end_check
+}
 
 # ---------------------------------------------------------------- balanced shards
-
-# synthetic timings: one long file and several short ones; g and h have none
-cat >"$T/syn.json" <<'JSON'
-{"provium_timings": 1, "files": {
- "t/a.test.lua": {"duration": 100, "updated": 1}, "t/b.test.lua": {"duration": 10, "updated": 1},
- "t/c.test.lua": {"duration": 30, "updated": 1}, "t/d.test.lua": {"duration": 50, "updated": 1},
- "t/e.test.lua": {"duration": 20, "updated": 1}, "t/f.test.lua": {"duration": 40, "updated": 1}}}
-JSON
+section_balanced_shards() {
 declare -A SHARD
 for k in 1 2 3; do
     run -- list --shard $k/3 --timings "$T/syn.json" t
@@ -203,8 +207,10 @@ expect_rc 2
 expect_out "bad.json"
 expect_out "t/a.test.lua"
 end_check
+}
 
 # ---------------------------------------------------------------- timings merge
+section_timings_merge() {
 
 cat >"$T/m1.json" <<'JSON'
 {"provium_timings": 1, "files": {"t/a.test.lua": {"duration": 5, "updated": 100},
@@ -235,8 +241,10 @@ begin "timings merge of a missing file fails naming it"
 expect_rc 2
 expect_out "nonexistent.json"
 end_check
+}
 
 # ---------------------------------------------------------------- junit merge
+section_junit_merge() {
 
 for k in 1 2 3; do
     run -- --shard $k/3 --timings "$T/syn.json" --junit "$T/j$k.xml" t
@@ -262,8 +270,10 @@ begin "junit merge of a broken report fails naming it"
 expect_rc 2
 expect_out "broken.xml: not a JUnit report"
 end_check
+}
 
 # ---------------------------------------------------------------- --shard auto
+section_shard_auto() {
 
 run -- list --shard 2/3 --timings "$T/syn.json" t
 want=$(grep '\.test\.lua' <<<"$OUT")
@@ -287,8 +297,10 @@ begin "--shard auto with an index past the total is an error quoting the variabl
 expect_rc 2
 expect_out "CI_NODE_INDEX='4'"
 end_check
+}
 
 # ---------------------------------------------------------------- cache export / import
+section_cache_export_import() {
 
 F=$T/fproj
 project_toml "$F"
@@ -439,8 +451,10 @@ expect_out "exported 1 fixture entries"
 expect_out "1 fixtures have no valid cache entry here and were left out"
 end_check
 rm "$F/unbuilt.fixture.lua"
+}
 
 # ---------------------------------------------------------------- CI templates
+section_ci_templates() {
 
 py_check "$ROOT/ci/github-actions.yml" "$ROOT/ci/gitlab-ci.yml" "$ROOT/docs/ci.md" <<'PY'
 import sys, yaml
@@ -492,5 +506,8 @@ PY
 begin "the CI templates parse as YAML and have a shard matrix, caches and JUnit uploads"
 expect_rc 0
 end_check
+}
+
+run_sections timings balanced_shards timings_merge junit_merge shard_auto cache_export_import ci_templates
 
 check_summary

@@ -6,13 +6,13 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
-trap 'rm -rf "$T"' EXIT
 FIX=tests/cli/fixtures/faults
 CONF=$FIX/faults.toml
 
 pv() { pv_timed --config "$CONF" "$@"; }
 
 # ---- item 3: a NUL byte must not lose the file's report, in any format
+section_nul_report() {
 pv -v "$FIX/nul_report.test.lua"
 begin "NUL bytes in a test name, a log line and a failure message: text report"
 expect_rc 1
@@ -46,8 +46,10 @@ expect_out 'ok 1 - '
 expect_out 'not ok 2 - '
 expect_no_out 'without a report'
 end_check
+}
 
 # ---- item 4: a non-regular initrd is refused, not read until memory ends
+section_nonregular_initrd() {
 pv "$FIX/zero_initrd.test.lua"
 begin "initrd = /dev/zero: refused at once with the reason"
 expect_rc 1
@@ -55,8 +57,10 @@ expect_out "initrd /dev/zero is a character device; it must be a regular file"
 expect_no_out "out of memory"
 [ "$ELAPSED" -lt 20000 ] || problem "took $ELAPSED ms"
 end_check
+}
 
 # ---- item 8: a file that times out names its test and what it waited for
+section_timeout_names_test() {
 pv --timeout 4 "$FIX/file_timeout.test.lua"
 begin "a file timeout names the running test and the call it was blocked in"
 expect_rc 1
@@ -68,8 +72,10 @@ pv --json --timeout 4 "$FIX/file_timeout.test.lua"
 begin "the same in --json chunk_error"
 expect_out '"chunk_error":"timed out after 4 s in test '"'"'waits forever'"'"', waiting for VM '"'"'sleeper'"'"
 end_check
+}
 
 # ---- items 12, 13: a caught per-test timeout still fails; a bad meta.timeout
+section_caught_timeouts() {
 # fails its own test only, pointing at the test file
 pv -v "$FIX/sticky_timeout.test.lua"
 begin "a per-test timeout caught by pcall fails the test"
@@ -85,8 +91,10 @@ expect_out "sticky_timeout.test.lua:10: test 'negative timeout'"
 expect_out "2 passed, 3 failed"
 expect_no_out "framework.lua"
 end_check
+}
 
 # ---- item 17: guest bytes cannot drive the user's terminal
+section_terminal_escapes() {
 pv -v "$FIX/escapes.test.lua"
 begin "escape sequences in names, logs and command output are shown, not sent to the terminal"
 expect_rc 1
@@ -96,8 +104,10 @@ expect_out 'log: title \x1B]0;pwned\x07 colour \x1B[31mred'
 expect_out 'cr\x0Dline'
 if printf '%s' "$OUT" | grep -q "$(printf '\033')"; then problem "a raw ESC byte reached the output"; fi
 end_check
+}
 
 # ---- items 1, 15: corrupt, read-only and full fixture caches. A private
+section_fixture_caches() {
 # project with its own copy of the kernel and initrd (so that another user
 # can read them), and its own cache.
 CP=$T/cp
@@ -165,8 +175,10 @@ if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=3m tmpfs "$T/full" 2>/dev/null; 
 else
     echo "ok - full cache filesystem # SKIP needs root to mount a small tmpfs"
 fi
+}
 
 # ---- item 16: stale-run cleanup removes only this user's scratch dirs
+section_stale_run_cleanup() {
 S=$T/st
 mkdir -p "$S/provium-other1" "$S/provium-mine01"
 echo 999999999 >"$S/provium-other1/owner.pid"
@@ -182,5 +194,8 @@ if [ "$(id -u)" = 0 ] && chown -R nobody "$S/provium-other1" 2>/dev/null; then
 else
     echo "ok - stale-run cleanup of other users' dirs # SKIP needs root to chown"
 fi
+}
+
+run_sections nul_report nonregular_initrd timeout_names_test caught_timeouts terminal_escapes fixture_caches stale_run_cleanup
 
 check_summary

@@ -11,8 +11,9 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROVIUM=$ROOT/build/provium
-T=$(mktemp -d /tmp/pvfix.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+# shellcheck source=../lib/cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvfix
 export PROVIUM_CACHE_DIR=$T/cache
 NPASS=0 NFAIL=0
 # shellcheck source=../lib/project.sh

@@ -11,7 +11,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
-trap 'rm -rf "$T"' EXIT
 
 cat >"$T/claims.test.lua" <<'LUA'
 local vm = provium:vm("claims", "default"):boot()

@@ -13,8 +13,9 @@ cd "$ROOT" || exit 2
 PROVIUM=$ROOT/build/provium
 FIX=tests/cli/fixtures/kernel
 [ -f build/kmod-faulty/provium_faulty.ko ] || { echo "Bail out! run 'make kmod-faulty' first" >&2; exit 2; }
-T=$(mktemp -d /tmp/pvkh.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+# shellcheck source=../lib/cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvkh
 
 pv() {
     local t0

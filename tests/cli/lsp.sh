@@ -10,7 +10,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
-trap 'rm -rf "$T"' EXIT
 STUBTEST=$ROOT/tests/e2e/lsp_stubs.test.lua
 
 run() {

@@ -15,37 +15,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/lib/vm_scripts.sh"
 CONF=$ROOT/tests/cli/configs/cli.toml
 REPL_PID=
-cleanup() {
-    [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null
-    local left
-    left=$(qemu_of "$T" | tr '\n' ' ')
-    if [ -n "$left" ]; then
-        echo "# killing leftover QEMU: $left" >&2
-        # shellcheck disable=SC2086 # one PID per word
-        kill -KILL $left 2>/dev/null
-    fi
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# PIDs of live QEMU processes whose command line contains $1.
-qemu_of() {
-    local p
-    for p in $(pgrep '^qemu-system'); do
-        grep -qF -- "$1" "/proc/$p/cmdline" 2>/dev/null || continue
-        [ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$p/stat" 2>/dev/null)" = Z ] || echo "$p"
-    done
-}
-
-# ---------------------------------------------------------------- on a terminal
-
-mkdir -p "$T/pty"
-t0=$(date +%s%N)
-TRANSCRIPT=$(timeout -k 5 $((LIMIT + 180)) python3 "$ROOT/tests/cli/repl_pty.py" "$T/pty" \
-    "$PROVIUM" repl -c "$CONF" default 2>&1)
-RC=$?
-ELAPSED=$((($(date +%s%N) - t0) / 1000000))
+# the EXIT trap of tests/lib/cleanup.sh (vm_scripts.sh) also ends the REPL
+cleanup_hook() { [ -n "$REPL_PID" ] && kill -KILL "$REPL_PID" 2>/dev/null; }
 
 # step NAME: sets OUT to what the REPL printed during that step of the driver
 step() {
@@ -62,6 +33,15 @@ expect_within() {
     s=$(sed -n 's/^### found [a-z]*  \([0-9.]*\)$/\1/p' <<<"$OUT")
     python3 -c "import sys; sys.exit(0 if float('${s:-999}') < $1 else 1)" || problem "the step took ${s:-?} s, expected under $1 s"
 }
+
+# ---------------------------------------------------------------- on a terminal
+section_terminal() {
+mkdir -p "$T/pty"
+t0=$(date +%s%N)
+TRANSCRIPT=$(timeout -k 5 $((LIMIT + 180)) python3 "$ROOT/tests/cli/repl_pty.py" "$T/pty" \
+    "$PROVIUM" repl -c "$CONF" default 2>&1)
+RC=$?
+ELAPSED=$((($(date +%s%N) - t0) / 1000000))
 
 begin "the pty driver ran"
 expect_rc 0
@@ -147,12 +127,13 @@ step exit
 begin "Ctrl-D ends the REPL with status 0 and its QEMU exits"
 expect_found
 n=0
-while [ -n "$(qemu_of "$T/pty")" ] && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
-[ -z "$(qemu_of "$T/pty")" ] || problem "QEMU still running after the REPL ended: $(qemu_of "$T/pty")"
+while [ -n "$(live_qemu "$T/pty")" ] && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
+[ -z "$(live_qemu "$T/pty")" ] || problem "QEMU still running after the REPL ended: $(live_qemu "$T/pty")"
 end_check
+}
 
 # ---------------------------------------------------------------- scripted
-
+section_scripted() {
 # The lines come from a pipe; a SIGINT sent to the REPL's pid (not its
 # process group) while line 2 sleeps must end that line only.
 mkdir -p "$T/pipe"
@@ -189,5 +170,7 @@ RC=$?
 expect_rc 1
 expect_out "the input ended inside an unfinished chunk"
 end_check
+}
 
+run_sections terminal scripted
 check_summary

@@ -17,7 +17,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
 . "$ROOT/tests/lib/vm_scripts.sh"
-trap 'rm -rf "$T"' EXIT
 export PROVIUM_NO_PROGRESS=1
 CHROMIUM=$(command -v chromium || command -v chromium-browser)
 [ -n "$CHROMIUM" ] || { echo "Bail out! chromium is needed (scripts/install-deps.sh installs it)" >&2; exit 2; }

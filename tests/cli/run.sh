@@ -35,54 +35,14 @@ for f in vmlinux initrd.cpio debian-vmlinuz; do
 done
 command -v python3 >/dev/null || { echo "Bail out! python3 is needed" >&2; exit 2; }
 
-# Short: provium ignores a TMPDIR longer than 40 bytes.
-T=$(mktemp -d /tmp/pvcli.XXXXXX)
+# shellcheck source=../lib/cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvcli
 export PROVIUM_CACHE_DIR=$T/cache
-BG_PIDS=()
-
-cleanup() {
-    local p
-    for p in "${BG_PIDS[@]}"; do
-        kill -KILL "$p" 2>/dev/null
-    done
-    # QEMU processes of this script's runs carry $T in their command line.
-    for p in $(live_qemu "$T"); do
-        echo "# killing leftover QEMU $p" >&2
-        kill -KILL "$p" 2>/dev/null
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 FINDINGS=()
 
 # ---------------------------------------------------------------- helpers
-
-# PIDs of live (not zombie) QEMU processes whose command line contains $1.
-live_qemu() {
-    local p cmd st
-    # comm is truncated to 15 characters: "qemu-system-x86"
-    for p in $(pgrep '^qemu-system'); do
-        cmd=$({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
-        case $cmd in
-        *"$1"*) ;;
-        *) continue ;;
-        esac
-        st=$({ sed -n 's/^.*) \(.\).*/\1/p' "/proc/$p/stat"; } 2>/dev/null)
-        [ -n "$st" ] && [ "$st" != Z ] && echo "$p"
-    done
-}
-
-# Waits up to $2 seconds for every QEMU matching $1 to die; true if none left.
-qemu_gone_within() {
-    local deadline=$(($(date +%s%N) + $2 * 1000000000))
-    while [ -n "$(live_qemu "$1")" ]; do
-        [ "$(date +%s%N)" -gt "$deadline" ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
 
 # pv ARGS...: runs provium (bounded by timeout) from the repository root with a
 # private TMPDIR. Sets OUT (stdout+stderr), STDOUT, STDERR, RC, TD, ELAPSED.
@@ -117,6 +77,7 @@ finding() {
 }
 
 # ---------------------------------------------------------------- 1. options
+section_options() {
 
 pv --help
 begin "--help exits 0 and describes usage and --timeout"
@@ -141,6 +102,27 @@ expect_out "no-such-option"
 expect_out "provium --help"
 end_check
 
+# every subcommand answers --help on stdout with its own usage, and refuses
+# an option it does not know by name
+begin "every subcommand's --help exits 0 with its own usage; an unknown option exits 2 naming it"
+for sub in list doctor fixture cache repl lsp-setup timings junit report; do
+    pv "$sub" --help
+    [ "$RC" = 0 ] || problem "provium $sub --help: exit $RC"
+    grep -qF "usage: provium $sub" <<<"$STDOUT" || problem "provium $sub --help: no usage on stdout: $STDOUT"
+    pv "$sub" --no-such-option
+    [ "$RC" = 2 ] || problem "provium $sub --no-such-option: exit $RC, expected 2"
+    grep -qF -- "--no-such-option" <<<"$STDERR" || problem "provium $sub: the error does not name the option: $STDERR"
+    grep -qF "provium $sub --help" <<<"$STDERR" || grep -qF "usage: provium $sub" <<<"$STDERR" ||
+        problem "provium $sub: the error does not point at the help: $STDERR"
+done
+pv list --jobs 2 "$FIX/fail"
+[ "$RC" = 2 ] && grep -qF "provium list: --jobs only applies to a run" <<<"$STDERR" ||
+    problem "list --jobs: exit $RC, $STDERR"
+pv --fixtures "$FIX/fail"
+[ "$RC" = 2 ] && grep -qF -- "--fixtures only applies to 'provium list'" <<<"$STDERR" ||
+    problem "--fixtures on a run: exit $RC, $STDERR"
+end_check
+
 pv --timeout soon "$FIX/fail"
 begin "an unparsable --timeout exits 2 and quotes the value"
 expect_rc 2
@@ -153,8 +135,10 @@ begin "--jobs 0 exits 2"
 expect_rc 2
 expect_out "--jobs"
 end_check
+}
 
 # ---------------------------------------------------------------- 2. paths
+section_paths() {
 
 pv --config "$CONF" "$FIX/no-such-dir/x.test.lua"
 begin "a nonexistent path exits 2 and names the path"
@@ -168,8 +152,10 @@ begin "a directory without test files says 'no *.test.lua files found' and exits
 expect_rc 0
 expect_out "no *.test.lua files found"
 end_check
+}
 
 # ---------------------------------------------------------------- 3. results
+section_results() {
 
 pv --config "$CONF" tests/cli/fixtures/pass
 begin "a passing file: exit 0, PASS line with counts, summary line"
@@ -222,8 +208,10 @@ expect_rc 1
 expect_re '^ERROR tests/cli/fixtures/toplevel/toplevel\.test\.lua \(0 passed, 0 failed, 0 skipped\)'
 expect_out "toplevel.test.lua:5: setup exploded at top level"
 end_check
+}
 
 # ---------------------------------------------------------------- 4. configuration
+section_configuration() {
 
 pv --config "$CLI/configs/malformed.toml" "$FIX/fail"
 begin "malformed TOML: exit 2, message has file:line:col"
@@ -314,8 +302,10 @@ begin "provium.toml is found upwards from the working directory; roots and relat
 expect_rc 0
 expect_re '^PASS .*found\.test\.lua \(1 passed, 0 failed, 0 skipped\)'
 end_check
+}
 
 # ---------------------------------------------------------------- 5./6. boot failures
+section_boot_failures() {
 
 pv --config "$CONF" tests/cli/fixtures/panic
 begin "kernel panic during boot: fails fast, names the VM, quotes the console panic"
@@ -352,8 +342,10 @@ end_check
 pv --config "$CONF" tests/cli/fixtures/guest_panic
 grep -qF "Kernel panic" <<<"$OUT" ||
     finding "without -v, a guest panic's failure message quotes only the last 15 console lines (the call trace); the 'Kernel panic - not syncing' line itself is cut off"
+}
 
 # ---------------------------------------------------------------- 7. timeout
+section_timeout() {
 
 pv --config "$CONF" --timeout 3s tests/cli/fixtures/timeout
 begin "--timeout 3s on a 'sleep 60': TIMEOUT line, exit 1, no QEMU left"
@@ -365,8 +357,10 @@ expect_faster_than 20
 expect_no_qemu "$TD" 2
 expect_no_scratch "$TD"
 end_check
+}
 
 # ---------------------------------------------------------------- 8. crashes
+section_crashes() {
 
 pv --config "$CONF" -j 1 tests/cli/fixtures/crash
 begin "crashing test processes (os.exit, SIGSEGV): CRASH lines, exit 1, the next file still passes"
@@ -379,8 +373,10 @@ expect_re '^PASS tests/cli/fixtures/crash/c_pass\.test\.lua \(1 passed'
 expect_re '^3 files: 1 passed, 2 failed'
 expect_no_qemu "$TD" 2
 end_check
+}
 
 # ---------------------------------------------------------------- 9. interrupts
+section_interrupts() {
 
 # Starts provium in the background on the sleeping test (SIGINT reset to its
 # default: bash makes background jobs ignore it), waits for its QEMU, then
@@ -455,8 +451,10 @@ expect_no_qemu "$TD" 5
 end_check
 [ -n "$SCRATCH" ] && [ -e "$SCRATCH" ] &&
     finding "after SIGKILL to provium its scratch directory $(basename "$SCRATCH") (per-VM dirs, console logs, file logs) is left behind in \$TMPDIR"
+}
 
 # ---------------------------------------------------------------- 10. --json
+section_json() {
 
 pv --config "$CONF" --json tests/cli/fixtures/pass tests/cli/fixtures/fail tests/cli/fixtures/skip
 JSON_OUT=$STDOUT
@@ -502,8 +500,10 @@ for l in lines:
 assert not bad, "tests should be [] but: " + "; ".join(bad)
 EOF
 end_check
+}
 
 # ---------------------------------------------------------------- 11. VM cleanup
+section_vm_cleanup() {
 
 pv --config "$CONF" -j 1 tests/cli/fixtures/cleanup
 begin "errors raised after booting VMs (in a test, at top level) leave no QEMU behind"
@@ -515,8 +515,10 @@ expect_out "b_error_at_top.test.lua:3: raised at top level after booting"
 expect_no_qemu "$TD" 0
 expect_no_scratch "$TD"
 end_check
+}
 
 # ---------------------------------------------------------------- 12. framework semantics
+section_framework() {
 
 pv --config "$CONF" -v tests/cli/fixtures/framework
 begin "framework: sticky failures, per-test timeouts (guest wait and Lua loop), console tails"
@@ -552,8 +554,10 @@ expect_rc 1
 expect_out "reset_between_tests: cannot take the baseline"
 expect_out "reset.test.lua:4"
 end_check
+}
 
 # ---------------------------------------------------------------- 13. repl, lsp-setup, --watch
+section_repl_lsp_watch() {
 
 begin "repl: a booted VM bound to vm, expressions print, errors set the exit status"
 OUT=$(cd "$ROOT" && printf 'vm:run("echo repl-ok").stdout\n6*7\nerror("boom")\n' |
@@ -621,6 +625,9 @@ if [ -w /dev/shm ]; then
     expect_no_out "File exists"
     end_check
 fi
+}
+
+run_sections options paths results configuration boot_failures timeout crashes interrupts json vm_cleanup framework repl_lsp_watch
 
 # ---------------------------------------------------------------- summary
 

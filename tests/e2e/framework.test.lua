@@ -80,3 +80,45 @@ end)
 test("per-test timeout", {timeout = 0.5}, function(t)
   t:log("this test has meta.timeout = 0.5; it finishes in time")
 end)
+
+-- The lossy encoder (event payloads, reports) escapes NUL as \x00; the plain
+-- json.encode writes \u0000. A metamethod raising in the middle of a lossy
+-- encode must not leave the next plain encode lossy.
+test("a raising lossy encode leaves json.encode exact", function(t)
+  local P = debug.getregistry()["provium.P"]
+  t:assert_eq(json.encode("a\0b"), '"a\\u0000b"')
+  local raising = setmetatable({[1] = 1, [3] = 3}, {__index = function() error("index raised") end})
+  local ok, err = pcall(P.event, "lossy_probe", {payload = raising, text = "x\0y"})
+  if ok then t:skip("P.event is a no-op outside the runner") end
+  t:assert_contains(err, "index raised")
+  t:assert_eq(json.encode("a\0b"), '"a\\u0000b"')
+end)
+
+-- The lab snapshot's directory helpers take a path as a path: quotes, $(...)
+-- and a leading dash once broke out of the shell command lines
+-- framework.lua built (rm -rf '...', mkdir -p '...', du -sk '...').
+test("the path helpers of lab snapshots take any path literally", function(t)
+  local P = debug.getregistry()["provium.P"]
+  local base = os.tmpname()
+  os.remove(base)
+  t:assert(P.make_dirs(base))
+  local marker = base .. "/ran"
+  local odd = base .. "/-rf it's \"$(touch " .. marker .. ")\" `touch " .. marker .. "` a b"
+  local nested = odd .. "/lab.dc1"
+  t:assert_eq(P.make_dirs(nested), true)
+  local f = assert(io.open(nested .. "/ram", "w"))
+  f:write(string.rep("x", 10000))
+  f:close()
+  t:assert(P.disk_usage(odd) >= 10000, "disk_usage counts the file under the odd path")
+  t:assert_eq(P.disk_usage(odd), P.disk_usage(nested .. "/ram"))
+  local ok, why = P.make_dirs(nested .. "/ram")
+  t:assert_eq(ok, nil)
+  t:assert_contains(why, "cannot create directory " .. nested .. "/ram: it exists and is not a directory")
+  P.remove_tree(odd)
+  t:assert_eq(io.open(nested .. "/ram"), nil)
+  t:assert_eq(io.open(marker), nil, "nothing in the path ran")
+  t:assert_eq(P.disk_usage(odd), 0)
+  P.remove_tree(odd) -- a missing path is not an error
+  P.remove_tree(base)
+  t:assert_eq(io.open(base), nil)
+end)

@@ -63,6 +63,33 @@ test("lab snapshot and restore keep the members consistent", function(t)
   t:assert_eq(snap:size(), 0)
 end)
 
+-- The directory of a lab snapshot is made and emptied by C helpers, not by
+-- shell command lines: a quote, $(...) or a leading dash in it is just a name.
+test("a lab snapshot into an oddly named directory", function(t)
+  local base = os.tmpname()
+  os.remove(base)
+  local marker = base .. "-ran"
+  local dir = base .. "/-rf it's $(touch " .. marker .. ") a b"
+  local lab = provium:lab("odd")
+  local sub = lab:lab("rack")
+  local v = sub:vm("v", "default"):boot()
+  v:write_file("/tmp/v", "v1")
+  t:assert_eq(lab:snapshot(dir), dir)
+  local f = assert(io.open(dir .. "/lab.json"))
+  local index = json.decode(f:read("a"))
+  f:close()
+  t:assert_eq(index.sub_labs[1].members[1].name, "v")
+  t:assert_eq(io.open(marker), nil, "nothing in the path ran")
+  local stale = assert(io.open(dir .. "/stale", "w"))
+  stale:close()
+  t:assert_eq(lab:snapshot(dir), dir) -- again into the same directory: emptied first
+  t:assert_eq(io.open(dir .. "/stale"), nil, "the directory was emptied")
+  t:assert(io.open(dir .. "/lab.json"), "the second snapshot wrote lab.json")
+  t:assert_eq(io.open(marker), nil)
+  v:shutdown()
+  os.execute("rm -rf '" .. base .. "'") -- base itself is a plain os.tmpname()
+end)
+
 test("lab fixtures restore every member into a fresh sub-lab", function(t)
   local lab = provium:lab_fixture("pair")
   t:assert_eq(lab.a:read_file("/etc/role"), "server")

@@ -4,6 +4,23 @@
 # runner function; a failed expectation records a problem, and end_check
 # prints "ok - ..." or "not ok - ..." with the problems and the output.
 # check_summary prints the totals and returns non-zero if any check failed.
+#
+# Sections: a script puts each group of checks in a function section_NAME
+# and ends with `run_sections NAME...`, which runs them in that order. The
+# script's arguments (or ONLY="NAME..." in the environment) pick sections:
+#     tests/cli/run.sh                 every section
+#     tests/cli/run.sh timeout json    only those two
+#     ONLY=timeout tests/cli/run.sh    the same through the environment
+#     tests/cli/run.sh -l              the section names, one a line
+# Code outside the sections (set-up, a final summary check) always runs. A
+# script without sections runs whole and says that it ignored the names.
+# Section bodies are not indented, so their heredocs and multi-line strings
+# stay exactly as they were written.
+
+# What the command line selected: sourced without arguments, this file sees
+# the script's own "$@".
+# shellcheck disable=SC2206 # ONLY is a list of words
+CHECKS_SELECTED=(${ONLY:-} "$@")
 
 NPASS=0
 NFAIL=0
@@ -41,10 +58,34 @@ end_check() {
 check_summary() {
     local end
     end=$(date +%s.%N)
+    if [ ${#CHECKS_SELECTED[@]} -gt 0 ] && [ -z "${CHECKS_IN_SECTIONS:-}" ]; then
+        echo "# note: this script has no sections; every check ran (ignored: ${CHECKS_SELECTED[*]})"
+    fi
     echo
     printf '# %d checks: %d passed, %d failed; %.1fs\n' $((NPASS + NFAIL)) "$NPASS" "$NFAIL" \
         "$(python3 -c "print($end - $CHECKS_START)")"
     local f
     for f in "${FAILED[@]}"; do echo "# FAILED: $f"; done
     [ "$NFAIL" -eq 0 ]
+}
+# run_sections NAME...: runs section_NAME for each NAME the command line
+# selected (all when it selected none); -l lists the names instead. An
+# unknown name is a bail-out, so a typo never passes as "0 checks failed".
+run_sections() {
+    local name known
+    for name in "${CHECKS_SELECTED[@]}"; do
+        if [ "$name" = -l ]; then
+            printf '%s\n' "$@"
+            exit 0
+        fi
+        for known in "$@"; do [ "$name" = "$known" ] && continue 2; done
+        echo "Bail out! no section named '$name' (sections: $*)" >&2
+        exit 2
+    done
+    CHECKS_IN_SECTIONS=1
+    for name in "$@"; do
+        if [ ${#CHECKS_SELECTED[@]} -eq 0 ] || [[ " ${CHECKS_SELECTED[*]} " == *" $name "* ]]; then
+            "section_$name"
+        fi
+    done
 }

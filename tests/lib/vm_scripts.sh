@@ -4,7 +4,8 @@
 # LIMIT (PROVIUM_CLI_LIMIT, default 120 s, bounds any single provium run),
 # bails out without a build or python3, and makes T, a short private scratch
 # directory (provium ignores a TMPDIR over 40 bytes) that also holds the
-# guest-initrd cache. The script removes T in its EXIT trap.
+# guest-initrd cache, removed with every QEMU of the script by the EXIT trap
+# of tests/lib/cleanup.sh.
 cd "$ROOT" || exit 2
 # shellcheck source=checks.sh
 . "$ROOT/tests/lib/checks.sh"
@@ -14,7 +15,9 @@ for f in "$PROVIUM" "$ROOT/build/image/vmlinux" "$ROOT/build/image/initrd.cpio";
     [ -e "$f" ] || { echo "Bail out! $f is missing; run 'make all image'" >&2; exit 2; }
 done
 command -v python3 >/dev/null || { echo "Bail out! python3 is needed" >&2; exit 2; }
-T=$(mktemp -d /tmp/pvvm.XXXXXX)
+# shellcheck source=cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvvm
 export PROVIUM_CACHE_DIR=$T/cache
 # pv_timed ARGS...: runs provium with ARGS (bounded by LIMIT, TMPDIR=T),
 # setting OUT (stdout and stderr), RC and ELAPSED (ms).

@@ -28,22 +28,15 @@ for tool in python3 xmllint prove; do
     command -v $tool >/dev/null || { echo "Bail out! $tool is needed" >&2; exit 2; }
 done
 
-T=$(mktemp -d /tmp/pvrun.XXXXXX)
+# shellcheck source=../lib/cleanup.sh
+. "$ROOT/tests/lib/cleanup.sh"
+scratch_dir pvrun
 # a private copy: a concurrent `make` must not swap the binary mid-run
 cp "$ROOT/build/provium" "$T/provium" || exit 2
 PROVIUM=$T/provium
 export PROVIUM_CACHE_DIR=$T/cache
 export PROVIUM_RERUN_STATE=$T/rerun.json
 export PROVIUM_NO_PROGRESS=1
-cleanup() {
-    local p
-    for p in $(pgrep '^qemu-system'); do
-        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$T" && kill -KILL "$p" 2>/dev/null
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 RUN_N=0
 pv() {
@@ -68,6 +61,7 @@ py() {
 }
 
 # ---------------------------------------------------------------- counts and exit codes
+section_exit_codes() {
 
 pv $FIX/basic/pass.test.lua $FIX/basic/skip.test.lua
 begin "passing and skipping files: exit 0, counts in the summary"
@@ -112,8 +106,10 @@ expect_re '^TIMEOUT tests/runner/fixtures/hang/loop\.test\.lua'
 expect_re '^CRASH tests/runner/fixtures/crash/exit\.test\.lua'
 expect_re '^PASS tests/runner/fixtures/basic/pass\.test\.lua'
 end_check
+}
 
 # ---------------------------------------------------------------- claims
+section_claims() {
 
 pv --save-events $T/claims.jsonl $FIX/claim
 begin "claims: an impossible claim is reported for its file, a second claim errors, small claims run"
@@ -137,8 +133,10 @@ last = [e for e in ev if e["kind"] == "pool_state"][-1]["payload"]
 assert last["used"]["memory_bytes"] == 0 and last["used"]["cpus"] == 0, "pool not back to empty: %r" % last
 ' "$T/claims.jsonl"
 end_check
+}
 
 # ---------------------------------------------------------------- --coverage, --no-preflight
+section_coverage() {
 
 PV_PATH=/usr/bin:/bin pv --coverage $FIX/basic/pass.test.lua
 begin "--coverage without provium-coverage on PATH: exit 2 with a pointer"
@@ -160,8 +158,10 @@ expect_rc 0
 grep -q '^--from ' "$T/cov/args" 2>/dev/null || problem "provium-coverage args: $(cat "$T/cov/args" 2>&1)"
 grep -q '"kind":"run_completed"' "$T/cov/events" 2>/dev/null || problem "no events reached provium-coverage"
 end_check
+}
 
 # ---------------------------------------------------------------- VM boots charged to claims and the pool
+section_vm_charges() {
 
 # pressure gating off: both files must be running at once to hold and wait
 PROVIUM_PSI_THRESHOLD=off pv --json --mem 4G --cpus 2 --timeout 60 --save-events $T/dl.jsonl $FIX/deadlock
@@ -225,8 +225,10 @@ begin "a pool too small for one default VM: exit 2 with an explanation"
 expect_rc 2
 expect_out "cannot hold one default VM"
 end_check
+}
 
 # ---------------------------------------------------------------- -j and pressure
+section_jobs_pressure() {
 
 # py_no_overlap EVENTS: no two files were running at once (dispatch..completed)
 NO_OVERLAP='
@@ -262,8 +264,10 @@ expect_rc 0
 py "$NO_OVERLAP" "$T/psi.jsonl"
 grep -q '"reason":"psi_pressure"' "$T/psi.jsonl" || problem "no file_blocked with reason psi_pressure"
 end_check
+}
 
 # ---------------------------------------------------------------- two VM files whose claims do not fit together
+section_claims_do_not_fit() {
 
 # pressure gating off: the second file must be dispatched and then wait for its claim
 PROVIUM_PSI_THRESHOLD=off pv --cpus 3 --save-events $T/vm.jsonl $FIX/vm
@@ -319,8 +323,10 @@ sleep 1
 pgrep -f "$TD/provium-" >/dev/null && problem "processes of the run are still alive: $(pgrep -af "$TD/provium-" | head -3)"
 ls -d "$TD"/provium-* >/dev/null 2>&1 && problem "scratch directory left behind"
 end_check
+}
 
 # ---------------------------------------------------------------- --json
+section_json() {
 
 pv --json $FIX/basic $FIX/crash
 begin "--json: one object per file in the upstream shape"
@@ -345,8 +351,10 @@ c = by["tests/runner/fixtures/crash/exit.test.lua"]
 assert c["passed"] is False and "status 3" in c["chunk_error"] and c["tests"] == [], c
 ' "$STDOUT"
 end_check
+}
 
 # ---------------------------------------------------------------- --junit
+section_junit() {
 
 pv --timeout 2s --junit $T/junit.xml $FIX/basic $FIX/crash $FIX/hang
 begin "--junit: valid against tests/runner/junit.xsd; suites, cases, failures, skips, errors"
@@ -380,8 +388,10 @@ for c in root.iter("testcase"):
     float(c.get("time"))
 ' "$T/junit.xml"
 end_check
+}
 
 # ---------------------------------------------------------------- --tap
+section_tap() {
 
 pv --tap $FIX/basic $FIX/crash
 begin "--tap: TAP version 14 that prove reads (failures, skips, the crash)"
@@ -451,8 +461,10 @@ pv --tap --json $FIX/basic
 begin "--tap with --json is a usage error"
 expect_rc 2
 end_check
+}
 
 # ---------------------------------------------------------------- --save-events
+section_save_events() {
 
 pv --save-events $T/ev.jsonl $FIX/basic/fail.test.lua $FIX/basic/skip.test.lua
 begin "--save-events: ts/kind/payload lines for files, tests, pool"
@@ -473,8 +485,10 @@ assert sorted(c.values()) == ["failed", "passed"], c
 assert kinds.count("file_discovered") == 2
 ' "$T/ev.jsonl"
 end_check
+}
 
 # ---------------------------------------------------------------- selection
+section_selection() {
 
 pv -v --filter slow $FIX/basic
 begin "--filter matching a path runs only that file"
@@ -721,8 +735,10 @@ expect_out "--cpu-overcommit 100 clamped to 8"
 pv --cpu-overcommit 1.5 "$T/empty"
 expect_no_out "clamped"
 end_check
+}
 
 # ---------------------------------------------------------------- subcommands
+section_subcommands() {
 
 pv list $FIX/basic $FIX/vm
 begin "provium list: files and test names, without booting VMs"
@@ -761,8 +777,10 @@ begin "provium doctor without QEMU on PATH: FAIL line, non-zero exit"
 [ "$RC" != 0 ] || problem "exit 0"
 expect_re '^FAIL +qemu '
 end_check
+}
 
 # ---------------------------------------------------------------- KTAP sub-tests
+section_ktap() {
 # t:ktap and vm:kselftest (on the local profile) in text, -v, --json, --junit and --tap
 
 # 5 tests (1 passed, 4 failed) and 12 sub-tests (6 passed, 4 failed, 2 skipped)
@@ -850,6 +868,9 @@ assert re.search(r"^    ok 3 - .* / demo / demo_later # SKIP needs hardware$", t
 assert re.search(r"^not ok 1 - tests/runner/fixtures/ktap/ktap\.test\.lua: kunit text with a failing case$", tap, re.M), tap
 ' "$T/ktap.json" "$T/ktap.xml" "$T/ktap14.tap"
 end_check
+}
+
+run_sections exit_codes claims coverage vm_charges jobs_pressure claims_do_not_fit json junit tap save_events selection subcommands ktap
 
 # ---------------------------------------------------------------- summary
 

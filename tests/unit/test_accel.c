@@ -11,18 +11,20 @@
 #include "../../host/vmm/accel.h"
 #include "check.h"
 
-int main(void)
+TEST(banner_under_tcg)
 {
     const char *kernel = "build/image/vmlinux";
     if (access(kernel, R_OK) == 0) {
-        set_case("banner under tcg");
         accel_verdict v;
         accel_probe_run("tcg", kernel, "microvm", &v);
         CHECKF(v.kvm, "the probe did not see the banner: %s", v.reason);
     } else {
         printf("note: %s missing (run make image); banner case skipped\n", kernel);
     }
-    set_case("not a kernel");
+}
+
+TEST(not_a_kernel)
+{
     char tmpl[] = "/tmp/pvaccel-XXXXXX";
     int fd = mkstemp(tmpl);
     CHECK(fd >= 0 && write(fd, "junk", 4) == 4);
@@ -33,20 +35,22 @@ int main(void)
     CHECKF(strstr(v.reason, "invalid kernel header") != NULL, "reason does not quote QEMU: %s", v.reason);
     CHECKF(strstr(v.reason, "did not run") != NULL, "reason: %s", v.reason);
     unlink(tmpl);
+}
 
-    set_case("requested");
+TEST(requested)
+{
     char err[200];
     unsetenv("PROVIUM_ACCEL");
     pv_profile p = {0};
-    CHECK(strcmp(accel_requested(&p, err, sizeof(err)), "auto") == 0);
+    CHECK_EQ_STR(accel_requested(&p, err, sizeof(err)), "auto");
     p.accel = "tcg";
-    CHECK(strcmp(accel_requested(&p, err, sizeof(err)), "tcg") == 0);
+    CHECK_EQ_STR(accel_requested(&p, err, sizeof(err)), "tcg");
     setenv("PROVIUM_ACCEL", "kvm", 1);
-    CHECK(strcmp(accel_requested(&p, err, sizeof(err)), "kvm") == 0);
+    CHECK_EQ_STR(accel_requested(&p, err, sizeof(err)), "kvm");
     setenv("PROVIUM_ACCEL", "fast", 1);
     CHECK(accel_requested(&p, err, sizeof(err)) == NULL);
     CHECKF(strstr(err, "PROVIUM_ACCEL") != NULL, "%s", err);
     unsetenv("PROVIUM_ACCEL");
-    printf("test_accel: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
 }
+
+CHECK_MAIN()

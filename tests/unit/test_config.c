@@ -39,7 +39,7 @@ static int parse(const char *text, pv_config *c, char *err, size_t errlen)
     return config_parse(text, strlen(text), TOML_PATH, c, err, errlen);
 }
 
-static void test_profile_singular(void)
+TEST(profile_singular)
 {
     set_case("[profile.NAME]");
     const char *text = "# comment\n"
@@ -54,7 +54,7 @@ static void test_profile_singular(void)
     if (CHECKF(parse(text, &c, err, sizeof(err)) == 0, "config_parse failed: %s", err)) {
         CHECK_STR(c.path, TOML_PATH);
         CHECK_STR(c.dir, "/some/dir");
-        CHECK(c.nprofiles == 1);
+        CHECK_EQ_INT(c.nprofiles, 1);
         const pv_profile *p = config_profile(&c, "alpine");
         if (CHECK(p != NULL)) {
             CHECK_STR(p->name, "alpine");
@@ -79,7 +79,7 @@ static void test_profile_singular(void)
     CHECK(c.profiles == NULL && c.nprofiles == 0 && c.path == NULL);
 }
 
-static void test_profile_plural(void)
+TEST(profile_plural)
 {
     set_case("[profiles.NAME]");
     const char *text = "[profiles.debian]\n"
@@ -112,7 +112,7 @@ static void test_profile_plural(void)
     pv_config c;
     char err[512];
     if (CHECKF(parse(text, &c, err, sizeof(err)) == 0, "config_parse failed: %s", err)) {
-        CHECK(c.nprofiles == 3);
+        CHECK_EQ_INT(c.nprofiles, 3);
         const pv_profile *p = config_profile(&c, "debian");
         if (CHECK(p != NULL)) {
             CHECK_STR(p->kernel, "/some/dir/k/vmlinuz");
@@ -173,7 +173,7 @@ static void test_profile_plural(void)
     config_free(&c);
 }
 
-static void test_both_spellings_and_home(void)
+TEST(both_spellings_and_home)
 {
     set_case("both spellings side by side, ~/ paths");
     const char *home = getenv("HOME");
@@ -204,7 +204,7 @@ static void test_both_spellings_and_home(void)
 
     set_case("empty file");
     if (CHECKF(parse("", &c, err, sizeof(err)) == 0, "%s", err)) {
-        CHECK(c.nprofiles == 0);
+        CHECK_EQ_INT(c.nprofiles, 0);
         char *names = config_profile_names(&c);
         CHECK_STR(names, "(none)");
         free(names);
@@ -212,7 +212,7 @@ static void test_both_spellings_and_home(void)
     config_free(&c);
 }
 
-static void test_provium_section(void)
+TEST(provium_section)
 {
     set_case("[provium]");
     const char *text = "[provium]\n"
@@ -229,14 +229,14 @@ static void test_provium_section(void)
         }
         CHECK_STR(c.cache_dir, "/some/dir/cache");
         CHECK(c.cache_max_size == 5LL * 1024 * 1024 * 1024);
-        CHECK(c.nprofiles == 0);
+        CHECK_EQ_INT(c.nprofiles, 0);
     }
     config_free(&c);
 
     set_case("[provium] cache_max_size as an integer");
     if (CHECKF(parse("[provium]\ncache_max_size = 1048576\nroots = []\n", &c, err, sizeof(err)) == 0, "%s", err)) {
-        CHECK(c.cache_max_size == 1048576);
-        CHECK(c.nroots == 0);
+        CHECK_EQ_INT(c.cache_max_size, 1048576);
+        CHECK_EQ_INT(c.nroots, 0);
     }
     config_free(&c);
 }
@@ -267,7 +267,7 @@ static void expect_error(int srcline, const char *label, const char *text, int l
 #define EXPECT_ERROR(label, text, line, what) expect_error(__LINE__, label, text, line, what)
 
 /* A profile without a kernel loads: only the boots that use it fail. */
-static void test_profile_without_kernel(void)
+TEST(profile_without_kernel)
 {
     set_case("a profile without a kernel loads");
     pv_config c;
@@ -286,7 +286,7 @@ static void test_profile_without_kernel(void)
     config_free(&c);
 }
 
-static void test_errors(void)
+TEST(errors)
 {
     EXPECT_ERROR("unknown key in [profile.x]", "[profile.x]\nkernel = \"k\"\nkernal = \"k\"\n", 3,
                  "unknown key 'kernal' in [profile.x]");
@@ -351,8 +351,51 @@ static void test_errors(void)
     EXPECT_ERROR("malformed TOML: garbage line", "[profile.x]\nkernel = \"a\"\n!!!\n", 3, "");
 }
 
+/* rootfs and rootfs_writable: the disk-boot keys (docs/configuration.md). */
+TEST(rootfs_keys)
+{
+    set_case("rootfs relative path and rootfs_writable");
+    const char *text = "[profiles.disk]\nkernel = \"k\"\nrootfs = \"images/root.ext4\"\nrootfs_writable = true\n"
+                       "[profiles.ro]\nkernel = \"k\"\nrootfs = \"/abs/root.ext4\"\n"
+                       "[profiles.off]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = false\n";
+    pv_config c;
+    char err[512];
+    if (CHECKF(parse(text, &c, err, sizeof(err)) == 0, "config_parse failed: %s", err)) {
+        const pv_profile *p = config_profile(&c, "disk");
+        if (CHECK(p != NULL)) {
+            CHECK_STR(p->rootfs, "/some/dir/images/root.ext4");
+            CHECK(p->rootfs_writable);
+            pv_profile copy;
+            profile_copy(&copy, p);
+            CHECK(copy.rootfs_writable && copy.rootfs != p->rootfs && streq(copy.rootfs, p->rootfs));
+            profile_free(&copy);
+        }
+        p = config_profile(&c, "ro");
+        if (CHECK(p != NULL))
+            CHECK(streq(p->rootfs, "/abs/root.ext4") && !p->rootfs_writable); /* read-only by default */
+        p = config_profile(&c, "off");
+        if (CHECK(p != NULL))
+            CHECK(!p->rootfs_writable);
+    }
+    config_free(&c);
+
+    EXPECT_ERROR("rootfs_writable not a bool", "[profiles.x]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = 1\n",
+                 4, "rootfs_writable must be true or false");
+    EXPECT_ERROR("rootfs_writable as a string",
+                 "[profiles.x]\nkernel = \"k\"\nrootfs = \"r\"\nrootfs_writable = \"yes\"\n", 4,
+                 "rootfs_writable must be true or false");
+    EXPECT_ERROR("rootfs_writable without rootfs", "[profiles.x]\nkernel = \"k\"\nrootfs_writable = true\n", 1,
+                 "profile 'x' sets rootfs_writable but no rootfs image to write to");
+    EXPECT_ERROR("rootfs not a string", "[profiles.x]\nkernel = \"k\"\nrootfs = 3\n", 3,
+                 "rootfs must be a string, not integer");
+    EXPECT_ERROR("rootfs on a local profile", "[profiles.x]\nlocal = true\nrootfs = \"r\"\n", 1,
+                 "sets rootfs and local = true");
+    EXPECT_ERROR("rootfs_writable is listed as a known key", "[profiles.x]\nkernel = \"k\"\nrootfs_writeable = true\n",
+                 3, "known keys: kernel, initrd, rootfs, rootfs_writable,");
+}
+
 /* Regression tests for bugs found by these tests and since fixed. */
-static void test_known_bugs(void)
+TEST(known_bugs)
 {
     /* config.c parse_profile: `toml_int(v) * 1000` overflows int64 (UB; UBSan aborts). */
     EXPECT_ERROR("regression: boot_timeout overflow", "[profiles.x]\nkernel = \"k\"\nboot_timeout = 9223372036854775807\n",
@@ -390,7 +433,7 @@ static bool any_ancestor_has_config(const char *dir)
     return found;
 }
 
-static void test_load(void)
+TEST(load)
 {
     char err[1024];
     pv_config c;
@@ -398,7 +441,7 @@ static void test_load(void)
     set_case("config_load of a nonexistent explicit path");
     const char *missing = "/nonexistent-provium-dir/sub/provium.toml";
     err[0] = 0;
-    CHECK(config_load(missing, &c, err, sizeof(err)) == -1);
+    CHECK_EQ_INT(config_load(missing, &c, err, sizeof(err)), -1);
     CHECKF(strstr(err, missing) != NULL, "message \"%s\" does not name the path", err);
     CHECKF(strstr(err, strerror(ENOENT)) != NULL, "message \"%s\" does not give the reason", err);
     config_free(&c);
@@ -412,7 +455,7 @@ static void test_load(void)
 
     /* a/b/c with provium.toml in a */
     char *a = xasprintf("%s/a", root), *b = xasprintf("%s/a/b", root), *cdir = xasprintf("%s/a/b/c", root);
-    CHECK(mkdir_p(cdir, 0755) == 0);
+    CHECK_EQ_INT(mkdir_p(cdir, 0755), 0);
     char *cfg_a = write_file(a, "provium.toml", "[profile.found]\nkernel = \"kernels/vmlinuz\"\n");
 
     set_case("config_load with an explicit existing path");
@@ -428,7 +471,7 @@ static void test_load(void)
     config_free(&c);
 
     set_case("config_load with an explicit relative path");
-    if (CHECK(chdir(root) == 0)) {
+    if (CHECK_EQ_INT(chdir(root), 0)) {
         if (CHECKF(config_load("a/provium.toml", &c, err, sizeof(err)) == 0, "%s", err)) {
             CHECK_STR(c.path, cfg_a);
             CHECK_STR(c.dir, a);
@@ -437,7 +480,7 @@ static void test_load(void)
     }
 
     set_case("config_load(NULL) searches upwards from a/b/c");
-    if (CHECK(chdir(cdir) == 0)) {
+    if (CHECK_EQ_INT(chdir(cdir), 0)) {
         if (CHECKF(config_load(NULL, &c, err, sizeof(err)) == 0, "%s", err)) {
             CHECK_STR(c.path, cfg_a);
             CHECK_STR(c.dir, a);
@@ -448,7 +491,7 @@ static void test_load(void)
 
     set_case("config_load(NULL) prefers the nearest provium.toml");
     char *cfg_b = write_file(b, "provium.toml", "[profiles.nearer]\nkernel = \"/k\"\n");
-    if (CHECK(chdir(cdir) == 0)) {
+    if (CHECK_EQ_INT(chdir(cdir), 0)) {
         if (CHECKF(config_load(NULL, &c, err, sizeof(err)) == 0, "%s", err)) {
             CHECK_STR(c.path, cfg_b);
             CHECK(config_profile(&c, "nearer") != NULL && config_profile(&c, "found") == NULL);
@@ -457,7 +500,7 @@ static void test_load(void)
     }
 
     set_case("config_load(NULL) finds one in the working directory itself");
-    if (CHECK(chdir(b) == 0)) {
+    if (CHECK_EQ_INT(chdir(b), 0)) {
         if (CHECKF(config_load(NULL, &c, err, sizeof(err)) == 0, "%s", err))
             CHECK_STR(c.path, cfg_b);
         config_free(&c);
@@ -465,9 +508,9 @@ static void test_load(void)
 
     set_case("config_load(NULL) reports errors of the file it found");
     char *bad = write_file(b, "provium.toml", "[profiles.nearer]\nkernel = \"/k\"\nbogus = 1\n");
-    if (CHECK(chdir(cdir) == 0)) {
+    if (CHECK_EQ_INT(chdir(cdir), 0)) {
         err[0] = 0;
-        CHECK(config_load(NULL, &c, err, sizeof(err)) == -1);
+        CHECK_EQ_INT(config_load(NULL, &c, err, sizeof(err)), -1);
         char *want = xasprintf("%s:3:", cfg_b);
         CHECKF(strstr(err, want) != NULL, "message \"%s\" lacks \"%s\"", err, want);
         free(want);
@@ -477,10 +520,10 @@ static void test_load(void)
 
     set_case("config_load(NULL) without any provium.toml");
     char *lone = xasprintf("%s/lone/dir", root);
-    CHECK(mkdir_p(lone, 0755) == 0);
+    CHECK_EQ_INT(mkdir_p(lone, 0755), 0);
     if (any_ancestor_has_config(lone)) {
         printf("test_config: skipping the no-config case: an ancestor of %s has a provium.toml\n", lone);
-    } else if (CHECK(chdir(lone) == 0)) {
+    } else if (CHECK_EQ_INT(chdir(lone), 0)) {
         if (CHECKF(config_load(NULL, &c, err, sizeof(err)) == 0, "%s", err)) {
             CHECK(c.path == NULL);
             CHECK_STR(c.dir, lone);
@@ -490,7 +533,7 @@ static void test_load(void)
         config_free(&c);
     }
 
-    CHECK(chdir(old) == 0);
+    CHECK_EQ_INT(chdir(old), 0);
     rm_rf(root);
     free(lone);
     free(cfg_a);
@@ -503,9 +546,8 @@ static void test_load(void)
 
 /* The `disks` key: each source kind, relative paths, defaults, and the
  * combinations disk_spec_check refuses. */
-static void test_disks(void)
+TEST(disks)
 {
-    set_case("disks");
     const char *text = "[profiles.d]\nkernel = \"k\"\n"
                        "disks = [{ size = \"64M\", id = \"scratch\" },\n"
                        "         { path = \"img/base.qcow2\", format = \"qcow2\", readonly = true },\n"
@@ -564,17 +606,4 @@ static void test_disks(void)
                  "disks: readonly must be true or false");
 }
 
-int main(void)
-{
-    test_disks();
-    test_profile_singular();
-    test_profile_plural();
-    test_both_spellings_and_home();
-    test_provium_section();
-    test_profile_without_kernel();
-    test_errors();
-    test_known_bugs();
-    test_load();
-    printf("test_config: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
-}
+CHECK_MAIN()

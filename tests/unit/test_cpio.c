@@ -119,9 +119,8 @@ static bool hex8(const char *p, unsigned *out)
     return true;
 }
 
-static void test_structure(const char *a, size_t len)
+static void check_structure(const char *a, size_t len)
 {
-    set_case("archive structure");
     CHECKF(len % 4 == 0, "archive length %zu is not a multiple of 4", len);
     size_t off = 0, idx = 0;
     unsigned inodes[MAXE + 1];
@@ -194,7 +193,7 @@ static int run_sh(const char *cmd)
     return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void test_listing(const char *archive, const char *tmp)
+static void check_listing(const char *archive, const char *tmp)
 {
     set_case("cpio -it");
     char cmd[PATH_MAX * 3], out[PATH_MAX], errf[PATH_MAX];
@@ -246,13 +245,13 @@ static void test_listing(const char *archive, const char *tmp)
     free(list);
 }
 
-static void test_extract(const char *archive, const char *tmp)
+static void check_extract(const char *archive, const char *tmp)
 {
     set_case("cpio -idm --no-absolute-filenames");
     char dest[PATH_MAX], cmd[PATH_MAX * 4], errf[PATH_MAX];
     snprintf(dest, sizeof(dest), "%s/root", tmp);
     snprintf(errf, sizeof(errf), "%s/extract.err", tmp);
-    CHECK(mkdir(dest, 0755) == 0);
+    CHECK_EQ_INT(mkdir(dest, 0755), 0);
     snprintf(cmd, sizeof(cmd), "cd '%s' && cpio -idm --no-absolute-filenames --quiet < '%s' 2> '%s'", dest, archive,
              errf);
     CHECKF(run_sh(cmd) == 0, "`%s` failed", cmd);
@@ -293,13 +292,13 @@ static void test_extract(const char *archive, const char *tmp)
     char out[PATH_MAX];
     snprintf(out, sizeof(out), "%s/find.txt", tmp);
     snprintf(cmd, sizeof(cmd), "cd '%s' && find . -mindepth 1 | wc -l > '%s'", dest, out);
-    CHECK(run_sh(cmd) == 0);
+    CHECK_EQ_INT(run_sh(cmd), 0);
     char *count = read_whole_file(out, NULL);
     CHECKF(count && (size_t)atol(count) == nwant, "%s entries on disk, expected %zu", count ? count : "?", nwant);
     free(count);
 }
 
-static void test_small_cases(void)
+TEST(small_cases)
 {
     set_case("empty archive is only a trailer");
     cpio_writer w;
@@ -312,9 +311,9 @@ static void test_small_cases(void)
     set_case("cpio_add_parents of a path without directories adds nothing");
     cpio_init(&w);
     cpio_add_parents(&w, "file");
-    CHECK(w.out.len == 0);
+    CHECK_EQ_INT(w.out.len, 0);
     cpio_add_parents(&w, "/file");
-    CHECK(w.out.len == 0);
+    CHECK_EQ_INT(w.out.len, 0);
     cpio_add_parents(&w, "a/b");
     CHECK(w.out.len > 0 && strcmp(w.out.s + 110, "a") == 0);
     size_t one = w.out.len;
@@ -341,7 +340,7 @@ static void dir_names(const cpio_writer *w, char *out, size_t outlen)
 
 /* Parents that the base initramfs already has are not re-added: the kernel
  * would apply the entry's 0755/root to /tmp (1777) or /home/user (uid 1000). */
-static void test_known_dirs(const char *tmp)
+static void check_known_dirs(const char *tmp)
 {
     set_case("cpio_know_dirs: GNU cpio archives, concatenated");
     char cmd[4096];
@@ -388,29 +387,34 @@ static void test_known_dirs(const char *tmp)
     free(base);
 }
 
-int main(void)
+/* The archive build() makes, and the temporary directory the cases extract
+ * it into: made once by make_archive, removed by remove_archive. */
+static char tmp[] = "/tmp/provium-test-cpio-XXXXXX";
+static char archive[PATH_MAX];
+static cpio_writer built;
+
+static bool make_archive(void)
 {
-    char tmp[] = "/tmp/provium-test-cpio-XXXXXX";
     if (!mkdtemp(tmp)) {
         perror("mkdtemp");
-        return 1;
+        return false;
     }
     umask(022);
-    cpio_writer w;
-    build(&w);
-    test_structure(w.out.s, w.out.len);
-
-    char archive[PATH_MAX];
+    build(&built);
     snprintf(archive, sizeof(archive), "%s/test.cpio", tmp);
-    set_case("write archive");
-    if (CHECK(write_whole_file(archive, w.out.s, w.out.len, 0644) == 0)) {
-        test_listing(archive, tmp);
-        test_extract(archive, tmp);
-    }
-    cpio_free(&w);
-    test_small_cases();
-    test_known_dirs(tmp);
-    rm_rf(tmp);
-    printf("test_cpio: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    set_case("write %s", archive);
+    return CHECK_EQ_INT(write_whole_file(archive, built.out.s, built.out.len, 0644), 0);
 }
+
+static void remove_archive(void)
+{
+    cpio_free(&built);
+    rm_rf(tmp);
+}
+
+TEST(structure) { check_structure(built.out.s, built.out.len); }
+TEST(listing) { check_listing(archive, tmp); }
+TEST(extract) { check_extract(archive, tmp); }
+TEST(known_dirs) { check_known_dirs(tmp); }
+
+int main(int argc, char **argv) { return check_main(argc, argv, make_archive, remove_archive); }

@@ -50,46 +50,53 @@ static kreport_list scan(const char *text)
     return l;
 }
 
-int main(void)
+TEST(warn)
 {
-    set_case("warn");
     kreport_list l = scan(warn_splat);
-    CHECK(l.n == 1);
+    CHECK_EQ_INT(l.n, 1);
     if (l.n == 1) {
-        CHECK(strcmp(l.v[0].kind, "warning") == 0);
+        CHECK_EQ_STR(l.v[0].kind, "warning");
         CHECKF(strcmp(l.v[0].title, "kernel WARNING in provium_faulty_warn+0x0/0x3 [provium_faulty]") == 0, "%s",
                l.v[0].title);
         CHECK(strstr(l.v[0].text, "cut here") && strstr(l.v[0].text, "end trace"));
         CHECK(!strstr(l.v[0].text, "crng") && !strstr(l.v[0].text, "taints kernel"));
     }
     kreport_list_free(&l);
+}
 
-    set_case("oops");
-    l = scan(oops_splat);
-    CHECK(l.n == 1); /* BUG + Oops lines are one report */
+TEST(oops)
+{
+    kreport_list l = scan(oops_splat);
+    CHECK_EQ_INT(l.n, 1); /* BUG + Oops lines are one report */
     if (l.n == 1) {
-        CHECK(strcmp(l.v[0].kind, "oops") == 0);
+        CHECK_EQ_STR(l.v[0].kind, "oops");
         CHECKF(strstr(l.v[0].title, "in provium_faulty_oops+0xb/0x13 [provium_faulty]") != NULL, "%s", l.v[0].title);
     }
     kreport_list_free(&l);
+}
 
-    set_case("kasan");
-    l = scan(kasan_splat);
-    CHECK(l.n == 1);
+TEST(kasan)
+{
+    kreport_list l = scan(kasan_splat);
+    CHECK_EQ_INT(l.n, 1);
     if (l.n == 1) {
-        CHECK(strcmp(l.v[0].kind, "kasan") == 0);
+        CHECK_EQ_STR(l.v[0].kind, "kasan");
         CHECKF(strcmp(l.v[0].title, "kernel KASAN: slab-out-of-bounds in demo_write+0x5a/0x90 [demo]") == 0, "%s",
                l.v[0].title);
         CHECK(strstr(l.v[0].text, "after") == NULL);
     }
     kreport_list_free(&l);
+}
 
-    set_case("lockdep");
-    l = scan(lockdep_splat);
+TEST(lockdep)
+{
+    kreport_list l = scan(lockdep_splat);
     CHECK(l.n == 1 && strcmp(l.v[0].kind, "lockdep") == 0);
     kreport_list_free(&l);
+}
 
-    set_case("others");
+TEST(other_kinds)
+{
     struct {
         const char *line, *kind;
     } one[] = {
@@ -103,30 +110,36 @@ int main(void)
         {"BUG: scheduling while atomic: sh/70/0x00000002\n", "bug"},
     };
     for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
-        l = scan(one[i].line);
+        kreport_list l = scan(one[i].line);
         CHECKF(l.n == 1 && strcmp(l.v[0].kind, one[i].kind) == 0, "%s -> %s", one[i].line,
                l.n ? l.v[0].kind : "(none)");
         kreport_list_free(&l);
     }
+}
 
-    set_case("not reports");
+TEST(not_reports)
+{
     const char *quiet = "a WARNING: in the middle is not a marker\nprintk: BUG: quoted\nLinux version 6.1\n"
                         "the word Oops: inside\n";
-    l = scan(quiet);
+    kreport_list l = scan(quiet);
     CHECKF(l.n == 0, "%zu reports in ordinary lines", l.n);
     kreport_list_free(&l);
+}
 
-    set_case("kmsg records");
+TEST(kmsg_records)
+{
     const char rec[] = "4,120,5000,-;------------[ cut here ]------------\n SUBSYSTEM=x\n 4,121,5001,-;hi\n"
                        "6,122,5002,c;plain; with semicolon\n";
     char *text = kmsg_to_text(rec, sizeof(rec) - 1);
     CHECKF(strcmp(text, "------------[ cut here ]------------\nplain; with semicolon\n") == 0, "%s", text);
     free(text);
+}
 
-    set_case("taint");
+TEST(taint)
+{
     char *t = kreport_taint_text((1u << 9) | (1u << 12));
     CHECKF(strcmp(t, "W (warning), O (out-of-tree module)") == 0, "%s", t);
     free(t);
-    printf("test_kreport: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
 }
+
+CHECK_MAIN()

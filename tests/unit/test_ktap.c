@@ -107,7 +107,7 @@ static void corpus(const char *file, const char *suite, tally want, const char *
     free(text);
 }
 
-static void test_corpus(void)
+TEST(corpus)
 {
     corpus("kunit-test_is_test_passed-all_passed.log", NULL, (tally){10, 0, 0, 0},
            "sysctl_test / sysctl_test_dointvec_single_greater_int_max", KTAP_PASS);
@@ -142,7 +142,7 @@ static void test_corpus(void)
 }
 
 /* the diagnostics before a failed case reach it */
-static void test_failure_diag(void)
+TEST(failure_diag)
 {
     set_case("failure diagnostics");
     size_t len;
@@ -177,7 +177,7 @@ static void inline_case(const char *what, const char *text, const char *suite, t
     ktap_free(root);
 }
 
-static void test_directives(void)
+TEST(directives)
 {
     const char *t = "KTAP version 1\n"
                     "1..6\n"
@@ -220,7 +220,7 @@ static void test_directives(void)
     ktap_free(root);
 }
 
-static void test_plans_and_bail(void)
+TEST(plans_and_bail)
 {
     inline_case("short of the plan", "KTAP version 1\n1..3\nok 1 a\nok 2 b\n", NULL, (tally){2, 1, 0, 0});
     inline_case("more than planned", "KTAP version 1\n1..1\nok 1 a\nok 2 b\n", NULL, (tally){2, 1, 0, 0});
@@ -245,7 +245,7 @@ static void test_plans_and_bail(void)
                 NULL, (tally){0, 0, 1, 0});
 }
 
-static void test_nesting(void)
+TEST(nesting)
 {
     /* KTAP v1 with spaces, a parameterised case three levels deep */
     const char *t = "KTAP version 1\n"
@@ -265,7 +265,7 @@ static void test_nesting(void)
     ktap_cases c;
     parse_text(t, strlen(t), NULL, &root, &c);
     set_case("three levels");
-    CHECK(c.n == 3);
+    CHECK_EQ_INT(c.n, 3);
     const ktap_case *k = find(&c, "suite / param_case / param-1");
     CHECK(k && k->status == KTAP_FAIL);
     CHECK(find(&c, "suite / param_case / param-0") && find(&c, "suite / simple"));
@@ -307,7 +307,7 @@ static void test_nesting(void)
         "ok 3 selftests: kcmp: kcmp_test\n";
     parse_text(t, strlen(t), NULL, &root, &c);
     set_case("run_kselftest.sh collection");
-    CHECK(c.n == 4);
+    CHECK_EQ_INT(c.n, 4);
     k = find(&c, "selftests: timers: nanosleep / CLOCK_TAI");
     CHECK(k && k->status == KTAP_FAIL);
     k = find(&c, "selftests: size: get_size");
@@ -323,7 +323,7 @@ static void test_nesting(void)
                 (tally){1, 0, 0, 0});
 }
 
-static void test_no_ktap(void)
+TEST(no_ktap)
 {
     set_case("no KTAP");
     ktap_node *root = ktap_parse("hello\nworld\n", 12);
@@ -354,7 +354,7 @@ static void test_no_ktap(void)
 }
 
 /* kselftest binaries' output captured in the default guest (see the corpus README) */
-static void test_kselftest_corpus(void)
+TEST(kselftest_corpus)
 {
     static const struct {
         const char *file, *name;
@@ -366,15 +366,4 @@ static void test_kselftest_corpus(void)
         corpus(files[i].file, "bin", files[i].want, files[i].name, KTAP_PASS);
 }
 
-int main(void)
-{
-    test_corpus();
-    test_failure_diag();
-    test_directives();
-    test_plans_and_bail();
-    test_nesting();
-    test_no_ktap();
-    test_kselftest_corpus();
-    printf("test_ktap: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
-}
+CHECK_MAIN()

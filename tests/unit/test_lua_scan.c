@@ -33,9 +33,8 @@ static const char *scan(const char *src)
         CHECKF(strcmp(got_, want) == 0, "source %s\n  expected [%s]\n  got      [%s]", #src, want, got_);          \
     } while (0)
 
-int main(void)
+TEST(call_forms)
 {
-    set_case("call forms");
     EXPECT("local vm = provium:vm_fixture(\"base\")", ".vm_fixture=base;");
     EXPECT("provium.fixture('classic')", ".fixture=classic;");
     EXPECT("provium:fixture\"x\" provium:fixture'y'", ".fixture=x;.fixture=y;");
@@ -45,8 +44,10 @@ int main(void)
     EXPECT("provium:vm_fixture(\"a\", {x = 1})", ".vm_fixture=a;");
     EXPECT("provium:vm_fixture ( \"spaced\" )", ".vm_fixture=spaced;");
     EXPECT("x = f(\n  \"multi\"\n)", "f=multi;");
+}
 
-    set_case("not a literal argument");
+TEST(not_a_literal)
+{
     EXPECT("provium:vm_fixture(name)", "");
     EXPECT("provium:vm_fixture(\"a\" .. suffix)", "");
     EXPECT("provium:vm_fixture((\"paren\"))", "");
@@ -54,15 +55,19 @@ int main(void)
     EXPECT("function provium.fixture(name) end", "");
     EXPECT("return \"fixture\"", "");
     EXPECT("local s = fixture_name", "");
+}
 
-    set_case("the string of the issue");
+TEST(the_string_of_the_issue)
+{
     EXPECT("local vm = provium:vm(\"f\", \"default\"):boot()\n"
            "vm:write_file(\"/etc/marker\", \"from-fixture\")\n"
            "vm:run(\"cat /etc/marker\"):assert_ok()\n"
            "return vm:snapshot()\n",
            ".vm=f;.write_file=/etc/marker;.run=cat /etc/marker;");
+}
 
-    set_case("names in strings");
+TEST(names_in_strings)
+{
     EXPECT("vm:run('echo fixture\"x\"')", ".run=echo fixture\"x\";");
     EXPECT("vm:run(\"lua -e 'require(\\\"evil\\\")'\")", ".run=lua -e 'require(\"evil\")';");
     EXPECT("local s = \"provium:vm_fixture('inner')\"", "");
@@ -70,40 +75,50 @@ int main(void)
     EXPECT("local s = \"a\\\\\" provium:fixture('after_backslash')", ".fixture=after_backslash;");
     EXPECT("local s = \"line\\\ncontinued require('no')\" require('yes')", "require=yes;");
     EXPECT("local s = \"\\z\n   skipped require('no')\" require'yes'", "require=yes;");
+}
 
-    set_case("long brackets");
+TEST(long_brackets)
+{
     EXPECT("local s = [[ provium:vm_fixture(\"no\") ]] provium:vm_fixture(\"yes\")", ".vm_fixture=yes;");
     EXPECT("local s = [==[ ]] provium:vm_fixture(\"no\") ]=] ]==] require(\"yes\")", "require=yes;");
     EXPECT("f [==[\nfirst newline dropped]==]", "f=first newline dropped;");
     EXPECT("local t = a[b[1]] provium:fixture'x'", ".fixture=x;");
     EXPECT("local s = [=[ unterminated require('no')", "");
+}
 
-    set_case("comments");
+TEST(comments)
+{
     EXPECT("-- provium:vm_fixture(\"no\")\nprovium:vm_fixture(\"yes\")", ".vm_fixture=yes;");
     EXPECT("--[[ require(\"no\")\n provium:fixture('no') ]] require('yes')", "require=yes;");
     EXPECT("--[==[ ]] require(\"no\") ]==] require('yes')", "require=yes;");
     EXPECT("--[ not long: require('no')\nrequire('yes')", "require=yes;");
     EXPECT("x = 1 - -1 require('minus')", "require=minus;");
     EXPECT("#!/usr/bin/env provium require('shebang')\nrequire('after')", "require=after;");
+}
 
-    set_case("escapes decode");
+TEST(escapes_decode)
+{
     EXPECT("f('\\x41\\66\\u{48}\\n')", "f=ABH\n;");
     EXPECT("f'\\u{20AC}'", "f=\xE2\x82\xAC;");
     EXPECT("f\"tab\\tq\\\"\"", "f=tab\tq\";");
+}
 
-    set_case("numbers and operators");
+TEST(numbers_and_operators)
+{
     EXPECT("x = 1e-5 + 0x1p+4 .. require('n')", "require=n;");
     EXPECT("local a = b..require('concat')", "require=concat;");
     EXPECT("goto done ::done:: require('label')", "require=label;");
     EXPECT("print(...) require('vararg')", "require=vararg;");
+}
 
-    set_case("line numbers");
+TEST(line_numbers)
+{
     {
         const char *src = "--[[ one\ntwo ]]\nlocal s = [[\nthree\n]]\nlocal t = 'a\\\nb'\nrequire('eight')";
         int line = 0;
         lua_scan_calls(src, strlen(src), line_of, &line);
         CHECKF(line == 8, "require('eight') reported on line %d", line);
     }
-    printf("test_lua_scan: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
 }
+
+CHECK_MAIN()

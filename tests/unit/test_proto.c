@@ -233,9 +233,9 @@ static void roundtrip(const pv_msg_spec *s, bool all, bool text)
     CHECK(le_get(b.buf + 4, 4) == chan);
     CHECK(le_get(b.buf + 8, 4) == req);
     CHECK(le_get(b.buf + 12, 2) == s->type);
-    CHECK(le_get(b.buf + 14, 2) == 0);
+    CHECK_EQ_INT(le_get(b.buf + 14, 2), 0);
     pv_hdr h;
-    CHECK(pv_hdr_decode(b.buf, &h) == 0);
+    CHECK_EQ_INT(pv_hdr_decode(b.buf, &h), 0);
     CHECK(h.len == b.len - PV_HDR_SIZE && h.chan == chan && h.req == req && h.type == s->type && h.flags == 0);
     uint8_t *payload = malloc(h.len ? h.len : 1);
     memcpy(payload, b.buf + PV_HDR_SIZE, h.len);
@@ -297,7 +297,7 @@ static void schema_negative(const pv_msg_spec *s)
             char err[256];
             int rc = decode_raw(s->type, r.buf, r.len, &m, &copy, err, sizeof(err));
             if (CHECKF(rc == 0, "decode failed: %s", err)) {
-                CHECK(pv_msg_count(&m, f->tag) == 2);
+                CHECK_EQ_INT(pv_msg_count(&m, f->tag), 2);
                 pv_msg_free(&m);
             }
             free(copy);
@@ -332,7 +332,7 @@ static void schema_negative(const pv_msg_spec *s)
         if (!known)
             unknown[nu++] = (uint16_t)t;
     }
-    CHECK(nu == 3);
+    CHECK_EQ_INT(nu, 3);
     for (int u = 0; u < nu; u++) {
         for (int where = 0; where < 2; where++) {
             set_case("%s: unknown tag %u (%s)", s->name, unknown[u], where ? "last" : "first");
@@ -381,7 +381,7 @@ static void schema_negative(const pv_msg_spec *s)
 
 /* ---- tests ---- */
 
-static void test_schema_roundtrips(void)
+TEST(schema_roundtrips)
 {
     int found = 0;
     bool seen_known[64] = {0};
@@ -423,12 +423,12 @@ static void test_schema_roundtrips(void)
                                     PV_MSG_FILE_DATA,   PV_MSG_WRITE_FILE, PV_MSG_SHUTDOWN};
     for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
         CHECKF(seen_known[must[i]], "type %u from the enum has no schema", must[i]);
-    CHECK(strcmp(pv_msg_name(PV_MSG_EXEC_RESULT), "EXEC_RESULT") == 0);
-    CHECK(strcmp(pv_msg_name(PV_MSG_READY), "READY") == 0);
+    CHECK_EQ_STR(pv_msg_name(PV_MSG_EXEC_RESULT), "EXEC_RESULT");
+    CHECK_EQ_STR(pv_msg_name(PV_MSG_READY), "READY");
     printf("schema: %d message types covered\n", found);
 }
 
-static void test_unknown_types(void)
+TEST(unknown_types)
 {
     set_case("unknown message types");
     uint8_t payload[1] = {0};
@@ -453,7 +453,7 @@ static void test_unknown_types(void)
     expect_reject(__LINE__, 0, &r, "unknown message type 0");
 }
 
-static void test_header(void)
+TEST(header)
 {
     set_case("header encode/decode");
     pv_hdr h = {0x11223344u, 0x55667788u, 0x99AABBCCu, 0xDDEEu, 0xF00Fu}, d;
@@ -461,11 +461,11 @@ static void test_header(void)
     pv_hdr_encode(&h, out);
     static const uint8_t want[PV_HDR_SIZE] = {0x44, 0x33, 0x22, 0x11, 0x88, 0x77, 0x66, 0x55,
                                               0xCC, 0xBB, 0xAA, 0x99, 0xEE, 0xDD, 0x0F, 0xF0};
-    CHECK(memcmp(out, want, PV_HDR_SIZE) == 0);
-    CHECK(pv_hdr_decode(out, &d) == -1); /* 0x11223344 > limit */
+    CHECK_EQ_INT(memcmp(out, want, PV_HDR_SIZE), 0);
+    CHECK_EQ_INT(pv_hdr_decode(out, &d), -1); /* 0x11223344 > limit */
     h.len = PV_MAX_PAYLOAD;
     pv_hdr_encode(&h, out);
-    CHECK(pv_hdr_decode(out, &d) == 0);
+    CHECK_EQ_INT(pv_hdr_decode(out, &d), 0);
     CHECK(d.len == h.len && d.chan == h.chan && d.req == h.req && d.type == h.type && d.flags == h.flags);
 
     set_case("header announcing more than PV_MAX_PAYLOAD");
@@ -486,7 +486,7 @@ static void test_header(void)
     }
 }
 
-static void test_empty_and_edge_payloads(void)
+TEST(empty_and_edge_payloads)
 {
     set_case("PING with an empty payload");
     pv_hdr h = {0, 0, 1, PV_MSG_PING, 0};
@@ -505,12 +505,12 @@ static void test_empty_and_edge_payloads(void)
     r.len = 0;
     raw_field(&r, PV_T_PATH, 0, NULL, 0);
     uint8_t *copy;
-    if (CHECK(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)) == 0)) {
+    if (CHECK_EQ_INT(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)), 0)) {
         char *s = pv_msg_strdup(&m, PV_T_PATH);
         CHECK(s && *s == 0);
         free(s);
         /* integer accessors on a bytes field of the wrong size return the default */
-        CHECK(pv_msg_u64(&m, PV_T_PATH, 99) == 99);
+        CHECK_EQ_INT(pv_msg_u64(&m, PV_T_PATH, 99), 99);
         pv_msg_free(&m);
     }
     free(copy);
@@ -518,7 +518,7 @@ static void test_empty_and_edge_payloads(void)
     set_case("integer accessor on an 8-byte bytes field");
     r.len = 0;
     raw_field(&r, PV_T_PATH, 8, "\x01\x00\x00\x00\x00\x00\x00\x80", 8);
-    if (CHECK(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)) == 0)) {
+    if (CHECK_EQ_INT(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)), 0)) {
         CHECK(pv_msg_u64(&m, PV_T_PATH, 0) == 0x8000000000000001ull);
         CHECK(pv_msg_i64(&m, PV_T_PATH, 0) == (int64_t)0x8000000000000001ull);
         pv_msg_free(&m);
@@ -532,9 +532,9 @@ static void test_empty_and_edge_payloads(void)
     pv_put_u64(&b, PV_T_STATUS, UINT64_MAX);
     pv_put_i64(&b, PV_T_EXIT_CODE, INT64_MIN);
     pv_put_u64(&b, PV_T_SIGNAL, 0);
-    CHECK(pv_frame_end(&b) == 0);
-    CHECK(pv_hdr_decode(b.buf, &h) == 0);
-    if (CHECK(decode_raw(h.type, b.buf + PV_HDR_SIZE, h.len, &m, &copy, err, sizeof(err)) == 0)) {
+    CHECK_EQ_INT(pv_frame_end(&b), 0);
+    CHECK_EQ_INT(pv_hdr_decode(b.buf, &h), 0);
+    if (CHECK_EQ_INT(decode_raw(h.type, b.buf + PV_HDR_SIZE, h.len, &m, &copy, err, sizeof(err)), 0)) {
         CHECK(pv_msg_u64(&m, PV_T_STATUS, 0) == UINT64_MAX);
         CHECK(pv_msg_i64(&m, PV_T_EXIT_CODE, 0) == INT64_MIN);
         CHECK(pv_msg_has(&m, PV_T_SIGNAL) && pv_msg_u64(&m, PV_T_SIGNAL, 5) == 0);
@@ -546,7 +546,7 @@ static void test_empty_and_edge_payloads(void)
     set_case("bytes with NUL refused by pv_msg_strdup, kept by pv_msg_get");
     r.len = 0;
     raw_field(&r, PV_T_PATH, 5, "ab\0cd", 5);
-    if (CHECK(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)) == 0)) {
+    if (CHECK_EQ_INT(decode_raw(PV_MSG_READ_FILE, r.buf, r.len, &m, &copy, err, sizeof(err)), 0)) {
         CHECK(pv_msg_strdup(&m, PV_T_PATH) == NULL);
         const pv_field *f = pv_msg_get(&m, PV_T_PATH);
         CHECK(f && f->len == 5 && memcmp(f->data, "ab\0cd", 5) == 0);
@@ -560,29 +560,29 @@ static void test_empty_and_edge_payloads(void)
     memset(small, 'x', sizeof(small));
     pv_hdr sh = {(uint32_t)r.len, 0, 0, PV_MSG_READ_FILE, 0};
     uint8_t one[1];
-    CHECK(pv_msg_decode(&sh, one, &m, small, sizeof(small)) == -1);
+    CHECK_EQ_INT(pv_msg_decode(&sh, one, &m, small, sizeof(small)), -1);
     CHECK(memchr(small, 0, sizeof(small)) != NULL);
 }
 
-static void test_multiple_frames_one_buffer(void)
+TEST(multiple_frames_one_buffer)
 {
     set_case("several frames in one pv_buf");
     pv_buf b;
     pv_buf_init(&b);
     pv_frame_begin(&b, PV_MSG_PING, 1, 10);
     pv_put_str(&b, PV_T_ECHO, "first");
-    CHECK(pv_frame_end(&b) == 0);
+    CHECK_EQ_INT(pv_frame_end(&b), 0);
     pv_frame_begin(&b, PV_MSG_OK, 2, 11);
-    CHECK(pv_frame_end(&b) == 0);
+    CHECK_EQ_INT(pv_frame_end(&b), 0);
     pv_frame_begin(&b, PV_MSG_READ_FILE, 3, 12);
     pv_put_str(&b, PV_T_PATH, "/etc/hostname");
-    CHECK(pv_frame_end(&b) == 0);
+    CHECK_EQ_INT(pv_frame_end(&b), 0);
     size_t off = 0;
     int n = 0;
     static const uint16_t types[] = {PV_MSG_PING, PV_MSG_OK, PV_MSG_READ_FILE};
     while (off + PV_HDR_SIZE <= b.len && n < 3) {
         pv_hdr h;
-        CHECK(pv_hdr_decode(b.buf + off, &h) == 0);
+        CHECK_EQ_INT(pv_hdr_decode(b.buf + off, &h), 0);
         CHECKF(h.type == types[n] && h.chan == (uint32_t)n + 1 && h.req == (uint32_t)n + 10, "frame %d header", n);
         CHECKF(off + PV_HDR_SIZE + h.len <= b.len, "frame %d overruns the buffer", n);
         pv_msg m;
@@ -605,7 +605,7 @@ static void test_multiple_frames_one_buffer(void)
     CHECK(b.buf == NULL && b.len == 0 && b.cap == 0);
 }
 
-static void test_encode_limit(void)
+TEST(encode_limit)
 {
     pv_buf b;
     static const uint8_t small[16];
@@ -618,7 +618,7 @@ static void test_encode_limit(void)
     pv_put_bytes(&b, PV_T_DATA, small, (size_t)PV_MAX_PAYLOAD + 1);
     CHECK(b.failed);
     CHECKF(b.cap == cap_before, "buffer grew to %zu bytes for a refused field", b.cap);
-    CHECK(pv_frame_end(&b) == -1);
+    CHECK_EQ_INT(pv_frame_end(&b), -1);
     pv_put_bytes(&b, PV_T_DATA, small, SIZE_MAX);
     CHECK(b.cap == cap_before && pv_frame_end(&b) == -1);
     /* further puts on a failed frame stay failed and do not grow the buffer */
@@ -639,7 +639,7 @@ static void test_encode_limit(void)
     pv_frame_begin(&b, PV_MSG_FILE_DATA, 0, 3);
     pv_put_bytes(&b, PV_T_DATA, big, PV_MAX_PAYLOAD - PV_FIELD_HDR_SIZE);
     CHECK(!b.failed);
-    if (CHECK(pv_frame_end(&b) == 0)) {
+    if (CHECK_EQ_INT(pv_frame_end(&b), 0)) {
         pv_hdr h;
         CHECK(pv_hdr_decode(b.buf, &h) == 0 && h.len == PV_MAX_PAYLOAD);
         pv_msg m;
@@ -675,14 +675,14 @@ static void test_encode_limit(void)
     pv_put_bytes(&b, PV_T_STDERR, big, PV_MAX_PAYLOAD / 2);
     CHECK(b.failed);
     CHECKF(b.cap == cap_mid, "buffer grew from %zu to %zu for a refused field", cap_mid, b.cap);
-    CHECK(pv_frame_end(&b) == -1);
+    CHECK_EQ_INT(pv_frame_end(&b), -1);
     pv_buf_free(&b);
     free(big);
 }
 
 /* pv_put_open/room/commit/close: a field written in place decodes like one
  * put with pv_put_bytes, and the payload limit still holds. */
-static void test_in_place_field(void)
+TEST(in_place_field)
 {
     pv_buf b;
     set_case("field written in place in several pieces");
@@ -699,7 +699,7 @@ static void test_in_place_field(void)
     }
     pv_put_close(&b, at);
     pv_put_u64(&b, PV_T_MODE, 7); /* a field after it */
-    if (CHECK(pv_frame_end(&b) == 0)) {
+    if (CHECK_EQ_INT(pv_frame_end(&b), 0)) {
         pv_hdr h;
         pv_msg m;
         char err[128] = "";
@@ -708,7 +708,7 @@ static void test_in_place_field(void)
             const pv_field *f = pv_msg_get(&m, PV_T_DATA);
             CHECK(f && f->len == 210000 && f->data[0] == 'a' && f->data[69999] == 'a' && f->data[70000] == 'b' &&
                   f->data[209999] == 'c');
-            CHECK(pv_msg_u64(&m, PV_T_MODE, 0) == 7);
+            CHECK_EQ_INT(pv_msg_u64(&m, PV_T_MODE, 0), 7);
             pv_msg_free(&m);
         }
     }
@@ -730,19 +730,8 @@ static void test_in_place_field(void)
     CHECK(pv_put_room(&b, PV_MAX_PAYLOAD - PV_FIELD_HDR_SIZE) != NULL);
     CHECK(pv_put_room(&b, PV_MAX_PAYLOAD - PV_FIELD_HDR_SIZE + 1) == NULL && b.failed);
     pv_put_close(&b, at);
-    CHECK(pv_frame_end(&b) == -1);
+    CHECK_EQ_INT(pv_frame_end(&b), -1);
     pv_buf_free(&b);
 }
 
-int main(void)
-{
-    test_in_place_field();
-    test_header();
-    test_schema_roundtrips();
-    test_unknown_types();
-    test_empty_and_edge_payloads();
-    test_multiple_frames_one_buffer();
-    test_encode_limit();
-    printf("test_proto: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
-}
+CHECK_MAIN()

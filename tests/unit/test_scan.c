@@ -25,7 +25,7 @@ static bool has_fixture(const file_decl *d, const char *name)
     return false;
 }
 
-static void test_fixture_refs(void)
+TEST(fixture_refs)
 {
     set_case("fixture references");
     file_decl d = scan("local a = provium:vm_fixture(\"base\")\n"
@@ -33,7 +33,7 @@ static void test_fixture_refs(void)
                        "local c = provium.fixture([[classic]])\n"
                        "test('x', function(t) provium:vm_fixture(\"in_test\") end)\n"
                        "local again = provium:vm_fixture(\"base\")\n");
-    CHECK(d.nfixtures == 4);
+    CHECK_EQ_INT(d.nfixtures, 4);
     CHECK(has_fixture(&d, "base") && has_fixture(&d, "fixtures/pair") && has_fixture(&d, "classic"));
     CHECK(has_fixture(&d, "in_test"));
     CHECK(!d.has_claim);
@@ -50,9 +50,17 @@ static void test_fixture_refs(void)
     CHECKF(d.nfixtures == 1 && has_fixture(&d, "real"), "%zu fixtures, first %s", d.nfixtures,
            d.nfixtures ? d.fixtures[0] : "-");
     file_decl_free(&d);
+
+    set_case("a fixture name is the string's value, escapes decoded as Lua does");
+    d = scan("#!/usr/bin/env provium\n"
+             "local a = provium:vm_fixture(\"pa\\x74h\\u{2F}b\")\n"
+             "local s = 'it\\'s provium:vm_fixture(\"quoted\")'\n");
+    CHECKF(d.nfixtures == 1 && has_fixture(&d, "path/b"), "%zu fixtures, first %s", d.nfixtures,
+           d.nfixtures ? d.fixtures[0] : "-");
+    file_decl_free(&d);
 }
 
-static void test_claims(void)
+TEST(claims)
 {
     set_case("a file-scope claim with literal fields");
     file_decl d = scan("provium:claim({memory = \"512M\", cpus = 2})\n");
@@ -85,10 +93,4 @@ static void test_claims(void)
     file_decl_free(&d);
 }
 
-int main(void)
-{
-    test_fixture_refs();
-    test_claims();
-    printf("test_scan: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
-}
+CHECK_MAIN()

@@ -51,17 +51,29 @@ static void skewed_set(size_t n, char **keys, int64_t *ms)
     }
 }
 
-int main(void)
+/* The skewed set every case below splits. */
+enum { N = 240 };
+static char *keys[N];
+static int64_t ms[N];
+
+static bool make_skewed_set(void)
 {
-    enum { N = 240 };
-    char *keys[N];
-    int64_t ms[N];
     skewed_set(N, keys, ms);
     /* the giants, placed where round robin over sorted keys would stack them */
     ms[5] = 600000;
     ms[5 + 8] = 540000;
     ms[5 + 16] = 480000;
+    return true;
+}
 
+static void free_skewed_set(void)
+{
+    for (size_t i = 0; i < N; i++)
+        free(keys[i]);
+}
+
+TEST(skewed_set_balance)
+{
     for (int nshards = 2; nshards <= 16; nshards *= 2) /* 16: a giant file exceeds the mean */ {
         set_case("skewed set, %d shards", nshards);
         int balanced[N], by_path[N];
@@ -88,66 +100,69 @@ int main(void)
             ok = ok && balanced[i] >= 0 && balanced[i] < nshards;
         CHECK(ok);
     }
-    set_case("the path split on a skewed set is what the balanced one fixes");
-    {
-        int by_path[N];
-        shard_plan_by_path((const char *const *)keys, N, 8, by_path);
-        CHECKF(imbalance(ms, by_path, N, 8, NULL) > 1.5, "the skewed set should unbalance the path split");
-    }
-
-    set_case("deterministic: the same input in another order gives the same split");
-    {
-        int a[N], b[N];
-        char *rkeys[N];
-        int64_t rms[N];
-        for (size_t i = 0; i < N; i++) {
-            rkeys[i] = keys[N - 1 - i];
-            rms[i] = ms[N - 1 - i];
-        }
-        shard_plan((const char *const *)keys, ms, N, 5, a);
-        shard_plan((const char *const *)rkeys, rms, N, 5, b);
-        int same = 1;
-        for (size_t i = 0; i < N; i++)
-            same = same && a[i] == b[N - 1 - i];
-        CHECK(same);
-    }
-
-    set_case("equal durations: ties broken by name, not by input order");
-    {
-        const char *k[4] = {"d", "b", "a", "c"};
-        int64_t m[4] = {100, 100, 100, 100};
-        int s[4];
-        shard_plan(k, m, 4, 2, s);
-        /* sorted a, b, c, d: a->0, b->1, c->0 (loads tie: lower shard), d->1 */
-        CHECK(s[2] == 0 && s[1] == 1 && s[3] == 0 && s[0] == 1);
-    }
-
-    set_case("files without a timing are split by name, round robin");
-    {
-        const char *k[5] = {"e", "a", "c", "b", "d"};
-        int64_t m[5] = {-1, -1, 5000, -1, -1};
-        int s[5];
-        shard_plan(k, m, 5, 2, s);
-        /* timed: c -> 0; untimed sorted a, b, d, e -> 0, 1, 0, 1 */
-        CHECK(s[2] == 0);
-        CHECK(s[1] == 0 && s[3] == 1 && s[4] == 0 && s[0] == 1);
-        int p[5];
-        shard_plan_by_path(k, 5, 2, p);
-        /* a b c d e -> 0 1 0 1 0 */
-        CHECK(p[1] == 0 && p[3] == 1 && p[2] == 0 && p[4] == 1 && p[0] == 0);
-    }
-
-    set_case("more shards than files");
-    {
-        const char *k[2] = {"x", "y"};
-        int64_t m[2] = {10, 20};
-        int s[2];
-        shard_plan(k, m, 2, 5, s);
-        CHECK(s[1] == 0 && s[0] == 1);
-    }
-
-    for (size_t i = 0; i < N; i++)
-        free(keys[i]);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
 }
+
+/* the path split on a skewed set is what the balanced one fixes */
+TEST(path_split_unbalanced)
+{
+    int by_path[N];
+    shard_plan_by_path((const char *const *)keys, N, 8, by_path);
+    CHECKF(imbalance(ms, by_path, N, 8, NULL) > 1.5, "the skewed set should unbalance the path split");
+}
+
+/* deterministic: the same input in another order gives the same split */
+TEST(deterministic)
+{
+    int a[N], b[N];
+    char *rkeys[N];
+    int64_t rms[N];
+    for (size_t i = 0; i < N; i++) {
+        rkeys[i] = keys[N - 1 - i];
+        rms[i] = ms[N - 1 - i];
+    }
+    shard_plan((const char *const *)keys, ms, N, 5, a);
+    shard_plan((const char *const *)rkeys, rms, N, 5, b);
+    int same = 1;
+    for (size_t i = 0; i < N; i++)
+        same = same && a[i] == b[N - 1 - i];
+    CHECK(same);
+}
+
+/* equal durations: ties broken by name, not by input order */
+TEST(ties_by_name)
+{
+    const char *k[4] = {"d", "b", "a", "c"};
+    int64_t m[4] = {100, 100, 100, 100};
+    int s[4];
+    shard_plan(k, m, 4, 2, s);
+    /* sorted a, b, c, d: a->0, b->1, c->0 (loads tie: lower shard), d->1 */
+    CHECK(s[2] == 0 && s[1] == 1 && s[3] == 0 && s[0] == 1);
+}
+
+/* files without a timing are split by name, round robin */
+TEST(untimed_round_robin)
+{
+    const char *k[5] = {"e", "a", "c", "b", "d"};
+    int64_t m[5] = {-1, -1, 5000, -1, -1};
+    int s[5];
+    shard_plan(k, m, 5, 2, s);
+    /* timed: c -> 0; untimed sorted a, b, d, e -> 0, 1, 0, 1 */
+    CHECK_EQ_INT(s[2], 0);
+    CHECK(s[1] == 0 && s[3] == 1 && s[4] == 0 && s[0] == 1);
+    int p[5];
+    shard_plan_by_path(k, 5, 2, p);
+    /* a b c d e -> 0 1 0 1 0 */
+    CHECK(p[1] == 0 && p[3] == 1 && p[2] == 0 && p[4] == 1 && p[0] == 0);
+}
+
+/* more shards than files */
+TEST(more_shards_than_files)
+{
+    const char *k[2] = {"x", "y"};
+    int64_t m[2] = {10, 20};
+    int s[2];
+    shard_plan(k, m, 2, 5, s);
+    CHECK(s[1] == 0 && s[0] == 1);
+}
+
+int main(int argc, char **argv) { return check_main(argc, argv, make_skewed_set, free_skewed_set); }

@@ -2,9 +2,8 @@
  * test_toml.c - unit tests for host/config/toml.c.
  *
  * Run from the repository root (the corpus is found at
- * tests/unit/toml-corpus, or at the directory given as argv[1]).
- * Prints every failing check with its reason and ends with the line
- * "N passed, N failed"; exits non-zero if anything failed.
+ * tests/unit/toml-corpus, or at $PROVIUM_TOML_CORPUS). The harness is
+ * check.h: `test_toml -l` lists the cases, `test_toml arrays` runs one.
  */
 #include "toml.h"
 
@@ -15,28 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-static const char *current = "?"; /* name of the test being run */
+#include "check.h"
 
-static void report(int line, const char *fmt, ...)
-{
-    va_list ap;
-    n_fail++;
-    printf("FAIL [%s] test_toml.c:%d: ", current, line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-
-static void check_(bool ok, int line, const char *expr)
-{
-    if (ok)
-        n_pass++;
-    else
-        report(line, "check failed: %s", expr);
-}
-#define CHECK(c) check_((c), __LINE__, #c)
+/* A failure at line of this file (the line of a table entry, or of the
+ * helper's caller). */
+#define report(line, ...) check_fail(__FILE__, (line), __VA_ARGS__)
 
 /* Prints s with non-printable bytes escaped, for failure messages. */
 static const char *esc(const char *s)
@@ -79,7 +61,7 @@ static toml_value *ok_parse(int line, const char *src)
     if (!v)
         report(line, "unexpected parse error: %s\n    input: %s", err, esc(src));
     else
-        n_pass++;
+        check_pass();
     return v;
 }
 #define OK(src) ok_parse(__LINE__, src)
@@ -121,7 +103,7 @@ static bool want_type(int line, const toml_value *root, const char *path, toml_t
 static void check_type(int line, const toml_value *root, const char *path, toml_type t)
 {
     if (want_type(line, root, path, t))
-        n_pass++;
+        check_pass();
 }
 
 static void check_str(int line, const toml_value *root, const char *path, const char *want, toml_type t)
@@ -130,7 +112,7 @@ static void check_str(int line, const toml_value *root, const char *path, const 
         return;
     const char *got = toml_string(at(root, path));
     if (got && strcmp(got, want) == 0)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: got \"%s\", want \"%s\"", path, esc(got), esc(want));
 }
@@ -141,7 +123,7 @@ static void check_int(int line, const toml_value *root, const char *path, int64_
         return;
     int64_t got = toml_int(at(root, path));
     if (got == want)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: got %lld, want %lld", path, (long long)got, (long long)want);
 }
@@ -153,7 +135,7 @@ static void check_float(int line, const toml_value *root, const char *path, doub
     double got = toml_float(at(root, path));
     bool same = isnan(want) ? isnan(got) : (got == want && signbit(got) == signbit(want));
     if (same)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: got %.17g, want %.17g", path, got, want);
 }
@@ -163,7 +145,7 @@ static void check_bool(int line, const toml_value *root, const char *path, bool 
     if (!want_type(line, root, path, TOML_BOOL))
         return;
     if (toml_bool(at(root, path)) == want)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: got %d, want %d", path, !want, want);
 }
@@ -173,7 +155,7 @@ static void check_len(int line, const toml_value *root, const char *path, size_t
     const toml_value *v = at(root, path);
     size_t got = toml_type_of(v) == TOML_ARRAY ? toml_array_len(v) : toml_table_size(v);
     if (v && got == want)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: size %zu, want %zu%s", path, got, want, v ? "" : " (missing)");
 }
@@ -189,7 +171,7 @@ static void check_keys(int line, const toml_value *root, const char *path, const
         strncat(joined, toml_table_key(t, i), sizeof joined - strlen(joined) - 1);
     }
     if (t && toml_type_of(t) == TOML_TABLE && strcmp(joined, keys) == 0)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: keys \"%s\", want \"%s\"", path, esc(joined), esc(keys));
 }
@@ -198,7 +180,7 @@ static void check_pos(int line, const toml_value *root, const char *path, int l,
 {
     const toml_value *v = at(root, path);
     if (v && toml_line(v) == l && toml_col(v) == c)
-        n_pass++;
+        check_pass();
     else
         report(line, "%s: position %d:%d, want %d:%d", path, toml_line(v), toml_col(v), l, c);
 }
@@ -216,9 +198,8 @@ static void check_pos(int line, const toml_value *root, const char *path, int l,
 /* ------------------------------------------------------------------------ */
 /* Valid documents                                                          */
 
-static void test_comments_and_keys(void)
+TEST(comments_and_keys)
 {
-    current = "comments and keys";
     toml_value *r = OK("# a comment line\n"
                        "   # indented comment with unicode \xC3\xA9 and\ttab\n"
                        "\n"
@@ -239,7 +220,7 @@ static void test_comments_and_keys(void)
     STR(r, "1234", "digits as a key");
     INT(r, "quoted key", 2);
     INT(r, "literal \\key", 3);
-    CHECK(toml_int(toml_get(r, "")) == 4); /* at("") would be the root */
+    CHECK_EQ_INT(toml_int(toml_get(r, "")), 4); /* at("") would be the root */
     INT(r, "\xC3\xA9t\xC3\xA9", 5);
     INT(r, "spaced", 6);
     INT(r, "last", 7);
@@ -251,9 +232,8 @@ static void test_comments_and_keys(void)
     toml_free(r);
 }
 
-static void test_dotted_keys(void)
+TEST(dotted_keys)
 {
-    current = "dotted keys";
     toml_value *r = OK("name = \"Orange\"\n"
                        "physical.color = \"orange\"\n"
                        "physical.shape = \"round\"\n"
@@ -286,9 +266,8 @@ static void test_dotted_keys(void)
     toml_free(r);
 }
 
-static void test_tables(void)
+TEST(tables)
 {
-    current = "tables";
     toml_value *r = OK("top = 0\n"
                        "[table-1]\n"
                        "key1 = \"some string\"\n"
@@ -322,9 +301,8 @@ static void test_tables(void)
     toml_free(r);
 }
 
-static void test_array_of_tables(void)
+TEST(array_of_tables)
 {
-    current = "array of tables";
     toml_value *r = OK("[[products]]\n"
                        "name = \"Hammer\"\n"
                        "sku = 738594937\n"
@@ -369,9 +347,8 @@ static void test_array_of_tables(void)
     toml_free(r);
 }
 
-static void test_basic_strings(void)
+TEST(basic_strings)
 {
-    current = "basic strings";
     toml_value *r = OK("esc = \"\\b\\t\\n\\f\\r\\\"\\\\\"\n"
                        "quote = \"I'm a string. \\\"You can quote me\\\". Name\\tJos\\u00E9\\nLocation\\tSF.\"\n"
                        "u2 = \"\\u00e9\"\n"
@@ -401,9 +378,8 @@ static void test_basic_strings(void)
     toml_free(r);
 }
 
-static void test_literal_strings(void)
+TEST(literal_strings)
 {
-    current = "literal strings";
     toml_value *r = OK("winpath  = 'C:\\Users\\nodejs\\templates'\n"
                        "winpath2 = '\\\\ServerX\\admin$\\system32\\'\n"
                        "quoted   = 'Tom \"Dubs\" Preston-Werner'\n"
@@ -421,9 +397,8 @@ static void test_literal_strings(void)
     toml_free(r);
 }
 
-static void test_multiline_strings(void)
+TEST(multiline_strings)
 {
-    current = "multi-line strings";
     toml_value *r = OK("str1 = \"\"\"\n"
                        "Roses are red\n"
                        "Violets are blue\"\"\"\n"
@@ -491,9 +466,8 @@ static void test_multiline_strings(void)
     }
 }
 
-static void test_integers(void)
+TEST(integers)
 {
-    current = "integers";
     toml_value *r = OK("int1 = +99\n"
                        "int2 = 42\n"
                        "int3 = 0\n"
@@ -547,9 +521,8 @@ static void test_integers(void)
     toml_free(r);
 }
 
-static void test_floats(void)
+TEST(floats)
 {
-    current = "floats";
     toml_value *r = OK("flt1 = +1.0\n"
                        "flt2 = 3.1415\n"
                        "flt3 = -0.01\n"
@@ -596,13 +569,12 @@ static void test_floats(void)
     FLT(r, "sf6", NAN);
     FLT(r, "tiny", 0.0);
     FLT(r, "big", 1.7976931348623157e308);
-    CHECK(toml_int(toml_get(r, "flt1")) == 0); /* no silent float->int */
+    CHECK_EQ_INT(toml_int(toml_get(r, "flt1")), 0); /* no silent float->int */
     toml_free(r);
 }
 
-static void test_booleans_and_datetimes(void)
+TEST(booleans_and_datetimes)
 {
-    current = "booleans and date-times";
     toml_value *r = OK("t = true\n"
                        "f = false\n"
                        "odt1 = 1979-05-27T07:32:00Z\n"
@@ -639,9 +611,8 @@ static void test_booleans_and_datetimes(void)
     toml_free(r);
 }
 
-static void test_arrays(void)
+TEST(arrays)
 {
-    current = "arrays";
     toml_value *r = OK("integers = [ 1, 2, 3 ]\n"
                        "colors = [ \"red\", 'yellow', \"\"\"green\"\"\" ]\n"
                        "nested = [ [ 1, 2 ], [\"a\", \"b\", \"c\"] ]\n"
@@ -686,13 +657,12 @@ static void test_arrays(void)
     LEN(r, "crlf", 2);
     POS(r, "multi/2", 14, 3);
     CHECK(toml_array_at(toml_get(r, "integers"), 3) == NULL);
-    CHECK(toml_array_len(toml_get(r, "colors/0")) == 0);
+    CHECK_EQ_INT(toml_array_len(toml_get(r, "colors/0")), 0);
     toml_free(r);
 }
 
-static void test_inline_tables(void)
+TEST(inline_tables)
 {
-    current = "inline tables";
     toml_value *r = OK("name = { first = \"Tom\", last = \"Preston-Werner\" }\n"
                        "point = {x=1,y=2}\n"
                        "animal = { type.name = \"pug\", type.size = 'small' }\n"
@@ -720,9 +690,8 @@ static void test_inline_tables(void)
     toml_free(r);
 }
 
-static void test_layout(void)
+TEST(layout)
 {
-    current = "layout";
     toml_value *r = OK("");
     if (r) {
         LEN(r, "", 0);
@@ -754,9 +723,8 @@ static void test_layout(void)
 
 /* Tables with many keys use a hash index; lookups and duplicate detection
  * must keep working across the switch-over and rehashes. */
-static void test_many_keys(void)
+TEST(many_keys)
 {
-    current = "many keys";
     size_t cap = 64 * 1024, n = 0;
     char *src = malloc(cap);
     for (int i = 0; i < 2000; i++)
@@ -784,9 +752,8 @@ static void test_many_keys(void)
 }
 
 /* Nesting is capped at 64 levels so hostile input cannot exhaust the stack. */
-static void test_depth_limit(void)
+TEST(depth_limit)
 {
-    current = "depth limit";
     char src[4096], err[256];
     for (int depth = 64; depth <= 65; depth++) {
         size_t n = (size_t)snprintf(src, sizeof src, "a = ");
@@ -832,9 +799,8 @@ static void test_depth_limit(void)
     free(deep);
 }
 
-static void test_api_edges(void)
+TEST(api_edges)
 {
-    current = "api edges";
     char err[64];
     /* Error buffers: NULL, size 1, and too small for the whole message. */
     CHECK(toml_parse("a = ", 4, "f", NULL, 0) == NULL);
@@ -860,26 +826,26 @@ static void test_api_edges(void)
     r = OK("s = 'x'\nn = 5");
     if (r) {
         CHECK(toml_get(toml_get(r, "s"), "x") == NULL);
-        CHECK(toml_int(toml_get(r, "s")) == 0);
+        CHECK_EQ_INT(toml_int(toml_get(r, "s")), 0);
         CHECK(toml_string(toml_get(r, "n")) == NULL);
-        CHECK(toml_table_size(toml_get(r, "s")) == 0);
+        CHECK_EQ_INT(toml_table_size(toml_get(r, "s")), 0);
         CHECK(toml_line(r) == 1 && toml_col(r) == 1);
         toml_free(r);
     }
-    CHECK(strcmp(toml_type_name(TOML_TABLE), "table") == 0);
-    CHECK(strcmp(toml_type_name(TOML_ARRAY), "array") == 0);
-    CHECK(strcmp(toml_type_name(TOML_STRING), "string") == 0);
-    CHECK(strcmp(toml_type_name(TOML_INT), "integer") == 0);
-    CHECK(strcmp(toml_type_name(TOML_FLOAT), "float") == 0);
-    CHECK(strcmp(toml_type_name(TOML_BOOL), "boolean") == 0);
-    CHECK(strcmp(toml_type_name(TOML_DATETIME), "datetime") == 0);
+    CHECK_EQ_STR(toml_type_name(TOML_TABLE), "table");
+    CHECK_EQ_STR(toml_type_name(TOML_ARRAY), "array");
+    CHECK_EQ_STR(toml_type_name(TOML_STRING), "string");
+    CHECK_EQ_STR(toml_type_name(TOML_INT), "integer");
+    CHECK_EQ_STR(toml_type_name(TOML_FLOAT), "float");
+    CHECK_EQ_STR(toml_type_name(TOML_BOOL), "boolean");
+    CHECK_EQ_STR(toml_type_name(TOML_DATETIME), "datetime");
 
     /* File errors are "path: strerror". */
     char ferr[256];
     CHECK(toml_parse_file("/nonexistent/provium.toml", ferr, sizeof ferr) == NULL);
-    CHECK(strcmp(ferr, "/nonexistent/provium.toml: No such file or directory") == 0);
+    CHECK_EQ_STR(ferr, "/nonexistent/provium.toml: No such file or directory");
     CHECK(toml_parse_file("/", ferr, sizeof ferr) == NULL);
-    CHECK(strcmp(ferr, "/: Is a directory") == 0);
+    CHECK_EQ_STR(ferr, "/: Is a directory");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1100,12 +1066,12 @@ static const struct bad bad_cases[] = {
         "1:129", "too many dotted parts"),
 };
 
-static void test_invalid(void)
+TEST(invalid)
 {
     char err[512], prefix[64];
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         const struct bad *b = &bad_cases[i];
-        current = esc(b->src);
+        set_case("%s", esc(b->src));
         toml_value *r = parse_n(b->src, b->len, err, sizeof err);
         snprintf(prefix, sizeof prefix, "test.toml:%s: ", b->pos);
         if (r) {
@@ -1116,7 +1082,7 @@ static void test_invalid(void)
         } else if (b->msg && !strstr(err, b->msg)) {
             report(b->line, "wrong message: got \"%s\", want \"%s\"", esc(err), b->msg);
         } else {
-            n_pass++;
+            check_pass();
         }
     }
 }
@@ -1191,7 +1157,7 @@ static void check_provium_corpus(const char *dir)
 {
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/valid/provium.toml", dir);
-    current = path;
+    set_case("%s", path);
     toml_value *r = toml_parse_file(path, err, sizeof err);
     if (!r) {
         report(__LINE__, "%s", err);
@@ -1208,24 +1174,24 @@ static void check_provium_corpus(const char *dir)
     toml_free(r);
 }
 
-static void test_corpus(const char *dir)
+static void check_corpus(const char *dir)
 {
     char sub[512], err[512];
     size_t n;
 
     snprintf(sub, sizeof sub, "%s/valid", dir);
     char **valid = list_toml(sub, &n);
-    current = sub;
+    set_case("%s", sub);
     if (!valid || n < 12)
         report(__LINE__, "expected at least 12 valid corpus files in %s, found %zu", sub, valid ? n : 0);
     for (size_t i = 0; valid && valid[i]; i++) {
-        current = valid[i];
+        set_case("%s", valid[i]);
         toml_value *r = toml_parse_file(valid[i], err, sizeof err);
         if (!r) {
             report(__LINE__, "valid file rejected: %s", err);
             continue;
         }
-        n_pass++;
+        check_pass();
         CHECK(walk(r) >= 1);
         toml_free(r);
     }
@@ -1234,11 +1200,11 @@ static void test_corpus(const char *dir)
 
     snprintf(sub, sizeof sub, "%s/invalid", dir);
     char **invalid = list_toml(sub, &n);
-    current = sub;
+    set_case("%s", sub);
     if (!invalid || n < 25)
         report(__LINE__, "expected at least 25 invalid corpus files in %s, found %zu", sub, invalid ? n : 0);
     for (size_t i = 0; invalid && invalid[i]; i++) {
-        current = invalid[i];
+        set_case("%s", invalid[i]);
         FILE *f = fopen(invalid[i], "rb");
         char first[128] = "", want[600];
         int line = 0, col = 0;
@@ -1257,33 +1223,18 @@ static void test_corpus(const char *dir)
         } else if (strncmp(err, want, strlen(want)) != 0) {
             report(__LINE__, "got \"%s\", want position %d:%d", esc(err), line, col);
         } else {
-            n_pass++;
+            check_pass();
         }
     }
     free_list(invalid);
 }
 
-int main(int argc, char **argv)
+/* The corpus directory is $PROVIUM_TOML_CORPUS, or tests/unit/toml-corpus
+ * when the binary runs from the repository root. */
+TEST(corpus)
 {
-    const char *corpus = argc > 1 ? argv[1] : "tests/unit/toml-corpus";
-    test_comments_and_keys();
-    test_dotted_keys();
-    test_tables();
-    test_array_of_tables();
-    test_basic_strings();
-    test_literal_strings();
-    test_multiline_strings();
-    test_integers();
-    test_floats();
-    test_booleans_and_datetimes();
-    test_arrays();
-    test_inline_tables();
-    test_layout();
-    test_many_keys();
-    test_depth_limit();
-    test_api_edges();
-    test_invalid();
-    test_corpus(corpus);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    const char *dir = getenv("PROVIUM_TOML_CORPUS");
+    check_corpus(dir && *dir ? dir : "tests/unit/toml-corpus");
 }
+
+CHECK_MAIN()

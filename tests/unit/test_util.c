@@ -21,7 +21,7 @@
 #define MiB (1024LL * 1024)
 #define GiB (1024LL * 1024 * 1024)
 
-static void test_parse_size(void)
+TEST(parse_size)
 {
     static const struct {
         const char *in;
@@ -64,10 +64,10 @@ static void test_parse_size(void)
         CHECKF(got == cases[i].want, "got %lld, expected %lld", (long long)got, (long long)cases[i].want);
     }
     set_case("parse_size(NULL)");
-    CHECK(parse_size(NULL) == -1);
+    CHECK_EQ_INT(parse_size(NULL), -1);
 }
 
-static void test_parse_duration(void)
+TEST(parse_duration)
 {
     static const struct {
         const char *in;
@@ -108,7 +108,7 @@ static void test_parse_duration(void)
         CHECKF(got == cases[i].want, "got %lld, expected %lld", (long long)got, (long long)cases[i].want);
     }
     set_case("parse_duration_ms(NULL)");
-    CHECK(parse_duration_ms(NULL) == -1);
+    CHECK_EQ_INT(parse_duration_ms(NULL), -1);
 }
 
 static void expect_str(int line, char *got, const char *want)
@@ -117,7 +117,7 @@ static void expect_str(int line, char *got, const char *want)
     free(got);
 }
 
-static void test_path_absolute(void)
+TEST(path_absolute)
 {
     static const struct {
         const char *in, *want;
@@ -150,8 +150,8 @@ static void test_path_absolute(void)
         return;
     char sub[PATH_MAX];
     snprintf(sub, sizeof(sub), "%s/sub", tmpl);
-    CHECK(mkdir(sub, 0755) == 0);
-    if (!CHECK(chdir(sub) == 0))
+    CHECK_EQ_INT(mkdir(sub, 0755), 0);
+    if (!CHECK_EQ_INT(chdir(sub), 0))
         return;
     char cwd[PATH_MAX];
     CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
@@ -166,13 +166,13 @@ static void test_path_absolute(void)
     snprintf(want, sizeof(want), "%s/sibling", tmpl);
     expect_str(__LINE__, path_absolute("../sibling"), want);
     expect_str(__LINE__, path_absolute("does/not/../../../sibling"), want);
-    CHECK(chdir(old) == 0);
+    CHECK_EQ_INT(chdir(old), 0);
     rm_rf(tmpl);
     set_case("rm_rf removed the temp tree");
     CHECK(!file_exists(tmpl));
 }
 
-static void test_path_join_dirname(void)
+TEST(path_join_dirname)
 {
     set_case("path_join");
     expect_str(__LINE__, path_join("/base/dir", "rel/file"), "/base/dir/rel/file");
@@ -201,7 +201,7 @@ static void test_path_join_dirname(void)
     expect_str(__LINE__, path_dirname("a/c.toml"), "a");
 }
 
-static void test_tail_lines(void)
+TEST(tail_lines)
 {
     static const struct {
         const char *text;
@@ -238,12 +238,12 @@ static void test_tail_lines(void)
     CHECK(got && *got == 0);
 }
 
-static void test_strbuf(void)
+TEST(strbuf)
 {
     set_case("strbuf");
     strbuf b;
     sb_init(&b);
-    CHECK(b.len == 0);
+    CHECK_EQ_INT(b.len, 0);
     sb_adds(&b, "hello");
     sb_add(&b, ", \0x", 4);
     CHECK(b.len == 9 && memcmp(b.s, "hello, \0x", 9) == 0 && b.s[9] == 0);
@@ -263,11 +263,11 @@ static void test_strbuf(void)
     CHECK(s && *s == 0);
     free(s);
     s = xasprintf("%s:%05d", "x", 42);
-    CHECK(strcmp(s, "x:00042") == 0);
+    CHECK_EQ_STR(s, "x:00042");
     free(s);
 }
 
-static void test_files(void)
+TEST(files)
 {
     char tmpl[] = "/tmp/provium-test-util-XXXXXX";
     if (!CHECK(mkdtemp(tmpl) != NULL))
@@ -277,16 +277,16 @@ static void test_files(void)
     set_case("mkdir_p");
     snprintf(path, sizeof(path), "%s/a/b/c", tmpl);
     CHECK(mkdir_p(path, 0755) == 0 && is_dir(path));
-    CHECK(mkdir_p(path, 0755) == 0); /* exists already */
+    CHECK_EQ_INT(mkdir_p(path, 0755), 0); /* exists already */
     snprintf(path, sizeof(path), "%s/a/b/c/", tmpl);
-    CHECK(mkdir_p(path, 0755) == 0);
+    CHECK_EQ_INT(mkdir_p(path, 0755), 0);
 
     set_case("write_whole_file / read_whole_file");
     unsigned char data[70000];
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (unsigned char)(i * 7 + (i >> 8));
     snprintf(path, sizeof(path), "%s/a/b/blob", tmpl);
-    CHECK(write_whole_file(path, data, sizeof(data), 0600) == 0);
+    CHECK_EQ_INT(write_whole_file(path, data, sizeof(data), 0600), 0);
     struct stat st;
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == (off_t)sizeof(data));
     size_t len = 0;
@@ -294,7 +294,7 @@ static void test_files(void)
     CHECK(got && len == sizeof(data) && memcmp(got, data, len) == 0 && got[len] == 0);
     free(got);
     CHECK(file_exists(path) && !is_dir(path));
-    CHECK(write_whole_file(path, "", 0, 0600) == 0);
+    CHECK_EQ_INT(write_whole_file(path, "", 0, 0600), 0);
     got = read_whole_file(path, &len);
     CHECK(got && len == 0 && *got == 0);
     free(got);
@@ -305,14 +305,14 @@ static void test_files(void)
     CHECK(read_whole_file(path, &len) == NULL && errno == ENOENT);
     CHECK(!file_exists(path));
     snprintf(path, sizeof(path), "%s/no/such/dir/f", tmpl);
-    CHECK(write_whole_file(path, "x", 1, 0644) == -1);
+    CHECK_EQ_INT(write_whole_file(path, "x", 1, 0644), -1);
 
     set_case("rm_rf");
-    CHECK(rm_rf(tmpl) == 0);
+    CHECK_EQ_INT(rm_rf(tmpl), 0);
     CHECK(!file_exists(tmpl));
 }
 
-static void test_sha256(void)
+TEST(sha256)
 {
     set_case("sha256_hex");
     char out[65];
@@ -322,7 +322,7 @@ static void test_sha256(void)
     CHECKF(strcmp(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0, "got %s", out);
 }
 
-static void test_cache_root(void)
+TEST(cache_root)
 {
     set_case("cache_root from PROVIUM_CACHE_DIR");
     setenv("PROVIUM_CACHE_DIR", "/tmp/provium-cache-test", 1);
@@ -332,17 +332,4 @@ static void test_cache_root(void)
     CHECK(cache_root() == r); /* computed once */
 }
 
-int main(void)
-{
-    test_parse_size();
-    test_parse_duration();
-    test_path_absolute();
-    test_path_join_dirname();
-    test_tail_lines();
-    test_strbuf();
-    test_files();
-    test_sha256();
-    test_cache_root();
-    printf("test_util: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
-}
+CHECK_MAIN()
