@@ -1143,7 +1143,13 @@ do
       local ok, err = pcall(Net.before_boot, vm)
       if not ok then error(err, 2) end
     end
-    local r = boot(vm, ...)
+    -- boot's own errors name this wrapper's line, and the report hides
+    -- framework lines: re-raise them at the caller's
+    local ok, r = pcall(boot, vm, ...)
+    if not ok then
+      if type(r) ~= "string" then error(r, 0) end
+      error((r:gsub("^provium/framework%.lua:%d+: ", "")), 2)
+    end
     if is_vm(vm) then Net.after_boot(vm) end
     return r
   end
