@@ -73,3 +73,10 @@ $(B)/check/test_ktap: tests/unit/test_ktap.c host/health/ktap.c host/health/ktap
 		$(wildcard tests/unit/ktap-corpus/*.inc)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -o $@
+
+# The agent's spawn helper and small helpers, linked alone (glibc, sanitized).
+UNIT_TESTS += $(B)/check/test_agent_spawn
+$(B)/check/test_agent_spawn: tests/unit/test_agent_spawn.c agent/spawn.c agent/util.c agent/spawn.h agent/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Iagent $(filter %.c,$^) -lpthread -o $@
