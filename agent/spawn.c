@@ -101,3 +101,34 @@ pid_t spawn_process(const spawn_req *r, spawn_error *e)
     }
     return pid;
 }
+
+int spawn_pipes_open(spawn_pipes *p)
+{
+    for (int i = 0; i < 3; i++)
+        p->child[i] = p->ours[i] = -1;
+    for (int i = 0; i < 3; i++) {
+        int fd[2];
+        if (pipe2(fd, O_CLOEXEC) != 0) {
+            int err = errno;
+            spawn_pipes_close(p);
+            return err;
+        }
+        /* stdin: the child reads; stdout and stderr: the child writes */
+        p->child[i] = fd[i == 0 ? 0 : 1];
+        p->ours[i] = fd[i == 0 ? 1 : 0];
+    }
+    return 0;
+}
+
+void spawn_pipes_close_child(spawn_pipes *p)
+{
+    for (int i = 0; i < 3; i++)
+        close_fd(&p->child[i]);
+}
+
+void spawn_pipes_close(spawn_pipes *p)
+{
+    spawn_pipes_close_child(p);
+    for (int i = 0; i < 3; i++)
+        close_fd(&p->ours[i]);
+}

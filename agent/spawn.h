@@ -37,4 +37,15 @@ typedef struct {
 
 /* The child's pid, or -1 with *e filled. */
 pid_t spawn_process(const spawn_req *r, spawn_error *e);
+
+/* Three close-on-exec pipes for a child's stdin, stdout and stderr: child[i]
+ * are its ends (spawn_req.stdio), ours[i] the agent's. */
+typedef struct {
+    int child[3], ours[3];
+} spawn_pipes;
+/* 0, or the errno of pipe2 with every descriptor closed (-1). */
+int spawn_pipes_open(spawn_pipes *p);
+/* After the start: the child has its ends, the agent closes its copies. */
+void spawn_pipes_close_child(spawn_pipes *p);
+void spawn_pipes_close(spawn_pipes *p);
 #endif

@@ -1,10 +1,12 @@
 /* Workers: more agents inside the same guest, each with its own command
- * channel, PID/TID and credentials.
+ * channel, PID/TID and credentials. This file is the agent's side (spawning,
+ * relaying, killing) and the fork worker's start; thread_worker.c is the
+ * thread worker's own loop.
  *
  * The agent creates a socketpair per worker. A fork worker is a child
  * process that serves its end with the agent's ordinary loop (agent_serve,
  * local mode); a thread worker is a pthread of the agent that serves its end
- * with a smaller loop (thread_main) which never touches the process-wide job
+ * with a smaller loop (thread_worker_main) which never touches the process-wide job
  * and stream tables. The parent relays frames: a frame from the host whose
  * channel carries worker id w in its top byte (PV_CHAN_WORKER) is written to
  * worker w's socket unchanged, and every frame the worker writes (except its
@@ -65,13 +67,6 @@ typedef struct {
 static worker *workers[PV_MAX_WORKERS + 1];
 bool agent_in_worker;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_wake(int sig) { (void)sig; }
 
 static void install_wake_handler(void)
@@ -87,7 +82,7 @@ static void install_wake_handler(void)
     done = true;
 }
 
-static void unblock_wake(void)
+void worker_unblock_wake(void)
 {
     sigset_t s;
     sigemptyset(&s);
@@ -243,13 +238,6 @@ bool worker_relay(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
     return true;
 }
 
-static void *thread_main(void *arg);
-
-typedef struct {
-    int fd;
-    _Atomic int tid;
-} thread_start;
-
 static void fork_child(agent_conn *host, int fd, int parent_end)
 {
     agent_in_worker = true;
@@ -269,7 +257,7 @@ static void fork_child(agent_conn *host, int fd, int parent_end)
      * their descriptors without touching the processes. */
     exec_forget_all();
     tail_close_all();
-    unblock_wake();
+    worker_unblock_wake();
     agent_conn wc;
     conn_init(&wc, fd, false);
     agent_serve(&wc);
@@ -334,7 +322,7 @@ void worker_spawn(agent_conn *c, const pv_msg *m)
         int e = ts ? 0 : ENOMEM;
         if (ts) {
             ts->fd = sv[1];
-            e = pthread_create(&th, &attr, thread_main, ts);
+            e = pthread_create(&th, &attr, thread_worker_main, ts);
         }
         pthread_attr_destroy(&attr);
         if (e) {
@@ -383,13 +371,15 @@ void worker_kill_all(void)
             begin_close(workers[i]);
 }
 
-size_t worker_pollfds(struct pollfd *pfd, size_t max)
+size_t worker_pollfds(struct pollfd *pfd, size_t max, size_t *missed)
 {
     size_t n = 0;
-    for (int i = 1; i <= PV_MAX_WORKERS && n < max; i++) {
+    for (int i = 1; i <= PV_MAX_WORKERS; i++) {
         worker *w = workers[i];
-        if (w)
+        if (w && n < max)
             pfd[n++] = (struct pollfd){w->fd, (short)(POLLIN | (w->qoff < w->qlen ? POLLOUT : 0)), 0};
+        else if (w)
+            ++*missed;
     }
     return n;
 }
@@ -474,279 +464,4 @@ void worker_check_timeouts(agent_conn *c)
             w->next_wake = now + WAKE_EVERY_MS;
         }
     }
-}
-
-/* ---- thread workers ---- */
-
-static bool drain_into(int fd, obuf *b)
-{
-    char tmp[16384];
-    for (;;) {
-        ssize_t n = read(fd, tmp, sizeof(tmp));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno == EAGAIN;
-        if (n == 0)
-            return false;
-        obuf_append_capped(b, tmp, (size_t)n);
-    }
-}
-
-static void closefd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-/* A synchronous command run by a thread worker, with the thread's
- * credentials. The agent's main loop reaps every SIGCHLD child with
- * waitpid(-1), so the command cannot be this thread's direct child: the
- * thread clone()s an intermediate process without an exit signal (a "clone
- * child", which waitpid(-1) never sees; it never execs, so it stays one).
- * The intermediate starts the command, waits for it and writes its pid and
- * then its wait status to a pipe; this thread reaps the intermediate with
- * __WCLONE. Raw clone() rather than fork(): no libc locks are taken in the
- * children of a multithreaded process. */
-static void thread_exec(agent_conn *c, const pv_msg *m)
-{
-    uint32_t chan = m->hdr.chan, req = m->hdr.req;
-    if (pv_msg_u64(m, PV_T_ASYNC, 0)) {
-        conn_send_error(c, chan, req, EOPNOTSUPP,
-                        "run_async: not available on a thread worker (use a fork worker, or run)");
-        return;
-    }
-    const char *why = NULL;
-    char **argv = exec_build_argv(m, &why);
-    char **envp = argv && !why ? exec_build_env(m) : NULL;
-    char *cwd = pv_msg_has(m, PV_T_CWD) ? pv_msg_strdup(m, PV_T_CWD) : NULL;
-    if (!why && pv_msg_has(m, PV_T_CWD) && !cwd)
-        why = "cwd contains a NUL byte";
-    if (!why && !envp)
-        why = "out of memory";
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pe[2] = {-1, -1}, ps[2] = {-1, -1};
-    if (!why && (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) ||
-                 pipe2(ps, O_CLOEXEC)))
-        why = strerror(errno);
-    pid_t mid = -1;
-    if (!why) {
-        mid = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
-        if (mid < 0)
-            why = strerror(errno);
-    }
-    if (mid == 0) {
-        close(ps[0]);
-        pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
-        if (pid == 0) {
-            setpgid(0, 0);
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            signal(SIGPIPE, SIG_DFL);
-            dup2(pin[0], 0);
-            dup2(pout[1], 1);
-            dup2(perr[1], 2);
-            int e = 0;
-            if (cwd && chdir(cwd) != 0)
-                e = errno;
-            if (!e) {
-                execvpe(argv[0], argv, envp);
-                e = errno;
-            }
-            (void)!write(pe[1], &e, sizeof(e));
-            _exit(127);
-        }
-        close(pin[0]);
-        close(pout[1]);
-        close(perr[1]);
-        close(pe[1]);
-        int st = 0;
-        (void)!write(ps[1], &pid, sizeof(pid));
-        if (pid > 0)
-            while (syscall(SYS_wait4, pid, &st, 0, 0) < 0 && errno == EINTR) {
-            }
-        (void)!write(ps[1], &st, sizeof(st));
-        _exit(0);
-    }
-    closefd(&pin[0]);
-    closefd(&pout[1]);
-    closefd(&perr[1]);
-    closefd(&pe[1]);
-    closefd(&ps[1]);
-    pid_t pid = -1;
-    if (!why) {
-        ssize_t got;
-        do
-            got = read(ps[0], &pid, sizeof(pid));
-        while (got < 0 && errno == EINTR);
-        if (got != (ssize_t)sizeof(pid) || pid <= 0)
-            why = "cannot start the command";
-    }
-    if (!why) {
-        int child_errno = 0;
-        ssize_t got;
-        do
-            got = read(pe[0], &child_errno, sizeof(child_errno));
-        while (got < 0 && errno == EINTR);
-        if (got == (ssize_t)sizeof(child_errno)) {
-            conn_send_error(c, chan, req, child_errno, "exec: cannot run %s%s%s: %s", argv[0], cwd ? " in " : "",
-                            cwd ? cwd : "", strerror(child_errno));
-            why = "";
-        }
-    }
-    closefd(&pe[0]);
-    if (why) {
-        if (*why)
-            conn_send_error(c, chan, req, EINVAL, "exec: %s", why);
-        closefd(&pin[1]);
-        closefd(&pout[0]);
-        closefd(&perr[0]);
-        closefd(&ps[0]);
-        if (mid > 0)
-            while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
-            }
-        exec_free_strv(argv);
-        exec_free_strv(envp);
-        free(cwd);
-        return;
-    }
-    exec_free_strv(argv);
-    exec_free_strv(envp);
-    free(cwd);
-    const pv_field *in = pv_msg_get(m, PV_T_STDIN);
-    size_t in_off = 0, in_len = in ? in->len : 0;
-    if (!in_len)
-        closefd(&pin[1]);
-    fcntl(pout[0], F_SETFL, O_NONBLOCK);
-    fcntl(perr[0], F_SETFL, O_NONBLOCK);
-    if (pin[1] >= 0)
-        fcntl(pin[1], F_SETFL, O_NONBLOCK);
-    uint64_t tmo = pv_msg_u64(m, PV_T_TIMEOUT_MS, 0);
-    int64_t deadline = tmo ? now_ms() + (int64_t)tmo : 0;
-    obuf out = {0}, err = {0};
-    bool exited = false, timed_out = false;
-    int ws = 0;
-    while (!exited) {
-        struct pollfd p[4] = {{ps[0], POLLIN, 0}, {pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
-        int t = -1;
-        if (deadline && !timed_out) {
-            int64_t left = deadline - now_ms();
-            t = left < 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
-        }
-        int r = poll(p, 4, t);
-        if (r < 0 && errno != EINTR)
-            break;
-        if (p[1].revents && !drain_into(pout[0], &out))
-            closefd(&pout[0]);
-        if (p[2].revents && !drain_into(perr[0], &err))
-            closefd(&perr[0]);
-        if (p[3].revents) {
-            while (in_off < in_len) {
-                ssize_t n = write(pin[1], in->data + in_off, in_len - in_off);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0)
-                    break;
-                in_off += (size_t)n;
-            }
-            if (in_off >= in_len || !(p[3].revents & POLLOUT))
-                closefd(&pin[1]);
-        }
-        if (deadline && !timed_out && now_ms() >= deadline) {
-            timed_out = true;
-            kill(-pid, SIGKILL);
-        }
-        if (p[0].revents) {
-            ssize_t got = read(ps[0], &ws, sizeof(ws));
-            if (got == (ssize_t)sizeof(ws) || (got <= 0 && !(got < 0 && errno == EINTR)))
-                exited = true;
-        }
-    }
-    if (pout[0] >= 0)
-        drain_into(pout[0], &out);
-    if (perr[0] >= 0)
-        drain_into(perr[0], &err);
-    if (timed_out)
-        kill(-pid, SIGKILL);
-    while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
-    }
-    closefd(&ps[0]);
-    closefd(&pin[1]);
-    closefd(&pout[0]);
-    closefd(&perr[0]);
-    uint64_t status = timed_out ? PV_EXEC_TIMED_OUT : WIFSIGNALED(ws) ? PV_EXEC_SIGNALLED : PV_EXEC_EXITED;
-    int64_t code = timed_out ? -2 : WIFSIGNALED(ws) ? -1 : WEXITSTATUS(ws);
-    pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, chan, req);
-    pv_put_u64(&c->out, PV_T_STATUS, status);
-    pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
-    if (WIFSIGNALED(ws))
-        pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)WTERMSIG(ws));
-    exec_put_output(c, &out, &err);
-    conn_send(c);
-    free(out.data);
-    free(err.data);
-}
-
-/* What a thread worker serves itself; everything touching the agent's
- * process-wide tables (async commands, streams) is refused. */
-static void thread_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
-{
-    switch (hdr->type) {
-    case PV_MSG_PING: case PV_MSG_HELLO: case PV_MSG_READ_FILE: case PV_MSG_WRITE_FILE: case PV_MSG_STAT:
-    case PV_MSG_LISTDIR: case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_OPEN:
-    case PV_MSG_FD_READ: case PV_MSG_FD_WRITE: case PV_MSG_FD_SEEK: case PV_MSG_FD_CLOSE: case PV_MSG_SYSCALL:
-    case PV_MSG_CLOCK_GET: case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE: case PV_MSG_BATCH:
-        agent_handle_frame(c, hdr, payload);
-        return;
-    case PV_MSG_EXEC: {
-        char err[256];
-        pv_msg m;
-        if (pv_msg_decode(hdr, payload, &m, err, sizeof(err)) != 0) {
-            conn_send_error(c, hdr->chan, hdr->req, EPROTO, "bad request: %s", err);
-            return;
-        }
-        thread_exec(c, &m);
-        pv_msg_free(&m);
-        return;
-    }
-    default:
-        conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP,
-                        "%s is not available on a thread worker (streams and async processes live in the agent's "
-                        "main loop; use a fork worker)",
-                        pv_msg_name(hdr->type));
-    }
-}
-
-static void *thread_main(void *arg)
-{
-    thread_start *ts = arg;
-    int fd = ts->fd;
-    unblock_wake();
-    atomic_store(&ts->tid, (int)syscall(SYS_gettid)); /* ts belongs to the parent from here */
-    agent_conn wc;
-    conn_init(&wc, fd, false);
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (conn_fill(&wc) == 0)
-            break;
-        pv_hdr hdr;
-        const uint8_t *payload;
-        int popped;
-        while ((popped = conn_pop(&wc, &hdr, &payload)) == 1) {
-            thread_frame(&wc, &hdr, payload);
-            conn_consume(&wc, &hdr);
-        }
-        if (popped < 0)
-            break;
-    }
-    close(fd);
-    free(wc.in);
-    pv_buf_free(&wc.out);
-    return NULL;
 }
