@@ -34,7 +34,6 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -124,35 +123,47 @@ static void flush_queue(worker *w)
     w->qlen = w->qoff = 0;
 }
 
-static void enqueue(worker *w, const void *p, size_t n)
+/* Makes room for n more queued bytes; false when out of memory. */
+static bool queue_reserve(worker *w, size_t n)
 {
     if (w->qoff && w->qoff == w->qlen)
         w->qlen = w->qoff = 0;
-    if (w->qlen + n > w->qcap) {
-        size_t cap = w->qcap ? w->qcap : 65536;
-        while (cap < w->qlen + n)
-            cap *= 2;
-        uint8_t *nq = realloc(w->q, cap);
-        if (!nq)
-            return;
-        w->q = nq;
-        w->qcap = cap;
-    }
-    memcpy(w->q + w->qlen, p, n);
-    w->qlen += n;
+    if (w->qlen + n <= w->qcap)
+        return true;
+    size_t cap = w->qcap ? w->qcap : 65536;
+    while (cap < w->qlen + n)
+        cap *= 2;
+    uint8_t *nq = realloc(w->q, cap);
+    if (!nq)
+        return false;
+    w->q = nq;
+    w->qcap = cap;
+    return true;
 }
 
-static void pend_add(worker *w, uint32_t chan, uint32_t req)
+/* Queues one whole frame for the worker, or nothing. */
+static bool enqueue_frame(worker *w, const pv_hdr *hdr, const uint8_t *payload)
+{
+    if (!queue_reserve(w, PV_HDR_SIZE + (size_t)hdr->len))
+        return false;
+    pv_hdr_encode(hdr, w->q + w->qlen);
+    memcpy(w->q + w->qlen + PV_HDR_SIZE, payload, hdr->len);
+    w->qlen += PV_HDR_SIZE + (size_t)hdr->len;
+    return true;
+}
+
+static bool pend_add(worker *w, uint32_t chan, uint32_t req)
 {
     if (w->npend == w->pcap) {
         size_t cap = w->pcap ? w->pcap * 2 : 16;
         pending *np = realloc(w->pend, cap * sizeof(*np));
         if (!np)
-            return;
+            return false;
         w->pend = np;
         w->pcap = cap;
     }
     w->pend[w->npend++] = (pending){chan, req};
+    return true;
 }
 
 static void pend_remove(worker *w, uint32_t chan, uint32_t req)
@@ -175,7 +186,7 @@ static void worker_gone(agent_conn *c, worker *w, const char *why)
             conn_send_error(c, w->pend[i].chan, w->pend[i].req, ESRCH, "worker %u (%s, %s %d) %s before answering",
                             w->id, kind_of(w), w->thread ? "tid" : "pid", (int)w->pid, why);
     if (c->connected) {
-        char msg[160];
+        char msg[AGENT_ERROR_MAX];
         snprintf(msg, sizeof(msg), "worker %u (%s, %s %d) %s", w->id, kind_of(w), w->thread ? "tid" : "pid",
                  (int)w->pid, why);
         pv_buf_reset(&c->out);
@@ -228,12 +239,16 @@ bool worker_relay(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
                             id);
         return true;
     }
-    uint8_t h[PV_HDR_SIZE];
-    pv_hdr_encode(hdr, h);
-    enqueue(w, h, sizeof(h));
-    enqueue(w, payload, hdr->len);
-    if (hdr->req)
-        pend_add(w, hdr->chan, hdr->req);
+    /* the request is remembered first, so a worker that dies answers it */
+    bool remembered = !hdr->req || pend_add(w, hdr->chan, hdr->req);
+    if (!remembered || !enqueue_frame(w, hdr, payload)) {
+        if (remembered && hdr->req)
+            pend_remove(w, hdr->chan, hdr->req);
+        if (hdr->req)
+            conn_send_error(c, hdr->chan, hdr->req, ENOMEM, "worker %u: out of memory relaying %s", id,
+                            pv_msg_name(hdr->type));
+        return true;
+    }
     flush_queue(w);
     return true;
 }
