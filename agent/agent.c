@@ -224,6 +224,10 @@ static bool serve_host_input(agent_conn *c)
         worker_kill_all();
         return true;
     }
+    if (got == CONN_DROPPED && c->dropped.req)
+        conn_send_error(c, c->dropped.chan, c->dropped.req, ENOMEM,
+                        "agent: out of memory receiving a %u-byte %s request; it was discarded", c->dropped.len,
+                        pv_msg_name(c->dropped.type));
     pv_hdr hdr;
     const uint8_t *payload;
     int popped = 0;

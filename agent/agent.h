@@ -37,11 +37,16 @@ typedef struct {
     size_t in_len, in_cap;
     pv_buf out;        /* scratch for building replies */
     pv_buf *capture;   /* batch: replies are collected here instead of sent */
+    size_t skip;       /* bytes of a frame still to discard (no memory for it) */
+    pv_hdr dropped;    /* that frame's header */
 } agent_conn;
 
 void conn_init(agent_conn *c, int fd, bool is_port);
-/* Reads what is available. Returns 1 if bytes arrived, 0 on host disconnect,
- * -1 on a protocol error (oversized or garbage frame; the buffer is reset). */
+/* Reads what is available. Returns 1 if bytes arrived, 0 on host
+ * disconnect, -1 when nothing could be read (no memory for the receive
+ * buffer), CONN_DROPPED when a frame was discarded whole because no buffer
+ * for it could be had: c->dropped is its header, for an ENOMEM reply. */
+#define CONN_DROPPED 2
 int conn_fill(agent_conn *c);
 /* Pops one complete frame; returns 1 and fills hdr/payload (valid until the
  * next conn_fill), 0 if none is complete. */

@@ -264,8 +264,13 @@ void *thread_worker_main(void *arg)
                 continue;
             break;
         }
-        if (conn_fill(&wc) == 0)
+        int got = conn_fill(&wc);
+        if (got == 0)
             break;
+        if (got == CONN_DROPPED && wc.dropped.req)
+            conn_send_error(&wc, wc.dropped.chan, wc.dropped.req, ENOMEM,
+                            "thread worker: out of memory receiving a %u-byte %s request; it was discarded",
+                            wc.dropped.len, pv_msg_name(wc.dropped.type));
         pv_hdr hdr;
         const uint8_t *payload;
         int popped;

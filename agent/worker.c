@@ -420,6 +420,13 @@ void worker_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
         if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         int got = conn_fill(&w->in);
+        if (got == CONN_DROPPED && w->in.dropped.req) {
+            /* a reply lost for lack of memory: the host still gets an answer */
+            pend_remove(w, w->in.dropped.chan, w->in.dropped.req);
+            conn_send_error(c, w->in.dropped.chan, w->in.dropped.req, ENOMEM,
+                            "worker %u: out of memory relaying its %u-byte %s", w->id, w->in.dropped.len,
+                            pv_msg_name(w->in.dropped.type));
+        }
         pv_hdr hdr;
         const uint8_t *payload;
         int popped;
