@@ -51,9 +51,14 @@ static void handle_batch(agent_conn *c, const pv_msg *m)
     }
     pv_buf saved = c->out;
     c->out = replies;
-    if (conn_send(c) != 0) {
+    int err = c->out.failed ? c->out.err : 0;
+    if (conn_try_send(c) != 0) {
+        pv_buf_free(&c->out);
         c->out = saved;
-        conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "batch: the replies exceed the frame limit");
+        if (err == ENOMEM)
+            conn_send_error(c, m->hdr.chan, m->hdr.req, ENOMEM, "batch: out of memory for the replies");
+        else
+            conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "batch: the replies exceed the frame limit");
     } else {
         pv_buf_free(&c->out);
         c->out = saved;

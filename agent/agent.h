@@ -52,8 +52,13 @@ int conn_fill(agent_conn *c);
  * next conn_fill), 0 if none is complete. */
 int conn_pop(agent_conn *c, pv_hdr *hdr, const uint8_t **payload);
 void conn_consume(agent_conn *c, const pv_hdr *hdr);
-/* Sends the frame built in c->out; blocking. */
+/* Sends the frame built in c->out; blocking. A reply that could not be
+ * built (out of memory, too large) is answered ERROR(ENOMEM or E2BIG)
+ * instead; returns -1 then, and when the write fails. */
 int conn_send(agent_conn *c);
+/* The same, but a frame that could not be built is only -1: for callers
+ * that answer that case themselves. */
+int conn_try_send(agent_conn *c);
 void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void conn_send_ready(agent_conn *c);

@@ -142,7 +142,7 @@ void conn_consume(agent_conn *c, const pv_hdr *hdr)
     c->in_len -= used;
 }
 
-int conn_send(agent_conn *c)
+int conn_try_send(agent_conn *c)
 {
     if (pv_frame_end(&c->out) != 0) {
         pv_buf_reset(&c->out);
@@ -170,9 +170,26 @@ int conn_send(agent_conn *c)
     return 0;
 }
 
+int conn_send(agent_conn *c)
+{
+    pv_buf *b = &c->out;
+    pv_hdr h = {0};
+    /* a reply that could not be built (no memory, or too large) is answered
+     * with an ERROR naming why, so the request does not wait forever */
+    bool unbuilt = b->failed && b->len - b->frame_start >= PV_HDR_SIZE &&
+                   pv_hdr_decode(b->buf + b->frame_start, &h) == 0 && h.req && h.type != PV_MSG_ERROR;
+    int err = b->err;
+    if (conn_try_send(c) == 0)
+        return 0;
+    if (unbuilt)
+        conn_send_error(c, h.chan, h.req, err, "agent: cannot build the %s reply: %s", pv_msg_name(h.type),
+                        strerror(err));
+    return -1;
+}
+
 void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[AGENT_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -7,8 +7,9 @@
  *     worker's reply must still arrive (the poll array once held 800
  *     entries, and whatever came after them was never served);
  *   - out of memory (the agent under RLIMIT_AS): a frame too large for any
- *     receive buffer, and a request whose decoding finds no memory, are each
- *     answered ERROR(ENOMEM), and the agent keeps answering afterwards.
+ *     receive buffer, a request whose decoding finds no memory and a reply
+ *     too large for the memory left are each answered ERROR(ENOMEM), and the
+ *     agent keeps answering afterwards.
  *
  * Each case runs its own agent on one end of a socketpair. Every wait has a
  * deadline. The agent binary is $PROVIUM_AGENT or build/provium-agent.
@@ -350,6 +351,19 @@ static void test_out_of_memory(void)
     CHECK(send_zeros(&a, PV_MSG_PING, 23, 6u << 20));
     expect_enomem(&a, 23, "decoding", "bad request: out of memory");
     CHECKF(ping(&a, 0, 24, "still"), "the agent does not answer after the failed decode");
+
+    set_case("out of memory: a reply that cannot be built");
+    /* 12 MiB of output is kept (16 MiB of buffer); the reply needs as much again */
+    pv_buf b;
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_EXEC, 0, 25);
+    pv_put_str(&b, PV_T_ARGV, "head");
+    pv_put_str(&b, PV_T_ARGV, "-c");
+    pv_put_str(&b, PV_T_ARGV, "12582912");
+    pv_put_str(&b, PV_T_ARGV, "/dev/zero");
+    CHECK(agent_send(&a, &b));
+    expect_enomem(&a, 25, "EXEC_RESULT", "cannot build the EXEC_RESULT reply");
+    CHECKF(ping(&a, 0, 26, "again"), "the agent does not answer after the unbuilt reply");
     int ws = agent_stop(&a);
     CHECKF(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "agent wait status %d", ws);
 }
