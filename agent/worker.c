@@ -282,6 +282,54 @@ static void fork_child(agent_conn *host, int fd, int parent_end)
     _exit(0);
 }
 
+/* Forks a worker on sv; 0, or the errno after closing both ends. */
+static int start_fork_worker(agent_conn *c, worker *w, int sv[2])
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        fork_child(c, sv[1], sv[0]);
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return e;
+    }
+    w->pid = pid;
+    return 0;
+}
+
+/* Starts a thread worker on sv[1]; 0, or the errno after closing both ends. */
+static int start_thread_worker(worker *w, int sv[2])
+{
+    thread_start *ts = calloc(1, sizeof(*ts));
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    pthread_t th;
+    int e = ts ? 0 : ENOMEM;
+    if (ts) {
+        ts->fd = sv[1];
+        e = pthread_create(&th, &attr, thread_worker_main, ts);
+    }
+    pthread_attr_destroy(&attr);
+    if (e) {
+        close(sv[0]);
+        close(sv[1]);
+        free(ts);
+        return e;
+    }
+    /* The thread reports its tid as its first act; never long. */
+    int64_t limit = now_ms() + 5000;
+    while (!atomic_load(&ts->tid) && now_ms() < limit)
+        sched_yield();
+    w->pid = atomic_load(&ts->tid);
+    if (w->pid) /* else the thread never started and still owns ts */
+        free(ts);
+    w->peer_fd = sv[1];
+    return 0;
+}
+
 void worker_spawn(agent_conn *c, const pv_msg *m)
 {
     uint32_t chan = m->hdr.chan, req = m->hdr.req;
@@ -314,51 +362,14 @@ void worker_spawn(agent_conn *c, const pv_msg *m)
     w->id = id;
     w->thread = thread;
     w->peer_fd = -1;
-    if (!thread) {
-        pid_t pid = fork();
-        if (pid == 0)
-            fork_child(c, sv[1], sv[0]);
-        close(sv[1]);
-        if (pid < 0) {
-            int e = errno;
-            close(sv[0]);
-            free(w);
-            conn_send_error(c, chan, req, e, "spawn_worker: fork: %s", strerror(e));
-            return;
-        }
-        w->pid = pid;
-    } else {
-        thread_start *ts = calloc(1, sizeof(*ts));
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, THREAD_STACK);
-        pthread_t th;
-        int e = ts ? 0 : ENOMEM;
-        if (ts) {
-            ts->fd = sv[1];
-            e = pthread_create(&th, &attr, thread_worker_main, ts);
-        }
-        pthread_attr_destroy(&attr);
-        if (e) {
-            close(sv[0]);
-            close(sv[1]);
-            free(ts);
-            free(w);
-            conn_send_error(c, chan, req, e, "spawn_worker: pthread_create: %s", strerror(e));
-            return;
-        }
-        /* The thread reports its tid as its first act; never long. */
-        int64_t limit = now_ms() + 5000;
-        while (!atomic_load(&ts->tid) && now_ms() < limit)
-            sched_yield();
-        w->pid = atomic_load(&ts->tid);
-        if (w->pid) /* else the thread never started and still owns ts */
-            free(ts);
-        w->peer_fd = sv[1];
+    int e = thread ? start_thread_worker(w, sv) : start_fork_worker(c, w, sv);
+    if (e) {
+        free(w);
+        conn_send_error(c, chan, req, e, "spawn_worker: %s: %s", thread ? "pthread_create" : "fork", strerror(e));
+        return;
     }
     w->fd = sv[0];
-    fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+    set_nonblock(w->fd);
     conn_init(&w->in, w->fd, false);
     workers[id] = w;
     pv_frame_begin(&c->out, PV_MSG_WORKER_STARTED, chan, req);

@@ -9,7 +9,11 @@
  *   - out of memory (the agent under RLIMIT_AS): a frame too large for any
  *     receive buffer, a request whose decoding finds no memory and a reply
  *     too large for the memory left are each answered ERROR(ENOMEM), and the
- *     agent keeps answering afterwards.
+ *     agent keeps answering afterwards;
+ *   - one way to start a command: the main loop and a thread worker give
+ *     the same error text for a directory that cannot be entered, and a
+ *     thread worker's command sees EOF after its stdin (its starting
+ *     process once kept a copy of the pipe open, so `cat` never ended).
  *
  * Each case runs its own agent on one end of a socketpair. Every wait has a
  * deadline. The agent binary is $PROVIUM_AGENT or build/provium-agent.
@@ -368,6 +372,79 @@ static void test_out_of_memory(void)
     CHECKF(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "agent wait status %d", ws);
 }
 
+/* ---- the same start on the main loop and on a thread worker ---- */
+
+/* EXEC on chan; the reply frame (EXEC_RESULT or ERROR) decoded into *m. */
+static bool exec_on(agent *a, uint32_t chan, uint32_t req, const char *prog, const char *cwd, const char *input,
+                    uint16_t want, pv_msg *m, uint8_t **p)
+{
+    pv_buf b;
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_EXEC, chan, req);
+    pv_put_str(&b, PV_T_ARGV, prog);
+    if (cwd)
+        pv_put_str(&b, PV_T_CWD, cwd);
+    if (input)
+        pv_put_str(&b, PV_T_STDIN, input);
+    pv_put_u64(&b, PV_T_TIMEOUT_MS, 10000);
+    return agent_send(a, &b) && agent_expect(a, want, chan, req, m, p);
+}
+
+static bool field_is(const pv_msg *m, uint16_t tag, const char *want)
+{
+    const pv_field *f = pv_msg_get(m, tag);
+    return f && f->len == strlen(want) && memcmp(f->data, want, f->len) == 0;
+}
+
+static void test_one_start(void)
+{
+    agent a;
+    if (!agent_start(&a, 0) || !expect_ready(&a))
+        return;
+    pv_buf b;
+    pv_buf_init(&b);
+    pv_frame_begin(&b, PV_MSG_WORKER_SPAWN, 0, 30);
+    pv_put_u64(&b, PV_T_THREAD, 1);
+    pv_msg m;
+    uint8_t *p;
+    if (!CHECK(agent_send(&a, &b) && agent_expect(&a, PV_MSG_WORKER_STARTED, 0, 30, &m, &p)))
+        goto out;
+    uint32_t worker_chan = (uint32_t)pv_msg_u64(&m, PV_T_WORKER, 0) << PV_WORKER_SHIFT;
+    pv_msg_free(&m);
+    free(p);
+
+    set_case("the same error text on the main loop and on a thread worker");
+    char want[256];
+    snprintf(want, sizeof(want), "exec: cannot enter directory /nonexistent-provium-dir to run true: %s",
+             strerror(ENOENT));
+    uint32_t chans[2] = {0, worker_chan};
+    for (int i = 0; i < 2; i++) {
+        if (!CHECKF(exec_on(&a, chans[i], 31, "true", "/nonexistent-provium-dir", NULL, PV_MSG_ERROR, &m, &p),
+                    "%s: no ERROR", i ? "worker" : "main loop"))
+            continue;
+        const pv_field *msg = pv_msg_get(&m, PV_T_MESSAGE);
+        CHECKF(pv_msg_i64(&m, PV_T_ERRNO, 0) == ENOENT && field_is(&m, PV_T_MESSAGE, want),
+               "%s: errno %lld, message '%.*s', expected '%s'", i ? "worker" : "main loop",
+               (long long)pv_msg_i64(&m, PV_T_ERRNO, 0), msg ? (int)msg->len : 0, msg ? (const char *)msg->data : "",
+               want);
+        pv_msg_free(&m);
+        free(p);
+    }
+
+    set_case("a thread worker's command reads its stdin to EOF");
+    if (CHECKF(exec_on(&a, worker_chan, 32, "cat", NULL, "to the end", PV_MSG_EXEC_RESULT, &m, &p), "no result")) {
+        CHECKF(pv_msg_u64(&m, PV_T_STATUS, 99) == PV_EXEC_EXITED && pv_msg_i64(&m, PV_T_EXIT_CODE, -9) == 0,
+               "status %llu exit %lld (status 2: timed out waiting for EOF)",
+               (unsigned long long)pv_msg_u64(&m, PV_T_STATUS, 99), (long long)pv_msg_i64(&m, PV_T_EXIT_CODE, -9));
+        CHECK(field_is(&m, PV_T_STDOUT, "to the end"));
+        pv_msg_free(&m);
+        free(p);
+    }
+out:;
+    int ws = agent_stop(&a);
+    CHECKF(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "agent wait status %d", ws);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -378,6 +455,7 @@ int main(void)
     }
     test_every_slot();
     test_out_of_memory();
+    test_one_start();
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
