@@ -1,6 +1,9 @@
-/* Command execution. Every job runs in its own process group so a timeout can
- * kill the whole tree; its pipes are serviced by the main loop, so a long
- * command never blocks other requests. */
+/* The main loop's commands ("jobs"). A job is started by spawn_process from
+ * the request as command.c reads it, in its own process group so a timeout
+ * can kill the whole tree; its pipes are serviced by the main loop, so a long
+ * command never blocks other requests. A synchronous job's output is kept
+ * (result.c) until it exits; an async job's is pushed to the host as it
+ * appears, and its stdin stays open for PROC_STDIN. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
