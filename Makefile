@@ -35,7 +35,7 @@ $(B)/musl-include/.stamp:
 	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(B)/musl-include/asm
 	@touch $@
 
-$(B)/provium-agent: $(AGENT_SRCS) $(COMMON_SRCS) agent/agent.h common/proto.h $(B)/musl-include/.stamp
+$(B)/provium-agent: $(AGENT_SRCS) $(COMMON_SRCS) $(wildcard agent/*.h) common/proto.h $(B)/musl-include/.stamp
 	$(MUSL_CC) -static $(CSTD) $(WARN) -Os -I$(B)/musl-include $(AGENT_SRCS) $(COMMON_SRCS) -o $@
 	strip $@
 

@@ -95,3 +95,18 @@ $(B)/check/test_netsw: tests/unit/test_netsw.c $(NETSW_SRCS) $(UNIT_SUPPORT) $(w
 		tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/net $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The agent's spawn helper and small helpers, linked alone (glibc, sanitized).
+UNIT_TESTS += $(B)/check/test_agent_spawn
+$(B)/check/test_agent_spawn: tests/unit/test_agent_spawn.c agent/spawn.c agent/util.c agent/spawn.h agent/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Iagent $(filter %.c,$^) -lpthread -o $@
+
+# The real agent at its limits (every slot in use, out of memory); like
+# test_agent_local, only the driver is sanitized.
+UNIT_TESTS += $(B)/check/test_agent_limits
+$(B)/check/test_agent_limits: tests/unit/test_agent_limits.c common/proto.c common/proto.h tests/unit/check.h \
+		$(B)/provium-agent
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Icommon $(filter %.c,$^) -o $@
