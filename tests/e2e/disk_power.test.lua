@@ -1,7 +1,7 @@
 -- power_cut: QEMU is killed and each power-cut disk keeps only what the
 -- guest had flushed (QEMU's blklogwrites log, replayed up to the last
--- flush). An ext4 image made on the host then needs journal recovery at
--- the next mount, and fsck finds it clean afterwards.
+-- flush). An ext4 image made on the host (provium.ext4_image) then needs
+-- journal recovery at the next mount, and fsck finds it clean afterwards.
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 
@@ -34,14 +34,15 @@ test("writes flushed before the cut stay, unflushed ones are lost", function(t)
 end)
 
 test("ext4 after a power cut: journal recovery at mount, then fsck is clean", function(t)
-    local img = HERE .. "tmp_disk_power.ext4"
-    os.remove(img)
-    t:assert(sh("truncate -s 64M " .. img .. " && mkfs.ext4 -q -F " .. img), "mkfs.ext4 on the host")
+    local tree = HERE .. "tmp_disk_power_tree"
+    t:assert(sh("rm -rf " .. tree .. " && mkdir -p " .. tree .. " && echo from-the-image > " .. tree .. "/seed"))
+    local img = provium.ext4_image({dir = tree, path = HERE .. "tmp_disk_power.ext4", size = "64M"})
     local before = io.popen("sha256sum " .. img):read("a")
     local vm = provium:vm("ext4cut", "default")
     vm:boot({disks = {{id = "fs", path = img, power_cut = true}}})
     local dev = vm:disk("fs"):guest_path()
     vm:run("mkdir -p /mnt/fs && mount -t ext4 -o commit=600 " .. dev .. " /mnt/fs"):assert_ok()
+    t:assert_eq(vm:run("cat /mnt/fs/seed").stdout, "from-the-image\n")
     vm:run("echo synced > /mnt/fs/kept && sync"):assert_ok()
     vm:run("echo never-synced > /mnt/fs/lost"):assert_ok()
     local disk = vm:disk("fs")
@@ -64,4 +65,5 @@ test("ext4 after a power cut: journal recovery at mount, then fsck is clean", fu
     t:assert_eq(io.popen("sha256sum " .. img):read("a"), before, "the source image is untouched")
     t:assert(cut.kept_writes >= 1, "the sync reached the disk")
     os.remove(img)
+    sh("rm -rf " .. tree)
 end)
