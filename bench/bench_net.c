@@ -205,7 +205,7 @@ void bench_switch(const char *scratch, int iters)
 /* A guest shell command's stdout (new string); dies when it fails. */
 static char *guest_out(pv_vm *vm, const char *cmd)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     vm_begin(vm, PV_MSG_EXEC);
     pv_put_str(&vm->out, PV_T_SHELL, cmd);
     vm_reply r;
@@ -222,7 +222,7 @@ static char *guest_out(pv_vm *vm, const char *cmd)
 static pv_vm *boot_with_nic(const pv_profile *p, const char *scratch, const char *name, const char *netdev,
                             int last_octet)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new(name, p, scratch);
     char mac[32], cmd[200];
     snprintf(mac, sizeof(mac), "52:54:00:99:00:%02x", last_octet);
