@@ -247,9 +247,11 @@ static void measure(pv_vm *a, pv_vm *b, double *rtt_ms, double *bps)
     *rtt_ms = bench_median(v, n);
     const long total = 16L * 1024 * 1024;
     free(guest_out(a, "dd if=/dev/zero of=/tmp/blob bs=1M count=16 2>/dev/null"));
-    free(guest_out(b, "rm -f /tmp/got; (nc -l -p 5001 > /tmp/got &) ; sleep 0.5"));
+    /* setsid: the listener outlives the exec that starts it */
+    free(guest_out(b, "rm -f /tmp/got; setsid sh -c 'nc -l -p 5001 > /tmp/got' < /dev/null > /dev/null 2>&1 &"
+                      " for i in 1 2 3 4 5 6 7 8 9 10; do netstat -ltn | grep -q :5001 && break; sleep 0.2; done"));
     double t0 = now_s();
-    free(guest_out(a, "nc 10.99.0.2 5001 < /tmp/blob"));
+    free(guest_out(a, "nc -w 5 10.99.0.2 5001 < /tmp/blob"));
     /* done when every byte is on b, not when a's socket took the last one */
     long got = 0;
     while (got < total && now_s() - t0 < 300) {
