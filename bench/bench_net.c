@@ -247,8 +247,9 @@ static void measure(pv_vm *a, pv_vm *b, double *rtt_ms, double *bps)
     *rtt_ms = bench_median(v, n);
     const long total = 16L * 1024 * 1024;
     free(guest_out(a, "dd if=/dev/zero of=/tmp/blob bs=1M count=16 2>/dev/null"));
-    /* setsid: the listener outlives the exec that starts it */
-    free(guest_out(b, "rm -f /tmp/got; setsid sh -c 'nc -l -p 5001 > /tmp/got' < /dev/null > /dev/null 2>&1 &"
+    /* The listener outlives the exec that starts it (setsid), and its stdin
+     * stays open: busybox nc ends the connection at EOF on stdin. */
+    free(guest_out(b, "rm -f /tmp/got; setsid sh -c 'sleep 900 | nc -l -p 5001 > /tmp/got' < /dev/null > /dev/null 2>&1 &"
                       " for i in 1 2 3 4 5 6 7 8 9 10; do netstat -ltn | grep -q :5001 && break; sleep 0.2; done"));
     double t0 = now_s();
     free(guest_out(a, "nc -w 5 10.99.0.2 5001 < /tmp/blob"));
