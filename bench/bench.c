@@ -11,9 +11,13 @@
  *   - 8 one-VM test files with -j1 vs the default pool
  *   - through the Lua API, memory and scale, and qemu-guest-agent as a peer:
  *     see bench.h
+ *   - the network switch's forwarding rate vs a raw relay, and guest-to-guest
+ *     ping RTT and TCP through it vs a direct QEMU-to-QEMU link (bench_net.c)
+ *   - a guest's sequential dd read of a scratch disk vs the host reading the
+ *     same file, and a cold boot with one disk vs without
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, transfer, workers, snapshot, bootcache,
- *   pool, memory, scaling, peer (default: all) */
+ *   sections: switch, net, boot, rtt, batch, files, transfer, workers, snapshot,
+ *   bootcache, pool, disks, memory, scaling, peer (default: all) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -30,8 +34,10 @@
 #include "../host/util/util.h"
 #include "../host/vmm/accel.h"
 #include "../host/vmm/boot_cache.h"
+#include "../host/vmm/disk.h"
 #include "../host/vmm/vm.h"
 #include "bench.h"
+#include "bench_net.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -45,6 +51,8 @@ double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+double bench_median(double *v, int n) { return median(v, n); }
+
 void die(const char *what, const char *err)
 {
     fprintf(stderr, "bench: %s: %s\n", what, err);
@@ -55,12 +63,18 @@ void die(const char *what, const char *err)
  * socket, and time the first byte the guest writes. */
 static double raw_first_byte(const pv_profile *p, const char *scratch)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new("raw", p, scratch);
-    char **argv = vm_qemu_argv(vm, NULL, err, sizeof(err));
+    vm_boot_opts none = {0};
+    char *initrd = shim_prepare_initrd(&vm->profile, NULL, 0, err, sizeof(err));
+    if (!initrd)
+        die("initrd", err);
+    char *cmdline = vm_build_cmdline(vm, &none);
+    char **argv = vm_qemu_argv(vm, &none, initrd, cmdline, NULL, false, err, sizeof(err));
+    free(cmdline);
+    free(initrd);
     if (!argv)
         die("qemu argv", err);
-    mkdir_p(vm->dir, 0700);
     char *sock = xasprintf("%s/agent.sock", vm->dir);
     double t0 = now_s();
     pid_t pid = fork();
@@ -91,9 +105,7 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
     close(fd);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    for (size_t i = 0; argv[i]; i++)
-        free(argv[i]);
-    free(argv);
+    vm_argv_free(argv);
     free(sock);
     vm_free(vm);
     return elapsed;
@@ -101,7 +113,7 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
 
 void call(pv_vm *vm, vm_reply *r)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (vm_call(vm, r, 60000, NULL, err, sizeof(err)) != 0)
         die("request", err);
 }
@@ -271,7 +283,7 @@ static void first_op(pv_vm *vm)
 /* A restore of dir until the first op. */
 static double time_restore(const pv_profile *p, const char *tmpl, const char *dir)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *r = vm_new("restored", p, tmpl);
     double t0 = now_s();
     if (vm_restore(r, dir, err, sizeof(err)) != 0)
@@ -288,7 +300,7 @@ static double time_restore(const pv_profile *p, const char *tmpl, const char *di
  * uncompressed, as before compression, restored alternately */
 static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int iters, double cold_m)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     char *snapdir = xasprintf("%s/bench.snap", tmpl), *rawdir = xasprintf("%s/bench.raw", tmpl);
     double *snap_t = xcalloc((size_t)iters, sizeof(double)), *rest_t = xcalloc((size_t)iters, sizeof(double)),
            *raw_t = xcalloc((size_t)iters, sizeof(double));
@@ -339,7 +351,7 @@ static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int
  * boot) against a cold boot, alternately */
 static void bench_boot_cache(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_config c = *cfg;
     c.cache_dir = xasprintf("%s/cache", tmpl);
     double *cold = xcalloc((size_t)iters, sizeof(double)), *hit = xcalloc((size_t)iters, sizeof(double));
@@ -390,12 +402,26 @@ static bool want(const char *section)
     return false;
 }
 
+/* True when every section asked for is one of these (NULL-terminated), e.g.
+ * `build/bench 3 switch`: the sections that need no shared VM. */
+static bool wants_only(const char *const *these)
+{
+    for (int i = 0; i < n_sections; i++) {
+        bool listed = false;
+        for (const char *const *t = these; *t; t++)
+            listed |= strcmp(sections[i], *t) == 0;
+        if (!listed)
+            return false;
+    }
+    return n_sections > 0;
+}
+
 /* Kernel health rows: how long a call under which the kernel oopses takes
  * to fail (it used to wait out the 60 s reply timeout), and the cold boot of
  * the debug kernel (KASAN, lockdep) against the default one. */
 static void bench_health(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     const char *ko = "build/kmod-faulty/provium_faulty.ko";
     size_t kolen = 0;
     char *kodata = read_whole_file(ko, &kolen);
@@ -456,6 +482,68 @@ static void bench_health(const pv_config *cfg, const pv_profile *p, const char *
     }
 }
 
+/* Disk rows: what a virtio disk served by QEMU (through the fault filter)
+ * costs a guest's sequential read, against the host reading the same file
+ * from the same page cache; and what declaring one disk costs a cold boot. */
+static void bench_disks(const pv_profile *p, const char *tmpl, int iters)
+{
+    enum { MIB = 64 };
+    char err[PV_ERR_MAX];
+    pv_disk_spec spec = {.id = "bench", .size = (int64_t)MIB << 20};
+    double *with = xcalloc((size_t)iters, sizeof(double)), *without = xcalloc((size_t)iters, sizeof(double));
+    double *guest = xcalloc((size_t)iters, sizeof(double)), *host = xcalloc((size_t)iters, sizeof(double));
+    char *buf = xmalloc(1 << 20);
+    for (int i = 0; i < (1 << 20); i++)
+        buf[i] = (char)(i * 7 + 1); /* real data: a sparse file would read as holes */
+    for (int i = 0; i < iters; i++) {
+        pv_vm *vm = vm_new("bench-nodisk", p, tmpl);
+        double t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot", err);
+        without[i] = now_s() - t0;
+        vm_free(vm);
+        vm = vm_new("bench-disk", p, tmpl);
+        if (disk_prepare(vm, &spec, 1, false, err, sizeof(err)) != 0)
+            die("disk", err);
+        const char *file = disk_find(vm, "bench")->file;
+        int fd = open(file, O_WRONLY | O_CLOEXEC);
+        for (int m = 0; fd >= 0 && m < MIB; m++)
+            if (pwrite(fd, buf, 1 << 20, (off_t)m << 20) != 1 << 20)
+                die("fill the scratch disk", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot with a disk", err);
+        with[i] = now_s() - t0;
+        t0 = now_s();
+        guest_shell(vm, "dd if=/dev/vda of=/dev/null bs=1M iflag=direct 2>/dev/null", NULL);
+        guest[i] = now_s() - t0;
+        t0 = now_s();
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        for (int m = 0; fd >= 0 && m < MIB; m++)
+            if (pread(fd, buf, 1 << 20, (off_t)m << 20) != 1 << 20)
+                die("read the scratch file", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        host[i] = now_s() - t0;
+        vm_shutdown(vm, err, sizeof(err));
+        vm_free(vm);
+    }
+    double g = median(guest, iters), h = median(host, iters), w = median(with, iters), wo = median(without, iters);
+    printf("\n%-44s %9.1f MiB/s\n", "guest dd of a 64 MiB scratch disk (median)", MIB / g);
+    printf("%-44s %9.1f MiB/s\n", "host read of the same file (median)", MIB / h);
+    printf("%-44s %9.3f x of the host\n", "  guest / host", h / g);
+    printf("%-44s %9.3f s\n", "cold boot with one disk (median)", w);
+    printf("%-44s %9.3f s\n", "cold boot without (median)", wo);
+    printf("%-44s %+9.3f s   (%+.0f%%)\n", "  a disk's cost at boot", w - wo, (w / wo - 1) * 100);
+    free(buf);
+    free(with);
+    free(without);
+    free(guest);
+    free(host);
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 7;
@@ -464,7 +552,7 @@ int main(int argc, char **argv)
     if (iters < 1)
         iters = 1;
     pv_config cfg;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
         die("config", err);
     const pv_profile *p = config_profile(&cfg, "default");
@@ -473,11 +561,25 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    if (want("switch"))
+        bench_switch(tmpl, iters);
+    if (wants_only((const char *const[]){"switch", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
     bool kvm = false;
     if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
         die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
            kvm ? "KVM" : "TCG software emulation");
+    if (want("net"))
+        bench_guests(p, tmpl);
+    if (wants_only((const char *const[]){"switch", "net", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
 
     pv_profile no_acpi;
     profile_copy(&no_acpi, p);
@@ -561,7 +663,6 @@ int main(int argc, char **argv)
         for (int i = 0; i < iters * 4; i++) {
             vm_reply r;
             double t0 = now_s();
-            vm->chan_base = 0;
             vm_begin(vm, PV_MSG_WORKER_SPAWN);
             pv_put_u64(&vm->out, PV_T_THREAD, (uint64_t)thread);
             call(vm, &r);
@@ -601,6 +702,8 @@ int main(int argc, char **argv)
         bench_scaling(tmpl);
     if (want("peer"))
         bench_peer(p, tmpl, iters);
+    if (want("disks"))
+        bench_disks(p, tmpl, iters);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);

@@ -82,7 +82,7 @@ static void qemu_memory(const pv_vm *vm, long long *pss, long long *rss)
 
 static void guest_ram_rows(const pv_profile *p, const char *tmpl)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_vm *cold = vm_new("bench-cold", p, tmpl);
     if (vm_boot(cold, NULL, err, sizeof(err)) != 0)
         die("boot", err);

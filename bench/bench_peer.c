@@ -112,7 +112,7 @@ static json_t *qga_command(qga_conn *q, const char *cmd, json_t *want_id, int64_
 /* Hot-plugs the qemu-ga port, starts qemu-ga in the guest and connects. */
 static void start_qemu_ga(pv_vm *vm, const char *tmpl, qga_conn *q)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     char *sock = xasprintf("%s/qga.sock", tmpl);
     json_t *args = json_pack("{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b, s:b}}}", "id", "qga0", "backend", "type",
                              "socket", "data", "addr", "type", "unix", "data", "path", sock, "server", 1, "wait", 0);
@@ -215,7 +215,7 @@ void bench_peer(const pv_profile *p, const char *tmpl, int iters)
         printf("\n%-44s %9s   (apt-get install qemu-guest-agent)\n", "qemu-guest-agent peer", "-");
         return;
     }
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new("bench-peer", p, tmpl);
     if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
         die("boot", err);

@@ -76,7 +76,7 @@ static char *sparse_file(const char *tmpl, long mib)
 
 void bench_transfer(const pv_config *cfg, const char *tmpl)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_lua_env env = {cfg, tmpl, NULL};
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L)

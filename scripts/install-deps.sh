@@ -3,8 +3,9 @@
 # Idempotent and quiet when everything is already there.
 set -eu
 pkgs="build-essential pkg-config musl-tools liblua5.4-dev lua5.4 libjansson-dev libssl-dev libzstd-dev
-      qemu-system-x86 linux-source-6.1 busybox-static linux-image-cloud-amd64
-      bc flex bison libelf-dev cpio xz-utils libxml2-utils libreadline-dev libarchive-dev libxml2-dev python3-yaml chromium gdb"
+      qemu-system-x86 qemu-utils e2fsprogs linux-source-6.1 busybox-static linux-image-cloud-amd64
+      bc flex bison libelf-dev cpio xz-utils libxml2-utils libreadline-dev libarchive-dev libxml2-dev python3-yaml chromium gdb tcpdump
+      libnbd-dev"
 missing=""
 # qemu-guest-agent: only `make bench` uses it (the peer section runs it in a guest)
 pkgs="$pkgs qemu-guest-agent"

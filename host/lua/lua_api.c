@@ -23,15 +23,25 @@ static int l_clock(lua_State *L)
     return 1;
 }
 
-/* P.set_deadline(seconds_from_now or nil) */
+vm_deadline *pv_lua_deadline(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "provium.deadline");
+    vm_deadline *d = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return d;
+}
+
+/* P.set_deadline(seconds_from_now or nil): the state's deadline, which
+ * every VM of the state honours (vm_set_deadline_source in lua_vm.c). */
 static int l_set_deadline(lua_State *L)
 {
+    vm_deadline *d = pv_lua_deadline(L);
     if (lua_isnoneornil(L, 1))
-        vm_set_global_deadline(0);
+        d->ms = 0;
     else
         /* +1: now_ms() is truncated, and a wait must not end before the
          * framework's own clock says the time is up */
-        vm_set_global_deadline(now_ms() + (int64_t)ceil(luaL_checknumber(L, 1) * 1000) + 1);
+        d->ms = now_ms() + (int64_t)ceil(luaL_checknumber(L, 1) * 1000) + 1;
     return 0;
 }
 
@@ -77,6 +87,10 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
         return NULL;
     }
     luaL_openlibs(L);
+    /* the deadline lives as long as the state and its VMs */
+    vm_deadline *d = lua_newuserdatauv(L, sizeof(vm_deadline), 0);
+    d->ms = 0;
+    lua_setfield(L, LUA_REGISTRYINDEX, "provium.deadline");
     pv_lua_open_json(L);
     /* The framework gets an internal table P with the C entry points. */
     const char *src = (const char *)provium_framework_lua;
@@ -87,6 +101,7 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     }
     lua_newtable(L);
     pv_lua_register_vm(L, -1);
+    pv_lua_image_init(L, -1);
     pv_lua_open_paths(L, -1);
     seal_metatables(L);
     lua_pushcfunction(L, l_clock);
@@ -97,8 +112,7 @@ lua_State *pv_lua_new(const pv_lua_env *env, char *err, size_t errlen)
     lua_setfield(L, -2, "sleep");
     lua_pushcfunction(L, l_duration);
     lua_setfield(L, -2, "duration");
-    lua_pushboolean(L, getenv("PROVIUM_INCLUDE_SLOW") != NULL);
-    lua_setfield(L, -2, "include_slow");
+    /* P.include_slow comes with the runner's selection (pv_lua_runner_install) */
     lua_pushstring(L, env->file_path ? env->file_path : "");
     lua_setfield(L, -2, "file_path");
     lua_pushvalue(L, -1);

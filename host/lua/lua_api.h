@@ -23,6 +23,10 @@ void pv_lua_open_paths(lua_State *L, int idx);
 /* Kills every VM that is still running (last-resort cleanup). */
 void pv_lua_kill_all_vms(void);
 const pv_lua_env *pv_lua_env_get(void);
+/* The state's deadline (host/vmm/vm.h): every VM the state makes honours
+ * it; the REPL moves it to interrupt a call. */
+struct vm_deadline;
+struct vm_deadline *pv_lua_deadline(lua_State *L);
 /* Seconds as a number, or a string with ms/s/m/h; raises on bad input. */
 int64_t pv_lua_duration_ms(lua_State *L, int idx, const char *what);
 /* json.encode / json.decode backed by jansson; also used for results. */

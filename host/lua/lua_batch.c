@@ -167,13 +167,7 @@ static void push_entry(lua_State *L, lvm *v, const pv_field *f, op_kind kind)
         pv_push_listdir(L, &m);
         lua_setfield(L, -2, "ok");
     } else if (kind == OP_SYSCALL && hdr.type == PV_MSG_SYSCALL_RESULT) {
-        if (v->vm->classic) {
-            int64_t ret = pv_msg_i64(&m, PV_T_RET, -1), e = pv_msg_i64(&m, PV_T_ERRNO, 0);
-            lua_pushinteger(L, ret == -1 && e ? -e : ret);
-        } else {
-            vm_reply r = {m, NULL};
-            pv_push_syscall_result(L, &r, 0);
-        }
+        pv_push_syscall_value(L, v, &m);
         lua_setfield(L, -2, "ok");
     }
     pv_msg_free(&m);
@@ -199,7 +193,7 @@ static int l_batch(lua_State *L)
         return 1;
     /* b->frames holds the recorded frames as OP fields; they become the
      * payload of one BATCH frame */
-    vm_begin(v->vm, PV_MSG_BATCH);
+    vm_begin_on(v->vm, PV_MSG_BATCH, v->chan_base);
     pv_buf *out = &v->vm->out;
     for (size_t off = 0; off < b->frames.len;) {
         const uint8_t *p = b->frames.buf + off;

@@ -36,7 +36,7 @@ static lvm *path_op(lua_State *L, uint16_t type, const char *op)
     lvm *v = pv_check_vm(L, 1);
     const char *path = pv_check_cstr(L, 2, "path");
     pv_require_booted(L, v, op);
-    vm_begin(v->vm, type);
+    vm_begin_on(v->vm, type, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     return v;
 }
@@ -223,12 +223,13 @@ static int stream_call(lvm *v, vm_reply *r, const stream_src *src, const char *d
 /* Waits for the reply to the FD_WRITE of sent bytes awaited on ch; 0 when
  * it wrote them all, else -1 with err set (short is set for a write that
  * wrote fewer, with no error). */
-static int await_write(lvm *v, vm_chan *ch, ssize_t sent, const stream_src *src, const char *guest, bool *short_write,
+static int await_write(lvm *v, uint32_t id, ssize_t sent, const stream_src *src, const char *guest, bool *short_write,
                        char *err, size_t errlen)
 {
     char why[4096];
     int64_t deadline = now_ms() + OP_TIMEOUT_MS;
-    while (!ch->done) {
+    const vm_chan *ch;
+    while ((ch = vm_chan_find(v->vm, id)) && !ch->done) {
         int r = vm_pump(v->vm, deadline, why, sizeof(why));
         if (r < 0 || ch->lost) {
             snprintf(err, errlen, "%s: writing guest file %s: %s", src->op, guest,
@@ -240,6 +241,11 @@ static int await_write(lvm *v, vm_chan *ch, ssize_t sent, const stream_src *src,
                      src->op, guest, v->vm->name, OP_TIMEOUT_MS / 1000.0);
             return -1;
         }
+    }
+    if (!ch) {
+        snprintf(err, errlen, "%s: writing guest file %s: VM '%s': the reply's channel is gone", src->op, guest,
+                 v->vm->name);
+        return -1;
     }
     const pv_msg *m = &ch->result.msg;
     if (m->hdr.type == PV_MSG_ERROR) {
@@ -279,29 +285,29 @@ static int stream_to_guest(lvm *v, stream_src *src, const char *guest, lua_Integ
         return -1;
     int64_t gfd = pv_msg_i64(&r.msg, PV_T_FD, -1);
     vm_reply_free(&r);
-    vm_chan *ch[2] = {vm_chan_open(v->vm), vm_chan_open(v->vm)};
-    uint32_t ids[2] = {ch[0]->id, ch[1]->id};
-    ssize_t sent[2] = {0, 0}; /* bytes in flight on each channel */
+    uint32_t ids[2] = {0, 0}; /* the channel of the FD_WRITE in flight in each slot, 0: none */
+    ssize_t sent[2] = {0, 0};  /* bytes in flight in each slot */
     int rc = 0, k = 0;
     bool eof = false;
     while (!eof || sent[0] || sent[1]) {
         if (sent[k]) {
             bool short_write = false;
-            if (await_write(v, ch[k], sent[k], src, guest, &short_write, err, errlen) != 0) {
+            if (await_write(v, ids[k], sent[k], src, guest, &short_write, err, errlen) != 0) {
                 bool again = false; /* after a short write, the chunk behind it may say why */
                 char why[4096];
                 if (short_write && sent[1 - k] &&
-                    await_write(v, ch[1 - k], sent[1 - k], src, guest, &again, why, sizeof(why)) != 0 && !again)
+                    await_write(v, ids[1 - k], sent[1 - k], src, guest, &again, why, sizeof(why)) != 0 && !again)
                     snprintf(err, errlen, "%s", why);
                 rc = -1; /* a reply still due is dropped with its channel */
                 break;
             }
+            vm_chan_free(v->vm, ids[k]);
+            ids[k] = 0;
             sent[k] = 0;
         }
         if (!eof) {
-            vm_reply_free(&ch[k]->result);
-            ch[k]->done = false;
-            ch[k]->await_req = vm_begin_on(v->vm, PV_MSG_FD_WRITE, ch[k]->id);
+            /* each chunk's reply lands in a channel of its own */
+            ids[k] = vm_chan_open_await(v->vm, v->chan_base, PV_MSG_FD_WRITE)->id;
             pv_put_i64(&v->vm->out, PV_T_FD, gfd);
             size_t at = pv_put_open(&v->vm->out, PV_T_DATA);
             ssize_t n = next_chunk(src, &v->vm->out);
@@ -320,12 +326,16 @@ static int stream_to_guest(lvm *v, stream_src *src, const char *guest, lua_Integ
                     break;
                 }
                 sent[k] = n;
+            } else {
+                vm_chan_free(v->vm, ids[k]); /* the end of the file: that request is never sent */
+                ids[k] = 0;
             }
         }
         k = 1 - k;
     }
-    vm_chan_free(v->vm, ids[0]);
-    vm_chan_free(v->vm, ids[1]);
+    for (int i = 0; i < 2; i++)
+        if (ids[i])
+            vm_chan_free(v->vm, ids[i]);
     if (v->vm->state != VM_BOOTED)
         return -1; /* the guest is gone, and its descriptor with it */
     vm_begin_on(v->vm, PV_MSG_FD_CLOSE, v->chan_base);
@@ -423,7 +433,7 @@ static int l_push_file(lua_State *L)
     }
     lua_pop(L, 1);
     pv_health_note_module(full); /* a pushed .ko: its frames can be decoded */
-    char err[8192];
+    char err[PV_ERR_MAX];
     int rc = push_open_file(v, fd, &st, full, guest, perm, err, sizeof(err));
     close(fd);
     free(full);
@@ -474,7 +484,7 @@ static int l_open_file(lua_State *L)
         flags |= O_EXCL;
     lua_Integer perm = opt_perm(L, 3, "perm", 0644);
     pv_require_booted(L, v, "open_file");
-    vm_begin(v->vm, PV_MSG_OPEN);
+    vm_begin_on(v->vm, PV_MSG_OPEN, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_u64(&v->vm->out, PV_T_FLAGS, (uint64_t)flags);
     pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)perm);
@@ -519,7 +529,7 @@ static int l_file_read(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 2);
     if (n < 0)
         return luaL_error(L, "file:read: count must not be negative");
-    vm_begin(v->vm, PV_MSG_FD_READ);
+    vm_begin_on(v->vm, PV_MSG_FD_READ, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_u64(&v->vm->out, PV_T_COUNT, (uint64_t)n);
     vm_reply r;
@@ -537,7 +547,7 @@ static int l_file_read_all(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (;;) {
-        vm_begin(v->vm, PV_MSG_FD_READ);
+        vm_begin_on(v->vm, PV_MSG_FD_READ, v->chan_base);
         pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
         pv_put_u64(&v->vm->out, PV_T_COUNT, 1u << 20);
         vm_reply r;
@@ -559,7 +569,7 @@ static int l_file_write(lua_State *L)
     lvm *v = file_vm(L, &f, "write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    vm_begin(v->vm, PV_MSG_FD_WRITE);
+    vm_begin_on(v->vm, PV_MSG_FD_WRITE, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     vm_reply r;
@@ -571,7 +581,7 @@ static int l_file_write(lua_State *L)
 
 static int do_seek(lua_State *L, lfile *f, lvm *v, int64_t off, int whence)
 {
-    vm_begin(v->vm, PV_MSG_FD_SEEK);
+    vm_begin_on(v->vm, PV_MSG_FD_SEEK, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     pv_put_i64(&v->vm->out, PV_T_OFFSET, off);
     pv_put_u64(&v->vm->out, PV_T_WHENCE, (uint64_t)whence);
@@ -630,7 +640,7 @@ static int l_file_close(lua_State *L)
      * would close somebody else's file */
     if (v->vm->state != VM_BOOTED || f->generation != v->vm->generation)
         return 0;
-    vm_begin(v->vm, PV_MSG_FD_CLOSE);
+    vm_begin_on(v->vm, PV_MSG_FD_CLOSE, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_FD, f->fd);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);

@@ -112,9 +112,9 @@ static void push_report(lua_State *L, int list, const char *vm, const char *kind
 static int check_vm(lua_State *L, lvm *v, int reports, int logs)
 {
     pv_vm *vm = v->vm;
-    vm_begin_on(vm, PV_MSG_KMSG_READ, 0);
+    vm_begin(vm, PV_MSG_KMSG_READ); /* the VM's own agent, whichever object asked */
     vm_reply r;
-    char err[1024];
+    char err[PV_ERR_MAX];
     int gerr = 0;
     if (vm_call(vm, &r, KMSG_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0)
         return -1;

@@ -29,12 +29,17 @@ typedef struct lvm {
     open_item *items;
     unsigned next_item;
     struct lvm *next; /* all VMs of this process, for last-resort cleanup */
-    uint32_t chan_base; /* 0 for a VM; a Worker's channel (lua_worker.c) */
+    uint32_t chan_base; /* where its requests go: 0 for a VM; a Worker's channel (lua_worker.c) */
+    bool classic; /* created by the classic dialect: classic result shapes (a Worker takes its VM's) */
     unsigned long long taint; /* the kernel's taint flags at the last health check */
     unsigned taint_generation; /* vm->generation + 1 when taint was read (0: never) */
 } lvm;
 
+/* The VM or Worker at idx (raises otherwise, or when it was freed). */
 lvm *pv_check_vm(lua_State *L, int idx);
+/* The VM or Worker at idx, or NULL for anything else: the one owner test
+ * of the objects they create (processes, streams, files, async calls). */
+lvm *pv_test_owner(lua_State *L, int idx);
 void pv_require_booted(lua_State *L, lvm *v, const char *op);
 /* Sends v->vm->out and raises a Lua error on failure. */
 void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms);
@@ -80,6 +85,9 @@ void pv_push_listdir(lua_State *L, const pv_msg *m);
 int pv_write_stream(lvm *v, const char *guest, const char *data, size_t len, lua_Integer perm, char *err,
                     size_t errlen);
 void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs);
+/* A system call's result in v's dialect: the table of pv_push_syscall_result,
+ * or for classic the integer result (-errno on failure). */
+void pv_push_syscall_value(lua_State *L, const lvm *v, const pv_msg *m);
 void pv_put_syscall_arg(lua_State *L, pv_buf *b, int idx, int slot, size_t *nbufs);
 void pv_lua_batch_init(lua_State *L, int methods_idx);
 
@@ -101,6 +109,10 @@ void pv_lua_health_init(lua_State *L, int internal_idx);
 void pv_health_note_module(const char *host_path);
 /* KTAP parsing for t:ktap / vm:kselftest / vm:kunit (lua_ktap.c): registers P.ktap_parse. */
 void pv_lua_ktap_init(lua_State *L, int internal_idx);
+/* P.ext4_image (lua_image.c) */
+void pv_lua_image_init(lua_State *L, int internal_idx);
+/* Bridges and NICs (lua_net.c): registers P.net (the switch, VM NICs, and lua/net.lua as P.net.module). */
+void pv_lua_net_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);
@@ -113,4 +125,15 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx);
 /* NULL while v is a VM or a live worker; else why the worker is gone. */
 const char *pv_worker_gone(lvm *v);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
+/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
+int pv_raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A size argument: bytes or a string like "64M" (raises, quoting it). */
+int64_t pv_lua_size(lua_State *L, int idx, const char *what);
+/* Disks (lua_disk.c): the Disk type, vm:disk/disks/attach_disk, the boot
+ * option disks, and readying a boot's disks (0, or -1 with err set). */
+void pv_lua_disk_init(lua_State *L, int vm_methods_idx);
+void pv_lua_parse_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n);
+/* Only the checks of pv_lua_parse_disks (raises; allocates nothing). */
+void pv_lua_check_disks(lua_State *L, int idx, const char *vm_name);
+int pv_lua_prepare_disks(lvm *v, const vm_boot_opts *o, char *err, size_t errlen);
 #endif

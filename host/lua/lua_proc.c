@@ -1,6 +1,7 @@
 /* Async processes and streams (tails, descriptor streams, process output).
  * The agent pushes data on the object's channel; reads here pull from the
- * channel log kept by vmm/vm.c, so bytes are never lost between calls. */
+ * channel log the VM layer keeps (host/vmm/router.c), so bytes are never
+ * lost between calls; a tail drops what it read through vm_chan_consume. */
 #include <ctype.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@ static lvm *owner_vm(lua_State *L, int idx)
 
 static void pump_or_raise(lua_State *L, lvm *v, int64_t deadline)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_pump(v->vm, deadline, err, sizeof(err)) < 0)
         luaL_error(L, "%s", err);
 }
@@ -111,12 +112,10 @@ static int l_run_async(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
     pv_require_booted(L, v, "run_async");
-    vm_chan *ch = vm_chan_open(v->vm);
-    ch->proc = true;
-    uint32_t chan = ch->id;
+    uint32_t chan = vm_chan_open(v->vm, v->chan_base, true)->id;
     pv_build_exec(L, v, chan, true);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);
@@ -142,7 +141,7 @@ static lproc *check_proc(lua_State *L)
     return p;
 }
 
-static vm_chan *proc_chan(lua_State *L, lproc *p, lvm **vp)
+static const vm_chan *proc_chan(lua_State *L, lproc *p, lvm **vp)
 {
     lvm *v = owner_vm(L, 1);
     *vp = v;
@@ -153,11 +152,11 @@ static int send_signal(lua_State *L, lvm *v, lproc *p, int sig, bool raise)
 {
     if (v->vm->state != VM_BOOTED)
         return raise ? luaL_error(L, "process %d: the VM is %s", (int)p->pid, vm_state_name(v->vm->state)) : 0;
-    vm_begin(v->vm, PV_MSG_PROC_SIGNAL);
+    vm_begin_on(v->vm, PV_MSG_PROC_SIGNAL, v->chan_base);
     pv_put_u64(&v->vm->out, PV_T_CHAN, p->chan);
     pv_put_u64(&v->vm->out, PV_T_SIGNAL, (uint64_t)sig);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr;
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0)
         return raise ? luaL_error(L, "%s", err) : 0;
@@ -170,7 +169,7 @@ static int l_proc_kill(lua_State *L)
     lproc *p = check_proc(L);
     int sig = pv_check_signal(L, 2);
     lvm *v;
-    vm_chan *ch = proc_chan(L, p, &v);
+    const vm_chan *ch = proc_chan(L, p, &v);
     if (!ch || ch->done)
         return luaL_error(L, "process %d has already exited", (int)p->pid);
     send_signal(L, v, p, sig, true);
@@ -181,7 +180,7 @@ static int l_proc_kill(lua_State *L)
 static bool wait_done(lua_State *L, lvm *v, uint32_t chan, int64_t deadline)
 {
     for (;;) {
-        vm_chan *ch = vm_chan_find(v->vm, chan);
+        const vm_chan *ch = vm_chan_find(v->vm, chan);
         if (!ch)
             luaL_error(L, "process channel vanished");
         if (ch->done)
@@ -213,7 +212,7 @@ static int l_proc_wait(lua_State *L)
         wait_done(L, v, p->chan, now_ms() + OP_TIMEOUT_MS);
         p->timed_out = true;
     }
-    vm_chan *ch = vm_chan_find(v->vm, p->chan);
+    const vm_chan *ch = vm_chan_find(v->vm, p->chan);
     p->waited = true;
     pv_push_run_result(L, v, &ch->result.msg, ch->log[0].s ? ch->log[0].s : "", ch->log[0].len,
                        ch->log[1].s ? ch->log[1].s : "", ch->log[1].len);
@@ -232,9 +231,9 @@ static int l_proc_status(lua_State *L)
 {
     lproc *p = check_proc(L);
     lvm *v;
-    vm_chan *ch = proc_chan(L, p, &v);
+    const vm_chan *ch = proc_chan(L, p, &v);
     while (ch && !ch->done && v->vm->state == VM_BOOTED) {
-        char err[256];
+        char err[PV_ERR_MAX];
         if (vm_pump(v->vm, now_ms(), err, sizeof(err)) != 1)
             break;
         ch = vm_chan_find(v->vm, p->chan);
@@ -269,7 +268,7 @@ static int proc_stdin(lua_State *L, const char *data, size_t len, bool eof)
     lproc *p = check_proc(L);
     lvm *v = owner_vm(L, 1);
     pv_require_booted(L, v, eof ? "close_stdin" : "stdin_write");
-    vm_begin(v->vm, PV_MSG_PROC_STDIN);
+    vm_begin_on(v->vm, PV_MSG_PROC_STDIN, v->chan_base);
     pv_put_u64(&v->vm->out, PV_T_CHAN, p->chan);
     if (data)
         pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
@@ -303,11 +302,11 @@ static int l_proc_close(lua_State *L)
         return 0;
     p->closed = true;
     lvm *v = owner_vm(L, 1);
-    vm_chan *ch = vm_chan_find(v->vm, p->chan);
+    const vm_chan *ch = vm_chan_find(v->vm, p->chan);
     if (!ch || ch->done || v->vm->state != VM_BOOTED)
         return 0;
     send_signal(L, v, p, SIGTERM, false);
-    char err[256];
+    char err[PV_ERR_MAX];
     int64_t deadline = now_ms() + 2000;
     while ((ch = vm_chan_find(v->vm, p->chan)) && !ch->done && v->vm->state == VM_BOOTED &&
            vm_pump(v->vm, deadline, err, sizeof(err)) == 1) {
@@ -328,7 +327,7 @@ static int l_proc_gc(lua_State *L)
     if (!p->site)
         return 0;
     lua_getiuservalue(L, 1, 1);
-    lvm *v = luaL_testudata(L, -1, VM_MT);
+    lvm *v = pv_test_owner(L, -1);
     if (v && v->vm)
         vm_chan_free(v->vm, p->chan);
     free(p->site);
@@ -364,7 +363,9 @@ static int push_stream(lua_State *L, int owner_idx, uint32_t chan, int idx, bool
     s->site = pv_caller_site(L);
     s->kind = kind;
     luaL_setmetatable(L, STREAM_MT);
-    /* uservalue 1: the VM; uservalue 2: the owner (keeps a Process alive) */
+    /* uservalue 1: the VM; uservalue 2: the owner (keeps a Process alive).
+     * A Worker's or a Process's uservalue 1 is the VM (or the Worker), so a
+     * Worker's streams are counted and listed with its VM's. */
     if (luaL_testudata(L, owner_idx, VM_MT)) {
         lua_pushvalue(L, owner_idx);
     } else {
@@ -389,7 +390,7 @@ static lstream *check_stream(lua_State *L)
     return s;
 }
 
-static vm_chan *stream_chan(lua_State *L, lstream *s, lvm **vp)
+static const vm_chan *stream_chan(lua_State *L, lstream *s, lvm **vp)
 {
     lvm *v = owner_vm(L, 1);
     if (vp)
@@ -397,27 +398,25 @@ static vm_chan *stream_chan(lua_State *L, lstream *s, lvm **vp)
     return vm_chan_find(v->vm, s->chan);
 }
 
-static size_t pending(vm_chan *ch, lstream *s) { return ch ? ch->log[s->idx].len - s->cursor : 0; }
+static size_t pending(const vm_chan *ch, lstream *s) { return ch ? ch->log[s->idx].len - s->cursor : 0; }
 
 /* Tails have one reader: drop what it consumed so the log stays small. */
-static void trim(vm_chan *ch, lstream *s)
+static void trim(lua_State *L, lstream *s)
 {
-    if (!s->owns_chan || !ch || s->cursor == 0)
+    if (!s->owns_chan || s->cursor == 0)
         return;
-    strbuf *b = &ch->log[s->idx];
-    memmove(b->s, b->s + s->cursor, b->len - s->cursor);
-    b->len -= s->cursor;
+    vm_chan_consume(owner_vm(L, 1)->vm, s->chan, s->idx, s->cursor);
     s->cursor = 0;
 }
 
 /* Waits until more than `have` unread bytes, EOF or the deadline. */
-static vm_chan *await_more(lua_State *L, lstream *s, size_t have, int64_t deadline)
+static const vm_chan *await_more(lua_State *L, lstream *s, size_t have, int64_t deadline)
 {
     lvm *v;
-    vm_chan *ch = stream_chan(L, s, &v);
+    const vm_chan *ch = stream_chan(L, s, &v);
     while (ch && !s->closed && pending(ch, s) <= have && !ch->eof[s->idx] && v->vm->state == VM_BOOTED &&
            now_ms() < deadline) {
-        char err[8192];
+        char err[PV_ERR_MAX];
         if (vm_pump(v->vm, deadline, err, sizeof(err)) < 0)
             break;
         ch = vm_chan_find(v->vm, s->chan);
@@ -425,7 +424,7 @@ static vm_chan *await_more(lua_State *L, lstream *s, size_t have, int64_t deadli
     return ch;
 }
 
-static vm_chan *await_data(lua_State *L, lstream *s, int64_t deadline) { return await_more(L, s, 0, deadline); }
+static const vm_chan *await_data(lua_State *L, lstream *s, int64_t deadline) { return await_more(L, s, 0, deadline); }
 
 static int l_stream_next(lua_State *L)
 {
@@ -435,7 +434,7 @@ static int l_stream_next(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    vm_chan *ch = await_data(L, s, deadline);
+    const vm_chan *ch = await_data(L, s, deadline);
     size_t n = pending(ch, s);
     if (!n) {
         lua_pushnil(L);
@@ -443,7 +442,7 @@ static int l_stream_next(lua_State *L)
     }
     lua_pushlstring(L, ch->log[s->idx].s + s->cursor, n);
     s->cursor += n;
-    trim(ch, s);
+    trim(L, s);
     return 1;
 }
 
@@ -457,7 +456,7 @@ static int read_until(lua_State *L, bool keep)
         return luaL_error(L, "stream closed");
     for (;;) {
         lvm *v;
-        vm_chan *ch = stream_chan(L, s, &v);
+        const vm_chan *ch = stream_chan(L, s, &v);
         size_t n = pending(ch, s);
         const char *base = n ? ch->log[s->idx].s + s->cursor : "";
         const char *hit = plen ? memmem(base, n, pat, plen) : base;
@@ -466,7 +465,7 @@ static int read_until(lua_State *L, bool keep)
             if (keep)
                 lua_pushlstring(L, base, upto);
             s->cursor += upto;
-            trim(ch, s);
+            trim(L, s);
             return keep ? 1 : 0;
         }
         if (!ch || ch->eof[s->idx] || v->vm->state != VM_BOOTED)
@@ -490,14 +489,14 @@ static int l_stream_drain(lua_State *L)
     lua_newtable(L);
     int k = 1;
     while (!s->closed) {
-        vm_chan *ch = await_data(L, s, deadline);
+        const vm_chan *ch = await_data(L, s, deadline);
         size_t n = pending(ch, s);
         if (!n)
             break;
         lua_pushlstring(L, ch->log[s->idx].s + s->cursor, n);
         lua_rawseti(L, -2, k++);
         s->cursor += n;
-        trim(ch, s);
+        trim(L, s);
     }
     return 1;
 }
@@ -505,7 +504,7 @@ static int l_stream_drain(lua_State *L)
 static int l_stream_eof(lua_State *L)
 {
     lstream *s = check_stream(L);
-    vm_chan *ch = stream_chan(L, s, NULL);
+    const vm_chan *ch = stream_chan(L, s, NULL);
     lua_pushboolean(L, s->closed || !ch || (ch->eof[s->idx] && pending(ch, s) == 0));
     return 1;
 }
@@ -524,7 +523,7 @@ static int l_stream_close(lua_State *L)
         if (v->vm->state == VM_BOOTED && s->generation == v->vm->generation) {
             vm_begin_on(v->vm, PV_MSG_STREAM_CLOSE, s->chan);
             vm_reply r;
-            char err[256];
+            char err[PV_ERR_MAX];
             if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) == 0)
                 vm_reply_free(&r);
         }
@@ -562,7 +561,7 @@ static int l_stream_gc(lua_State *L)
         return 0;
     if (s->owns_chan && !s->closed) {
         lua_getiuservalue(L, 1, 1);
-        lvm *v = luaL_testudata(L, -1, VM_MT);
+        lvm *v = pv_test_owner(L, -1);
         if (v && v->vm)
             vm_chan_free(v->vm, s->chan);
     }
@@ -577,8 +576,7 @@ static int open_tail(lua_State *L, lvm *v, int vm_idx, const char *path, int64_t
                      const char *kind)
 {
     pv_require_booted(L, v, kind);
-    vm_chan *ch = vm_chan_open(v->vm);
-    uint32_t chan = ch->id;
+    uint32_t chan = vm_chan_open(v->vm, v->chan_base, false)->id;
     vm_begin_on(v->vm, PV_MSG_TAIL_OPEN, chan);
     if (path)
         pv_put_str(&v->vm->out, PV_T_PATH, path);
@@ -587,7 +585,7 @@ static int open_tail(lua_State *L, lvm *v, int vm_idx, const char *path, int64_t
     pv_put_u64(&v->vm->out, PV_T_START, start);
     pv_put_i64(&v->vm->out, PV_T_OFFSET, off);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);

@@ -72,7 +72,7 @@ static int l_event(lua_State *L)
     long long ts = lua_isinteger(L, 3) ? (long long)lua_tointeger(L, 3) : (long long)wall_ns();
     if (ctl < 0)
         return 0;
-    char err[256];
+    char err[PV_ERR_MAX];
     char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json_lossy(L, 2, err, sizeof(err));
     if (!payload)
         return 0;
@@ -173,7 +173,7 @@ static int l_claim(lua_State *L)
     if (ctl < 0 || the_mode == CHILD_LIST)
         return 0;
     char *msg = xasprintf("{\"t\":\"claim\",\"memory\":%lld,\"cpus\":%.17g}", (long long)mem, cpus);
-    char err[4096];
+    char err[PV_ERR_MAX];
     int rc = ask_runner(msg, err, sizeof(err));
     free(msg);
     if (rc != 0)
@@ -324,7 +324,7 @@ static int l_vm_charge(lua_State *L)
                             cpus);
     char *msg = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    char err[4096];
+    char err[PV_ERR_MAX];
     int rc = ask_runner(msg, err, sizeof(err));
     free(msg);
     if (rc != 0)
@@ -496,6 +496,9 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     pv_add_methods(L, P, fns);
     lua_pushboolean(L, mode == CHILD_LIST);
     lua_setfield(L, P, "list_mode");
+    /* the runner's choice, passed down with the selection (not through the environment) */
+    lua_pushboolean(L, sel && sel->include_slow);
+    lua_setfield(L, P, "include_slow");
     lua_pushstring(L, shown ? shown : "");
     lua_setfield(L, P, "shown_path");
     const char *code = mode == CHILD_LIST ? list_stub : vm_hooks;

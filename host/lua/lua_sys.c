@@ -148,6 +148,19 @@ void pv_push_syscall_result(lua_State *L, const vm_reply *r, size_t skip_bufs)
     lua_setfield(L, -2, "out_bufs");
 }
 
+void pv_push_syscall_value(lua_State *L, const lvm *v, const pv_msg *m)
+{
+    if (v->classic) {
+        /* classic dialect (seed 002): the integer result, -errno on failure */
+        int64_t ret = pv_msg_i64(m, PV_T_RET, -1);
+        int64_t e = pv_msg_i64(m, PV_T_ERRNO, 0);
+        lua_pushinteger(L, ret == -1 && e ? -e : ret);
+    } else {
+        vm_reply r = {*m, NULL};
+        pv_push_syscall_result(L, &r, 0);
+    }
+}
+
 static int l_syscall(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
@@ -158,7 +171,7 @@ static int l_syscall(lua_State *L)
     pv_require_booted(L, v, "syscall");
     sysreq s = {0};
     pv_buf *b = &v->vm->out;
-    vm_begin(v->vm, PV_MSG_SYSCALL);
+    vm_begin_on(v->vm, PV_MSG_SYSCALL, v->chan_base);
     pv_put_i64(b, PV_T_NR, nr);
     int top = lua_gettop(L);
     if (top == 3 && lua_istable(L, 3)) {
@@ -171,14 +184,7 @@ static int l_syscall(lua_State *L)
     }
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
-    if (v->vm->classic) {
-        /* classic dialect (seed 002): the integer result, -errno on failure */
-        int64_t ret = pv_msg_i64(&r.msg, PV_T_RET, -1);
-        int64_t e = pv_msg_i64(&r.msg, PV_T_ERRNO, 0);
-        lua_pushinteger(L, ret == -1 && e ? -e : ret);
-    } else {
-        pv_push_syscall_result(L, &r, 0);
-    }
+    pv_push_syscall_value(L, v, &r.msg);
     vm_reply_free(&r);
     return 1;
 }
@@ -196,7 +202,7 @@ static int l_ioctl(lua_State *L)
         luaL_checktype(L, 5, LUA_TTABLE);
     sysreq s = {0};
     pv_buf *b = &v->vm->out;
-    vm_begin(v->vm, PV_MSG_SYSCALL);
+    vm_begin_on(v->vm, PV_MSG_SYSCALL, v->chan_base);
     pv_put_i64(b, PV_T_NR, SYS_IOCTL);
     pv_put_i64(b, PV_T_ARG, fd);
     pv_put_i64(b, PV_T_ARG, cmd);
@@ -297,7 +303,7 @@ static double clock_seconds(lua_State *L, int idx, const char *what, bool signed
 static int l_clock_get(lua_State *L)
 {
     lvm *v = clock_vm(L, "clock:get");
-    vm_begin(v->vm, PV_MSG_CLOCK_GET);
+    vm_begin_on(v->vm, PV_MSG_CLOCK_GET, v->chan_base);
     lua_pushnumber(L, (double)clock_call(L, v) / 1e9);
     return 1;
 }
@@ -305,7 +311,7 @@ static int l_clock_get(lua_State *L)
 static int l_clock_get_ns(lua_State *L)
 {
     lvm *v = clock_vm(L, "clock:get_ns");
-    vm_begin(v->vm, PV_MSG_CLOCK_GET);
+    vm_begin_on(v->vm, PV_MSG_CLOCK_GET, v->chan_base);
     lua_pushinteger(L, clock_call(L, v));
     return 1;
 }
@@ -316,10 +322,10 @@ static int clock_set(lua_State *L, int64_t ns)
     if (ns < 0)
         return luaL_error(L, "clock:set: %f s is before 1970, and Linux refuses to set CLOCK_REALTIME before the "
                              "epoch (EINVAL)", (double)ns / 1e9);
-    vm_begin(v->vm, PV_MSG_CLOCK_SET);
+    vm_begin_on(v->vm, PV_MSG_CLOCK_SET, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_TIME_NS, ns);
     clock_call(L, v);
-    v->vm->time_pinned = true;
+    vm_note_clock_set(v->vm);
     return 0;
 }
 
@@ -340,7 +346,7 @@ static int l_clock_advance(lua_State *L)
     if (fabs(secs) >= 9.2e9)
         return luaL_error(L, "clock:advance: %f s does not fit in 64-bit nanoseconds", secs);
     lvm *v = clock_vm(L, "clock:advance");
-    vm_begin(v->vm, PV_MSG_CLOCK_ADVANCE);
+    vm_begin_on(v->vm, PV_MSG_CLOCK_ADVANCE, v->chan_base);
     pv_put_i64(&v->vm->out, PV_T_DELTA_NS, (int64_t)(secs * 1e9));
     lua_pushnumber(L, (double)clock_call(L, v) / 1e9);
     return 1;

@@ -16,16 +16,21 @@
 
 static lvm *all_vms;
 
-/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); the
- * requests built next go to its channel. */
-lvm *pv_check_vm(lua_State *L, int idx)
+lvm *pv_test_owner(lua_State *L, int idx)
 {
     lvm *v = luaL_testudata(L, idx, WORKER_MT);
+    return v ? v : luaL_testudata(L, idx, VM_MT);
+}
+
+/* Accepts a VM or a Worker (an lvm on another channel: lua_worker.c); its
+ * requests go to v->chan_base. */
+lvm *pv_check_vm(lua_State *L, int idx)
+{
+    lvm *v = pv_test_owner(L, idx);
     if (!v)
-        v = luaL_checkudata(L, idx, VM_MT);
+        v = luaL_checkudata(L, idx, VM_MT); /* raises, naming the type expected */
     if (!v->vm)
         luaL_error(L, "vm: this VM object was already freed (its __gc ran); it cannot be used");
-    v->vm->chan_base = v->chan_base;
     return v;
 }
 #define check_vm pv_check_vm
@@ -175,7 +180,7 @@ char *pv_caller_dir(lua_State *L)
 
 /* ---- option parsing ---- */
 
-static int64_t opt_size(lua_State *L, int idx, const char *what)
+int64_t pv_lua_size(lua_State *L, int idx, const char *what)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Integer n = lua_isinteger(L, idx) ? lua_tointeger(L, idx) : 0;
@@ -220,11 +225,14 @@ static void free_opts(vm_boot_opts *o)
         free(o->files[i].content);
     }
     free(o->files);
+    for (size_t i = 0; i < o->ndisks; i++)
+        disk_spec_free(&o->disks[i]);
+    free(o->disks);
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory",   "cpus",     "kernel_cmdline", "files", "initial_time",
-                                        "rng_seed", "boot_cache", NULL};
+static const char *const boot_keys[] = {"memory",   "cpus",       "kernel_cmdline", "files", "initial_time",
+                                        "rng_seed", "boot_cache", "disks",          NULL};
 
 /* Raises unless every entry of the files list at idx is {path=absolute
  * string without NUL, content=string}. */
@@ -248,7 +256,7 @@ static void check_boot_files(lua_State *L, int idx)
 }
 
 /* Reads a boot-options table at idx into o (fields present override). */
-static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
+static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *vm_name)
 {
     if (lua_isnoneornil(L, idx))
         return;
@@ -263,13 +271,13 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         if (!known) {
             lua_pushvalue(L, -2);
             luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed, "
-                          "boot_cache)",
+                          "boot_cache, disks)",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-        o->memory = opt_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
+        o->memory = pv_lua_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
@@ -307,6 +315,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         check_boot_files(L, lua_gettop(L));
     }
     lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_check_disks(L, -1, vm_name); /* lua_disk.c */
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
         free(o->kernel_cmdline);
         o->kernel_cmdline = xstrdup(lua_tostring(L, -1));
@@ -330,6 +341,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
             lua_pop(L, 3);
         }
     }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_parse_disks(L, -1, vm_name, &o->disks, &o->ndisks); /* checked above: cannot raise now */
     lua_pop(L, 1);
 }
 
@@ -365,7 +379,7 @@ static int l_vm_boot(lua_State *L)
                           vm_state_name(v->vm->state));
     vm_boot_opts o = v->opts;
     vm_boot_opts per = {0};
-    parse_boot_opts(L, 2, &per);
+    parse_boot_opts(L, 2, &per, v->vm->name);
     if (per.memory)
         o.memory = per.memory;
     if (per.cpus)
@@ -382,12 +396,20 @@ static int l_vm_boot(lua_State *L)
         o.files = per.files;
         o.nfiles = per.nfiles;
     }
+    if (per.ndisks) {
+        o.disks = per.disks;
+        o.ndisks = per.ndisks;
+    }
     o.no_boot_cache |= per.no_boot_cache;
-    char err[8192];
+    char err[PV_ERR_MAX];
     /* a local profile has no guest kernel: its memory only counts in the pool */
     if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
         free_opts(&per);
         return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
+    }
+    if (pv_lua_prepare_disks(v, &o, err, sizeof(err)) != 0) {
+        free_opts(&per);
+        return luaL_error(L, "%s", err);
     }
     pv_forget_open(v);
     int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
@@ -406,7 +428,7 @@ static int l_vm_shutdown(lua_State *L)
     lvm *v = check_vm(L, 1);
     if (v->vm->state == VM_CREATED)
         return luaL_error(L, "vm '%s': cannot shutdown: the VM is not booted (it is created; it was never booted)", v->vm->name);
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (v->vm->state != VM_SHUTDOWN && v->vm->state != VM_DEAD && vm_shutdown(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -416,7 +438,7 @@ static int l_vm_shutdown(lua_State *L)
 static int l_vm_close(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (v->vm->state == VM_BOOTED || v->vm->state == VM_PAUSED)
         vm_shutdown(v->vm, err, sizeof(err));
     else
@@ -432,7 +454,7 @@ static int lifecycle(lua_State *L, const char *op, vm_state need, int (*fn)(pv_v
     if (v->vm->state != need)
         return luaL_error(L, "vm '%s': cannot %s: the VM is %s (%s needs a %s VM)", v->vm->name, op,
                           vm_state_name(v->vm->state), op, vm_state_name(need));
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (fn(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -504,7 +526,7 @@ static int l_vm_console_write(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (vm_console_write(v->vm, data, len, timeout_ms, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -512,8 +534,16 @@ static int l_vm_console_write(lua_State *L)
 
 static int l_vm_set_classic(lua_State *L)
 {
-    check_vm(L, 1)->vm->classic = lua_toboolean(L, 2);
+    check_vm(L, 1)->classic = lua_toboolean(L, 2);
     return 0;
+}
+
+/* vm:__channel_count(): channels the VM layer holds for this VM (every
+ * worker's included), for tests that prove objects free theirs. */
+static int l_vm_channel_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)vm_chan_count(check_vm(L, 1)->vm));
+    return 1;
 }
 
 static int l_vm_name(lua_State *L)
@@ -591,7 +621,7 @@ void pv_lua_kill_all_vms(void)
 /* Performs a call and raises on failure. */
 void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr;
     int rc = vm_call(v->vm, r, timeout_ms, &gerr, err, sizeof(err));
     vm_trim_buffers(v->vm); /* the reply has its own copy */
@@ -822,7 +852,7 @@ static int l_vm_run(lua_State *L)
         lua_settop(L, 4);
     push_run_command(L);
     int cmd_idx = lua_gettop(L);
-    int64_t timeout_ms = pv_build_exec(L, v, 0, false);
+    int64_t timeout_ms = pv_build_exec(L, v, v->chan_base, false);
     vm_reply r;
     /* The agent enforces the command timeout; allow it time to report. */
     pv_call(L, v, &r, timeout_ms ? timeout_ms + 30000 : -1);
@@ -874,7 +904,7 @@ static int l_vm_read_file(lua_State *L)
     lvm *v = check_vm(L, 1);
     const char *path = pv_check_cstr(L, 2, "read_file: path");
     pv_require_booted(L, v, "read_file");
-    vm_begin(v->vm, PV_MSG_READ_FILE);
+    vm_begin_on(v->vm, PV_MSG_READ_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
@@ -895,12 +925,12 @@ static int l_vm_write_file(lua_State *L)
         return luaL_error(L, "write_file: mode must be between 0 and 0o7777");
     pv_require_booted(L, v, "write_file");
     if (len > PV_STREAM_CHUNK) { /* in 1 MiB requests, as push_file sends a file */
-        char err[8192];
+        char err[PV_ERR_MAX];
         if (pv_write_stream(v, path, data, len, mode >= 0 ? mode : 0644, err, sizeof(err)) != 0)
             return luaL_error(L, "%s", err);
         return 0;
     }
-    vm_begin(v->vm, PV_MSG_WRITE_FILE);
+    vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
     pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     if (mode >= 0)
@@ -915,7 +945,7 @@ static int l_vm_ping(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
     pv_require_booted(L, v, "ping");
-    vm_begin(v->vm, PV_MSG_PING);
+    vm_begin_on(v->vm, PV_MSG_PING, v->chan_base);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);
@@ -1061,8 +1091,9 @@ static int l_new_vm(lua_State *L)
     lvm *v = lua_newuserdatauv(L, sizeof(lvm), 0);
     memset(v, 0, sizeof(*v));
     luaL_setmetatable(L, VM_MT);
-    parse_boot_opts(L, 3, &v->opts);
+    parse_boot_opts(L, 3, &v->opts, name);
     v->vm = vm_new(name, p, env->scratch_root);
+    vm_set_deadline_source(v->vm, pv_lua_deadline(L));
     v->next = all_vms;
     all_vms = v;
     return 1;
@@ -1090,6 +1121,7 @@ static const luaL_Reg vm_methods[] = {
     {"is_quiescent", l_vm_is_quiescent},
     {"console_write", l_vm_console_write},
     {"__set_classic", l_vm_set_classic},
+    {"__channel_count", l_vm_channel_count},
     {NULL, NULL},
 };
 
@@ -1104,6 +1136,7 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_batch_init(L, -1);
     pv_lua_worker_init(L, -1);
     pv_lua_snapshot_init(L, -1);
+    pv_lua_disk_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");
@@ -1127,4 +1160,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_fixture_init(L, idx);
     pv_lua_health_init(L, idx);
     pv_lua_ktap_init(L, idx);
+    pv_lua_net_init(L, idx);
 }

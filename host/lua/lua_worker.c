@@ -3,13 +3,13 @@
  *
  * A Worker userdata begins with an lvm that points at the VM's pv_vm and
  * whose chan_base is the worker's channel (id << PV_WORKER_SHIFT).
- * pv_check_vm accepts Workers and copies chan_base into the pv_vm, so every
- * VM method (run, exec, syscall, ioctl, files, streams, batch, clock) and
- * every object it creates (File, Process, Stream, Clock keep the Worker as
- * their owner) addresses the worker with no change of its own; results have
- * the VM's shapes, classic included. The agent relays the channel to the
- * worker (agent/worker.c). The Worker's method table falls back to the VM's
- * methods, minus the VM lifecycle. */
+ * pv_check_vm accepts Workers, and the bindings begin every request on
+ * v->chan_base, so every VM method (run, exec, syscall, ioctl, files,
+ * streams, batch, clock) and every object it creates (File, Process, Stream,
+ * Clock keep the Worker as their owner) addresses the worker with no change
+ * of its own; results have the VM's shapes, classic included. The agent
+ * relays the channel to the worker (agent/worker.c). The Worker's method
+ * table falls back to the VM's methods, minus the VM lifecycle. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,9 +46,7 @@ typedef struct {
     bool done, closed;
 } lasync;
 
-/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
-static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raisef(lua_State *L, const char *fmt, ...)
+int pv_raisef(lua_State *L, const char *fmt, ...)
 {
     char msg[8192];
     va_list ap;
@@ -82,16 +80,16 @@ static const char *describe(const lworker *w, char *buf, size_t len)
     return buf;
 }
 
-/* vm->who_fn: names the worker whose channel the VM is addressing. refresh
+/* vm_who_fn: names the worker whose channels begin at worker_chan. refresh
  * asks the worker for its effective uid first (one geteuid round trip). */
-static void who_fn(pv_vm *vm, bool refresh, char *buf, size_t len)
+static void who_fn(pv_vm *vm, uint32_t worker_chan, bool refresh, char *buf, size_t len)
 {
     lworker *w = NULL;
     for (lworker *l = live_workers; l; l = l->next_live)
-        if (l->base.vm == vm && l->base.chan_base == vm->chan_base && (!w || w->ended))
+        if (l->base.vm == vm && l->base.chan_base == worker_chan && (!w || w->ended))
             w = l;
     if (!w) {
-        snprintf(buf, len, "worker %u of VM '%s'", PV_CHAN_WORKER(vm->chan_base), vm->name);
+        snprintf(buf, len, "worker %u of VM '%s'", PV_CHAN_WORKER(worker_chan), vm->name);
         return;
     }
     if (refresh && !w->asking && !w->ended && vm->state == VM_BOOTED) {
@@ -99,7 +97,7 @@ static void who_fn(pv_vm *vm, bool refresh, char *buf, size_t len)
         vm_begin_on(vm, PV_MSG_SYSCALL, w->base.chan_base);
         pv_put_i64(&vm->out, PV_T_NR, SYS_geteuid);
         vm_reply r;
-        char err[512];
+        char err[PV_ERR_MAX];
         if (vm_call(vm, &r, UID_ASK_MS, NULL, err, sizeof(err)) == 0) {
             w->uid = pv_msg_i64(&r.msg, PV_T_RET, -1);
             vm_reply_free(&r);
@@ -124,7 +122,7 @@ static bool worker_ended(lworker *w)
         w->ended = true;
         return true;
     }
-    vm_chan *ch = vm_chan_find(vm, w->base.chan_base);
+    const vm_chan *ch = vm_chan_find(vm, w->base.chan_base);
     if (ch && ch->done) {
         char *msg = pv_msg_strdup(&ch->result.msg, PV_T_MESSAGE);
         snprintf(w->gone, sizeof(w->gone), "VM '%s': %s", vm->name, msg ? msg : "worker exited");
@@ -166,7 +164,7 @@ static int l_spawn_worker(lua_State *L)
         lua_pop(L, 1);
     }
     pv_require_booted(L, v, "spawn_worker");
-    vm_begin(v->vm, PV_MSG_WORKER_SPAWN);
+    vm_begin_on(v->vm, PV_MSG_WORKER_SPAWN, v->chan_base);
     pv_put_u64(&v->vm->out, PV_T_THREAD, thread);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
@@ -175,16 +173,12 @@ static int l_spawn_worker(lua_State *L)
     vm_reply_free(&r);
     uint32_t base = id << PV_WORKER_SHIFT;
     /* the worker's own channel: WORKER_EXIT is pushed there */
-    vm_chan_free(v->vm, base); /* a previous worker with the same id */
-    for (vm_chan *c = v->vm->chans; c; c = c->next)
-        if (PV_CHAN_WORKER(c->id) == id && !c->done)
-            c->lost = true; /* what that worker left running is not this one's */
-    vm_chan *ch = vm_chan_open(v->vm);
-    ch->id = base;
+    vm_chan_open_worker(v->vm, base);
     lworker *w = lua_newuserdatauv(L, sizeof(lworker), 1);
     memset(w, 0, sizeof(*w));
     w->base.vm = v->vm;
     w->base.chan_base = base;
+    w->base.classic = v->classic;
     w->id = id;
     w->pid = pid;
     w->uid = -1;
@@ -192,7 +186,7 @@ static int l_spawn_worker(lua_State *L)
     w->site = pv_caller_site(L);
     w->next_live = live_workers;
     live_workers = w;
-    v->vm->who_fn = who_fn;
+    vm_set_who_fn(v->vm, who_fn);
     luaL_setmetatable(L, WORKER_MT);
     lua_pushvalue(L, 1); /* keeps the VM alive */
     lua_setiuservalue(L, -2, 1);
@@ -203,7 +197,7 @@ static int l_spawn_worker(lua_State *L)
 /* Pumps until the worker's WORKER_EXIT arrives or the deadline passes. */
 static bool wait_ended(lua_State *L, lworker *w, int64_t deadline)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     while (!worker_ended(w)) {
         int r = vm_pump(w->base.vm, deadline, err, sizeof(err));
         if (r < 0) {
@@ -228,14 +222,13 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     describe(w, who, sizeof(who));
     if (vm->state != VM_BOOTED) {
         if (raise)
-            return raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
+            return pv_raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
         return 0;
     }
-    vm->chan_base = 0;
-    vm_begin(vm, PV_MSG_WORKER_KILL);
+    vm_begin(vm, PV_MSG_WORKER_KILL); /* a VM request: the worker's channel is closing */
     pv_put_u64(&vm->out, PV_T_WORKER, w->id);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr = 0;
     if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
         if (gerr == ESRCH) { /* it had already gone */
@@ -250,7 +243,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     vm_reply_free(&r);
     if (!wait_ended(raise ? L : NULL, w, now_ms() + KILL_WAIT_MS)) {
         if (raise)
-            return raisef(L, "%s did not exit within %d s of kill", who, KILL_WAIT_MS / 1000);
+            return pv_raisef(L, "%s did not exit within %d s of kill", who, KILL_WAIT_MS / 1000);
         return 0;
     }
     snprintf(w->gone, sizeof(w->gone), "%s was killed", who);
@@ -262,7 +255,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
 static size_t in_flight(lworker *w, bool procs_only, uint32_t *ids, size_t max)
 {
     size_t n = 0;
-    for (vm_chan *ch = w->base.vm->chans; ch; ch = ch->next) {
+    for (const vm_chan *ch = vm_chan_first(w->base.vm); ch; ch = ch->next) {
         if (PV_CHAN_WORKER(ch->id) != w->id || ch->id == w->base.chan_base || ch->done || ch->lost)
             continue;
         if (!ch->proc && (procs_only || !ch->await_req))
@@ -280,23 +273,22 @@ static int signal_procs(lua_State *L, lworker *w, int sig)
 {
     char who[256];
     if (worker_ended(w))
-        return raisef(L, "%s: cannot kill(%d)", w->gone, sig);
+        return pv_raisef(L, "%s: cannot kill(%d)", w->gone, sig);
     pv_vm *vm = w->base.vm;
     if (vm->state != VM_BOOTED)
-        return raisef(L, "%s: cannot kill(%d): the VM is %s", describe(w, who, sizeof(who)), sig,
+        return pv_raisef(L, "%s: cannot kill(%d): the VM is %s", describe(w, who, sizeof(who)), sig,
                       vm_state_name(vm->state));
     size_t n = in_flight(w, true, NULL, 0);
     uint32_t *ids = xcalloc(n + 1, sizeof(uint32_t));
     in_flight(w, true, ids, n);
     int sent = 0;
-    char err[8192];
+    char err[PV_ERR_MAX];
     for (size_t i = 0; i < n; i++) {
         vm_begin_on(vm, PV_MSG_PROC_SIGNAL, w->base.chan_base);
         pv_put_u64(&vm->out, PV_T_CHAN, ids[i]);
         pv_put_u64(&vm->out, PV_T_SIGNAL, (uint64_t)sig);
         vm_reply r;
         int gerr = 0;
-        vm->chan_base = w->base.chan_base;
         if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
             if (gerr == ESRCH) /* it exited meanwhile */
                 continue;
@@ -340,7 +332,7 @@ static int l_worker_join(lua_State *L)
     int64_t ms = lua_isnoneornil(L, 2) ? JOIN_DEFAULT_MS : pv_lua_duration_ms(L, 2, "join timeout");
     int64_t deadline = now_ms() + ms;
     size_t waited = worker_ended(w) ? 0 : in_flight(w, false, NULL, 0);
-    char err[8192];
+    char err[PV_ERR_MAX];
     while (!worker_ended(w) && in_flight(w, false, NULL, 0) > 0) {
         int r = vm_pump(w->base.vm, deadline, err, sizeof(err));
         if (r < 0)
@@ -348,7 +340,7 @@ static int l_worker_join(lua_State *L)
         if (r == 0) {
             char who[256];
             size_t procs = in_flight(w, true, NULL, 0), all = in_flight(w, false, NULL, 0);
-            return raisef(L, "%s: join: %zu process(es) and %zu system call(s) still running after %.1f s",
+            return pv_raisef(L, "%s: join: %zu process(es) and %zu system call(s) still running after %.1f s",
                           describe(w, who, sizeof(who)), procs, all - procs, ms / 1000.0);
         }
     }
@@ -388,7 +380,7 @@ static int l_worker_alive(lua_State *L)
 {
     lworker *w = check_worker(L, 1);
     /* take what the agent has pushed meanwhile */
-    char err[256];
+    char err[PV_ERR_MAX];
     if (!worker_ended(w) && w->base.vm->state == VM_BOOTED)
         while (vm_pump(w->base.vm, now_ms(), err, sizeof(err)) == 1 && !worker_ended(w)) {
         }
@@ -427,6 +419,12 @@ static int l_worker_gc(lua_State *L)
     w->site = NULL;
     while (w->base.items)
         pv_item_remove(&w->base, w->base.items->id);
+    /* its own channel, unless a newer worker was given the same id */
+    bool id_reused = false;
+    for (lworker *l = live_workers; l; l = l->next_live)
+        id_reused |= l->base.vm == w->base.vm && l->base.chan_base == w->base.chan_base;
+    if (w->base.vm && !id_reused)
+        vm_chan_free(w->base.vm, w->base.chan_base);
     w->base.vm = NULL; /* off the list: a later free of the VM cannot reach it */
     return 0;
 }
@@ -452,15 +450,13 @@ static int l_syscall_async(lua_State *L)
     int top = lua_gettop(L);
     if (top - 2 > 6)
         return luaL_error(L, "syscall_async: at most 6 arguments");
-    vm_chan *ch = vm_chan_open(v->vm);
-    uint32_t chan = ch->id;
-    ch->await_req = vm_begin_on(v->vm, PV_MSG_SYSCALL, chan);
+    uint32_t chan = vm_chan_open_await(v->vm, v->chan_base, PV_MSG_SYSCALL)->id;
     pv_buf *b = &v->vm->out;
     pv_put_i64(b, PV_T_NR, nr);
     size_t nbufs = 0;
     for (int i = 3; i <= top; i++)
         pv_put_syscall_arg(L, b, i, i - 3, &nbufs);
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_send(v->vm, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);
@@ -486,8 +482,8 @@ static int l_async_await(lua_State *L)
     lvm *v = pv_check_vm(L, -1);
     lua_pop(L, 1);
     int64_t deadline = now_ms() + ms;
-    char err[8192];
-    vm_chan *ch;
+    char err[PV_ERR_MAX];
+    const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done) {
         if (v->vm->state != VM_BOOTED)
             return luaL_error(L, "syscall_async(%d): the VM is %s", (int)a->nr, vm_state_name(v->vm->state));
@@ -496,7 +492,7 @@ static int l_async_await(lua_State *L)
             return luaL_error(L, "%s", err);
         if (r == 0) {
             const char *gone = pv_worker_gone(v);
-            return raisef(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
+            return pv_raisef(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
                               gone ? gone : "the call is still running on the worker");
         }
     }
@@ -515,13 +511,7 @@ static int l_async_await(lua_State *L)
         vm_chan_free(v->vm, a->chan);
         return lua_error(L);
     }
-    if (v->vm->classic) {
-        int64_t ret = pv_msg_i64(&ch->result.msg, PV_T_RET, -1);
-        int64_t e = pv_msg_i64(&ch->result.msg, PV_T_ERRNO, 0);
-        lua_pushinteger(L, ret == -1 && e ? -e : ret);
-    } else {
-        pv_push_syscall_result(L, &ch->result, 0);
-    }
+    pv_push_syscall_value(L, v, &ch->result.msg);
     vm_chan_free(v->vm, a->chan);
     return 1;
 }
@@ -536,8 +526,8 @@ static int l_async_done(lua_State *L)
     }
     lua_getiuservalue(L, 1, 1);
     lvm *v = pv_check_vm(L, -1);
-    char err[256];
-    vm_chan *ch;
+    char err[PV_ERR_MAX];
+    const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done && v->vm->state == VM_BOOTED &&
            vm_pump(v->vm, now_ms(), err, sizeof(err)) == 1) {
     }
@@ -552,7 +542,7 @@ static int l_async_close(lua_State *L)
         return 0;
     a->closed = true;
     lua_getiuservalue(L, 1, 1);
-    lvm *v = luaL_testudata(L, -1, WORKER_MT);
+    lvm *v = pv_test_owner(L, -1);
     if (v && v->vm)
         vm_chan_free(v->vm, a->chan); /* a late result is dropped */
     return 0;
@@ -576,7 +566,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newlib(L, worker_fns);
     static const char *const vm_only[] = {"boot", "shutdown", "pause", "resume", "reset", "power_button",
                                           "console_write", "snapshot", "restore", "spawn", "spawn_worker",
-                                          "__set_classic", NULL};
+                                          "disk", "disks", "attach_disk", "__set_classic", NULL};
     for (int i = 0; vm_only[i]; i++) {
         lua_pushstring(L, vm_only[i]);
         lua_pushcclosure(L, l_not_on_worker, 1);
@@ -601,5 +591,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newmetatable(L, ASYNC_MT);
     luaL_newlib(L, async_fns);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_async_close); /* a handle never awaited frees its channel too */
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 }

@@ -65,6 +65,10 @@ int junit_cli(int argc, char **argv);
 /* ---- the HTML report (host/runner/report.c) ---- */
 /* Writes the report of the run whose events are in events_path. */
 int report_html(const char *events_path, const char *html_path, char *err, size_t errlen);
+/* The usage of `provium timings`, `provium junit` and `provium report`. */
+extern const char timings_usage[];
+extern const char junit_usage[];
+extern const char report_usage[];
 /* provium report EVENTS.jsonl -o FILE.html; argv starts after "report". */
 int report_cli(int argc, char **argv);
 

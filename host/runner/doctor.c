@@ -44,7 +44,7 @@ static bool can_open(const char *path, char *why, size_t len)
 int runner_doctor(const pv_config *cfg)
 {
     failures = 0;
-    char buf[1024], why[512];
+    char buf[PV_ERR_MAX + 128], why[PV_ERR_MAX]; /* buf: why and a sentence after it */
     /* QEMU */
     char *qemu = find_in_path("qemu-system-x86_64");
     if (qemu) {
@@ -64,6 +64,11 @@ int runner_doctor(const pv_config *cfg)
         check(false, true, "qemu", "", "qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)");
     }
     free(qemu);
+    /* qemu-img: disks from images get their overlays from it (host/vmm/disk.c) */
+    char *qimg = find_in_path("qemu-img");
+    check(qimg != NULL, false, "qemu-img", qimg ? qimg : "",
+          "qemu-img is not on PATH: disks from images cannot be used (Debian: apt-get install qemu-utils)");
+    free(qimg);
     /* KVM */
     /* KVM: what the probe found, not whether /dev/kvm opens */
     {

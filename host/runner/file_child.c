@@ -37,7 +37,7 @@ static void write_chunk_error(int fd, const char *path, const char *msg)
     lua_setfield(L, -2, "chunk_error");
     lua_newtable(L);
     lua_setfield(L, -2, "tests");
-    char err[256];
+    char err[PV_ERR_MAX];
     char *json = pv_lua_to_json_lossy(L, -1, err, sizeof(err));
     if (json)
         write_report(fd, json);
@@ -73,7 +73,7 @@ int run_file_child(const pv_config *cfg, const char *scratch_root, const char *p
                    child_mode mode, const test_select *sel, const char *shown)
 {
     pv_lua_env env = {cfg, scratch_root, path};
-    char err[4096];
+    char err[PV_ERR_MAX];
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L) {
         write_chunk_error(report_fd, path, err);

@@ -22,11 +22,16 @@ static bool named(xmlNode *n, const char *name)
     return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
 }
 
+const char junit_usage[] = "usage: provium junit merge FILE... > MERGED.xml\n"
+                           "\n"
+                           "One JUnit report from several (e.g. one per CI shard): every <testsuite>\n"
+                           "of the inputs, with the totals summed. An input that is not a JUnit\n"
+                           "report exits 2 naming it.\n";
+
 int junit_cli(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[0], "merge") != 0) {
-        fprintf(stderr, "usage: provium junit merge FILE... > MERGED.xml\n"
-                        "  one JUnit report from several (e.g. one per CI shard)\n");
+        fputs(junit_usage, stderr);
         return 2;
     }
     xmlDoc *out = xmlNewDoc((const xmlChar *)"1.0");

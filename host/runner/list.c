@@ -5,20 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../util/util.h"
 #include "ci.h"
-#include "runner.h"
-
-static const char *shown(const char *path)
-{
-    static char cwd[4096];
-    static size_t len = (size_t)-1;
-    if (len == (size_t)-1)
-        len = getcwd(cwd, sizeof(cwd)) ? strlen(cwd) : 0;
-    return len && strncmp(path, cwd, len) == 0 && path[len] == '/' ? path + len + 1 : path;
-}
+#include "run.h"
 
 int runner_list(const pv_config *cfg, const file_list *files, const run_opts *o, bool json)
 {
@@ -29,7 +19,7 @@ int runner_list(const pv_config *cfg, const file_list *files, const run_opts *o,
                "split by path; timings: %s\n",
                o->shard_k, o->shard_n, sh->timed, sh->timed_ms / 1000.0, sh->untimed, sh->timings);
     for (size_t i = 0; i < files->n; i++) {
-        const char *s = shown(files->paths[i]);
+        const char *s = shown_path(files->paths[i]);
         int64_t ms = sh ? shard_file_ms(files->paths[i]) : -1;
         if (!o) { /* fixtures: just the files */
             if (json) {

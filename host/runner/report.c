@@ -280,7 +280,8 @@ static size_t location_len(const char *m)
     return d > c + 1 && *d == ':' ? (size_t)(d - m) : 0;
 }
 
-static void render(strbuf *b, run_data *r, const char *html_path)
+/* The summary: verdict, counts, time, exit status. */
+static void render_summary(strbuf *b, run_data *r)
 {
     json_t *done = NULL;
     size_t i;
@@ -325,8 +326,43 @@ static void render(strbuf *b, run_data *r, const char *html_path)
         sb_addf(b, "<p class=\"muted\">%zu lines of the events file were not provium events and were left out.</p>",
                 r->unreadable);
     sb_adds(b, "</section>\n");
+}
 
-    /* timeline */
+/* The VMs of file f, one lane each, under the file's lane. */
+static void vm_lanes(strbuf *b, run_data *r, const file_row *f, const char *html_path)
+{
+    for (size_t v = 0; v < r->nvms; v++) {
+        vm_row *m = &r->vms[v];
+        if (strcmp(m->file, f->path))
+            continue;
+        sb_adds(b, "<div class=\"lane vmlane\"><div class=\"label\">VM ");
+        esc(b, m->name);
+        sb_adds(b, " <span class=\"muted\">(");
+        esc(b, m->profile);
+        sb_addf(b, ", %s in %.1fs)</span>", m->restored ? "restored" : "booted", m->boot_s);
+        if (m->console && file_exists(m->console)) {
+            /* relative to the report when beside it, so the pair can be moved together */
+            char *dir = path_dirname(html_path), *abs = path_absolute(dir);
+            size_t dl = strlen(abs);
+            const char *link = !strncmp(m->console, abs, dl) && m->console[dl] == '/' ? m->console + dl + 1
+                                                                                       : m->console;
+            sb_adds(b, " <a class=\"console-link\" href=\"");
+            esc(b, link);
+            sb_adds(b, "\">console</a>");
+            free(dir);
+            free(abs);
+        }
+        sb_adds(b, "</div><div class=\"track\">");
+        char *title = xasprintf("VM %s (%s)", m->name, m->restored ? "restored from a snapshot" : "cold boot");
+        int64_t end = m->end ? m->end : f->completed ? f->completed : r->t1;
+        bar(b, r, m->restored ? "vm restored" : "vm", m->start, end, title);
+        free(title);
+        sb_adds(b, "</div></div>\n");
+    }
+}
+
+static void render_timeline(strbuf *b, run_data *r, const char *html_path)
+{
     sb_adds(b, "<section id=\"timeline\"><h2>Timeline</h2><p class=\"legend\"><span class=\"bar wait\" "
                "style=\"position:static\"></span>waiting for the pool<span style=\"background:#4caf50\"></span>passed"
                "<span style=\"background:#e53935\"></span>failed / crashed<span style=\"background:#8e24aa\"></span>"
@@ -351,37 +387,14 @@ static void render(strbuf *b, run_data *r, const char *html_path)
             bar(b, r, "wait", f->claim_wait, f->claim_got ? f->claim_got : f->completed ? f->completed : r->t1,
                 "its provium:claim waiting for the pool");
         sb_adds(b, "</div></div>\n");
-        for (size_t v = 0; v < r->nvms; v++) {
-            vm_row *m = &r->vms[v];
-            if (strcmp(m->file, f->path))
-                continue;
-            sb_adds(b, "<div class=\"lane vmlane\"><div class=\"label\">VM ");
-            esc(b, m->name);
-            sb_adds(b, " <span class=\"muted\">(");
-            esc(b, m->profile);
-            sb_addf(b, ", %s in %.1fs)</span>", m->restored ? "restored" : "booted", m->boot_s);
-            if (m->console && file_exists(m->console)) {
-                /* relative to the report when beside it, so the pair can be moved together */
-                char *dir = path_dirname(html_path), *abs = path_absolute(dir);
-                size_t dl = strlen(abs);
-                const char *link = !strncmp(m->console, abs, dl) && m->console[dl] == '/' ? m->console + dl + 1
-                                                                                           : m->console;
-                sb_adds(b, " <a class=\"console-link\" href=\"");
-                esc(b, link);
-                sb_adds(b, "\">console</a>");
-                free(dir);
-                free(abs);
-            }
-            sb_adds(b, "</div><div class=\"track\">");
-            char *title = xasprintf("VM %s (%s)", m->name, m->restored ? "restored from a snapshot" : "cold boot");
-            int64_t end = m->end ? m->end : f->completed ? f->completed : r->t1;
-            bar(b, r, m->restored ? "vm restored" : "vm", m->start, end, title);
-            free(title);
-            sb_adds(b, "</div></div>\n");
-        }
+        vm_lanes(b, r, f, html_path);
     }
     sb_adds(b, "</section>\n");
+}
 
+static void render_failures(strbuf *b, run_data *r)
+{
+    size_t i;
     /* failures: failed tests with their kernel reports, then files that
      * failed without a failed test (crash, timeout, top-level error) */
     sb_addf(b, "<section id=\"failures\"><h2>Failures</h2>\n");
@@ -438,8 +451,12 @@ static void render(strbuf *b, run_data *r, const char *html_path)
     if (!nfail)
         sb_adds(b, "<p>None.</p>");
     sb_adds(b, "</section>\n");
+}
 
-    /* skipped */
+static void render_skipped(strbuf *b, run_data *r)
+{
+    size_t i;
+    json_t *p;
     sb_adds(b, "<section id=\"skipped\"><h2>Skipped tests</h2><table>");
     int nskip = 0;
     for (i = 0; (p = next_of(r, "test_skipped", &i)); i++) {
@@ -450,8 +467,13 @@ static void render(strbuf *b, run_data *r, const char *html_path)
     }
     sb_adds(b, nskip ? "</table>" : "</table><p>None.</p>");
     sb_adds(b, "</section>\n");
+}
 
-    /* slowest */
+/* The ten slowest tests. */
+static void render_slowest(strbuf *b, run_data *r)
+{
+    size_t i;
+    json_t *e;
     json_t *tests = json_array();
     json_array_foreach(r->events, i, e)
     {
@@ -480,7 +502,15 @@ static void render(strbuf *b, run_data *r, const char *html_path)
         json_array_remove(tests, bi);
     }
     json_decref(tests);
-    sb_adds(b, "</table></section>\n</body></html>\n");
+    sb_adds(b, "</table></section>\n</body></html>\n");}
+
+static void render(strbuf *b, run_data *r, const char *html_path)
+{
+    render_summary(b, r);
+    render_timeline(b, r, html_path);
+    render_failures(b, r);
+    render_skipped(b, r);
+    render_slowest(b, r);
 }
 
 int report_html(const char *events_path, const char *html_path, char *err, size_t errlen)
@@ -519,6 +549,12 @@ int report_html(const char *events_path, const char *html_path, char *err, size_
     return rc;
 }
 
+const char report_usage[] = "usage: provium report EVENTS.jsonl -o FILE.html\n"
+                            "\n"
+                            "Writes the HTML report of a run from its --save-events file: the page\n"
+                            "--html writes. A file with no provium events exits 1.\n"
+                            "  -o, --output FILE   where the report goes\n";
+
 int report_cli(int argc, char **argv)
 {
     const char *events = NULL, *out = NULL;
@@ -531,11 +567,10 @@ int report_cli(int argc, char **argv)
             events = out = NULL, i = argc;
     }
     if (!events || !out) {
-        fprintf(stderr, "usage: provium report EVENTS.jsonl -o FILE.html\n"
-                        "  the HTML report of a run from its --save-events file\n");
+        fputs(report_usage, stderr);
         return 2;
     }
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (report_html(events, out, err, sizeof(err)) != 0) {
         fprintf(stderr, "provium report: %s\n", err);
         return 1;

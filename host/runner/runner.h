@@ -1,5 +1,6 @@
 /* Running test files: discovery, selection, a resource pool, one child
- * process per file, reporting (text, JSON, JUnit, TAP, events). */
+ * process per file, reporting (text, JSON, JUnit, TAP, events). This is
+ * the runner's public face; run.h describes how its files share the work. */
 #ifndef PROVIUM_RUNNER_H
 #define PROVIUM_RUNNER_H
 #include <stdbool.h>
@@ -18,13 +19,14 @@ typedef struct {
     size_t ntags, nno_tags;
     char **tag_meta, **no_tag_meta; /* "KEY=VALUE" */
     size_t ntag_meta, nno_tag_meta;
+    bool include_slow; /* --include-slow or PROVIUM_INCLUDE_SLOW: meta.slow tests run */
 } test_select;
 
 typedef struct {
     int jobs;            /* concurrent files; 0 = as many as the pool allows */
     int64_t timeout_ms;  /* per file; 0 = none */
     bool verbose, quiet, json, tap;
-    bool fail_fast, include_slow, rerun_failed, watch;
+    bool fail_fast, rerun_failed, watch;
     const char *junit_path;  /* --junit FILE */
     const char *events_path; /* --save-events FILE */
     const char *filter;      /* --filter SUBSTR (path or test name) */

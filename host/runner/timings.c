@@ -189,9 +189,11 @@ int timings_record(const char *path, char *const *keys, const double *seconds, s
     return rc;
 }
 
-static const char timings_usage[] = "usage: provium timings merge FILE... > MERGED.json\n"
-                                    "  merges timings files (e.g. one per CI shard), their pending entries included:\n"
-                                    "  per path the newest entry wins\n";
+const char timings_usage[] = "usage: provium timings merge FILE... > MERGED.json\n"
+                             "\n"
+                             "Merges timings files (e.g. one per CI shard), their pending entries\n"
+                             "included: per path the newest entry wins. A missing or malformed input\n"
+                             "exits 2 naming it.\n";
 
 int timings_cli(int argc, char **argv)
 {
@@ -207,7 +209,7 @@ int timings_cli(int argc, char **argv)
     }
     json_t *out = json_pack("{s:i,s:{}}", "provium_timings", 1, "files");
     for (int i = 1; i < argc; i++) {
-        char err[1024];
+        char err[PV_ERR_MAX];
         json_t *doc = load_doc(argv[i], false, err, sizeof(err));
         if (!doc) {
             fprintf(stderr, "provium timings merge: %s\n", err);

@@ -31,6 +31,7 @@
 /* ---- interruption ---- */
 
 static lua_State *repl_L;
+static vm_deadline *repl_deadline; /* the state's: every VM of it honours it */
 static volatile sig_atomic_t interrupted;
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
@@ -47,7 +48,8 @@ static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
-    vm_set_global_deadline(1);
+    if (repl_deadline)
+        repl_deadline->ms = 1;
     if (repl_L)
         lua_sethook(repl_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -230,7 +232,7 @@ static void print_results(lua_State *L, int base)
     for (int i = 1; i <= n; i++) {
         int idx = base + i;
         if (lua_istable(L, idx) && luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL) {
-            char err[256];
+            char err[PV_ERR_MAX];
             char *js = pv_lua_to_json_lossy(L, idx, err, sizeof(err));
             if (js) {
                 printf("%s%s", i > 1 ? "\t" : "", js);
@@ -278,14 +280,14 @@ static int run_chunk(lua_State *L)
 {
     int base = lua_gettop(L) - 1;
     interrupted = 0;
-    vm_set_global_deadline(0);
+    repl_deadline->ms = 0;
     lua_sethook(L, NULL, 0, 0);
     bool watching = watch_start();
     int rc = lua_pcall(L, 0, LUA_MULTRET, 0);
     if (watching)
         watch_stop();
     lua_sethook(L, NULL, 0, 0);
-    vm_set_global_deadline(0);
+    repl_deadline->ms = 0;
     fflush(stdout);
     if (rc != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -347,7 +349,7 @@ int repl_main(const pv_config *cfg, const char *profile, const char *name)
         return 2;
     }
     pv_lua_env env = {cfg, tmpl, NULL};
-    char err[4096];
+    char err[PV_ERR_MAX];
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L) {
         fprintf(stderr, "provium repl: %s\n", err);
@@ -365,6 +367,7 @@ int repl_main(const pv_config *cfg, const char *profile, const char *name)
     tty = isatty(0);
     if (tty)
         setup_terminal();
+    repl_deadline = pv_lua_deadline(L);
     repl_L = L;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -440,6 +443,7 @@ int repl_main(const pv_config *cfg, const char *profile, const char *name)
 out:
     signal(SIGINT, SIG_DFL);
     repl_L = NULL;
+    repl_deadline = NULL;
     pv_lua_kill_all_vms();
     lua_close(L);
     rm_rf(tmpl);

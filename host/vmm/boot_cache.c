@@ -4,8 +4,9 @@
  * said READY: the kernel and the prepared initramfs by content (the latter
  * holds the agent, the profile's modules and the boot `files`), the kernel
  * command line, machine, memory, CPUs, accelerator, the QEMU binary and a
- * rootfs image (by path, size and mtime). The entry is the snapshot taken the
- * moment a cold boot of that key handshook, plus that boot's console log.
+ * rootfs image (by path, inode, size, mtime and ctime: rootfs_identity).
+ * The entry is the snapshot taken the moment a cold boot of that key
+ * handshook, plus that boot's console log (and a rootfs_writable overlay).
  *
  * A restore then gives the VM what makes it itself: the clock (the host's
  * time, or initial_time), a reseeded kernel RNG (vm_restore), a fresh shared
@@ -22,6 +23,10 @@
 #include "../fixtures/fixtures.h"
 #include "accel.h"
 #include "boot_cache.h"
+#include "disk.h"
+#include "rootfs.h"
+#include "vm_internal.h"
+#include "vm_nic.h"
 
 #define KEY_VERSION "provium-boot-cache 1"
 
@@ -57,10 +62,9 @@ static char *boot_key(pv_vm *vm, const vm_boot_opts *o, const char *initrd, char
             vm_file_identity(p->kernel), vm_file_identity(initrd), cmdline, vm_machine(p),
             (long long)(o->memory ? o->memory : p->memory), o->cpus ? o->cpus : p->cpus, kvm ? "kvm" : "tcg");
     sb_addf(&b, "cpu:%s\n", kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG); /* the kernel picks its copy routines by it */
-    struct stat st;
-    if (p->rootfs && stat(p->rootfs, &st) == 0)
-        sb_addf(&b, "rootfs:%s %lld %lld.%09ld\n", p->rootfs, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                st.st_mtim.tv_nsec);
+    char *disk = rootfs_identity(p);
+    sb_addf(&b, "rootfs:%s\n", disk);
+    free(disk);
     add_qemu_identity(&b);
     char *hex = xmalloc(65);
     sha256_hex(b.s, b.len, hex);
@@ -82,8 +86,12 @@ const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const p
         return "the profile sets boot_cache = false";
     if (opts->no_boot_cache)
         return "the boot option boot_cache = false";
+    if (vm_nic_count(vm))
+        return "the VM has NICs on bridges (their switch ports are not part of a cached boot)";
     if (opts->has_rng_seed)
         return "rng_seed: a seeded RNG stream must run on from the boot, not start over";
+    if (vm->profile.ndisks || opts->ndisks || (vm->disks && vm->disks->n))
+        return "the VM has disks: a cached boot would hold another disk's state";
     return NULL;
 }
 
@@ -127,7 +135,7 @@ static int restore_entry(pv_vm *vm, const char *entry, char *err, size_t errlen)
  * failure leaves the boot as it is: the VM runs, the next boot tries again. */
 static void store(pv_vm *vm, const pv_config *cfg, const char *key)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     char *dir = xasprintf("%s/%s.build-%d", fixture_cache_dir(cfg), key, (int)getpid());
     rm_rf(dir);
     char *profile = xstrdup(vm->profile.name);

@@ -22,7 +22,7 @@
 #include <zstd.h>
 
 #include "../util/util.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define MAGIC "PVRAMZ1\n"
 #define CHUNK (1u << 20)

@@ -10,6 +10,7 @@
 #include "../util/util.h"
 #include "cpio.h"
 #include "embedded.h"
+#include "rootfs.h"
 
 const char *shim_agent_hash(void)
 {
@@ -124,16 +125,20 @@ char **shim_resolve_modules(const char *modules_dir, char *const *names, size_t 
         char *l = strndup(line, eol ? (size_t)(eol - line) : strlen(line));
         char *colon = strchr(l, ':');
         *colon = 0;
-        char *deps[256];
+        /* as many dependencies as the line names: no fixed cap */
+        char **deps = NULL;
         size_t nd = 0;
-        for (char *tok = strtok(colon + 1, " "); tok && nd < 256; tok = strtok(NULL, " "))
+        for (char *tok = strtok(colon + 1, " "); tok; tok = strtok(NULL, " ")) {
+            deps = xrealloc(deps, (nd + 1) * sizeof(char *));
             deps[nd++] = tok;
+        }
         for (size_t d = nd; d-- > 0;) {
             char *abs = xasprintf("%s/%s", modules_dir, deps[d]);
             if (!list_has(&out, abs))
                 list_push(&out, abs);
             free(abs);
         }
+        free(deps);
         char *abs = xasprintf("%s/%s", modules_dir, l);
         if (!list_has(&out, abs))
             list_push(&out, abs);
@@ -158,6 +163,9 @@ char **shim_resolve_modules(const char *modules_dir, char *const *names, size_t 
     return out.paths;
 }
 
+/* The most module files one shim carries: their names' 3-digit index. */
+#define SHIM_MAX_MODULES 999
+
 static int build_shim(const pv_profile *p, const pv_inject_file *files, size_t nfiles, cpio_writer *w, char *err,
                       size_t errlen)
 {
@@ -165,10 +173,35 @@ static int build_shim(const pv_profile *p, const pv_inject_file *files, size_t n
     size_t agent_len = EMBEDDED_SIZE(provium_agent_blob);
     cpio_add_file(w, "provium-wrapper", 0755, agent, agent_len);
     cpio_add_file(w, "provium-agent", 0755, agent, agent_len);
+    if (rootfs_boots_from_disk(p)) {
+        /* the kernel runs an initramfs's /init; the wrapper then boots the disk */
+        cpio_add_symlink(w, "init", "provium-wrapper");
+        if (nfiles) {
+            snprintf(err, errlen, "profile '%s' boots from its rootfs disk, and the boot option files needs an "
+                                  "initramfs to put them in (the disk's root replaces it); write them with "
+                                  "vm:write_file after the boot, or give the profile an initrd", p->name);
+            return -1;
+        }
+    }
     if (p->nmodules) {
         char **mods = shim_resolve_modules(p->modules_dir, p->modules, p->nmodules, err, errlen);
         if (!mods)
             return -1;
+        size_t nmods = 0;
+        while (mods[nmods])
+            nmods++;
+        /* the agent loads them in name order: a 3-digit index keeps that
+         * order for up to 999 files, beyond which it would silently break */
+        if (nmods > SHIM_MAX_MODULES) {
+            snprintf(err, errlen,
+                     "the profile's %zu kernel modules need %zu files with their dependencies; the shim loads at "
+                     "most %d in order",
+                     p->nmodules, nmods, SHIM_MAX_MODULES);
+            for (size_t k = 0; k < nmods; k++)
+                free(mods[k]);
+            free(mods);
+            return -1;
+        }
         cpio_add_dir(w, "provium", 0755);
         cpio_add_dir(w, "provium/modules", 0755);
         for (size_t i = 0; mods[i]; i++) {

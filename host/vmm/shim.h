@@ -1,6 +1,7 @@
 /* The shim initramfs: the agent (in both roles), the kernel modules a profile
  * needs before the agent can reach its port, and per-boot injected files.
- * It is appended to the profile's initrd; the result is cached by content. */
+ * It is appended to the profile's initrd; the result is cached by content.
+ * A profile with only a rootfs gets the shim alone, with /init (see rootfs.h). */
 #ifndef PROVIUM_SHIM_H
 #define PROVIUM_SHIM_H
 #include <stddef.h>

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "../util/util.h"
-#include "vm.h"
+#include "disk.h"
+#include "rootfs.h"
+#include "vm_internal.h"
 
 #define MIGRATE_TIMEOUT_MS 60000
 
@@ -112,7 +114,7 @@ static int close_failed(int fd)
 
 /* Copies only the allocated parts of src: guest RAM is mostly holes. On
  * failure errno says why (ENOSPC for a full disk, never 0). */
-static int copy_sparse(int src, const char *dst_path, off_t size)
+int vm_copy_sparse(int src, const char *dst_path, off_t size)
 {
     int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (dst < 0)
@@ -193,6 +195,8 @@ static int wait_migration(pv_vm *vm, char *err, size_t errlen)
     }
 }
 
+/* QEMU runs an exec: migration URI with /bin/sh -c: every path in one is
+ * quoted with this, so a snapshot directory may hold any character. */
 static char *shell_quote(const char *s)
 {
     strbuf b;
@@ -236,11 +240,12 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
         goto out;
+    disk_drop_exports(vm);
     if (resume && vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
         goto out;
     stopped = resume;
     if (vm_qmp(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, err, errlen) != 0 ||
-        wait_migration(vm, err, errlen) != 0)
+        wait_migration(vm, err, errlen) != 0 || rootfs_snapshot_save(vm, dir, err, errlen) != 0)
         goto out;
     char zerr[1024];
     if (vm->ram_shared && vm->ram_fd >= 0 && ram_compress(vm->ram_fd, vm->mem_bytes, zst, zerr, sizeof(zerr)) != 0) {
@@ -255,6 +260,12 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
                           vm->ram_shared);
     json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
     json_object_set_new(m, "acpi", json_boolean(!vm->profile.no_acpi));
+    /* disks: their files are copied while the VM is stopped, so the copy
+     * matches the device state in the stream (host/vmm/disk.c) */
+    if (vm->disks && disk_save(vm, dir, m, err, errlen) != 0) {
+        json_decref(m);
+        goto out;
+    }
     if (vm->has_rng_seed)
         json_object_set_new(m, "rng_seed", json_integer((json_int_t)vm->rng_seed));
     rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
@@ -372,6 +383,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  dir, snap_acpi ? "on" : "off", vm->name, vm->profile.no_acpi ? "off" : "on");
         goto out;
     }
+    if (rootfs_snapshot_restore(vm, dir, err, errlen) != 0) /* the disk's image and overlay */
+        goto out;
     bool has_ram = json_is_true(json_object_get(m, "ram_file"));
     char *zst = xasprintf("%s/ram.zst", dir);
     if (has_ram && !file_exists(ram) && file_exists(zst)) {
@@ -418,7 +431,7 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     if (has_ram && access(ram, W_OK) != 0) {
         int src = open(ram, O_RDONLY | O_CLOEXEC);
         ram_copy = xasprintf("%s/ram.copy", vm->dir);
-        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || copy_sparse(src, ram_copy, mem) != 0) {
+        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || vm_copy_sparse(src, ram_copy, mem) != 0) {
             snprintf(err, errlen, "restore: snapshot %s: its RAM file is read-only and cannot be copied to %s: %s",
                      dir, ram_copy, strerror(errno));
             if (src >= 0)
@@ -429,6 +442,8 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         }
         close(src);
     }
+    if (disk_load(vm, dir, m, err, errlen) != 0)
+        goto out;
     vm_boot_opts o = {0};
     o.memory = mem;
     o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
@@ -450,9 +465,11 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  vm->qemu_version);
         goto fail;
     }
-    char *q = xasprintf("exec:cat '%s'", state);
-    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", q), NULL, err, errlen);
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat %s", q);
     free(q);
+    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+    free(uri);
     if (r != 0)
         goto fail;
     /* wait until the incoming migration is applied and the guest runs */

@@ -102,6 +102,27 @@ expect_out "no-such-option"
 expect_out "provium --help"
 end_check
 
+# every subcommand answers --help on stdout with its own usage, and refuses
+# an option it does not know by name
+begin "every subcommand's --help exits 0 with its own usage; an unknown option exits 2 naming it"
+for sub in list doctor fixture cache repl lsp-setup timings junit report; do
+    pv "$sub" --help
+    [ "$RC" = 0 ] || problem "provium $sub --help: exit $RC"
+    grep -qF "usage: provium $sub" <<<"$STDOUT" || problem "provium $sub --help: no usage on stdout: $STDOUT"
+    pv "$sub" --no-such-option
+    [ "$RC" = 2 ] || problem "provium $sub --no-such-option: exit $RC, expected 2"
+    grep -qF -- "--no-such-option" <<<"$STDERR" || problem "provium $sub: the error does not name the option: $STDERR"
+    grep -qF "provium $sub --help" <<<"$STDERR" || grep -qF "usage: provium $sub" <<<"$STDERR" ||
+        problem "provium $sub: the error does not point at the help: $STDERR"
+done
+pv list --jobs 2 "$FIX/fail"
+[ "$RC" = 2 ] && grep -qF "provium list: --jobs only applies to a run" <<<"$STDERR" ||
+    problem "list --jobs: exit $RC, $STDERR"
+pv --fixtures "$FIX/fail"
+[ "$RC" = 2 ] && grep -qF -- "--fixtures only applies to 'provium list'" <<<"$STDERR" ||
+    problem "--fixtures on a run: exit $RC, $STDERR"
+end_check
+
 pv --timeout soon "$FIX/fail"
 begin "an unparsable --timeout exits 2 and quotes the value"
 expect_rc 2
@@ -510,6 +531,8 @@ expect_out 'test timed out after 0.5s'
 expect_out 'ok   the file continues after a timed-out test'
 expect_out 'deliberate'
 expect_out "console-evidence-line"
+expect_out "the cause survives the report"
+expect_no_out "provium/framework.lua:99"
 expect_faster_than 60
 expect_no_qemu "$TD" 2
 end_check

@@ -110,3 +110,17 @@ test("snapshots store guest RAM compressed; damaged RAM is refused by name", fun
   os.execute("rm -rf '" .. bad .. "'")
   snap:delete()
 end)
+
+-- QEMU runs the migration URI through a shell: the path is quoted both ways
+test("a snapshot directory with quotes and spaces saves and restores", function(t)
+  local vm = provium:vm("q", "default"):boot()
+  vm:write_file("/tmp/state", "quoted")
+  local dir = os.tmpname()
+  os.remove(dir)
+  dir = dir .. " it's $(q) \"x\""
+  local snap = vm:snapshot(dir)
+  local ok, got = pcall(function() return provium:vm("rq", "default"):restore(dir):read_file("/tmp/state") end)
+  snap:delete()
+  t:assert(ok, got)
+  t:assert_eq(got, "quoted")
+end)

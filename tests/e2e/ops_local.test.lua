@@ -33,3 +33,34 @@ test("bad file modes and boot options raise without leaking", function(t)
   v:shutdown()
   os.remove(host_file)
 end)
+
+-- Issue 12, item 9: objects a Worker owns free their channels when collected.
+test("processes, streams and workers free their channels when collected", function(t)
+  local v = provium:vm("gc", "local"):boot()
+  local before = v:__channel_count()
+  -- not registered with the test scope: only the garbage collector frees them
+  local reg = debug.getregistry()
+  local track = reg["provium.track"]
+  reg["provium.track"] = function() end
+  local ok, err = pcall(function()
+    for _, thread in ipairs({false, true}) do
+      local w = v:spawn_worker({thread = thread})
+      for _ = 1, 20 do
+        if not thread then
+          w:run_async("echo hi"):wait()
+          w:run_async("echo hi"):stdout_stream()
+          w:tail_file("/proc/self/status")
+        end
+        w:syscall_async(39):done()
+        v:run_async("true"):wait()
+      end
+      w:join()
+      w:kill()
+    end
+  end)
+  reg["provium.track"] = track
+  t:assert(ok, err)
+  collectgarbage("collect")
+  collectgarbage("collect")
+  t:assert_eq(v:__channel_count(), before)
+end)

@@ -11,7 +11,8 @@
 #
 # Targets:
 #   fuzz_agent_request  the agent's request path: agent/conn.c framing + pv_msg_decode + accessors
-#   fuzz_host_reply     the host's reply path (vm.c read_frame/wait_ready/vm_call model) + accessors
+#   fuzz_host_reply     the host's reply path: host/vmm/router.c (frame reader, channel router, reply and
+#                       handshake decoding) driven as agent_conn.c drives it + accessors
 #   fuzz_toml           the TOML parser (tests/fuzz/fuzz_toml.c, seeded from tests/unit/toml-corpus)
 #   fuzz_ktap           the KTAP parser and flattener (host/health/ktap.c, seeded from tests/unit/ktap-corpus)
 #   fuzz-lua            the Lua API boundary: tests/fuzz/lua_api.test.lua run by the ASan+UBSan build of
@@ -24,8 +25,10 @@
 #   $(B)/fuzz/<target> $(B)/fuzz/artifacts/<target>-crash-...
 #
 # tests/fuzz/repro/ holds reproducers of product bugs found this way (not
-# seeds). host_reply_read_file_answered_with_ok crashes only with
-# PROVIUM_FUZZ_STRICT=1, which models the host's unchecked field access:
+# seeds). host_reply_read_file_answered_with_ok is a READ_FILE answered with
+# OK: with PROVIUM_FUZZ_STRICT=1 (the host's unchecked field access) it used to
+# crash the model; the real router refuses that reply type (pv_reply_matches),
+# so it must now pass:
 #   PROVIUM_FUZZ_STRICT=1 $(B)/fuzz/fuzz_host_reply tests/fuzz/repro/host_reply_read_file_answered_with_ok
 
 FUZZ_CC      ?= clang
@@ -47,9 +50,10 @@ $(B)/fuzz/fuzz_agent_request: tests/fuzz/fuzz_agent_request.c agent/conn.c commo
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@
 
-$(B)/fuzz/fuzz_host_reply: tests/fuzz/fuzz_host_reply.c common/proto.c common/proto.h
+$(B)/fuzz/fuzz_host_reply: tests/fuzz/fuzz_host_reply.c host/vmm/router.c host/util/util.c common/proto.c \
+		host/vmm/router.h host/util/util.h common/proto.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -lcrypto -lm -o $@
 
 $(B)/fuzz/fuzz_toml: tests/fuzz/fuzz_toml.c host/config/toml.c host/config/toml.h
 	@mkdir -p $(dir $@)

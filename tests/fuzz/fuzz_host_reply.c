@@ -1,28 +1,34 @@
 /*
  * libFuzzer target: the host's decoding of what the agent sends.
  *
- * Models host/vmm/vm.c: read_frame's buffering and limit check, wait_ready
- * (skip frames until READY, decode it, read proto_version/agent_version),
- * vm_call (drop frames for other requests, route pushed frames of other
- * channels, copy the matching payload, pv_msg_decode, ERROR -> errno +
- * message), and the consumers in host/lua that read the reply fields
- * (exec result: status/exit_code/signal/stdout/stderr; read_file: data).
- * On top of that, every decoded reply is walked with every accessor
+ * Drives the real frame reader and channel router of host/vmm/router.c, as
+ * host/vmm/agent_conn.c does: router_frame splits the byte stream (and
+ * refuses an oversized header), vm_wait_ready's path skips frames until
+ * READY and reads it with router_ready, vm_call's path hands every frame to
+ * router_route (pushes and late replies land in channels or are dropped)
+ * and takes the matching reply with router_reply. The consumers in host/lua
+ * that read reply fields (exec result, read_file data) are modelled on top,
+ * and every decoded reply and channel result is walked with every accessor
  * (pv_msg_get/has/count/next/u64/i64/strdup) on every tag of its schema.
  *
  * Input layout: byte 0 selects the request the host is waiting for (and
  * whether a READY handshake comes first), bytes 1..4 its request id; the rest
- * is the agent's byte stream.
+ * is the agent's byte stream. The channel table starts with channels 1 and 2
+ * (a process and a tail), worker 1's own channel (1 << 24) and channel 3
+ * awaiting request id + 1, so pushed frames with small ids reach them.
  *
- * PROVIUM_FUZZ_STRICT=1 makes the model dereference fields exactly as the
- * host code does without checking the reply type (lua_vm.c l_vm_read_file
- * uses pv_msg_get(PV_T_DATA)->data on any non-ERROR reply); see the report.
+ * PROVIUM_FUZZ_STRICT=1 makes the consumers dereference fields exactly as
+ * the host code does without checking the reply type (lua_vm.c
+ * l_vm_read_file uses pv_msg_get(PV_T_DATA)->data on any non-ERROR reply):
+ * safe because router_reply refuses a reply type that does not answer the
+ * request (tests/fuzz/repro/host_reply_read_file_answered_with_ok).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/proto.h"
+#include "../../host/vmm/router.h"
 
 #define CHECK(c)                                                                                                 \
     do {                                                                                                         \
@@ -89,23 +95,6 @@ static void walk(const pv_msg *m, const uint8_t *payload, uint32_t len)
     CHECK(total == m->nfields);
 }
 
-/* Decodes one frame the way vm.c does: copy the payload out of the receive
- * buffer into its own allocation, then pv_msg_decode. */
-static bool decode_copy(const pv_hdr *h, const uint8_t *in, uint8_t **payload, pv_msg *m)
-{
-    *payload = malloc(h->len ? h->len : 1);
-    CHECK(*payload != NULL);
-    memcpy(*payload, in, h->len);
-    char why[256];
-    if (pv_msg_decode(h, *payload, m, why, sizeof(why)) != 0) {
-        CHECK(m->fields == NULL && why[0]);
-        free(*payload);
-        *payload = NULL;
-        return false;
-    }
-    return true;
-}
-
 /* The host's consumers of a reply to `request`. */
 static void consume(uint16_t request, const pv_msg *m)
 {
@@ -145,6 +134,38 @@ static void consume(uint16_t request, const pv_msg *m)
 
 static const uint16_t requests[] = {PV_MSG_PING, PV_MSG_EXEC, PV_MSG_READ_FILE, PV_MSG_WRITE_FILE, PV_MSG_SHUTDOWN};
 
+/* A channel's state after any frames: logs, EOF flags and the result are
+ * consistent, and the result decodes like any reply. */
+static void check_chan(vm_chan *ch, size_t seed)
+{
+    if (ch->done) {
+        CHECK(ch->eof[0] && ch->eof[1]);
+        if (ch->result.payload && ch->result.msg.fields)
+            walk(&ch->result.msg, ch->result.payload, ch->result.msg.hdr.len);
+    }
+    for (int i = 0; i < VM_STREAMS; i++) {
+        size_t len = ch->log[i].len, n = seed % (len + 1);
+        chans_consume(ch, i, n);
+        CHECK(ch->log[i].len == len - n);
+        chans_consume(ch, i, len + 1); /* more than there is: all of it */
+        CHECK(ch->log[i].len == 0);
+    }
+}
+
+/* The handshake frame: -1 ends the input (boot fails), 0 handshake done. */
+static int handshake(const pv_hdr *h, const uint8_t *body)
+{
+    uint64_t proto;
+    char *ver, why[256];
+    if (router_ready(h, body, &proto, &ver, why, sizeof(why)) != 0) {
+        CHECK(why[0]);
+        return -1; /* malformed handshake: boot fails */
+    }
+    sink += proto + (ver ? strlen(ver) : 0);
+    free(ver);
+    return proto == PV_PROTO_VERSION ? 0 : -1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (strict < 0) {
@@ -154,56 +175,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 5)
         return 0;
     uint16_t request = requests[(data[0] & 0x7F) % (sizeof(requests) / sizeof(requests[0]))];
-    bool handshake = data[0] & 0x80;
+    bool waiting_ready = data[0] & 0x80;
     uint32_t req = (uint32_t)data[1] | (uint32_t)data[2] << 8 | (uint32_t)data[3] << 16 | (uint32_t)data[4] << 24;
     const uint8_t *in = data + 5;
     size_t len = size - 5, off = 0;
 
-    while (len - off >= PV_HDR_SIZE) {
+    chan_table t = {0};
+    chans_open(&t, 0)->proc = true;
+    chans_open(&t, 0);
+    chans_open_exact(&t, 1u << PV_WORKER_SHIFT);
+    chans_open(&t, 0)->await_req = req + 1;
+    for (;;) {
         pv_hdr h;
-        if (pv_hdr_decode(in + off, &h) != 0) {
+        size_t need;
+        frame_status fs = router_frame(in + off, len - off, &h, &need);
+        if (fs == FRAME_OVERSIZE)
             CHECK(h.len > PV_MAX_PAYLOAD); /* read_frame: connection declared dead */
-            return 0;
-        }
-        if (len - off < PV_HDR_SIZE + (size_t)h.len)
-            return 0; /* incomplete: read_frame would wait for more */
+        if (fs != FRAME_READY)
+            break; /* incomplete: read_frame would wait for more */
+        CHECK(need == PV_HDR_SIZE + (size_t)h.len && need <= len - off);
         const uint8_t *body = in + off + PV_HDR_SIZE;
-        off += PV_HDR_SIZE + h.len;
-        pv_msg m;
-        uint8_t *payload;
-        if (handshake) { /* vm.c wait_ready */
+        off += need;
+        if (waiting_ready) { /* vm_wait_ready */
             if (h.type != PV_MSG_READY)
                 continue;
-            if (!decode_copy(&h, body, &payload, &m))
-                return 0; /* malformed handshake: boot fails */
-            walk(&m, payload, h.len);
-            uint64_t proto = pv_msg_u64(&m, PV_T_PROTO_VERSION, 0);
-            char *ver = pv_msg_strdup(&m, PV_T_AGENT_VERSION);
-            sink += proto + (ver ? strlen(ver) : 0);
-            free(ver);
-            pv_msg_free(&m);
-            free(payload);
-            if (proto != PV_PROTO_VERSION)
-                return 0;
-            handshake = false;
+            if (handshake(&h, body) != 0)
+                break;
+            waiting_ready = false;
             continue;
         }
-        if (h.req != req || h.chan != 0) {
-            /* vm.c route_push: frames pushed on a channel are decoded too */
-            if (h.chan != 0 && h.req == 0 && decode_copy(&h, body, &payload, &m)) {
-                walk(&m, payload, h.len);
-                pv_msg_free(&m);
-                free(payload);
-            }
-            continue; /* dropped: late reply or push */
+        route_event ev = router_route(&t, &h, body, req, 0);
+        if (ev != ROUTE_REPLY)
+            continue; /* pushed to a channel, or dropped */
+        CHECK(h.req == req && h.chan == 0);
+        vm_reply r;
+        char why[256];
+        int rc = router_reply(&h, body, request, &r, why, sizeof(why));
+        if (rc != 0) {
+            CHECK(r.payload == NULL && r.msg.fields == NULL);
+            break; /* "malformed reply" or "answered X with Y" */
         }
-        if (!decode_copy(&h, body, &payload, &m))
-            return 0; /* "malformed reply" */
-        walk(&m, payload, h.len);
-        consume(request, &m);
-        pv_msg_free(&m);
-        free(payload);
-        return 0; /* vm_call returns with the first matching reply */
+        CHECK(pv_reply_matches(request, h.type));
+        walk(&r.msg, r.payload, h.len);
+        consume(request, &r.msg);
+        vm_reply_free(&r);
+        break; /* vm_call returns with the first matching reply */
     }
+    size_t n = 0;
+    for (vm_chan *ch = t.head; ch; ch = ch->next)
+        check_chan(ch, size + n++);
+    CHECK(chans_count(&t) == n && n == 4);
+    chans_end_all(&t);
+    for (vm_chan *ch = t.head; ch; ch = ch->next)
+        CHECK(ch->eof[2] && (ch->done || ch->lost));
+    chans_free_all(&t);
+    CHECK(t.head == NULL);
     return 0;
 }

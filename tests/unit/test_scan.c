@@ -50,6 +50,14 @@ TEST(fixture_refs)
     CHECKF(d.nfixtures == 1 && has_fixture(&d, "real"), "%zu fixtures, first %s", d.nfixtures,
            d.nfixtures ? d.fixtures[0] : "-");
     file_decl_free(&d);
+
+    set_case("a fixture name is the string's value, escapes decoded as Lua does");
+    d = scan("#!/usr/bin/env provium\n"
+             "local a = provium:vm_fixture(\"pa\\x74h\\u{2F}b\")\n"
+             "local s = 'it\\'s provium:vm_fixture(\"quoted\")'\n");
+    CHECKF(d.nfixtures == 1 && has_fixture(&d, "path/b"), "%zu fixtures, first %s", d.nfixtures,
+           d.nfixtures ? d.fixtures[0] : "-");
+    file_decl_free(&d);
 }
 
 TEST(claims)
