@@ -157,8 +157,8 @@ static void quote_qemu_death(pv_vm *vm, char *err, size_t errlen)
     }
 }
 
-int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
-              bool incoming, char *err, size_t errlen)
+int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                    const char *ram_file, bool incoming, char *err, size_t errlen)
 {
     /* QEMU starts the console log afresh, or after the boot log the boot
      * cache wrote (already looked at when that boot ran) */
@@ -173,6 +173,11 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     if (vm->qemu_pid < 0)
         return -1;
     vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
+    return 0;
+}
+
+int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen)
+{
     int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
     int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
     if (fd < 0)
@@ -204,6 +209,14 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     if (vm->agent_fd < 0)
         return -1;
     return 0;
+}
+
+int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
+              bool incoming, char *err, size_t errlen)
+{
+    if (vm_launch_start(vm, opts, initrd, cmdline, ram_file, incoming, err, errlen) != 0)
+        return -1;
+    return vm_launch_connect(vm, incoming, ram_file != NULL, err, errlen);
 }
 
 /* A local profile: the agent binary runs on the host over a socketpair, in

@@ -50,12 +50,44 @@ void vm_connection_reset(pv_vm *vm);
 /* Launches QEMU (qemu_proc.c), optionally as a migration target. */
 int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
               bool incoming, char *err, size_t errlen);
+/* The two halves of vm_launch (qemu_proc.c): start the process, then
+ * connect to it; the QEMU pool (qpool.c) runs them apart. */
+int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                    const char *ram_file, bool incoming, char *err, size_t errlen);
+int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen);
+/* qemu_argv.c: the VM's fields a launch sets (memory, CPUs, command line,
+ * initrd, accelerator), without starting anything. */
+int vm_launch_settings(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, char *err,
+                       size_t errlen);
+/* qemu_argv.c: the argv a launch would run, as one string with the VM's
+ * own paths as placeholders (NULL: no two launches of it can be alike). */
+char *vm_qemu_argv_shape(const pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                         const char *ram_file, bool incoming);
 int vm_set_ignore_shared(pv_vm *vm, bool on, char *err, size_t errlen);
 int vm_qmp(pv_vm *vm, const char *cmd, json_t *args, json_t **ret, char *err, size_t errlen);
 /* Adds QEMU's stderr and the console tail to err and kills QEMU. */
 void vm_launch_failed(pv_vm *vm, char *err, size_t errlen);
 /* agent_conn.c: after a restore, asks the agent to greet again. */
 int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen);
+
+/* snapshot.c: what a restore of a snapshot directory launches, checked
+ * against the VM (kernel, initrd, machine, disk, RAM file) first. */
+typedef struct {
+    json_t *meta;     /* meta.json */
+    char *state;      /* the migration stream */
+    char *ram;        /* the RAM file to map (an unpacked ram.zst), NULL: RAM is in the stream */
+    char *ram_copy;   /* a private copy of a read-only ram, or NULL */
+    vm_boot_opts o;   /* memory, cpus, rng_seed of the saved machine */
+} restore_plan;
+int restore_plan_make(pv_vm *vm, const char *dir, restore_plan *pl, char *err, size_t errlen);
+void restore_plan_free(restore_plan *pl);
+const char *restore_plan_initrd(const restore_plan *pl);
+const char *restore_plan_cmdline(const restore_plan *pl);
+const char *restore_plan_ram(const restore_plan *pl);
+
+/* qpool.c: true when a QEMU started in advance for exactly this launch
+ * now runs as vm's (connected, waiting for the migration stream). */
+bool qpool_adopt(pv_vm *vm, const restore_plan *pl);
 
 /* ramzst.c: ram_compress stores the allocated parts of the RAM file src
  * (size bytes) as zstd frames in dst_path; ram_copy_into copies the
