@@ -63,6 +63,7 @@ static spare spares[QPOOL_MAX];
 static int nspares;
 static pid_t owner;
 static qpool_charge_fn charger;
+static int adopted;
 
 static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void trace(const char *fmt, ...)
@@ -102,6 +103,8 @@ int qpool_capacity(void)
 static bool mine(void) { return owner && owner == getpid(); }
 
 int qpool_count(void) { return mine() ? nspares : 0; }
+
+int qpool_used(void) { return adopted; }
 
 static void uncharge(spare *s)
 {
@@ -258,6 +261,7 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
             vm->state = VM_CREATED;
         }
     }
+    adopted += ok;
     trace("%s %s pid=%d%s%s", ok ? "use" : "unusable", vm->profile.name, (int)(ok ? vm->qemu_pid : -1),
           ok ? "" : ": ", ok ? "" : err);
     vm_free(s.vm);
@@ -292,6 +296,10 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
         vm_free(t);
         return;
     }
+    if (pl.ram_copy || !pl.ram) { /* a read-only cache: its private copy would go before QEMU read it */
+        trace("none %s (%s)", vm->profile.name, pl.ram ? "read-only RAM file" : "RAM in the stream");
+        goto discard;
+    }
     key = launch_key(t, &pl);
     bool have = false;
     for (int i = 0; key && i < nspares; i++)
@@ -316,8 +324,9 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
     free(log);
     write_whole_file(t->console_path, text ? text : "", text ? len : 0, 0600);
     free(text);
-    if (vm_launch_start(t, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl), restore_plan_ram(&pl), true,
-                        err, sizeof(err)) != 0) {
+    /* the RAM file is made here, filled by the new process before it execs QEMU */
+    if (vm_launch_start(t, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl), NULL, pl.ram, true, err,
+                        sizeof(err)) != 0) {
         trace("none %s (%s)", vm->profile.name, err);
         uncharge(&s);
         free(s.profile);

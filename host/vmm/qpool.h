@@ -33,6 +33,7 @@ void qpool_settle(void);
 void qpool_prepare(const pv_vm *vm, const char *entry);
 /* Stops every spare (the file ends). */
 void qpool_drain(void);
-/* Spares alive now (tests and the benchmark). */
+/* Spares alive now, and spares adopted by restores so far (the benchmark). */
 int qpool_count(void);
+int qpool_used(void);
 #endif

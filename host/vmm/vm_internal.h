@@ -51,9 +51,11 @@ void vm_connection_reset(pv_vm *vm);
 int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
               bool incoming, char *err, size_t errlen);
 /* The two halves of vm_launch (qemu_proc.c): start the process, then
- * connect to it; the QEMU pool (qpool.c) runs them apart. */
+ * connect to it; the QEMU pool (qpool.c) runs them apart. With
+ * fill_ram_from (and no ram_file), the new process copies that saved RAM
+ * into the VM's fresh RAM file before it becomes QEMU. */
 int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
-                    const char *ram_file, bool incoming, char *err, size_t errlen);
+                    const char *ram_file, const char *fill_ram_from, bool incoming, char *err, size_t errlen);
 int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen);
 /* qemu_argv.c: the VM's fields a launch sets (memory, CPUs, command line,
  * initrd, accelerator), without starting anything. */
