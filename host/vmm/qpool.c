@@ -239,10 +239,15 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
     nspares--;
     uncharge(&s); /* the VM that adopts it is charged for itself */
     char err[4096] = "its QEMU has exited";
-    bool ok = !qemu_exited(s.vm, NULL) &&
+    /* QEMU must have made its sockets (connected: it listens on all of
+     * them) before they can be moved */
+    bool ok = !qemu_exited(s.vm, NULL) && vm_launch_connect(s.vm, true, pl->ram != NULL, err, sizeof(err)) == 0 &&
               vm_launch_settings(vm, &pl->o, restore_plan_initrd(pl), restore_plan_cmdline(pl), err, sizeof(err)) ==
-                  0 &&
-              move_files(s.vm, vm) == 0;
+                  0;
+    if (ok && move_files(s.vm, vm) != 0) {
+        snprintf(err, sizeof(err), "cannot move its files into %s: %s", vm->dir, strerror(errno));
+        ok = false;
+    }
     if (ok) {
         vm->qemu_pid = s.vm->qemu_pid;
         vm->pidfd = s.vm->pidfd;
@@ -250,16 +255,19 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
         free(vm->ram_path);
         vm->ram_path = s.vm->ram_path;
         vm->ram_shared = s.vm->ram_shared;
-        s.vm->qemu_pid = s.vm->pidfd = s.vm->ram_fd = -1;
+        qmp_close(&vm->qmp);
+        vm->qmp = s.vm->qmp;
+        vm->agent_fd = s.vm->agent_fd;
+        if (!vm->qemu_version) {
+            vm->qemu_version = s.vm->qemu_version;
+            s.vm->qemu_version = NULL;
+        }
+        s.vm->qemu_pid = s.vm->pidfd = s.vm->ram_fd = s.vm->agent_fd = -1;
+        s.vm->qmp = (qmp_conn){.fd = -1};
         s.vm->ram_path = NULL;
         struct stat cst;
         vm->console_scanned = stat(vm->console_path, &cst) == 0 ? (int64_t)cst.st_size : 0;
         vm->oops_seen_ms = 0;
-        ok = vm_launch_connect(vm, true, pl->ram != NULL, err, sizeof(err)) == 0;
-        if (!ok) {
-            vm_kill(vm); /* the restore launches a QEMU of its own */
-            vm->state = VM_CREATED;
-        }
     }
     adopted += ok;
     trace("%s %s pid=%d%s%s", ok ? "use" : "unusable", vm->profile.name, (int)(ok ? vm->qemu_pid : -1),
