@@ -33,7 +33,7 @@ local function look(t, v, i)
   seen[bytes] = true
   t:assert(math.abs(v:clock():get() - os.time()) < 30, "the guest clock is not the host's")
   v:write_file("/tmp/mine", v:name())
-  facts:write(i, " hostname=", v:run("hostname").stdout, " cmdline=", v:read_file("/proc/cmdline"),
+  facts:write(i, " hostname=", (v:run("hostname").stdout:gsub("\n", "")), " cmdline=", (v:read_file("/proc/cmdline"):gsub("\n", "")),
     " memtotal=", v:read_file("/proc/meminfo"):match("MemTotal:%s+(%d+)"), " tmp=", v:read_file("/tmp/mine"),
     " state=", v:state(), "\n")
 end
@@ -76,7 +76,7 @@ TR=$T/trace
 export PROVIUM_QPOOL_TRACE=$TR
 
 begin "the boot cache entry is made (cold boot), then later boots use spares"
-run again.test.lua
+FACTS=$T/facts.warm run again.test.lua
 expect_rc 0
 rm -f "$TR"
 FACTS=$T/facts.pool run -j1 --save-events "$T/ev.jsonl" again.test.lua
@@ -93,7 +93,7 @@ begin "the spares are counted in the pool's use"
 # the file has at once (a, b and pinned) plus one spare
 python3 - "$T/ev.jsonl" <<'PY' || problem "pool use: see above"
 import json, sys
-used = [json.loads(l)["data"]["used"]["memory_bytes"] for l in open(sys.argv[1])
+used = [json.loads(l)["payload"]["used"]["memory_bytes"] for l in open(sys.argv[1])
         if '"pool_state"' in l]
 mib = [u >> 20 for u in used]
 ok = 512 in mib and max(mib) <= 4 * 256
