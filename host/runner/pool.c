@@ -6,7 +6,9 @@
  * request that does not fit waits, in FIFO order, and waiting for the pool
  * does not count against the file's timeout. When every running file waits
  * and one of them holds booted VMs while it waits, nothing would ever be
- * given back: the newest waiting boot then fails (break_deadlock).
+ * given back: the newest waiting boot then fails (break_deadlock). A
+ * file's spare QEMUs (host/vmm/qpool.c) count like VMs of their memory but
+ * are only granted from free room, at once or not at all.
  *
  * The pool is sized from the host (memory, CPUs) and the options; CPU
  * pressure (PSI) can hold back new files. Answers go to the child over its

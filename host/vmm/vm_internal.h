@@ -1,6 +1,6 @@
 /* Shared between the files of host/vmm that together make one VM (vm.c,
  * agent_conn.c, console.c, qemu_argv.c, qemu_proc.c, tsc.c, snapshot.c,
- * boot_cache.c); nothing outside host/vmm includes it. */
+ * boot_cache.c, qpool.c); nothing outside host/vmm includes it. */
 #ifndef PROVIUM_VM_INTERNAL_H
 #define PROVIUM_VM_INTERNAL_H
 #include "vm.h"
