@@ -186,6 +186,15 @@ int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
     char **argv = vm_qemu_argv(vm, opts, initrd, cmdline, ram_file, incoming, err, errlen);
     if (!argv)
         return -1;
+    if (fill_ram_from) {
+        /* a spare: paused once its state is loaded, until it is handed over */
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        argv = xrealloc(argv, (n + 2) * sizeof(char *));
+        argv[n] = xstrdup("-S");
+        argv[n + 1] = NULL;
+    }
     vm->qemu_pid = spawn_qemu(vm, argv, fill_ram_from, err, errlen);
     vm_argv_free(argv);
     if (vm->qemu_pid < 0)

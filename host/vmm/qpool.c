@@ -57,6 +57,8 @@ typedef struct {
     int64_t mem;
     int cpus;
     bool charged;
+    char *state; /* the migration stream it loads */
+    enum { STARTED, LOADING, GREETING } phase;
 } spare;
 
 static spare spares[QPOOL_MAX];
@@ -122,6 +124,7 @@ static void drop(int i, const char *why)
     vm_free(s->vm); /* kills QEMU, removes its RAM file, directory and console log */
     free(s->key);
     free(s->profile);
+    free(s->state);
     memmove(&spares[i], &spares[i + 1], (size_t)(nspares - i - 1) * sizeof(spare));
     nspares--;
 }
@@ -182,6 +185,92 @@ static char *launch_key(const pv_vm *vm, const restore_plan *pl)
     return sb_take(&b);
 }
 
+/* The status of a spare's guest ("paused", "inmigrate"), or "" when QMP fails. */
+static void spare_status(spare *s, char *status, size_t len, char *err, size_t errlen)
+{
+    json_t *st = NULL;
+    status[0] = 0;
+    if (vm_qmp(s->vm, "query-status", NULL, &st, err, errlen) != 0)
+        return;
+    const char *v = json_string_value(json_object_get(st, "status"));
+    snprintf(status, len, "%s", v ? v : "?");
+    json_decref(st);
+}
+
+/* One step of a spare that waits while the test works: once its QEMU is up
+ * it is connected and loads its migration stream (-S: it stays paused);
+ * once loaded it runs and is sent HELLO, so that the restore that adopts it
+ * finds the agent's READY waiting. Nothing here waits for the guest. */
+static bool step(spare *s, char *err, size_t errlen)
+{
+    if (s->phase == STARTED) {
+        char *sock = xasprintf("%s/qmp.sock", s->vm->dir);
+        bool up = file_exists(sock); /* made after the other sockets: all listen */
+        free(sock);
+        if (!up)
+            return !qemu_exited(s->vm, NULL) || (snprintf(err, errlen, "its QEMU exited"), false);
+        char *uri = restore_incoming_uri(s->state);
+        int rc = vm_launch_connect(s->vm, true, true, err, errlen);
+        if (rc == 0)
+            rc = vm_qmp(s->vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+        free(uri);
+        if (rc != 0)
+            return false;
+        s->phase = LOADING;
+        trace("load %s pid=%d", s->profile, (int)s->vm->qemu_pid);
+        return true;
+    }
+    if (s->phase == LOADING) {
+        char status[64];
+        spare_status(s, status, sizeof(status), err, errlen);
+        if (strcmp(status, "inmigrate") == 0)
+            return true;
+        if (strcmp(status, "paused") != 0) {
+            if (status[0])
+                snprintf(err, errlen, "its guest is '%s' after loading", status);
+            return false;
+        }
+        if (vm_qmp(s->vm, "cont", NULL, NULL, err, errlen) != 0 || vm_hello_send(s->vm, err, errlen) != 0)
+            return false;
+        s->phase = GREETING;
+        trace("greet %s pid=%d", s->profile, (int)s->vm->qemu_pid);
+    }
+    return true;
+}
+
+static void tick(void)
+{
+    bool more = false;
+    for (int i = mine() ? nspares - 1 : -1; i >= 0; i--) {
+        char err[4096];
+        if (!step(&spares[i], err, sizeof(err)))
+            drop(i, err);
+        else
+            more = more || spares[i].phase != GREETING;
+    }
+    if (!more)
+        vm_idle_hook = NULL;
+}
+
+/* Brings the spare being adopted as far as the restore can use it. */
+static int finish_spare(spare *s, const restore_plan *pl, char *err, size_t errlen)
+{
+    if (s->phase == STARTED)
+        return vm_launch_connect(s->vm, true, pl->ram != NULL, err, errlen) == 0 ? QPOOL_LAUNCHED : QPOOL_NONE;
+    int64_t deadline = now_ms() + QMP_TIMEOUT_MS;
+    while (s->phase == LOADING) {
+        if (!step(s, err, errlen))
+            return QPOOL_NONE;
+        if (s->phase == LOADING && now_ms() > deadline) {
+            snprintf(err, errlen, "it did not load its state within %d s", QMP_TIMEOUT_MS / 1000);
+            return QPOOL_NONE;
+        }
+        if (s->phase == LOADING)
+            sleep_ms(2);
+    }
+    return vm_wait_ready(s->vm, now_ms() + 30000, err, errlen) == 0 ? QPOOL_GREETED : QPOOL_NONE;
+}
+
 static const char *unfit(const pv_vm *vm)
 {
     if (!mine())
@@ -221,10 +310,10 @@ static int move_files(pv_vm *from, pv_vm *to)
     return rc;
 }
 
-bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
+int qpool_adopt(pv_vm *vm, const restore_plan *pl)
 {
     if (!vm->ram_copy || unfit(vm) || nspares == 0)
-        return false; /* only boot-cache restores: they copy RAM into a fresh file, as a spare does */
+        return QPOOL_NONE; /* only boot-cache restores: they copy RAM into a fresh file, as a spare does */
     char *key = launch_key(vm, pl);
     int i = 0;
     while (key && i < nspares && strcmp(spares[i].key, key) != 0)
@@ -232,7 +321,7 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
     free(key);
     if (!key || i == nspares) {
         trace("miss %s", vm->profile.name);
-        return false;
+        return QPOOL_NONE;
     }
     spare s = spares[i];
     memmove(&spares[i], &spares[i + 1], (size_t)(nspares - i - 1) * sizeof(spare));
@@ -241,7 +330,8 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
     char err[4096] = "its QEMU has exited";
     /* QEMU must have made its sockets (connected: it listens on all of
      * them) before they can be moved */
-    bool ok = !qemu_exited(s.vm, NULL) && vm_launch_connect(s.vm, true, pl->ram != NULL, err, sizeof(err)) == 0 &&
+    int got = qemu_exited(s.vm, NULL) ? QPOOL_NONE : finish_spare(&s, pl, err, sizeof(err));
+    bool ok = got != QPOOL_NONE &&
               vm_launch_settings(vm, &pl->o, restore_plan_initrd(pl), restore_plan_cmdline(pl), err, sizeof(err)) ==
                   0;
     if (ok && move_files(s.vm, vm) != 0) {
@@ -262,6 +352,22 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
             vm->qemu_version = s.vm->qemu_version;
             s.vm->qemu_version = NULL;
         }
+        if (got == QPOOL_GREETED) { /* the agent connection, READY received */
+            uint8_t *in = vm->in;
+            size_t cap = vm->in_cap;
+            vm->in = s.vm->in;
+            vm->in_len = s.vm->in_len;
+            vm->in_cap = s.vm->in_cap;
+            s.vm->in = in;
+            s.vm->in_cap = cap;
+            s.vm->in_len = 0;
+            vm->next_req = s.vm->next_req;
+            vm->agent_up = s.vm->agent_up;
+            vm->port_closed_ms = 0;
+            free(vm->agent_version);
+            vm->agent_version = s.vm->agent_version;
+            s.vm->agent_version = NULL;
+        }
         s.vm->qemu_pid = s.vm->pidfd = s.vm->ram_fd = s.vm->agent_fd = -1;
         s.vm->qmp = (qmp_conn){.fd = -1};
         s.vm->ram_path = NULL;
@@ -275,7 +381,8 @@ bool qpool_adopt(pv_vm *vm, const restore_plan *pl)
     vm_free(s.vm);
     free(s.key);
     free(s.profile);
-    return ok;
+    free(s.state);
+    return ok ? got : QPOOL_NONE;
 }
 
 void qpool_prepare(const pv_vm *vm, const char *entry)
@@ -318,10 +425,12 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
     }
     while (nspares >= cap)
         drop(0, "the pool is full: the oldest spare goes");
-    spare s = {t, key, xstrdup(vm->profile.name), pl.o.memory, pl.o.cpus ? pl.o.cpus : vm->profile.cpus, false};
+    spare s = {t, key, xstrdup(vm->profile.name), pl.o.memory, pl.o.cpus ? pl.o.cpus : vm->profile.cpus, false,
+               xstrdup(pl.state), false};
     if (charger && charger(s.mem, true) != 0) {
         trace("refused %s (no room in the resource pool)", vm->profile.name);
         free(s.profile);
+        free(s.state);
         goto discard;
     }
     s.charged = charger != NULL;
@@ -338,10 +447,12 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
         trace("none %s (%s)", vm->profile.name, err);
         uncharge(&s);
         free(s.profile);
+        free(s.state);
         goto discard;
     }
     restore_plan_free(&pl);
     spares[nspares++] = s;
+    vm_idle_hook = tick;
     trace("start %s pid=%d", vm->profile.name, (int)t->qemu_pid);
     return;
 discard:

@@ -211,6 +211,14 @@ static char *shell_quote(const char *s)
     return sb_take(&b);
 }
 
+char *restore_incoming_uri(const char *state)
+{
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat %s", q);
+    free(q);
+    return uri;
+}
+
 static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t errlen);
 
 int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen) { return snapshot(vm, dir, true, err, errlen); }
@@ -481,9 +489,10 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
     json_t *m = pl.meta;
     const char *state = pl.state;
     /* a QEMU started in advance for exactly this launch, or a new one */
-    int launched = qpool_adopt(vm, &pl) ? 0
-                                        : vm_launch(vm, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl),
-                                                    restore_plan_ram(&pl), true, err, errlen);
+    int spare = qpool_adopt(vm, &pl);
+    int launched = spare != QPOOL_NONE ? 0
+                                       : vm_launch(vm, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl),
+                                                   restore_plan_ram(&pl), true, err, errlen);
     if (pl.ram_copy) {
         unlink(pl.ram_copy);
         free(pl.ram_copy);
@@ -497,16 +506,15 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  vm->qemu_version);
         goto fail;
     }
-    char *q = shell_quote(state);
-    char *uri = xasprintf("exec:cat %s", q);
-    free(q);
-    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+    char *uri = restore_incoming_uri(state);
+    /* a spare has loaded it already */
+    int r = spare >= QPOOL_LOADED ? 0 : vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
     free(uri);
     if (r != 0)
         goto fail;
     /* wait until the incoming migration is applied and the guest runs */
     int64_t deadline = now_ms() + MIGRATE_TIMEOUT_MS;
-    for (;;) {
+    while (spare != QPOOL_GREETED) {
         json_t *st = NULL;
         if (vm_qmp(vm, "query-status", NULL, &st, err, errlen) != 0)
             goto fail;
@@ -521,15 +529,18 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                      state);
             goto fail;
         }
-        if (strcmp(status, "paused") == 0 && vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
-            goto fail;
+        if (strcmp(status, "paused") == 0) {
+            if (vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
+                goto fail;
+            continue; /* running now, normally */
+        }
         if (now_ms() > deadline) {
             snprintf(err, errlen, "restore: loading %s did not finish within %d s", state, MIGRATE_TIMEOUT_MS / 1000);
             goto fail;
         }
         sleep_ms(2);
     }
-    if (vm_hello(vm, now_ms() + 30000, err, errlen) != 0)
+    if (spare != QPOOL_GREETED && vm_hello(vm, now_ms() + 30000, err, errlen) != 0)
         goto fail;
     vm->state = VM_BOOTED;
     /* the guest clock stood still inside the snapshot */
