@@ -12,10 +12,16 @@
  * add to the argv are compared with it) plus the identity of the RAM file
  * and the migration stream it will load. Anything else launches as before.
  *
- * Adopting moves the spare's directory entries (sockets, stderr) into the
- * VM's directory and its console log over the VM's: QEMU keeps its open
- * files and its listening sockets answer at the new paths. Then the
- * restore goes on as usual: migrate-incoming, HELLO, clock, reseed.
+ * While the test works (a wait for its guest that lasts over 5 ms calls
+ * vm_idle_hook), a spare whose QEMU is up is connected and loads the
+ * migration stream (it runs with -S: paused once loaded), then runs and is
+ * sent HELLO (step). Adopting finishes whatever steps are left, moves the
+ * spare's directory entries (sockets, stderr) into the VM's directory and
+ * its console log over the VM's (QEMU keeps its open files, and its
+ * listening sockets answer at the new paths), hands over the QMP and agent
+ * connections, and the restore goes on from where the spare is: at most
+ * migrate-incoming and HELLO, then the clock and the reseed, which make
+ * the VM itself.
  *
  * Accounting: each spare is charged to the file like a VM of its memory
  * (no vCPUs: it does not run) through the runner, which grants it only from

@@ -41,6 +41,7 @@ test("one profile booted again and again", function(t)
   for i = 1, 3 do
     local v = provium:vm("seq" .. i, "default"):boot()
     look(t, v, i)
+    v:run("sleep 1") -- the test works: the spare for the next boot gets ready meanwhile
     v:shutdown()
   end
   local a = provium:vm("a", "default"):boot()
@@ -83,6 +84,8 @@ FACTS=$T/facts.pool run -j1 --save-events "$T/ev.jsonl" again.test.lua
 expect_rc 0
 # the first boot restores and leaves a spare; seq2, seq3, a, b and pinned use one each
 [ "$(trace_count use)" -ge 4 ] || problem "spares used $(trace_count use) times, expected at least 4: $(cat "$TR")"
+# while seq1 and seq2 work, their spares load their state and greet the agent
+[ "$(trace_count greet)" -ge 1 ] || problem "no spare got ready while the test worked: $(cat "$TR")"
 grep -q " drop default .*(the file ends)" "$TR" || problem "the last spare was not stopped at the file's end: $(cat "$TR")"
 [ -z "$(live_qemu "$T")" ] || problem "QEMU left after the file ended: $(live_qemu "$T")"
 end_check
