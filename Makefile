@@ -9,7 +9,7 @@ OPT      ?= -O2 -g
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
-HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lzstd -lm
+HOST_LIBS  := $(LUA_LIBS) -ljansson -lcrypto -lreadline -larchive -lxml2 -lzstd -lnbd -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build
@@ -17,7 +17,7 @@ COMMON_SRCS := common/proto.c
 AGENT_SRCS  := $(wildcard agent/*.c)
 HOST_SRCS   := $(wildcard host/*.c host/*/*.c)
 HOST_OBJS   := $(patsubst %.c,$(B)/obj/%.o,$(HOST_SRCS) $(COMMON_SRCS))
-EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o
+EMBED_OBJS  := $(B)/obj/embed_agent.o $(B)/obj/embed_framework.o $(B)/obj/embed_types.o $(B)/obj/embed_net.o
 HEADERS     := $(wildcard common/*.h agent/*.h host/*/*.h)
 
 .PHONY: asan-provium all deps image image-default image-debug test check e2e cli-tests runner-tests demo bench clean fuzz kmod kselftests
@@ -35,7 +35,7 @@ $(B)/musl-include/.stamp:
 	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(B)/musl-include/asm
 	@touch $@
 
-$(B)/provium-agent: $(AGENT_SRCS) $(COMMON_SRCS) agent/agent.h common/proto.h $(B)/musl-include/.stamp
+$(B)/provium-agent: $(AGENT_SRCS) $(COMMON_SRCS) $(wildcard agent/*.h) common/proto.h $(B)/musl-include/.stamp
 	$(MUSL_CC) -static $(CSTD) $(WARN) -Os -I$(B)/musl-include $(AGENT_SRCS) $(COMMON_SRCS) -o $@
 	strip $@
 
@@ -52,6 +52,8 @@ $(B)/obj/embed_framework.o: lua/framework.lua
 	$(call EMBED,lua/framework.lua,provium_framework_lua)
 $(B)/obj/embed_types.o: lua/types.lua
 	$(call EMBED,lua/types.lua,provium_types_lua)
+$(B)/obj/embed_net.o: lua/net.lua
+	$(call EMBED,lua/net.lua,provium_net_lua)
 
 # ---- host ----
 $(B)/obj/%.o: %.c $(HEADERS)
@@ -100,7 +102,7 @@ check: $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory asan-provium
 	@echo "== $(ASAN_B)/provium (ASan+UBSan) on the suites that need no VM"
 	$(ASAN_B)/provium --cpu-overcommit 4 tests/e2e/ops_local.test.lua tests/e2e/framework.test.lua tests/e2e/assertions.test.lua \
-	  tests/e2e/faults.test.lua
+	  tests/e2e/faults.test.lua tests/e2e/net_graph.test.lua tests/e2e/disk_local.test.lua
 
 # ---- fuzzing (tests/fuzz/fuzz.mk) and benchmarks (bench/bench.mk) ----
 -include tests/fuzz/fuzz.mk
@@ -128,6 +130,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/repl.sh
 	tests/cli/lsp.sh
 	tests/cli/guide_claims.sh
+	tests/cli/net_cleanup.sh
 	tests/cli/ci.sh
 	tests/cli/report.sh
 	tests/cli/faults.sh

@@ -13,8 +13,6 @@
 
 #include "agent.h"
 
-#define MAX_POLL 800
-
 static bool shutdown_requested;
 
 static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload);
@@ -53,23 +51,36 @@ static void handle_batch(agent_conn *c, const pv_msg *m)
     }
     pv_buf saved = c->out;
     c->out = replies;
-    if (conn_send(c) != 0) {
+    int err = c->out.failed ? c->out.err : 0;
+    if (conn_try_send(c) != 0) {
+        pv_buf_free(&c->out);
         c->out = saved;
-        conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "batch: the replies exceed the frame limit");
+        if (err == ENOMEM)
+            conn_send_error(c, m->hdr.chan, m->hdr.req, ENOMEM, "batch: out of memory for the replies");
+        else
+            conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "batch: the replies exceed the frame limit");
     } else {
         pv_buf_free(&c->out);
         c->out = saved;
     }
 }
 
+int agent_decode(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload, pv_msg *m)
+{
+    char err[AGENT_ERROR_MAX];
+    errno = 0;
+    if (pv_msg_decode(hdr, payload, m, err, sizeof(err)) == 0)
+        return 0;
+    /* the decoder fails on memory only through calloc, which sets ENOMEM */
+    conn_send_error(c, hdr->chan, hdr->req, errno == ENOMEM ? ENOMEM : EPROTO, "bad request: %s", err);
+    return -1;
+}
+
 static void handle_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
 {
-    char err[256];
     pv_msg m;
-    if (pv_msg_decode(hdr, payload, &m, err, sizeof(err)) != 0) {
-        conn_send_error(c, hdr->chan, hdr->req, EPROTO, "bad request: %s", err);
+    if (agent_decode(c, hdr, payload, &m) != 0)
         return;
-    }
     switch (hdr->type) {
     case PV_MSG_PING: {
         const pv_field *echo = pv_msg_get(&m, PV_T_ECHO);
@@ -156,8 +167,97 @@ static void power_off(void)
     agent_log("reboot: %s", strerror(errno));
 }
 
-/* Serves requests until the transport ends (local mode) or a shutdown. */
-int agent_serve(agent_conn *c)
+/* One round's poll array: the signalfd, the transport, then each group's
+ * descriptors, every group within its own derived maximum. */
+typedef struct {
+    struct pollfd pfd[AGENT_POLLFDS_MAX];
+    size_t n, first_job, first_tail, first_worker;
+} poll_set;
+
+static void poll_set_build(poll_set *ps, agent_conn *c, int sfd)
+{
+    static bool overflow_reported;
+    size_t n = 0, missed = 0;
+    ps->pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
+    ps->pfd[n++] = (struct pollfd){c->connected ? c->fd : -1, POLLIN, 0};
+    ps->first_job = n;
+    n += exec_pollfds(ps->pfd + n, EXEC_POLLFDS_MAX, &missed);
+    ps->first_tail = n;
+    n += tail_pollfds(ps->pfd + n, TAIL_POLLFDS_MAX, &missed);
+    ps->first_worker = n;
+    n += worker_pollfds(ps->pfd + n, WORKER_POLLFDS_MAX, &missed);
+    ps->n = n;
+    /* Cannot happen while the maxima above hold; if a change breaks them,
+     * say so loudly (once) rather than leave descriptors unserved. */
+    if (missed && !overflow_reported && c->connected) {
+        overflow_reported = true;
+        agent_log("poll: %zu descriptors exceed their group's maximum and are not served", missed);
+        conn_send_error(c, 0, 0, EOVERFLOW,
+                        "agent: %zu descriptors of commands, streams or workers exceed the poll limits "
+                        "(%d jobs x 3, %d streams + 1, %d workers) and are not served",
+                        missed, EXEC_MAX_JOBS, TAIL_MAX_STREAMS, PV_MAX_WORKERS);
+    }
+}
+
+static int next_timeout_ms(const agent_conn *c)
+{
+    int timeout = exec_next_timeout_ms();
+    int wt = worker_next_timeout_ms();
+    if (wt >= 0 && (timeout < 0 || wt < timeout))
+        timeout = wt;
+    /* While the host is away, look again now and then in case the SIGIO
+     * for its return was missed. */
+    if (!c->connected && (timeout < 0 || timeout > 100))
+        timeout = 100;
+    return timeout;
+}
+
+/* The host's bytes: frames relayed to workers or handled here. Returns
+ * false when local mode ends (the host closed the socket). */
+static bool serve_host_input(agent_conn *c)
+{
+    int got = conn_fill(c);
+    if (got == 0) {
+        if (!c->is_port) {
+            exec_abandon_all(); /* local mode: the host closed the socket */
+            return false;
+        }
+        c->connected = false;
+        c->in_len = 0;
+        exec_abandon_all();
+        tail_close_all();
+        worker_kill_all();
+        return true;
+    }
+    if (got == CONN_DROPPED && c->dropped.req)
+        conn_send_error(c, c->dropped.chan, c->dropped.req, ENOMEM,
+                        "agent: out of memory receiving a %u-byte %s request; it was discarded", c->dropped.len,
+                        pv_msg_name(c->dropped.type));
+    pv_hdr hdr;
+    const uint8_t *payload;
+    int popped = 0;
+    while (!shutdown_requested && (popped = conn_pop(c, &hdr, &payload)) == 1) {
+        if (!worker_relay(c, &hdr, payload))
+            handle_frame(c, &hdr, payload);
+        conn_consume(c, &hdr);
+    }
+    if (popped < 0)
+        conn_send_error(c, 0, 0, EMSGSIZE, "frame larger than %u bytes; input discarded", PV_MAX_PAYLOAD);
+    return true;
+}
+
+/* A host that comes back to the port gets a fresh READY. */
+static void check_host_return(agent_conn *c)
+{
+    struct pollfd p = {c->fd, POLLIN, 0};
+    if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
+        c->connected = true;
+        c->in_len = 0;
+        conn_send_ready(c);
+    }
+}
+
+static int serve_setup(agent_conn *c)
 {
     sigset_t mask;
     sigemptyset(&mask);
@@ -171,75 +271,36 @@ int agent_serve(agent_conn *c)
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_ASYNC);
     }
     conn_send_ready(c);
+    return sfd;
+}
+
+/* Serves requests until the transport ends (local mode) or a shutdown. */
+int agent_serve(agent_conn *c)
+{
+    int sfd = serve_setup(c);
     while (!shutdown_requested) {
-        struct pollfd pfd[MAX_POLL];
-        size_t n = 0;
-        pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
-        pfd[n++] = (struct pollfd){c->connected ? c->fd : -1, POLLIN, 0};
-        size_t first_job = n;
-        n += exec_pollfds(pfd + n, MAX_POLL - n);
-        size_t first_tail = n;
-        n += tail_pollfds(pfd + n, MAX_POLL - n);
-        size_t first_worker = n;
-        n += worker_pollfds(pfd + n, MAX_POLL - n);
-        int timeout = exec_next_timeout_ms();
-        int wt = worker_next_timeout_ms();
-        if (wt >= 0 && (timeout < 0 || wt < timeout))
-            timeout = wt;
-        /* While the host is away, look again now and then in case the SIGIO
-         * for its return was missed. */
-        if (!c->connected && (timeout < 0 || timeout > 100))
-            timeout = 100;
-        int r = poll(pfd, n, timeout);
+        poll_set ps;
+        poll_set_build(&ps, c, sfd);
+        int r = poll(ps.pfd, ps.n, next_timeout_ms(c));
         if (r < 0 && errno != EINTR) {
             agent_log("poll: %s", strerror(errno));
             return 1;
         }
         exec_check_timeouts(c);
         worker_check_timeouts(c);
-        if (pfd[0].revents) {
+        if (ps.pfd[0].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
             }
             exec_on_sigchld(c);
         }
-        exec_on_pollfds(c, pfd + first_job, first_tail - first_job);
-        tail_on_pollfds(c, pfd + first_tail, first_worker - first_tail);
-        worker_on_pollfds(c, pfd + first_worker, n - first_worker);
-        if (!c->connected) {
-            struct pollfd p = {c->fd, POLLIN, 0};
-            if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
-                c->connected = true;
-                c->in_len = 0;
-                conn_send_ready(c);
-            }
-            continue;
-        }
-        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            int got = conn_fill(c);
-            if (got == 0) {
-                if (!c->is_port) {
-                    exec_abandon_all(); /* local mode: the host closed the socket */
-                    return 0;
-                }
-                c->connected = false;
-                c->in_len = 0;
-                exec_abandon_all();
-                tail_close_all();
-                worker_kill_all();
-                continue;
-            }
-            pv_hdr hdr;
-            const uint8_t *payload;
-            int popped = 0;
-            while (!shutdown_requested && (popped = conn_pop(c, &hdr, &payload)) == 1) {
-                if (!worker_relay(c, &hdr, payload))
-                    handle_frame(c, &hdr, payload);
-                conn_consume(c, &hdr);
-            }
-            if (popped < 0)
-                conn_send_error(c, 0, 0, EMSGSIZE, "frame larger than %u bytes; input discarded", PV_MAX_PAYLOAD);
-        }
+        exec_on_pollfds(c, ps.pfd + ps.first_job, ps.first_tail - ps.first_job);
+        tail_on_pollfds(c, ps.pfd + ps.first_tail, ps.first_worker - ps.first_tail);
+        worker_on_pollfds(c, ps.pfd + ps.first_worker, ps.n - ps.first_worker);
+        if (!c->connected)
+            check_host_return(c);
+        else if ((ps.pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) && !serve_host_input(c))
+            return 0;
     }
     if (!c->is_port) {
         /* local mode serves a process on the host: never reboot anything */

@@ -51,20 +51,64 @@ static void fill_frame(agent_conn *c)
     fcntl(c->fd, F_SETFL, flags);
 }
 
+/* Reads and throws away the rest of a frame that did not fit in memory;
+ * CONN_DROPPED once its last byte is gone. */
+static int skip_input(agent_conn *c)
+{
+    char tmp[65536];
+    ssize_t n = read(c->fd, tmp, c->skip < sizeof(tmp) ? c->skip : sizeof(tmp));
+    if (n < 0)
+        return (errno == EINTR || errno == EAGAIN) ? 1 : 0;
+    if (n == 0)
+        return 0;
+    c->skip -= (size_t)n;
+    return c->skip ? 1 : CONN_DROPPED;
+}
+
+/* No memory to receive the frame at the head of the buffer: discard it whole
+ * (its buffered part now, the rest as it arrives), so that the frames after
+ * it stay in step. -1 if not even its header is here. */
+static int drop_frame(agent_conn *c)
+{
+    if (c->in_len < PV_HDR_SIZE || pv_hdr_decode(c->in, &c->dropped) != 0)
+        return -1;
+    size_t have = c->in_len - PV_HDR_SIZE;
+    c->skip = have < c->dropped.len ? c->dropped.len - have : 0;
+    c->in_len = 0;
+    agent_log("out of memory receiving a %u-byte %s frame; discarded", c->dropped.len, pv_msg_name(c->dropped.type));
+    return c->skip ? 1 : CONN_DROPPED;
+}
+
+/* Grows the receive buffer while less than 64 KiB is free; false when the
+ * frame at its head cannot be received for lack of memory. */
+static bool make_room(agent_conn *c)
+{
+    if (c->in_cap - c->in_len >= 65536)
+        return true;
+    size_t cap = c->in_cap ? c->in_cap * 2 : 131072;
+    if (cap > PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE)
+        cap = PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE;
+    if (cap <= c->in_cap)
+        return true;
+    uint8_t *n = realloc(c->in, cap);
+    if (n) {
+        c->in = n;
+        c->in_cap = cap;
+        return true;
+    }
+    /* no growth: enough if the frame being received fits what there is */
+    pv_hdr h;
+    if (c->in_cap == c->in_len)
+        return false;
+    return c->in_len < PV_HDR_SIZE || pv_hdr_decode(c->in, &h) != 0 || PV_HDR_SIZE + (size_t)h.len <= c->in_cap;
+}
+
 int conn_fill(agent_conn *c)
 {
-    if (c->in_cap - c->in_len < 65536) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : 131072;
-        if (cap > PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE)
-            cap = PV_MAX_PAYLOAD + 2 * 65536 + PV_HDR_SIZE;
-        if (cap > c->in_cap) {
-            uint8_t *n = realloc(c->in, cap);
-            if (!n)
-                return -1;
-            c->in = n;
-            c->in_cap = cap;
-        }
-    }
+    if (c->skip)
+        return skip_input(c);
+    if (!make_room(c))
+        return drop_frame(c);
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n < 0)
         return (errno == EINTR || errno == EAGAIN) ? 1 : 0;
@@ -98,7 +142,7 @@ void conn_consume(agent_conn *c, const pv_hdr *hdr)
     c->in_len -= used;
 }
 
-int conn_send(agent_conn *c)
+int conn_try_send(agent_conn *c)
 {
     if (pv_frame_end(&c->out) != 0) {
         pv_buf_reset(&c->out);
@@ -126,9 +170,26 @@ int conn_send(agent_conn *c)
     return 0;
 }
 
+int conn_send(agent_conn *c)
+{
+    pv_buf *b = &c->out;
+    pv_hdr h = {0};
+    /* a reply that could not be built (no memory, or too large) is answered
+     * with an ERROR naming why, so the request does not wait forever */
+    bool unbuilt = b->failed && b->len - b->frame_start >= PV_HDR_SIZE &&
+                   pv_hdr_decode(b->buf + b->frame_start, &h) == 0 && h.req && h.type != PV_MSG_ERROR;
+    int err = b->err;
+    if (conn_try_send(c) == 0)
+        return 0;
+    if (unbuilt)
+        conn_send_error(c, h.chan, h.req, err, "agent: cannot build the %s reply: %s", pv_msg_name(h.type),
+                        strerror(err));
+    return -1;
+}
+
 void conn_send_error(agent_conn *c, uint32_t chan, uint32_t req, int err, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[AGENT_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -14,11 +14,9 @@
 void files_read(agent_conn *c, const pv_msg *m)
 {
     uint32_t chan = m->hdr.chan, req = m->hdr.req;
-    char *path = pv_msg_strdup(m, PV_T_PATH);
-    if (!path) {
-        conn_send_error(c, chan, req, EINVAL, "read_file: path contains a NUL byte");
+    char *path = request_path(c, m, PV_T_PATH, "read_file");
+    if (!path)
         return;
-    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         conn_send_error(c, chan, req, errno, "read_file %s: %s", path, strerror(errno));
@@ -80,11 +78,9 @@ void files_read(agent_conn *c, const pv_msg *m)
 void files_write(agent_conn *c, const pv_msg *m)
 {
     uint32_t chan = m->hdr.chan, req = m->hdr.req;
-    char *path = pv_msg_strdup(m, PV_T_PATH);
-    if (!path) {
-        conn_send_error(c, chan, req, EINVAL, "write_file: path contains a NUL byte");
+    char *path = request_path(c, m, PV_T_PATH, "write_file");
+    if (!path)
         return;
-    }
     const pv_field *data = pv_msg_get(m, PV_T_DATA);
     mode_t mode = (mode_t)pv_msg_u64(m, PV_T_MODE, 0644) & 07777;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);

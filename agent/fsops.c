@@ -54,7 +54,9 @@ void fs_listdir(agent_conn *c, const pv_msg *m)
         pv_put_u64(&c->out, PV_T_MODE, mode);
     }
     closedir(d);
-    if (conn_send(c) != 0)
+    if (c->out.failed && c->out.err == ENOMEM) /* answered by conn_send */
+        conn_send(c);
+    else if (conn_try_send(c) != 0)
         conn_send_error(c, m->hdr.chan, m->hdr.req, E2BIG, "listdir %s: listing exceeds the frame limit", path);
     free(path);
 }

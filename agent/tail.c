@@ -13,7 +13,6 @@
 
 #include "agent.h"
 
-#define MAX_TAILS 64
 #define TAIL_STREAM 3
 
 typedef struct {
@@ -26,7 +25,7 @@ typedef struct {
     bool eof_sent;
 } tail;
 
-static tail tails[MAX_TAILS];
+static tail tails[TAIL_MAX_STREAMS];
 static int inotify_fd = -1;
 
 static void push(agent_conn *c, tail *t, const char *data, size_t len)
@@ -81,7 +80,7 @@ static void tail_free(tail *t)
 {
     if (t->regular && t->wd >= 0 && inotify_fd >= 0) {
         bool shared = false;
-        for (int i = 0; i < MAX_TAILS; i++)
+        for (int i = 0; i < TAIL_MAX_STREAMS; i++)
             shared |= &tails[i] != t && tails[i].used && tails[i].regular && tails[i].wd == t->wd;
         if (!shared)
             inotify_rm_watch(inotify_fd, t->wd);
@@ -95,12 +94,12 @@ void tail_open(agent_conn *c, const pv_msg *m)
 {
     uint32_t chan = m->hdr.chan, req = m->hdr.req;
     tail *t = NULL;
-    for (int i = 0; i < MAX_TAILS && !t; i++)
+    for (int i = 0; i < TAIL_MAX_STREAMS && !t; i++)
         if (!tails[i].used)
             t = &tails[i];
     if (!t || chan == 0) {
         conn_send_error(c, chan, req, t ? EINVAL : EMFILE,
-                        t ? "tail: streams need their own channel" : "tail: %d streams already open", MAX_TAILS);
+                        t ? "tail: streams need their own channel" : "tail: %d streams already open", TAIL_MAX_STREAMS);
         return;
     }
     int fd;
@@ -169,7 +168,7 @@ void tail_open(agent_conn *c, const pv_msg *m)
 
 void tail_close(agent_conn *c, const pv_msg *m)
 {
-    for (int i = 0; i < MAX_TAILS; i++)
+    for (int i = 0; i < TAIL_MAX_STREAMS; i++)
         if (tails[i].used && tails[i].chan == m->hdr.chan)
             tail_free(&tails[i]);
     reply_ok(c, m);
@@ -177,25 +176,33 @@ void tail_close(agent_conn *c, const pv_msg *m)
 
 void tail_close_all(void)
 {
-    for (int i = 0; i < MAX_TAILS; i++)
+    for (int i = 0; i < TAIL_MAX_STREAMS; i++)
         if (tails[i].used)
             tail_free(&tails[i]);
 }
 
-size_t tail_pollfds(struct pollfd *pfd, size_t max)
+/* One entry per unfinished pipe or device stream, and the inotify
+ * descriptor all regular-file streams share. */
+size_t tail_pollfds(struct pollfd *pfd, size_t max, size_t *missed)
 {
     size_t n = 0;
     bool any_regular = false;
-    for (int i = 0; i < MAX_TAILS; i++) {
+    for (int i = 0; i < TAIL_MAX_STREAMS; i++) {
         if (!tails[i].used)
             continue;
         if (tails[i].regular)
             any_regular = true;
         else if (!tails[i].eof_sent && n < max)
             pfd[n++] = (struct pollfd){tails[i].fd, POLLIN, 0};
+        else if (!tails[i].eof_sent)
+            ++*missed;
     }
-    if (any_regular && inotify_fd >= 0 && n < max)
-        pfd[n++] = (struct pollfd){inotify_fd, POLLIN, 0};
+    if (any_regular && inotify_fd >= 0) {
+        if (n < max)
+            pfd[n++] = (struct pollfd){inotify_fd, POLLIN, 0};
+        else
+            ++*missed;
+    }
     return n;
 }
 
@@ -208,12 +215,12 @@ void tail_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
             char ev[4096];
             while (read(inotify_fd, ev, sizeof(ev)) > 0) {
             }
-            for (int i = 0; i < MAX_TAILS; i++)
+            for (int i = 0; i < TAIL_MAX_STREAMS; i++)
                 if (tails[i].used && tails[i].regular)
                     pump_regular(c, &tails[i]);
             continue;
         }
-        for (int i = 0; i < MAX_TAILS; i++)
+        for (int i = 0; i < TAIL_MAX_STREAMS; i++)
             if (tails[i].used && !tails[i].regular && tails[i].fd == pfd[k].fd)
                 pump_stream(c, &tails[i]);
     }

@@ -1,10 +1,12 @@
 /* Workers: more agents inside the same guest, each with its own command
- * channel, PID/TID and credentials.
+ * channel, PID/TID and credentials. This file is the agent's side (spawning,
+ * relaying, killing) and the fork worker's start; thread_worker.c is the
+ * thread worker's own loop.
  *
  * The agent creates a socketpair per worker. A fork worker is a child
  * process that serves its end with the agent's ordinary loop (agent_serve,
  * local mode); a thread worker is a pthread of the agent that serves its end
- * with a smaller loop (thread_main) which never touches the process-wide job
+ * with a smaller loop (thread_worker_main) which never touches the process-wide job
  * and stream tables. The parent relays frames: a frame from the host whose
  * channel carries worker id w in its top byte (PV_CHAN_WORKER) is written to
  * worker w's socket unchanged, and every frame the worker writes (except its
@@ -32,7 +34,6 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -65,13 +66,6 @@ typedef struct {
 static worker *workers[PV_MAX_WORKERS + 1];
 bool agent_in_worker;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_wake(int sig) { (void)sig; }
 
 static void install_wake_handler(void)
@@ -87,7 +81,7 @@ static void install_wake_handler(void)
     done = true;
 }
 
-static void unblock_wake(void)
+void worker_unblock_wake(void)
 {
     sigset_t s;
     sigemptyset(&s);
@@ -129,35 +123,47 @@ static void flush_queue(worker *w)
     w->qlen = w->qoff = 0;
 }
 
-static void enqueue(worker *w, const void *p, size_t n)
+/* Makes room for n more queued bytes; false when out of memory. */
+static bool queue_reserve(worker *w, size_t n)
 {
     if (w->qoff && w->qoff == w->qlen)
         w->qlen = w->qoff = 0;
-    if (w->qlen + n > w->qcap) {
-        size_t cap = w->qcap ? w->qcap : 65536;
-        while (cap < w->qlen + n)
-            cap *= 2;
-        uint8_t *nq = realloc(w->q, cap);
-        if (!nq)
-            return;
-        w->q = nq;
-        w->qcap = cap;
-    }
-    memcpy(w->q + w->qlen, p, n);
-    w->qlen += n;
+    if (w->qlen + n <= w->qcap)
+        return true;
+    size_t cap = w->qcap ? w->qcap : 65536;
+    while (cap < w->qlen + n)
+        cap *= 2;
+    uint8_t *nq = realloc(w->q, cap);
+    if (!nq)
+        return false;
+    w->q = nq;
+    w->qcap = cap;
+    return true;
 }
 
-static void pend_add(worker *w, uint32_t chan, uint32_t req)
+/* Queues one whole frame for the worker, or nothing. */
+static bool enqueue_frame(worker *w, const pv_hdr *hdr, const uint8_t *payload)
+{
+    if (!queue_reserve(w, PV_HDR_SIZE + (size_t)hdr->len))
+        return false;
+    pv_hdr_encode(hdr, w->q + w->qlen);
+    memcpy(w->q + w->qlen + PV_HDR_SIZE, payload, hdr->len);
+    w->qlen += PV_HDR_SIZE + (size_t)hdr->len;
+    return true;
+}
+
+static bool pend_add(worker *w, uint32_t chan, uint32_t req)
 {
     if (w->npend == w->pcap) {
         size_t cap = w->pcap ? w->pcap * 2 : 16;
         pending *np = realloc(w->pend, cap * sizeof(*np));
         if (!np)
-            return;
+            return false;
         w->pend = np;
         w->pcap = cap;
     }
     w->pend[w->npend++] = (pending){chan, req};
+    return true;
 }
 
 static void pend_remove(worker *w, uint32_t chan, uint32_t req)
@@ -180,7 +186,7 @@ static void worker_gone(agent_conn *c, worker *w, const char *why)
             conn_send_error(c, w->pend[i].chan, w->pend[i].req, ESRCH, "worker %u (%s, %s %d) %s before answering",
                             w->id, kind_of(w), w->thread ? "tid" : "pid", (int)w->pid, why);
     if (c->connected) {
-        char msg[160];
+        char msg[AGENT_ERROR_MAX];
         snprintf(msg, sizeof(msg), "worker %u (%s, %s %d) %s", w->id, kind_of(w), w->thread ? "tid" : "pid",
                  (int)w->pid, why);
         pv_buf_reset(&c->out);
@@ -233,22 +239,19 @@ bool worker_relay(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
                             id);
         return true;
     }
-    uint8_t h[PV_HDR_SIZE];
-    pv_hdr_encode(hdr, h);
-    enqueue(w, h, sizeof(h));
-    enqueue(w, payload, hdr->len);
-    if (hdr->req)
-        pend_add(w, hdr->chan, hdr->req);
+    /* the request is remembered first, so a worker that dies answers it */
+    bool remembered = !hdr->req || pend_add(w, hdr->chan, hdr->req);
+    if (!remembered || !enqueue_frame(w, hdr, payload)) {
+        if (remembered && hdr->req)
+            pend_remove(w, hdr->chan, hdr->req);
+        if (hdr->req)
+            conn_send_error(c, hdr->chan, hdr->req, ENOMEM, "worker %u: out of memory relaying %s", id,
+                            pv_msg_name(hdr->type));
+        return true;
+    }
     flush_queue(w);
     return true;
 }
-
-static void *thread_main(void *arg);
-
-typedef struct {
-    int fd;
-    _Atomic int tid;
-} thread_start;
 
 static void fork_child(agent_conn *host, int fd, int parent_end)
 {
@@ -269,7 +272,7 @@ static void fork_child(agent_conn *host, int fd, int parent_end)
      * their descriptors without touching the processes. */
     exec_forget_all();
     tail_close_all();
-    unblock_wake();
+    worker_unblock_wake();
     agent_conn wc;
     conn_init(&wc, fd, false);
     agent_serve(&wc);
@@ -277,6 +280,54 @@ static void fork_child(agent_conn *host, int fd, int parent_end)
     exec_abandon_all();
     tail_close_all();
     _exit(0);
+}
+
+/* Forks a worker on sv; 0, or the errno after closing both ends. */
+static int start_fork_worker(agent_conn *c, worker *w, int sv[2])
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        fork_child(c, sv[1], sv[0]);
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return e;
+    }
+    w->pid = pid;
+    return 0;
+}
+
+/* Starts a thread worker on sv[1]; 0, or the errno after closing both ends. */
+static int start_thread_worker(worker *w, int sv[2])
+{
+    thread_start *ts = calloc(1, sizeof(*ts));
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    pthread_t th;
+    int e = ts ? 0 : ENOMEM;
+    if (ts) {
+        ts->fd = sv[1];
+        e = pthread_create(&th, &attr, thread_worker_main, ts);
+    }
+    pthread_attr_destroy(&attr);
+    if (e) {
+        close(sv[0]);
+        close(sv[1]);
+        free(ts);
+        return e;
+    }
+    /* The thread reports its tid as its first act; never long. */
+    int64_t limit = now_ms() + 5000;
+    while (!atomic_load(&ts->tid) && now_ms() < limit)
+        sched_yield();
+    w->pid = atomic_load(&ts->tid);
+    if (w->pid) /* else the thread never started and still owns ts */
+        free(ts);
+    w->peer_fd = sv[1];
+    return 0;
 }
 
 void worker_spawn(agent_conn *c, const pv_msg *m)
@@ -311,51 +362,14 @@ void worker_spawn(agent_conn *c, const pv_msg *m)
     w->id = id;
     w->thread = thread;
     w->peer_fd = -1;
-    if (!thread) {
-        pid_t pid = fork();
-        if (pid == 0)
-            fork_child(c, sv[1], sv[0]);
-        close(sv[1]);
-        if (pid < 0) {
-            int e = errno;
-            close(sv[0]);
-            free(w);
-            conn_send_error(c, chan, req, e, "spawn_worker: fork: %s", strerror(e));
-            return;
-        }
-        w->pid = pid;
-    } else {
-        thread_start *ts = calloc(1, sizeof(*ts));
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, THREAD_STACK);
-        pthread_t th;
-        int e = ts ? 0 : ENOMEM;
-        if (ts) {
-            ts->fd = sv[1];
-            e = pthread_create(&th, &attr, thread_main, ts);
-        }
-        pthread_attr_destroy(&attr);
-        if (e) {
-            close(sv[0]);
-            close(sv[1]);
-            free(ts);
-            free(w);
-            conn_send_error(c, chan, req, e, "spawn_worker: pthread_create: %s", strerror(e));
-            return;
-        }
-        /* The thread reports its tid as its first act; never long. */
-        int64_t limit = now_ms() + 5000;
-        while (!atomic_load(&ts->tid) && now_ms() < limit)
-            sched_yield();
-        w->pid = atomic_load(&ts->tid);
-        if (w->pid) /* else the thread never started and still owns ts */
-            free(ts);
-        w->peer_fd = sv[1];
+    int e = thread ? start_thread_worker(w, sv) : start_fork_worker(c, w, sv);
+    if (e) {
+        free(w);
+        conn_send_error(c, chan, req, e, "spawn_worker: %s: %s", thread ? "pthread_create" : "fork", strerror(e));
+        return;
     }
     w->fd = sv[0];
-    fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+    set_nonblock(w->fd);
     conn_init(&w->in, w->fd, false);
     workers[id] = w;
     pv_frame_begin(&c->out, PV_MSG_WORKER_STARTED, chan, req);
@@ -383,13 +397,15 @@ void worker_kill_all(void)
             begin_close(workers[i]);
 }
 
-size_t worker_pollfds(struct pollfd *pfd, size_t max)
+size_t worker_pollfds(struct pollfd *pfd, size_t max, size_t *missed)
 {
     size_t n = 0;
-    for (int i = 1; i <= PV_MAX_WORKERS && n < max; i++) {
+    for (int i = 1; i <= PV_MAX_WORKERS; i++) {
         worker *w = workers[i];
-        if (w)
+        if (w && n < max)
             pfd[n++] = (struct pollfd){w->fd, (short)(POLLIN | (w->qoff < w->qlen ? POLLOUT : 0)), 0};
+        else if (w)
+            ++*missed;
     }
     return n;
 }
@@ -415,6 +431,13 @@ void worker_on_pollfds(agent_conn *c, const struct pollfd *pfd, size_t n)
         if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         int got = conn_fill(&w->in);
+        if (got == CONN_DROPPED && w->in.dropped.req) {
+            /* a reply lost for lack of memory: the host still gets an answer */
+            pend_remove(w, w->in.dropped.chan, w->in.dropped.req);
+            conn_send_error(c, w->in.dropped.chan, w->in.dropped.req, ENOMEM,
+                            "worker %u: out of memory relaying its %u-byte %s", w->id, w->in.dropped.len,
+                            pv_msg_name(w->in.dropped.type));
+        }
         pv_hdr hdr;
         const uint8_t *payload;
         int popped;
@@ -474,279 +497,4 @@ void worker_check_timeouts(agent_conn *c)
             w->next_wake = now + WAKE_EVERY_MS;
         }
     }
-}
-
-/* ---- thread workers ---- */
-
-static bool drain_into(int fd, obuf *b)
-{
-    char tmp[16384];
-    for (;;) {
-        ssize_t n = read(fd, tmp, sizeof(tmp));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno == EAGAIN;
-        if (n == 0)
-            return false;
-        obuf_append_capped(b, tmp, (size_t)n);
-    }
-}
-
-static void closefd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-/* A synchronous command run by a thread worker, with the thread's
- * credentials. The agent's main loop reaps every SIGCHLD child with
- * waitpid(-1), so the command cannot be this thread's direct child: the
- * thread clone()s an intermediate process without an exit signal (a "clone
- * child", which waitpid(-1) never sees; it never execs, so it stays one).
- * The intermediate starts the command, waits for it and writes its pid and
- * then its wait status to a pipe; this thread reaps the intermediate with
- * __WCLONE. Raw clone() rather than fork(): no libc locks are taken in the
- * children of a multithreaded process. */
-static void thread_exec(agent_conn *c, const pv_msg *m)
-{
-    uint32_t chan = m->hdr.chan, req = m->hdr.req;
-    if (pv_msg_u64(m, PV_T_ASYNC, 0)) {
-        conn_send_error(c, chan, req, EOPNOTSUPP,
-                        "run_async: not available on a thread worker (use a fork worker, or run)");
-        return;
-    }
-    const char *why = NULL;
-    char **argv = exec_build_argv(m, &why);
-    char **envp = argv && !why ? exec_build_env(m) : NULL;
-    char *cwd = pv_msg_has(m, PV_T_CWD) ? pv_msg_strdup(m, PV_T_CWD) : NULL;
-    if (!why && pv_msg_has(m, PV_T_CWD) && !cwd)
-        why = "cwd contains a NUL byte";
-    if (!why && !envp)
-        why = "out of memory";
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pe[2] = {-1, -1}, ps[2] = {-1, -1};
-    if (!why && (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) ||
-                 pipe2(ps, O_CLOEXEC)))
-        why = strerror(errno);
-    pid_t mid = -1;
-    if (!why) {
-        mid = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
-        if (mid < 0)
-            why = strerror(errno);
-    }
-    if (mid == 0) {
-        close(ps[0]);
-        pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
-        if (pid == 0) {
-            setpgid(0, 0);
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            signal(SIGPIPE, SIG_DFL);
-            dup2(pin[0], 0);
-            dup2(pout[1], 1);
-            dup2(perr[1], 2);
-            int e = 0;
-            if (cwd && chdir(cwd) != 0)
-                e = errno;
-            if (!e) {
-                execvpe(argv[0], argv, envp);
-                e = errno;
-            }
-            (void)!write(pe[1], &e, sizeof(e));
-            _exit(127);
-        }
-        close(pin[0]);
-        close(pout[1]);
-        close(perr[1]);
-        close(pe[1]);
-        int st = 0;
-        (void)!write(ps[1], &pid, sizeof(pid));
-        if (pid > 0)
-            while (syscall(SYS_wait4, pid, &st, 0, 0) < 0 && errno == EINTR) {
-            }
-        (void)!write(ps[1], &st, sizeof(st));
-        _exit(0);
-    }
-    closefd(&pin[0]);
-    closefd(&pout[1]);
-    closefd(&perr[1]);
-    closefd(&pe[1]);
-    closefd(&ps[1]);
-    pid_t pid = -1;
-    if (!why) {
-        ssize_t got;
-        do
-            got = read(ps[0], &pid, sizeof(pid));
-        while (got < 0 && errno == EINTR);
-        if (got != (ssize_t)sizeof(pid) || pid <= 0)
-            why = "cannot start the command";
-    }
-    if (!why) {
-        int child_errno = 0;
-        ssize_t got;
-        do
-            got = read(pe[0], &child_errno, sizeof(child_errno));
-        while (got < 0 && errno == EINTR);
-        if (got == (ssize_t)sizeof(child_errno)) {
-            conn_send_error(c, chan, req, child_errno, "exec: cannot run %s%s%s: %s", argv[0], cwd ? " in " : "",
-                            cwd ? cwd : "", strerror(child_errno));
-            why = "";
-        }
-    }
-    closefd(&pe[0]);
-    if (why) {
-        if (*why)
-            conn_send_error(c, chan, req, EINVAL, "exec: %s", why);
-        closefd(&pin[1]);
-        closefd(&pout[0]);
-        closefd(&perr[0]);
-        closefd(&ps[0]);
-        if (mid > 0)
-            while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
-            }
-        exec_free_strv(argv);
-        exec_free_strv(envp);
-        free(cwd);
-        return;
-    }
-    exec_free_strv(argv);
-    exec_free_strv(envp);
-    free(cwd);
-    const pv_field *in = pv_msg_get(m, PV_T_STDIN);
-    size_t in_off = 0, in_len = in ? in->len : 0;
-    if (!in_len)
-        closefd(&pin[1]);
-    fcntl(pout[0], F_SETFL, O_NONBLOCK);
-    fcntl(perr[0], F_SETFL, O_NONBLOCK);
-    if (pin[1] >= 0)
-        fcntl(pin[1], F_SETFL, O_NONBLOCK);
-    uint64_t tmo = pv_msg_u64(m, PV_T_TIMEOUT_MS, 0);
-    int64_t deadline = tmo ? now_ms() + (int64_t)tmo : 0;
-    obuf out = {0}, err = {0};
-    bool exited = false, timed_out = false;
-    int ws = 0;
-    while (!exited) {
-        struct pollfd p[4] = {{ps[0], POLLIN, 0}, {pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
-        int t = -1;
-        if (deadline && !timed_out) {
-            int64_t left = deadline - now_ms();
-            t = left < 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
-        }
-        int r = poll(p, 4, t);
-        if (r < 0 && errno != EINTR)
-            break;
-        if (p[1].revents && !drain_into(pout[0], &out))
-            closefd(&pout[0]);
-        if (p[2].revents && !drain_into(perr[0], &err))
-            closefd(&perr[0]);
-        if (p[3].revents) {
-            while (in_off < in_len) {
-                ssize_t n = write(pin[1], in->data + in_off, in_len - in_off);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0)
-                    break;
-                in_off += (size_t)n;
-            }
-            if (in_off >= in_len || !(p[3].revents & POLLOUT))
-                closefd(&pin[1]);
-        }
-        if (deadline && !timed_out && now_ms() >= deadline) {
-            timed_out = true;
-            kill(-pid, SIGKILL);
-        }
-        if (p[0].revents) {
-            ssize_t got = read(ps[0], &ws, sizeof(ws));
-            if (got == (ssize_t)sizeof(ws) || (got <= 0 && !(got < 0 && errno == EINTR)))
-                exited = true;
-        }
-    }
-    if (pout[0] >= 0)
-        drain_into(pout[0], &out);
-    if (perr[0] >= 0)
-        drain_into(perr[0], &err);
-    if (timed_out)
-        kill(-pid, SIGKILL);
-    while (waitpid(mid, NULL, __WCLONE) < 0 && errno == EINTR) {
-    }
-    closefd(&ps[0]);
-    closefd(&pin[1]);
-    closefd(&pout[0]);
-    closefd(&perr[0]);
-    uint64_t status = timed_out ? PV_EXEC_TIMED_OUT : WIFSIGNALED(ws) ? PV_EXEC_SIGNALLED : PV_EXEC_EXITED;
-    int64_t code = timed_out ? -2 : WIFSIGNALED(ws) ? -1 : WEXITSTATUS(ws);
-    pv_frame_begin(&c->out, PV_MSG_EXEC_RESULT, chan, req);
-    pv_put_u64(&c->out, PV_T_STATUS, status);
-    pv_put_i64(&c->out, PV_T_EXIT_CODE, code);
-    if (WIFSIGNALED(ws))
-        pv_put_u64(&c->out, PV_T_SIGNAL, (uint64_t)WTERMSIG(ws));
-    exec_put_output(c, &out, &err);
-    conn_send(c);
-    free(out.data);
-    free(err.data);
-}
-
-/* What a thread worker serves itself; everything touching the agent's
- * process-wide tables (async commands, streams) is refused. */
-static void thread_frame(agent_conn *c, const pv_hdr *hdr, const uint8_t *payload)
-{
-    switch (hdr->type) {
-    case PV_MSG_PING: case PV_MSG_HELLO: case PV_MSG_READ_FILE: case PV_MSG_WRITE_FILE: case PV_MSG_STAT:
-    case PV_MSG_LISTDIR: case PV_MSG_MKDIR: case PV_MSG_UNLINK: case PV_MSG_RENAME: case PV_MSG_OPEN:
-    case PV_MSG_FD_READ: case PV_MSG_FD_WRITE: case PV_MSG_FD_SEEK: case PV_MSG_FD_CLOSE: case PV_MSG_SYSCALL:
-    case PV_MSG_CLOCK_GET: case PV_MSG_CLOCK_SET: case PV_MSG_CLOCK_ADVANCE: case PV_MSG_BATCH:
-        agent_handle_frame(c, hdr, payload);
-        return;
-    case PV_MSG_EXEC: {
-        char err[256];
-        pv_msg m;
-        if (pv_msg_decode(hdr, payload, &m, err, sizeof(err)) != 0) {
-            conn_send_error(c, hdr->chan, hdr->req, EPROTO, "bad request: %s", err);
-            return;
-        }
-        thread_exec(c, &m);
-        pv_msg_free(&m);
-        return;
-    }
-    default:
-        conn_send_error(c, hdr->chan, hdr->req, EOPNOTSUPP,
-                        "%s is not available on a thread worker (streams and async processes live in the agent's "
-                        "main loop; use a fork worker)",
-                        pv_msg_name(hdr->type));
-    }
-}
-
-static void *thread_main(void *arg)
-{
-    thread_start *ts = arg;
-    int fd = ts->fd;
-    unblock_wake();
-    atomic_store(&ts->tid, (int)syscall(SYS_gettid)); /* ts belongs to the parent from here */
-    agent_conn wc;
-    conn_init(&wc, fd, false);
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (conn_fill(&wc) == 0)
-            break;
-        pv_hdr hdr;
-        const uint8_t *payload;
-        int popped;
-        while ((popped = conn_pop(&wc, &hdr, &payload)) == 1) {
-            thread_frame(&wc, &hdr, payload);
-            conn_consume(&wc, &hdr);
-        }
-        if (popped < 0)
-            break;
-    }
-    close(fd);
-    free(wc.in);
-    pv_buf_free(&wc.out);
-    return NULL;
 }

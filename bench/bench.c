@@ -9,8 +9,12 @@
  *   - 16 MiB write_file+read_file vs the raw channel (16 MiB echoed)
  *   - worker spawn (fork, thread) until its first op vs a cold boot
  *   - 8 one-VM test files with -j1 vs the default pool
+ *   - the network switch's forwarding rate vs a raw relay, and guest-to-guest
+ *     ping RTT and TCP through it vs a direct QEMU-to-QEMU link (bench_net.c)
+ *   - a guest's sequential dd read of a scratch disk vs the host reading the
+ *     same file, and a cold boot with one disk vs without
  * usage: build/bench [iterations] [section...]   (run from the repository root)
- *   sections: boot, rtt, batch, files, workers, snapshot, bootcache, pool
+ *   sections: switch, net, boot, rtt, batch, files, workers, snapshot, bootcache, pool, disks
  *   (default: all) */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +32,9 @@
 #include "../host/util/util.h"
 #include "../host/vmm/accel.h"
 #include "../host/vmm/boot_cache.h"
+#include "../host/vmm/disk.h"
 #include "../host/vmm/vm.h"
+#include "bench_net.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -41,6 +47,8 @@ static double median(double *v, int n)
     qsort(v, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+double bench_median(double *v, int n) { return median(v, n); }
 
 static void die(const char *what, const char *err)
 {
@@ -392,6 +400,20 @@ static bool want(const char *section)
 }
 
 /* Runs cmd in the guest through the shell; dies unless it exits 0. */
+/* True when every section asked for is one of these (NULL-terminated), e.g.
+ * `build/bench 3 switch`: the sections that need no shared VM. */
+static bool wants_only(const char *const *these)
+{
+    for (int i = 0; i < n_sections; i++) {
+        bool listed = false;
+        for (const char *const *t = these; *t; t++)
+            listed |= strcmp(sections[i], *t) == 0;
+        if (!listed)
+            return false;
+    }
+    return n_sections > 0;
+}
+
 static void guest_sh(pv_vm *vm, const char *cmd)
 {
     vm_begin(vm, PV_MSG_EXEC);
@@ -469,6 +491,68 @@ static void bench_health(const pv_config *cfg, const pv_profile *p, const char *
     }
 }
 
+/* Disk rows: what a virtio disk served by QEMU (through the fault filter)
+ * costs a guest's sequential read, against the host reading the same file
+ * from the same page cache; and what declaring one disk costs a cold boot. */
+static void bench_disks(const pv_profile *p, const char *tmpl, int iters)
+{
+    enum { MIB = 64 };
+    char err[8192];
+    pv_disk_spec spec = {.id = "bench", .size = (int64_t)MIB << 20};
+    double *with = xcalloc((size_t)iters, sizeof(double)), *without = xcalloc((size_t)iters, sizeof(double));
+    double *guest = xcalloc((size_t)iters, sizeof(double)), *host = xcalloc((size_t)iters, sizeof(double));
+    char *buf = xmalloc(1 << 20);
+    for (int i = 0; i < (1 << 20); i++)
+        buf[i] = (char)(i * 7 + 1); /* real data: a sparse file would read as holes */
+    for (int i = 0; i < iters; i++) {
+        pv_vm *vm = vm_new("bench-nodisk", p, tmpl);
+        double t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot", err);
+        without[i] = now_s() - t0;
+        vm_free(vm);
+        vm = vm_new("bench-disk", p, tmpl);
+        if (disk_prepare(vm, &spec, 1, false, err, sizeof(err)) != 0)
+            die("disk", err);
+        const char *file = disk_find(vm, "bench")->file;
+        int fd = open(file, O_WRONLY | O_CLOEXEC);
+        for (int m = 0; fd >= 0 && m < MIB; m++)
+            if (pwrite(fd, buf, 1 << 20, (off_t)m << 20) != 1 << 20)
+                die("fill the scratch disk", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        t0 = now_s();
+        if (vm_boot(vm, NULL, err, sizeof(err)) != 0)
+            die("boot with a disk", err);
+        with[i] = now_s() - t0;
+        t0 = now_s();
+        guest_sh(vm, "dd if=/dev/vda of=/dev/null bs=1M iflag=direct 2>/dev/null");
+        guest[i] = now_s() - t0;
+        t0 = now_s();
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        for (int m = 0; fd >= 0 && m < MIB; m++)
+            if (pread(fd, buf, 1 << 20, (off_t)m << 20) != 1 << 20)
+                die("read the scratch file", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        host[i] = now_s() - t0;
+        vm_shutdown(vm, err, sizeof(err));
+        vm_free(vm);
+    }
+    double g = median(guest, iters), h = median(host, iters), w = median(with, iters), wo = median(without, iters);
+    printf("\n%-44s %9.1f MiB/s\n", "guest dd of a 64 MiB scratch disk (median)", MIB / g);
+    printf("%-44s %9.1f MiB/s\n", "host read of the same file (median)", MIB / h);
+    printf("%-44s %9.3f x of the host\n", "  guest / host", h / g);
+    printf("%-44s %9.3f s\n", "cold boot with one disk (median)", w);
+    printf("%-44s %9.3f s\n", "cold boot without (median)", wo);
+    printf("%-44s %+9.3f s   (%+.0f%%)\n", "  a disk's cost at boot", w - wo, (w / wo - 1) * 100);
+    free(buf);
+    free(with);
+    free(without);
+    free(guest);
+    free(host);
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 7;
@@ -486,11 +570,25 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/provium-bench-XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp", strerror(errno));
+    if (want("switch"))
+        bench_switch(tmpl, iters);
+    if (wants_only((const char *const[]){"switch", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
     bool kvm = false;
     if (accel_decide(p, vm_machine(p), &kvm, err, sizeof(err)) != 0)
         die("accel", err);
     printf("provium benchmarks (profile 'default', %d iterations, %s)\n\n", iters,
            kvm ? "KVM" : "TCG software emulation");
+    if (want("net"))
+        bench_guests(p, tmpl);
+    if (wants_only((const char *const[]){"switch", "net", NULL})) {
+        rm_rf(tmpl);
+        config_free(&cfg);
+        return 0;
+    }
 
     pv_profile no_acpi;
     profile_copy(&no_acpi, p);
@@ -605,6 +703,8 @@ int main(int argc, char **argv)
         bench_boot_cache(&cfg, p, tmpl, iters);
     if (want("pool"))
         bench_pool(tmpl);
+    if (want("disks"))
+        bench_disks(p, tmpl, iters);
     rm_rf(tmpl);
     config_free(&cfg);
     free(raw);

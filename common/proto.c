@@ -1,6 +1,7 @@
 /* Codec for the Provium wire protocol; see proto.h and docs/protocol.md. */
 #include "proto.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +263,13 @@ void pv_buf_reset(pv_buf *b)
     b->len = 0;
     b->frame_start = 0;
     b->failed = false;
+    b->err = 0;
+}
+
+static void buf_fail(pv_buf *b, int err)
+{
+    b->failed = true;
+    b->err = err;
 }
 
 static uint8_t *reserve(pv_buf *b, size_t n)
@@ -269,7 +277,7 @@ static uint8_t *reserve(pv_buf *b, size_t n)
     if (b->failed)
         return NULL;
     if (b->len - b->frame_start + n > PV_HDR_SIZE + (size_t)PV_MAX_PAYLOAD) {
-        b->failed = true;
+        buf_fail(b, E2BIG);
         return NULL;
     }
     if (b->len + n > b->cap) {
@@ -278,7 +286,7 @@ static uint8_t *reserve(pv_buf *b, size_t n)
             cap *= 2;
         uint8_t *nb = realloc(b->buf, cap);
         if (!nb) {
-            b->failed = true;
+            buf_fail(b, ENOMEM);
             return NULL;
         }
         b->buf = nb;
@@ -302,7 +310,7 @@ void pv_frame_begin(pv_buf *b, uint16_t type, uint32_t chan, uint32_t req)
 static void put_field(pv_buf *b, uint16_t tag, const void *data, size_t n)
 {
     if (n > PV_MAX_PAYLOAD) {
-        b->failed = true;
+        buf_fail(b, E2BIG);
         return;
     }
     uint8_t *p = reserve(b, PV_FIELD_HDR_SIZE + n);

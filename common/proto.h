@@ -176,6 +176,7 @@ typedef struct {
     size_t len, cap;
     size_t frame_start;
     bool failed; /* allocation failed or payload too large; frame unusable */
+    int err;     /* then why: ENOMEM, or E2BIG past PV_MAX_PAYLOAD */
 } pv_buf;
 
 void pv_buf_init(pv_buf *b);

@@ -6,7 +6,8 @@ local FAIL = setmetatable({}, {__tostring = function() return "test failure" end
 local SKIP = setmetatable({}, {__tostring = function() return "test skipped" end})
 
 local tests, by_name = {}, {}
-local file_scope = {kind = "file", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}}
+local file_scope = {kind = "file", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}, bridges = {},
+  bridge_order = {}}
 local current = file_scope
 -- set by provium.create / provium.fixture at the file's top level: from then
 -- on the file is classic and every test() runs where it is declared (see
@@ -164,7 +165,7 @@ local provium = {}
 local reserved = {vm = true, timeout = true, create = true, pack = true, unpack = true, lab = true,
   vm_fixture = true, fixture = true, depends_on_file = true, lab_fixture = true, include = true, remove = true,
   members = true, vm_names = true, sub_lab_names = true, bridge_names = true, boot = true, shutdown = true,
-  pause = true, resume = true, snapshot = true, restore = true, name = true,
+  pause = true, resume = true, snapshot = true, restore = true, name = true, bridge = true, rng_seed = true,
   reset_between_tests = true, shutdown_all = true, ext4_image = true}
 
 -- "'NAME' is a reserved name (reserved: ...)": the names provium.NAME and
@@ -223,7 +224,12 @@ local function close_scope(scope)
   for i = #scope.order, 1, -1 do
     pcall(scope.order[i].close, scope.order[i])
   end
+  -- bridges after the VMs on them (lua/net.lua)
+  for i = #(scope.bridge_order or {}), 1, -1 do
+    pcall(scope.bridge_order[i].close, scope.bridge_order[i])
+  end
   scope.vms, scope.order, scope.resources, scope.labs, scope.lab_order = {}, {}, {}, {}, {}
+  scope.bridges, scope.bridge_order = {}, {}
 end
 
 ---------------------------------------------------------------- binary helpers
@@ -592,7 +598,7 @@ local function is_vm(x) local mt = getmetatable(x); return mt ~= nil and mt.__na
 Lab.__index = function(self, key)
   local m = rawget(Lab, key)
   if m ~= nil then return m end
-  if type(key) == "string" then return self._vms[key] or self._labs[key] end
+  if type(key) == "string" then return self._vms[key] or self._bridges[key] or self._labs[key] end
 end
 
 local function remove_from(list, item)
@@ -600,7 +606,8 @@ local function remove_from(list, item)
 end
 
 local function new_lab(name)
-  return setmetatable({_name = name, _vms = {}, _vm_order = {}, _labs = {}, _lab_order = {}}, Lab)
+  return setmetatable({_name = name, _vms = {}, _vm_order = {}, _labs = {}, _lab_order = {}, _bridges = {},
+    _bridge_order = {}}, Lab)
 end
 
 function Lab:name() return self._name end
@@ -628,6 +635,17 @@ function Lab:vm(name, profile, opts)
 end
 
 local function is_root(lab) return lab == P.root_lab or lab == provium end
+
+-- Bridges (lua/net.lua, loaded below as Net): the root lab's live in the
+-- scopes like its VMs, a sub-lab's in the lab.
+local Net
+local function find_bridge_root(name)
+  return current.bridges[name] or file_scope.bridges[name] or P.root_lab._bridges[name]
+end
+local function lab_find_bridge(lab, name)
+  if is_root(lab) then return find_bridge_root(name) end
+  return lab._bridges[name]
+end
 
 -- The root lab's sub-labs belong to the scope that made them (a test's are
 -- gone when it ends); a sub-lab's own sub-labs belong to it.
@@ -710,7 +728,7 @@ local function vm_taken(lab, n)
 end
 
 function Lab:include(x)
-  local items = (type(x) == "table" and not is_lab(x)) and x or {x}
+  local items = (type(x) == "table" and not is_lab(x) and not Net.is_bridge(x)) and x or {x}
   for i, item in ipairs(items) do
     if is_vm(item) then
       local n = item:name()
@@ -718,6 +736,14 @@ function Lab:include(x)
       if is_root(self) then self = P.root_lab end
       self._vms[n] = item
       table.insert(self._vm_order, item)
+    elseif Net.is_bridge(item) then
+      local n = item._name
+      if lab_find_bridge(self, n) then
+        error(string.format("lab '%s': a bridge named '%s' already exists (DuplicateBridgeName)", self._name, n), 2)
+      end
+      local lab = is_root(self) and P.root_lab or self
+      lab._bridges[n] = item
+      table.insert(lab._bridge_order, item)
     elseif is_lab(item) then
       local n = item._name
       if find_sub_lab(self, n) then
@@ -725,7 +751,7 @@ function Lab:include(x)
       end
       add_sub_lab(self, item)
     else
-      error(string.format("lab '%s': include: element %d is a %s, expected a VM or lab userdata (or a list of them)",
+      error(string.format("lab '%s': include: element %d is a %s, expected a VM or lab userdata, or a bridge (or a list of them)",
         self._name, i, type(item)), 2)
     end
   end
@@ -750,7 +776,13 @@ end
 function Lab:remove(x)
   local what = x
   if type(x) == "string" then
-    x = (is_root(self) and find_vm(x) or self._vms[x]) or find_sub_lab(self, x)
+    x = (is_root(self) and find_vm(x) or self._vms[x]) or lab_find_bridge(self, x) or find_sub_lab(self, x)
+  end
+  if Net.is_bridge(x) then
+    for _, holder in ipairs(is_root(self) and {current, file_scope, P.root_lab} or {self}) do
+      local map = holder.bridges or holder._bridges
+      if map[x._name] == x then map[x._name] = nil; return end
+    end
   end
   if is_vm(x) and is_root(self) and remove_root_vm(x) then
     return
@@ -780,11 +812,88 @@ function Lab:sub_lab_names()
   return out
 end
 
-function Lab:bridge_names() return {} end
+---------------------------------------------------------------- bridges
+-- Bridge, Nic and Capture are lua/net.lua (P.net.module). Root-lab bridges
+-- live in the scopes like VMs (a test's are closed at its end, after its
+-- VMs); a sub-lab's in the lab, closed by the scope that made them.
+
+-- provium:bridge(name[, opts]): the bridge of that name (test scope, then
+-- file scope), made in the current scope when there is none. Options with
+-- a name that exists already are refused: they could not take effect.
+function provium.bridge(self, name, opts)
+  if self ~= provium then error("call provium:bridge(name[, opts]) with a colon", 2) end
+  if type(name) ~= "string" or name == "" then error("provium:bridge: name must be a non-empty string", 2) end
+  check_reserved("provium:bridge", name)
+  local here = current.bridges[name]
+  local up = (current ~= file_scope and file_scope.bridges[name]) or P.root_lab._bridges[name]
+  if here or up then
+    if opts ~= nil then
+      error(string.format("provium:bridge: a bridge named '%s' already exists %s; look it up with provium:bridge(%q) "
+        .. "(no options), or pick another name", name, here and "in this scope" or "at file scope (lab 'provium')",
+        name), 2)
+    end
+    return here or up
+  end
+  local ok, b = pcall(Net.new_bridge, name, opts, "provium")
+  if not ok then error(b, 2) end
+  b._lab_obj = provium
+  current.bridges[name] = b
+  table.insert(current.bridge_order, b)
+  return b
+end
+
+function Lab:bridge(name, opts)
+  if not is_lab(self) then error("call lab:bridge(name[, opts]) with a colon", 2) end
+  if is_root(self) then
+    local ok, b = pcall(provium.bridge, provium, name, opts)
+    if not ok then error(b, 2) end
+    return b
+  end
+  if type(name) ~= "string" or name == "" then error("lab:bridge: name must be a non-empty string", 2) end
+  check_reserved("lab '" .. self._name .. "': bridge", name)
+  local b = self._bridges[name]
+  if b then
+    if opts ~= nil then
+      error(string.format("lab '%s': a bridge named '%s' already exists; look it up with lab:bridge(%q) (no options)",
+        self._name, name, name), 2)
+    end
+    return b
+  end
+  local ok, made = pcall(Net.new_bridge, name, opts, self._name)
+  if not ok then error(made, 2) end
+  made._lab_obj = self
+  self._bridges[name] = made
+  table.insert(self._bridge_order, made)
+  table.insert(current.bridge_order, made) -- the scope closes it
+  return made
+end
+
+local function lab_bridges(lab)
+  if not is_root(lab) then
+    local out = {}
+    for _, b in ipairs(lab._bridge_order) do if lab._bridges[b._name] == b then out[#out + 1] = b end end
+    return out
+  end
+  local out, seen = {}, {}
+  for _, scope in ipairs({file_scope, current, {bridges = P.root_lab._bridges, bridge_order = P.root_lab._bridge_order}}) do
+    for _, b in ipairs(scope.bridge_order) do
+      if not seen[b] and scope.bridges[b._name] == b then seen[b] = true; out[#out + 1] = b end
+    end
+  end
+  return out
+end
+
+function Lab:bridge_names()
+  local out = {}
+  for _, b in ipairs(lab_bridges(self)) do out[#out + 1] = b._name end
+  table.sort(out)
+  return out
+end
 
 function Lab:members()
   local out = {}
   for _, n in ipairs(self:vm_names()) do out[#out + 1] = {kind = "vm", name = n} end
+  for _, n in ipairs(self:bridge_names()) do out[#out + 1] = {kind = "bridge", name = n} end
   for _, n in ipairs(self:sub_lab_names()) do out[#out + 1] = {kind = "sub_lab", name = n} end
   return out
 end
@@ -867,9 +976,11 @@ local function snapshot_tree(lab, prefix, saved, used, order)
         used[d], saved[vm] = true, d
         order[#order + 1] = {vm = vm, dir = d}
       end
-      node.members[#node.members + 1] = {name = vm:name(), profile = vm:profile(), dir = d}
+      node.members[#node.members + 1] = {name = vm:name(), profile = vm:profile(), dir = d, nics = Net.vm_record(vm)}
     end
   end
+  node.bridges = {}
+  for _, b in ipairs(lab_bridges(lab)) do node.bridges[#node.bridges + 1] = Net.record(b) end
   for _, sub in ipairs(sub_lab_list(lab)) do
     node.sub_labs[#node.sub_labs + 1] = snapshot_tree(sub, prefix .. "lab." .. sub:name() .. "/", saved, used, order)
   end
@@ -879,7 +990,16 @@ end
 local function lab_snapshot(lab, dir)
   local saves = {}
   local tree = snapshot_tree(lab, "", {}, {}, saves)
-  if #saves == 0 then error("lab snapshot: no booted VM in the lab or its sub-labs", 3) end
+  local function has_bridges(node)
+    if #node.bridges > 0 then return true end
+    for _, sn in ipairs(node.sub_labs) do if has_bridges(sn) then return true end end
+    return false
+  end
+  if #saves == 0 and not has_bridges(tree) then error("lab snapshot: no booted VM or bridge in the lab or its sub-labs", 3) end
+  local vms = {}
+  for _, sv in ipairs(saves) do vms[#vms + 1] = sv.vm end
+  local busy = Net.live_capture(vms)
+  if busy then error("lab snapshot: " .. busy, 3) end
   local explicit = dir ~= nil
   if not dir then
     dir = P.snapshot_target()
@@ -906,7 +1026,8 @@ local function lab_snapshot(lab, dir)
   for _, s in ipairs(saves) do pcall(s.vm.resume, s.vm) end
   if not ok then error(err, 3) end
   local f = assert(io.open(dir .. "/lab.json", "w"))
-  f:write(json.encode({format = 2, lab = tree.name, members = tree.members, sub_labs = tree.sub_labs}))
+  f:write(json.encode({format = 2, lab = tree.name, members = tree.members, sub_labs = tree.sub_labs,
+    bridges = tree.bridges}))
   f:close()
   if explicit then return dir end
   return setmetatable({_path = dir}, LabSnapshot)
@@ -916,6 +1037,10 @@ end
 -- root lab with provium:vm), missing sub-labs are made, running members are
 -- shut down first. format 1 (no sub_labs) restores the same way.
 local function restore_tree(lab, node, dir, restored)
+  for _, br in ipairs(node.bridges or {}) do
+    Net.apply(lab_find_bridge(lab, br.name) or Lab.bridge(lab, br.name), br)
+  end
+  local function bridge_for(n) return lab_find_bridge(lab, n) or find_bridge_root(n) end
   for _, m in ipairs(node.members or {}) do
     local vm = is_root(lab) and find_vm(m.name) or (not is_root(lab) and lab._vms[m.name])
     local again = restored[m.dir]
@@ -931,6 +1056,8 @@ local function restore_tree(lab, node, dir, restored)
       end
       local st = vm:state()
       if st == "booted" or st == "paused" then vm:shutdown() end
+      local nok, nerr = pcall(Net.before_restore, vm, m.nics, bridge_for)
+      if not nok then error(nerr, 0) end
       local ok, err = pcall(vm.restore, vm, dir .. "/" .. m.dir)
       if not ok then error(err, 0) end
       restored[m.dir] = vm
@@ -981,6 +1108,76 @@ function provium.restore(self, snap)
 end
 function provium.name() return "provium" end
 P.root_lab = new_lab("provium")
+
+-- The network module and the VM lifecycle around it: NICs are made before a
+-- boot, the guest's interfaces and /etc/hosts set after a boot or reset, and
+-- a VM whose scope ends leaves its bridges.
+local function creation_site()
+  for level = 2, 40 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    local src = info.source or ""
+    if src:match("%.test%.lua$") or src:match("%.fixture%.lua$") then
+      return {file = (src:gsub("^@", "")), line = info.currentline}
+    end
+  end
+end
+
+Net = P.net.module(P, {
+  is_vm = is_vm,
+  find_vm = find_vm,
+  creation_site = creation_site,
+  bridge_visible = function() return true end,
+  lab_rng_seed = function(b)
+    local lab = b._lab_obj
+    if lab == provium or lab == nil then return rawget(provium, "rng_seed") end
+    return rawget(lab, "rng_seed")
+  end,
+})
+
+do
+  local boot, reset, restore, close, snapshot = vm_methods.boot, vm_methods.reset, vm_methods.restore,
+    vm_methods.close, vm_methods.snapshot
+  vm_methods.boot = function(vm, ...)
+    if is_vm(vm) then
+      local ok, err = pcall(Net.before_boot, vm)
+      if not ok then error(err, 2) end
+    end
+    -- boot's own errors name this wrapper's line, and the report hides
+    -- framework lines: re-raise them at the caller's
+    local ok, r = pcall(boot, vm, ...)
+    if not ok then
+      if type(r) ~= "string" then error(r, 0) end
+      error((r:gsub("^provium/framework%.lua:%d+: ", "")), 2)
+    end
+    if is_vm(vm) then Net.after_boot(vm) end
+    return r
+  end
+  vm_methods.reset = function(vm, ...)
+    local r = reset(vm, ...)
+    if is_vm(vm) then Net.after_boot(vm) end
+    return r
+  end
+  vm_methods.restore = function(vm, ...)
+    local r = restore(vm, ...)
+    if is_vm(vm) then Net.after_restore(vm) end
+    return r
+  end
+  vm_methods.close = function(vm, ...)
+    local r = close(vm, ...)
+    if is_vm(vm) then Net.vm_closed(vm) end
+    return r
+  end
+  vm_methods.snapshot = function(vm, ...)
+    local busy = is_vm(vm) and Net.live_capture({vm})
+    if busy then error(string.format("VM '%s': snapshot: %s", vm:name(), busy), 2) end
+    return snapshot(vm, ...)
+  end
+  vm_methods.nic = function(vm, name)
+    if not is_vm(vm) then error("nic is a VM operation; call it on the VM, not on a worker", 2) end
+    return Net.vm_nic(vm, name)
+  end
+end
 
 ---------------------------------------------------------------- fixtures
 -- Called in the forked builder: runs the fixture chunk and returns the
@@ -1602,7 +1799,8 @@ local function run_test(entry)
   local phase = P.phase
   P.phase = "tests"
   running_t = t
-  current = {kind = "test", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}}
+  current = {kind = "test", vms = {}, order = {}, resources = {}, labs = {}, lab_order = {}, bridges = {},
+    bridge_order = {}}
   -- what the kernel said before this test belongs to the file, not to it
   local before = kernel_check()
   for _, r in ipairs(before.reports) do table.insert(file_kernel_reports, r) end
@@ -1678,6 +1876,8 @@ local function run_test(entry)
   end
   if t.failed then
     result.status = "failed"
+    local seeds = Net.seed_report() -- how to replay impairments drawn from random seeds
+    if seeds ~= "" then t.failures[#t.failures + 1] = seeds end
     result.message = table.concat(t.failures, "\n")
     local klog, con = kernel_log_excerpt(t.kernel_logs), console_tails(marks)
     result.console = (klog ~= "" and con ~= "") and (klog .. "\n" .. con) or (klog .. con)
@@ -1833,10 +2033,12 @@ end
 -- a typo cannot silently shadow the API.
 setmetatable(provium, {
   __index = function(_, key)
-    if type(key) == "string" then return find_vm(key) or (P.root_lab and find_sub_lab(P.root_lab, key)) end
+    if type(key) == "string" then
+      return find_vm(key) or (P.root_lab and (find_bridge_root(key) or find_sub_lab(P.root_lab, key)))
+    end
   end,
   __newindex = function(t, key, value)
-    if key == "timeout" or key == "reset_between_tests" then rawset(t, key, value); return end
+    if key == "timeout" or key == "reset_between_tests" or key == "rng_seed" then rawset(t, key, value); return end
     error(string.format("provium.%s cannot be assigned", tostring(key)), 2)
   end,
 })

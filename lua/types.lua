@@ -115,6 +115,73 @@ function Snapshot:path() end
 function Snapshot:size() end
 function Snapshot:delete() end
 
+---@class DiskSpec a disk of the boot option `disks` or vm:attach_disk
+---@field id? string name and virtio serial
+---@field size? integer|string blank scratch disk of this many bytes ("64M")
+---@field scratch? integer|string same as size
+---@field path? string image file (the VM writes to an overlay)
+---@field image? string same as path (attach_disk)
+---@field template? string same as path
+---@field format? "raw"|"qcow2"
+---@field readonly? boolean
+---@field persist? boolean write to the image itself
+---@field power_cut? boolean log writes for disk:power_cut()
+
+---@class DiskRule options of the guest-visible fault rules
+---@field op? "read"|"write"|"flush"|"any"
+---@field errno? string|integer "EIO" by default
+---@field once? boolean
+---@field sector? integer
+---@field count? integer
+---@field after? integer
+---@field delay? number|string
+
+---@class Disk a block device of a VM (vm:disk, vm:attach_disk)
+local Disk = {}
+---@return string
+function Disk:id() end
+---@return integer bytes
+function Disk:size() end
+---@return string|nil host file behind the disk
+function Disk:path() end
+---@return string the guest's device, "/dev/vdb"
+function Disk:guest_path() end
+---@param first integer sector
+---@param count integer sectors
+---@return string
+function Disk:read_sectors(first, count) end
+---@param first integer sector
+---@param data string
+function Disk:write_sectors(first, data) end
+---@param mode "eio_read"|"eio_write"|"slow" host-side only
+function Disk:fault_inject(mode) end
+function Disk:clear_faults() end
+---@return string[]
+function Disk:active_faults() end
+---@param opts DiskRule
+function Disk:fail(opts) end
+---@param opts? DiskRule
+function Disk:fail_reads(opts) end
+---@param opts? DiskRule
+function Disk:fail_writes(opts) end
+---@param opts? DiskRule
+function Disk:fail_flushes(opts) end
+---@param first integer
+---@param count integer
+---@param opts? DiskRule
+function Disk:fail_range(first, count, opts) end
+---@param n integer
+---@param opts? DiskRule
+function Disk:fail_after(n, opts) end
+---@param duration number|string
+function Disk:delay(duration) end
+---@return {lost_writes: integer, kept_writes: integer}
+function Disk:power_cut() end
+---@param opts? {timeout?: number|string}
+function Disk:detach(opts) end
+---@return boolean
+function Disk:is_detached() end
+
 ---@class SyscallResult
 ---@field ret integer
 ---@field result integer
@@ -286,12 +353,24 @@ function VM:console_write(data) end
 function VM:snapshot(path) end
 ---@return VM
 function VM:restore(snap_or_path) end
+---@param id string
+---@return Disk
+function VM:disk(id) end
+---@return Disk[]
+function VM:disks() end
+---@param opts DiskSpec
+---@return Disk
+function VM:attach_disk(opts) end
 ---@param opts? {thread?: boolean}
 ---@return Worker
 function VM:spawn_worker(opts) end
 ---@param opts? {thread?: boolean}
 ---@return Worker
 function VM:spawn(opts) end
+---The NIC on bridge `name`, or by guest name ("eth0": the Nth attached bridge by name).
+---@param name string
+---@return Nic
+function VM:nic(name) end
 
 ---@class Worker: Guest a second agent in the guest (vm:spawn_worker); VM-only calls raise
 local Worker = {}
@@ -320,7 +399,119 @@ function LabSnapshot:path() end
 function LabSnapshot:size() end
 function LabSnapshot:delete() end
 
+---@class Capture: StreamBase pcap bytes (global header, then records) the switch writes
+local Capture = {}
+---@return {file: string, line: integer}|nil
+function Capture:creation_site() end
+---@return string the pcap file being written
+function Capture:path() end
+---@return integer frames written so far
+function Capture:packets() end
+---Copies the capture so far to path (it goes on).
+---@param path string
+---@return string
+function Capture:save(path) end
+
+---@class NicCounters
+---@field rx_bytes integer what the guest received
+---@field tx_bytes integer what the guest sent
+---@field rx_packets integer
+---@field tx_packets integer
+---@field dropped integer frames the guest sent that the switch dropped
+---@field errors integer
+
+---@class Nic one VM's port on one bridge
+local Nic = {}
+---@return string
+function Nic:vm_name() end
+---@return string
+function Nic:bridge() end
+---@return string "10.N.0.H"
+function Nic:address() end
+---@return string "52:54:00:..."
+function Nic:mac() end
+---@return NicCounters
+function Nic:counters() end
+---Link down on the switch and in the guest (QMP set_link: carrier 0).
+function Nic:disconnect() end
+function Nic:reconnect() end
+---@return boolean
+function Nic:is_connected() end
+---@param opts? {file?: string}
+---@return Capture
+function Nic:capture(opts) end
+
+---@alias Endpoint VM|string
+---@class Bridge a broadcast domain of the file's user-space switch
+local Bridge = {}
+---@return string
+function Bridge:name() end
+---@return string "10.N.0.0/24"
+function Bridge:subnet() end
+---@return string the uplink's gateway (also the host's 127.0.0.1 through the NAT)
+function Bridge:gateway() end
+---@return integer|nil the switch's PRNG seed (nil before the first port)
+function Bridge:seed() end
+---@param x Endpoint|Endpoint[]
+---@return Bridge
+function Bridge:attach(x) end
+---@param x Endpoint
+function Bridge:detach(x) end
+---@return string[]
+function Bridge:members() end
+---@param x Endpoint
+---@return Nic
+function Bridge:nic(x) end
+---@param a Endpoint|{from: Endpoint, to: Endpoint}
+---@param b? Endpoint
+function Bridge:partition(a, b) end
+---@param a Endpoint|{from: Endpoint, to: Endpoint}
+---@param b? Endpoint
+function Bridge:unpartition(a, b) end
+function Bridge:partition_all() end
+function Bridge:restore_all() end
+---@return boolean
+function Bridge:is_partitioned(a, b) end
+---@param x number|{from?: Endpoint, to?: Endpoint, ms: number, jitter?: number} one-way milliseconds
+function Bridge:add_latency(x) end
+---@param x {from: Endpoint, to: Endpoint, ms: number, jitter?: number}
+function Bridge:add_directional_latency(x) end
+---@param x number|{from?: Endpoint, to?: Endpoint, p: number} percent, 0..100
+function Bridge:drop_rate(x) end
+---@param x {from: Endpoint, to: Endpoint, p: number}
+function Bridge:directional_drop_rate(x) end
+---@param x integer|{from?: Endpoint, to?: Endpoint, bps: integer} bits per second
+function Bridge:bandwidth_limit(x) end
+function Bridge:reset() end
+---@return number
+function Bridge:latency_ms() end
+---@return number
+function Bridge:jitter_ms() end
+---@return number
+function Bridge:drop_rate_pct() end
+---@return integer
+function Bridge:bandwidth_bps() end
+---@param x Endpoint
+function Bridge:isolate(x) end
+---@param x Endpoint
+function Bridge:unisolate(x) end
+---@return boolean
+function Bridge:is_isolated(x) end
+---@param x Bridge|string|(Bridge|string)[]
+function Bridge:route(x) end
+---@return string[]
+function Bridge:routes() end
+function Bridge:enable_uplink() end
+function Bridge:disable_uplink() end
+---@return boolean
+function Bridge:uplink_enabled() end
+---@param opts? {file?: string}
+---@return Capture
+function Bridge:capture(opts) end
+function Bridge:close() end
+
 ---@class Lab
+---@field rng_seed integer|nil seeds the switch of this lab's bridges without their own seed
 local Lab = {}
 ---@return string
 function Lab:name() end
@@ -332,11 +523,16 @@ function Lab:vm(name, profile, opts) end
 ---@param name? string
 ---@return Lab
 function Lab:lab(name) end
----@param x VM|Lab|(VM|Lab)[]
+---The bridge of that name, made when there is none.
+---@param name string
+---@param opts? {seed?: integer}
+---@return Bridge
+function Lab:bridge(name, opts) end
+---@param x VM|Lab|Bridge|(VM|Lab|Bridge)[]
 function Lab:include(x) end
----@param x string|VM|Lab
+---@param x string|VM|Lab|Bridge
 function Lab:remove(x) end
----@return {kind: "vm"|"sub_lab", name: string}[]
+---@return {kind: "vm"|"bridge"|"sub_lab", name: string}[]
 function Lab:members() end
 ---@return string[]
 function Lab:vm_names() end

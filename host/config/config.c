@@ -71,6 +71,58 @@ static int want_size(pv_config *c, const toml_value *v, const char *what, int64_
     ERR(v, "%s must be a positive byte count or a size like \"512M\" or \"2G\"", what);
 }
 
+/* disks = [{ path = "...", format = "qcow2", readonly = true, id = "data" },
+ *          { size = "64M", id = "scratch" }] */
+static int want_disks(pv_config *c, const char *profile, const toml_value *v, pv_profile *p, char *err,
+                      size_t errlen)
+{
+    if (toml_type_of(v) != TOML_ARRAY)
+        ERR(v, "disks must be an array of tables like { size = \"64M\" } or { path = \"disk.img\" }");
+    for (size_t i = 0; i < toml_array_len(v); i++) {
+        const toml_value *t = toml_array_at(v, i);
+        if (toml_type_of(t) != TOML_TABLE)
+            ERR(t, "disks[%zu] must be a table, not %s", i + 1, toml_type_name(toml_type_of(t)));
+        p->disks = xrealloc(p->disks, (p->ndisks + 1) * sizeof(pv_disk_spec));
+        pv_disk_spec *d = &p->disks[p->ndisks++];
+        memset(d, 0, sizeof(*d));
+        for (size_t j = 0; j < toml_table_size(t); j++) {
+            const char *k = toml_table_key(t, j);
+            const toml_value *e = toml_table_value(t, j);
+            int rc = 0;
+            if (strcmp(k, "id") == 0)
+                rc = want_string(c, e, "disks: id", &d->id, err, errlen);
+            else if (strcmp(k, "path") == 0 || strcmp(k, "template") == 0) {
+                if (d->path)
+                    ERR(e, "disks[%zu] names two images (path and template); a disk takes exactly one source", i + 1);
+                rc = want_path(c, e, "disks: path", &d->path, err, errlen);
+                d->copy = strcmp(k, "template") == 0;
+            } else if (strcmp(k, "format") == 0)
+                rc = want_string(c, e, "disks: format", &d->format, err, errlen);
+            else if (strcmp(k, "size") == 0 || strcmp(k, "scratch") == 0)
+                rc = want_size(c, e, "disks: size", &d->size, err, errlen);
+            else if (strcmp(k, "readonly") == 0 || strcmp(k, "persist") == 0 || strcmp(k, "power_cut") == 0) {
+                if (toml_type_of(e) != TOML_BOOL)
+                    ERR(e, "disks: %s must be true or false", k);
+                *(k[0] == 'r' ? &d->readonly : k[1] == 'e' ? &d->persist : &d->power_cut) = toml_bool(e);
+            } else
+                ERR(e, "unknown key '%s' in disks[%zu] of profile '%s'; known keys: id, path, template, format, "
+                       "size, scratch, readonly, persist, power_cut",
+                    k, i + 1, profile);
+            if (rc)
+                return -1;
+        }
+        char where[200], why[512];
+        snprintf(where, sizeof(where), "profile '%s' disks[%zu]", profile, i + 1);
+        if (disk_spec_check(d, i, where, why, sizeof(why)) != 0)
+            ERR(t, "%s", why);
+        for (size_t j = 0; j + 1 < p->ndisks; j++)
+            if (strcmp(p->disks[j].id, d->id) == 0)
+                ERR(t, "profile '%s': two disks have the id '%s' (disks[%zu] and disks[%zu]); ids must be unique",
+                    profile, d->id, j + 1, i + 1);
+    }
+    return 0;
+}
+
 int config_check_memory(int64_t bytes, char *err, size_t errlen)
 {
     if (bytes < PV_MIN_MEMORY) {
@@ -184,10 +236,12 @@ static int parse_profile(pv_config *c, const char *name, const toml_value *t, bo
             else if (toml_type_of(v) != TOML_STRING || (p->boot_timeout_ms = parse_duration_ms(toml_string(v))) <= 0)
                 ERR(v, "boot_timeout must be seconds or a duration like \"90s\"");
             rc = 0;
-        } else
+        } else if (strcmp(k, "disks") == 0)
+            rc = want_disks(c, name, v, p, err, errlen);
+        else
             ERR(v, "unknown key '%s' in [%s.%s]; known keys: kernel, initrd, rootfs, rootfs_writable, init, cmdline, append, "
                    "guest_os, machine, accel, acpi, kernel_reports, modules, modules_dir, memory, cpus, boot_timeout, local, "
-                   "boot_cache",
+                   "boot_cache, disks",
                 k, section, name);
         if (rc)
             return -1;
@@ -371,6 +425,9 @@ void profile_copy(pv_profile *dst, const pv_profile *src)
     dst->accel = DUP(accel);
     dst->modules_dir = DUP(modules_dir);
     dst->modules = dup_strv(src->modules, src->nmodules);
+    dst->disks = src->ndisks ? xcalloc(src->ndisks, sizeof(pv_disk_spec)) : NULL;
+    for (size_t i = 0; i < src->ndisks; i++)
+        disk_spec_copy(&dst->disks[i], &src->disks[i]);
 }
 
 void profile_free(pv_profile *p)
@@ -387,6 +444,9 @@ void profile_free(pv_profile *p)
     free(p->accel);
     free(p->modules_dir);
     free_strv(p->modules, p->nmodules);
+    for (size_t i = 0; i < p->ndisks; i++)
+        disk_spec_free(&p->disks[i]);
+    free(p->disks);
     memset(p, 0, sizeof(*p));
 }
 

@@ -5,6 +5,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One disk a VM gets before it boots (profile key `disks`, boot option
+ * `disks`). Exactly one source: path (an image; the VM writes to a qcow2
+ * overlay unless readonly or persist) or size (a blank sparse scratch disk). */
+typedef struct {
+    char *id;      /* the guest sees it as the disk's serial; NULL until named */
+    char *path;    /* absolute source image, NULL for a scratch disk */
+    char *format;  /* "raw" or "qcow2"; NULL: raw (checked against the image) */
+    int64_t size;  /* bytes of a scratch disk, 0 with a path */
+    bool readonly; /* the guest sees a read-only disk, the host may not write */
+    bool persist;  /* writes go to path itself, not to an overlay */
+    bool copy;     /* `template`: a private copy of path (the reference's key) */
+    bool power_cut; /* writes are logged so disk:power_cut() can drop unflushed ones */
+} pv_disk_spec;
+
+/* Checks a spec's combination of keys; where names it in err ("profile
+ * 'x' disks[2]", "vm 'a': disks[1]"). Fills id "disk<index>" when unset. */
+int disk_spec_check(pv_disk_spec *d, size_t index, const char *where, char *err, size_t errlen);
+void disk_spec_copy(pv_disk_spec *dst, const pv_disk_spec *src);
+void disk_spec_free(pv_disk_spec *d);
+
 typedef struct {
     char *name;
     char *kernel;      /* absolute path */
@@ -27,6 +47,8 @@ typedef struct {
     bool no_acpi; /* acpi = false: the guest runs without ACPI (no power button) */
     bool no_boot_cache; /* boot_cache = false: every boot() is a cold boot */
     bool rootfs_writable; /* rootfs_writable = true: the guest writes to a qcow2 overlay of rootfs */
+    pv_disk_spec *disks; /* `disks`: attached before the kernel starts */
+    size_t ndisks;
 } pv_profile;
 
 typedef struct {

@@ -104,6 +104,8 @@ void pv_health_note_module(const char *host_path);
 void pv_lua_ktap_init(lua_State *L, int internal_idx);
 /* P.ext4_image (lua_image.c) */
 void pv_lua_image_init(lua_State *L, int internal_idx);
+/* Bridges and NICs (lua_net.c): registers P.net (the switch, VM NICs, and lua/net.lua as P.net.module). */
+void pv_lua_net_init(lua_State *L, int internal_idx);
 extern char *pv_fixture_snapshot_target;
 /* A VM of this profile booted or was restored: a fixture build records it. */
 void pv_fixture_note_profile(lua_State *L, const char *profile);
@@ -116,4 +118,15 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx);
 /* NULL while v is a VM or a live worker; else why the worker is gone. */
 const char *pv_worker_gone(lvm *v);
 void pv_lua_sys_init(lua_State *L, int methods_idx, int internal_idx);
+/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
+int pv_raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A size argument: bytes or a string like "64M" (raises, quoting it). */
+int64_t pv_lua_size(lua_State *L, int idx, const char *what);
+/* Disks (lua_disk.c): the Disk type, vm:disk/disks/attach_disk, the boot
+ * option disks, and readying a boot's disks (0, or -1 with err set). */
+void pv_lua_disk_init(lua_State *L, int vm_methods_idx);
+void pv_lua_parse_disks(lua_State *L, int idx, const char *vm_name, pv_disk_spec **out, size_t *n);
+/* Only the checks of pv_lua_parse_disks (raises; allocates nothing). */
+void pv_lua_check_disks(lua_State *L, int idx, const char *vm_name);
+int pv_lua_prepare_disks(lvm *v, const vm_boot_opts *o, char *err, size_t errlen);
 #endif

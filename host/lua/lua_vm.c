@@ -180,7 +180,7 @@ char *pv_caller_dir(lua_State *L)
 
 /* ---- option parsing ---- */
 
-static int64_t opt_size(lua_State *L, int idx, const char *what)
+int64_t pv_lua_size(lua_State *L, int idx, const char *what)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Integer n = lua_isinteger(L, idx) ? lua_tointeger(L, idx) : 0;
@@ -225,11 +225,14 @@ static void free_opts(vm_boot_opts *o)
         free(o->files[i].content);
     }
     free(o->files);
+    for (size_t i = 0; i < o->ndisks; i++)
+        disk_spec_free(&o->disks[i]);
+    free(o->disks);
     memset(o, 0, sizeof(*o));
 }
 
-static const char *const boot_keys[] = {"memory",   "cpus",     "kernel_cmdline", "files", "initial_time",
-                                        "rng_seed", "boot_cache", NULL};
+static const char *const boot_keys[] = {"memory",   "cpus",       "kernel_cmdline", "files", "initial_time",
+                                        "rng_seed", "boot_cache", "disks",          NULL};
 
 /* Raises unless every entry of the files list at idx is {path=absolute
  * string without NUL, content=string}. */
@@ -253,7 +256,7 @@ static void check_boot_files(lua_State *L, int idx)
 }
 
 /* Reads a boot-options table at idx into o (fields present override). */
-static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
+static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o, const char *vm_name)
 {
     if (lua_isnoneornil(L, idx))
         return;
@@ -268,13 +271,13 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         if (!known) {
             lua_pushvalue(L, -2);
             luaL_error(L, "unknown boot option '%s' (known: memory, cpus, kernel_cmdline, files, initial_time, rng_seed, "
-                          "boot_cache)",
+                          "boot_cache, disks)",
                        luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
     }
     if (lua_getfield(L, idx, "memory") != LUA_TNIL)
-        o->memory = opt_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
+        o->memory = pv_lua_size(L, -1, "memory"); /* bounds are checked at boot (l_vm_boot) */
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "cpus") != LUA_TNIL) {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 64)
@@ -312,6 +315,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
         check_boot_files(L, lua_gettop(L));
     }
     lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_check_disks(L, -1, vm_name); /* lua_disk.c */
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "kernel_cmdline") != LUA_TNIL) {
         free(o->kernel_cmdline);
         o->kernel_cmdline = xstrdup(lua_tostring(L, -1));
@@ -335,6 +341,9 @@ static void parse_boot_opts(lua_State *L, int idx, vm_boot_opts *o)
             lua_pop(L, 3);
         }
     }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "disks") != LUA_TNIL)
+        pv_lua_parse_disks(L, -1, vm_name, &o->disks, &o->ndisks); /* checked above: cannot raise now */
     lua_pop(L, 1);
 }
 
@@ -370,7 +379,7 @@ static int l_vm_boot(lua_State *L)
                           vm_state_name(v->vm->state));
     vm_boot_opts o = v->opts;
     vm_boot_opts per = {0};
-    parse_boot_opts(L, 2, &per);
+    parse_boot_opts(L, 2, &per, v->vm->name);
     if (per.memory)
         o.memory = per.memory;
     if (per.cpus)
@@ -387,12 +396,20 @@ static int l_vm_boot(lua_State *L)
         o.files = per.files;
         o.nfiles = per.nfiles;
     }
+    if (per.ndisks) {
+        o.disks = per.disks;
+        o.ndisks = per.ndisks;
+    }
     o.no_boot_cache |= per.no_boot_cache;
     char err[8192];
     /* a local profile has no guest kernel: its memory only counts in the pool */
     if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
         free_opts(&per);
         return luaL_error(L, "vm '%s': cannot boot: boot option %s", v->vm->name, err);
+    }
+    if (pv_lua_prepare_disks(v, &o, err, sizeof(err)) != 0) {
+        free_opts(&per);
+        return luaL_error(L, "%s", err);
     }
     pv_forget_open(v);
     int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
@@ -1068,7 +1085,7 @@ static int l_new_vm(lua_State *L)
     lvm *v = lua_newuserdatauv(L, sizeof(lvm), 0);
     memset(v, 0, sizeof(*v));
     luaL_setmetatable(L, VM_MT);
-    parse_boot_opts(L, 3, &v->opts);
+    parse_boot_opts(L, 3, &v->opts, name);
     v->vm = vm_new(name, p, env->scratch_root);
     vm_set_deadline_source(v->vm, pv_lua_deadline(L));
     v->next = all_vms;
@@ -1113,6 +1130,7 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_batch_init(L, -1);
     pv_lua_worker_init(L, -1);
     pv_lua_snapshot_init(L, -1);
+    pv_lua_disk_init(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_gc);
     lua_setfield(L, -2, "__gc");
@@ -1136,4 +1154,5 @@ void pv_lua_register_vm(lua_State *L, int idx)
     pv_lua_fixture_init(L, idx);
     pv_lua_health_init(L, idx);
     pv_lua_ktap_init(L, idx);
+    pv_lua_net_init(L, idx);
 }

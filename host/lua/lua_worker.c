@@ -46,9 +46,7 @@ typedef struct {
     bool done, closed;
 } lasync;
 
-/* luaL_error with C printf formats (lua_pushfstring lacks %u, %lld, %.1f). */
-static int raisef(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int raisef(lua_State *L, const char *fmt, ...)
+int pv_raisef(lua_State *L, const char *fmt, ...)
 {
     char msg[8192];
     va_list ap;
@@ -224,7 +222,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     describe(w, who, sizeof(who));
     if (vm->state != VM_BOOTED) {
         if (raise)
-            return raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
+            return pv_raisef(L, "%s: cannot kill: the VM is %s", who, vm_state_name(vm->state));
         return 0;
     }
     vm_begin(vm, PV_MSG_WORKER_KILL); /* a VM request: the worker's channel is closing */
@@ -245,7 +243,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     vm_reply_free(&r);
     if (!wait_ended(raise ? L : NULL, w, now_ms() + KILL_WAIT_MS)) {
         if (raise)
-            return raisef(L, "%s did not exit within %d s of kill", who, KILL_WAIT_MS / 1000);
+            return pv_raisef(L, "%s did not exit within %d s of kill", who, KILL_WAIT_MS / 1000);
         return 0;
     }
     snprintf(w->gone, sizeof(w->gone), "%s was killed", who);
@@ -275,10 +273,10 @@ static int signal_procs(lua_State *L, lworker *w, int sig)
 {
     char who[256];
     if (worker_ended(w))
-        return raisef(L, "%s: cannot kill(%d)", w->gone, sig);
+        return pv_raisef(L, "%s: cannot kill(%d)", w->gone, sig);
     pv_vm *vm = w->base.vm;
     if (vm->state != VM_BOOTED)
-        return raisef(L, "%s: cannot kill(%d): the VM is %s", describe(w, who, sizeof(who)), sig,
+        return pv_raisef(L, "%s: cannot kill(%d): the VM is %s", describe(w, who, sizeof(who)), sig,
                       vm_state_name(vm->state));
     size_t n = in_flight(w, true, NULL, 0);
     uint32_t *ids = xcalloc(n + 1, sizeof(uint32_t));
@@ -342,7 +340,7 @@ static int l_worker_join(lua_State *L)
         if (r == 0) {
             char who[256];
             size_t procs = in_flight(w, true, NULL, 0), all = in_flight(w, false, NULL, 0);
-            return raisef(L, "%s: join: %zu process(es) and %zu system call(s) still running after %.1f s",
+            return pv_raisef(L, "%s: join: %zu process(es) and %zu system call(s) still running after %.1f s",
                           describe(w, who, sizeof(who)), procs, all - procs, ms / 1000.0);
         }
     }
@@ -494,7 +492,7 @@ static int l_async_await(lua_State *L)
             return luaL_error(L, "%s", err);
         if (r == 0) {
             const char *gone = pv_worker_gone(v);
-            return raisef(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
+            return pv_raisef(L, "syscall_async(%d): no result within %.1f s (%s)", (int)a->nr, ms / 1000.0,
                               gone ? gone : "the call is still running on the worker");
         }
     }
@@ -568,7 +566,7 @@ void pv_lua_worker_init(lua_State *L, int vm_methods_idx)
     luaL_newlib(L, worker_fns);
     static const char *const vm_only[] = {"boot", "shutdown", "pause", "resume", "reset", "power_button",
                                           "console_write", "snapshot", "restore", "spawn", "spawn_worker",
-                                          "__set_classic", NULL};
+                                          "disk", "disks", "attach_disk", "__set_classic", NULL};
     for (int i = 0; vm_only[i]; i++) {
         lua_pushstring(L, vm_only[i]);
         lua_pushcclosure(L, l_not_on_worker, 1);

@@ -64,6 +64,11 @@ int runner_doctor(const pv_config *cfg)
         check(false, true, "qemu", "", "qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)");
     }
     free(qemu);
+    /* qemu-img: disks from images get their overlays from it (host/vmm/disk.c) */
+    char *qimg = find_in_path("qemu-img");
+    check(qimg != NULL, false, "qemu-img", qimg ? qimg : "",
+          "qemu-img is not on PATH: disks from images cannot be used (Debian: apt-get install qemu-utils)");
+    free(qimg);
     /* KVM */
     /* KVM: what the probe found, not whether /dev/kvm opens */
     {

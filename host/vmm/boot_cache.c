@@ -23,9 +23,11 @@
 #include "../fixtures/fixtures.h"
 #include "accel.h"
 #include "boot_cache.h"
+#include "disk.h"
 #include "qpool.h"
 #include "rootfs.h"
 #include "vm_internal.h"
+#include "vm_nic.h"
 
 #define KEY_VERSION "provium-boot-cache 1"
 
@@ -84,8 +86,12 @@ const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const p
         return "the profile sets boot_cache = false";
     if (opts->no_boot_cache)
         return "the boot option boot_cache = false";
+    if (vm_nic_count(vm))
+        return "the VM has NICs on bridges (their switch ports are not part of a cached boot)";
     if (opts->has_rng_seed)
         return "rng_seed: a seeded RNG stream must run on from the boot, not start over";
+    if (vm->profile.ndisks || opts->ndisks || (vm->disks && vm->disks->n))
+        return "the VM has disks: a cached boot would hold another disk's state";
     return NULL;
 }
 

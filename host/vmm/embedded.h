@@ -9,6 +9,8 @@ extern const unsigned char provium_framework_lua[];
 extern const unsigned char provium_framework_lua_end[];
 extern const unsigned char provium_types_lua[];
 extern const unsigned char provium_types_lua_end[];
+extern const unsigned char provium_net_lua[];
+extern const unsigned char provium_net_lua_end[];
 
 #define EMBEDDED_SIZE(name) ((size_t)(name##_end - name))
 #endif

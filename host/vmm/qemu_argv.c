@@ -12,7 +12,9 @@
 
 #include "../util/util.h"
 #include "accel.h"
+#include "disk.h"
 #include "rootfs.h"
+#include "vm_nic.h"
 #include "vm_internal.h"
 
 #define DEFAULT_CMDLINE "console=ttyS0 quiet tsc=reliable noapictimer"
@@ -132,6 +134,10 @@ static void add_optional_devices(const pv_vm *vm, const vm_boot_opts *o, bool mi
         free(disk[i]);
     }
     free(disk);
+    for (char *const *d = disk_qemu_args(vm, microvm); d && *d; d++) /* the disks after it (disk.h) */
+        arg(a, *d);
+    for (char *const *nic = vm_nic_argv(vm); nic && *nic; nic++) /* NICs on bridges (vm_nic.h) */
+        arg(a, *nic);
 }
 
 static void build_argv(const pv_vm *vm, const vm_boot_opts *o, const char *initrd, const char *cmdline,

@@ -13,6 +13,28 @@ static void note_event(qmp_conn *q, json_t *msg)
     json_t *open = json_object_get(json_object_get(msg, "data"), "open");
     if (ev && strcmp(ev, "VSERPORT_CHANGE") == 0 && json_is_boolean(open))
         q->port_open = json_is_true(open);
+    const char *dev = json_string_value(json_object_get(json_object_get(msg, "data"), "device"));
+    if (ev && dev && strcmp(ev, "DEVICE_DELETED") == 0) {
+        sb_adds(&q->deleted, dev);
+        sb_adds(&q->deleted, "\n");
+    }
+}
+
+bool qmp_take_deleted(qmp_conn *q, const char *id)
+{
+    size_t idlen = strlen(id);
+    for (size_t i = 0; q->deleted.s && i < q->deleted.len;) {
+        char *nl = memchr(q->deleted.s + i, '\n', q->deleted.len - i);
+        size_t end = nl ? (size_t)(nl - q->deleted.s) : q->deleted.len;
+        if (end - i == idlen && memcmp(q->deleted.s + i, id, idlen) == 0) {
+            size_t next = nl ? end + 1 : end;
+            memmove(q->deleted.s + i, q->deleted.s + next, q->deleted.len - next);
+            q->deleted.len -= next - i;
+            return true;
+        }
+        i = nl ? end + 1 : end;
+    }
+    return false;
 }
 
 /* The next complete line of q->in as JSON (NULL if none; *bad on a
@@ -176,4 +198,5 @@ void qmp_close(qmp_conn *q)
         close(q->fd);
     q->fd = -1;
     sb_free(&q->in);
+    sb_free(&q->deleted);
 }

@@ -2,6 +2,7 @@
 #ifndef PROVIUM_QMP_H
 #define PROVIUM_QMP_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../util/util.h"
@@ -12,6 +13,7 @@ typedef struct {
     /* The guest side of the agent's virtio-serial port, from QEMU's
      * VSERPORT_CHANGE events: -1 no event yet, 0 closed, 1 open. */
     int port_open;
+    strbuf deleted; /* ids of DEVICE_DELETED events not yet taken, one a line */
 } qmp_conn;
 
 /* Connects (the socket must exist), reads the greeting and negotiates
@@ -23,5 +25,7 @@ json_t *qmp_command(qmp_conn *q, const char *cmd, json_t *args, int64_t deadline
 /* Reads whatever events QEMU has sent, without waiting, and notes the
  * port's state. -1 when the connection is gone. */
 int qmp_drain_events(qmp_conn *q);
+/* True (and forgets it) when QEMU has reported DEVICE_DELETED for id. */
+bool qmp_take_deleted(qmp_conn *q, const char *id);
 void qmp_close(qmp_conn *q);
 #endif

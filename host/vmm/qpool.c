@@ -51,7 +51,9 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "disk.h"
 #include "vm_internal.h"
+#include "vm_nic.h"
 
 #define QPOOL_MAX 8
 #define QPOOL_DEFAULT 1
@@ -287,6 +289,9 @@ static const char *unfit(const pv_vm *vm)
         return "a local profile";
     if (vm->profile.rootfs_writable)
         return "rootfs_writable";
+    /* the boot cache bypasses these already; a spare would not hold their state either */
+    if (vm_nic_count(vm) || vm->profile.ndisks || (vm->disks && vm->disks->n))
+        return "the VM has NICs or disks";
     return NULL;
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "disk.h"
 #include "rootfs.h"
 #include "vm_internal.h"
 
@@ -113,7 +114,7 @@ static int close_failed(int fd)
 
 /* Copies only the allocated parts of src: guest RAM is mostly holes. On
  * failure errno says why (ENOSPC for a full disk, never 0). */
-static int copy_sparse(int src, const char *dst_path, off_t size)
+int vm_copy_sparse(int src, const char *dst_path, off_t size)
 {
     int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (dst < 0)
@@ -247,6 +248,7 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
      * RAM (a VM that was itself restored) goes into the stream */
     if (vm_set_ignore_shared(vm, vm->ram_shared, err, errlen) != 0)
         goto out;
+    disk_drop_exports(vm);
     if (resume && vm_qmp(vm, "stop", NULL, NULL, err, errlen) != 0)
         goto out;
     stopped = resume;
@@ -266,6 +268,12 @@ static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t e
                           vm->ram_shared);
     json_object_set_new(m, "machine", json_string(vm_machine(&vm->profile)));
     json_object_set_new(m, "acpi", json_boolean(!vm->profile.no_acpi));
+    /* disks: their files are copied while the VM is stopped, so the copy
+     * matches the device state in the stream (host/vmm/disk.c) */
+    if (vm->disks && disk_save(vm, dir, m, err, errlen) != 0) {
+        json_decref(m);
+        goto out;
+    }
     if (vm->has_rng_seed)
         json_object_set_new(m, "rng_seed", json_integer((json_int_t)vm->rng_seed));
     rc = json_dump_file(m, meta, JSON_INDENT(2)) == 0 ? 0 : -1;
@@ -445,7 +453,7 @@ int restore_plan_make(pv_vm *vm, const char *dir, restore_plan *pl, char *err, s
     if (has_ram && access(ram, W_OK) != 0) {
         int src = open(ram, O_RDONLY | O_CLOEXEC);
         ram_copy = xasprintf("%s/ram.copy", vm->dir);
-        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || copy_sparse(src, ram_copy, mem) != 0) {
+        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || vm_copy_sparse(src, ram_copy, mem) != 0) {
             snprintf(err, errlen, "restore: snapshot %s: its RAM file is read-only and cannot be copied to %s: %s",
                      dir, ram_copy, strerror(errno));
             if (src >= 0)
@@ -455,6 +463,13 @@ int restore_plan_make(pv_vm *vm, const char *dir, restore_plan *pl, char *err, s
             goto out;
         }
         close(src);
+    }
+    if (disk_load(vm, dir, m, err, errlen) != 0) {
+        if (ram_copy) {
+            unlink(ram_copy);
+            free(ram_copy);
+        }
+        goto out;
     }
     pl->o.memory = mem;
     pl->o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "disk.h"
 #include "rootfs.h"
+#include "vm_nic.h"
 #include "vm_internal.h"
 
 #define SHUTDOWN_TIMEOUT_MS 15000
@@ -368,6 +370,7 @@ void vm_free(pv_vm *vm)
     if (!vm)
         return;
     vm_kill(vm);
+    disk_free_all(vm);
     unlink(vm->console_path);
     free(vm->name);
     profile_free(&vm->profile);
@@ -383,5 +386,6 @@ void vm_free(pv_vm *vm)
     free(vm->qemu_version);
     free(vm->ram_path);
     chans_free_all(&vm->chans);
+    vm_nic_free(vm);
     free(vm);
 }

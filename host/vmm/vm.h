@@ -30,6 +30,8 @@ typedef struct {
     bool has_rng_seed;
     uint64_t rng_seed; /* feeds a virtio-rng device with a reproducible stream */
     bool no_boot_cache; /* boot option boot_cache = false (see boot_cache.h) */
+    pv_disk_spec *disks; /* boot option disks, after the profile's */
+    size_t ndisks;
 } vm_boot_opts;
 
 struct pv_vm;
@@ -96,6 +98,8 @@ typedef struct pv_vm {
     uint16_t wait_op;        /* the request vm_call waits for, 0: none */
     int64_t port_closed_ms;  /* now_ms() when QEMU said the guest closed the agent's port, 0: open */
     char oops_line[200];
+    struct vm_nics *nics; /* virtio-net NICs (vm_nic.h) */
+    struct vm_disks *disks; /* host/vmm/disk.h; NULL: none */
 } pv_vm;
 
 
@@ -170,6 +174,9 @@ const char *vm_file_identity(const char *path);
  * on /dev/shm of a RAM file stored by a snapshot, unpacked on first use
  * (callers free the path). */
 char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
+/* Copies the allocated parts of src (size bytes) into a new file dst_path;
+ * on failure errno says why. */
+int vm_copy_sparse(int src, const char *dst_path, off_t size);
 
 /* Writes data to the serial console within timeout_ms (<= 0: no limit of
  * its own; the per-test deadline still applies). */

@@ -1,4 +1,4 @@
-/* Shared between the files of host/vmm that together make one VM (vm.c,
+/* Shared between the files of host/vmm that together make one VM (vm.c, disk*.c,
  * agent_conn.c, console.c, qemu_argv.c, qemu_proc.c, tsc.c, snapshot.c,
  * boot_cache.c, qpool.c); nothing outside host/vmm includes it. */
 #ifndef PROVIUM_VM_INTERNAL_H

@@ -2,8 +2,8 @@
 # The boot cache through the CLI, in a private project and cache: the first
 # plain boot stores an entry that `provium fixture list` shows and later runs
 # reuse; a damaged entry is rebuilt with a warning; --no-boot-cache, a
-# profile's boot_cache = false, the boot option boot_cache = false and
-# rng_seed make no entry; a bad boot_cache value in provium.toml is refused.
+# profile's boot_cache = false, the boot option boot_cache = false,
+# rng_seed and disks make no entry; a bad boot_cache value in provium.toml is refused.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/vm_scripts.sh
@@ -28,6 +28,7 @@ test("opted out", function(t)
   t:assert_eq(provium:vm("a", "default", {boot_cache = false}):boot():run("echo a").stdout, "a\n")
   t:assert_eq(provium:vm("b", "default"):boot({boot_cache = false}):run("echo b").stdout, "b\n")
   t:assert_eq(provium:vm("c", "default"):boot({rng_seed = 7}):run("echo c").stdout, "c\n")
+  t:assert_eq(provium:vm("d", "default"):boot({disks = {{size = "1M"}}}):run("echo d").stdout, "d\n")
 end)
 LUA
 
@@ -74,7 +75,7 @@ run fixture list
 [ "$(grep -c '^boot:default ' <<<"$OUT")" = 1 ] || problem "fixture list should show only the current entry"
 end_check
 
-begin "--no-boot-cache, boot_cache = false (VM and boot option) and rng_seed make no entry"
+begin "--no-boot-cache, boot_cache = false (VM and boot option), rng_seed and disks make no entry"
 rm -rf "$PROVIUM_CACHE_DIR"
 run --no-boot-cache two.test.lua
 expect_rc 0
@@ -85,6 +86,13 @@ end_check
 
 begin "a profile with boot_cache = false makes no entry"
 profile "boot_cache = false"
+run two.test.lua
+expect_rc 0
+[ "$(entries)" = 0 ] || problem "$(entries) boot entries, expected none"
+end_check
+
+begin "a profile with disks makes no entry (a cached boot would hold another disk's state)"
+profile 'disks = [{ id = "scratch", size = "1M" }]'
 run two.test.lua
 expect_rc 0
 [ "$(entries)" = 0 ] || problem "$(entries) boot entries, expected none"

@@ -5,7 +5,8 @@
 # `provium fixture` subcommand (stale's exit status, build by name or path).
 # Then: references found by tokenizing Lua (names in strings and comments do
 # not count), fixtures built on fixtures, a build that needs itself, keying
-# on the profiles a build booted, and the per-project --rerun-failed state.
+# on the profiles a build booted (their disk images' contents included), and
+# the per-project --rerun-failed state.
 # Runs in a private project and cache.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -310,7 +311,18 @@ if [ "$RC" = 1 ] && grep -q '^two .*stale' <<<"$OUT" && [ "$(grep -c 'stale  ' <
 else
     notok "changing a profile makes stale exactly the fixtures that booted it" "rc $RC" "$OUT"
 fi
-sed -i '/^memory = "300M"$/d; /^\[profiles.other\]$/,$d' "$P/provium.toml"
+sed -i '/^memory = "300M"$/d' "$P/provium.toml"
+truncate -s 1M "$T/other.img"
+printf 'disks = [{ id = "img", path = "%s" }]\n' "$T/other.img" >>"$P/provium.toml"   # to [profiles.other]
+run fixture build two
+printf 'changed' | dd of="$T/other.img" conv=notrunc status=none
+run fixture stale
+if [ "$RC" = 1 ] && grep -q '^two .*stale' <<<"$OUT" && [ "$(grep -c 'stale  ' <<<"$OUT")" = 1 ]; then
+    ok "new contents in a profile's disk image make stale exactly the fixtures that booted it"
+else
+    notok "new contents in a profile's disk image make stale exactly the fixtures that booted it" "rc $RC" "$OUT"
+fi
+sed -i '/^disks = /d; /^\[profiles.other\]$/,$d' "$P/provium.toml"
 run fixture stale
 [ "$RC" = 1 ] && grep -q "^two .*stale" <<<"$OUT" && ok "removing a profile a fixture booted makes it stale" ||
     notok "removing a profile a fixture booted makes it stale" "rc $RC" "$OUT"

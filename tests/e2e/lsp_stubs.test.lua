@@ -117,7 +117,14 @@ local function report(t)
 end
 
 test("the lsp-setup stubs declare every method of the real objects, and no other", function(t)
+  local lan = provium:bridge("stubs_lan") -- before the boot: microvm gets its NIC at boot
   local vm = provium:vm("stubs", "default"):boot()
+  lan:attach(vm)
+  check("Bridge", real_methods(lan))
+  check("Nic", real_methods(vm:nic("stubs_lan")))
+  local cap = lan:capture()
+  check("Capture", real_methods(cap))
+  cap:close()
 
   local vm_methods = real_methods(vm)
   check("VM", vm_methods)

@@ -544,4 +544,66 @@ TEST(load)
     free(root);
 }
 
+/* The `disks` key: each source kind, relative paths, defaults, and the
+ * combinations disk_spec_check refuses. */
+TEST(disks)
+{
+    const char *text = "[profiles.d]\nkernel = \"k\"\n"
+                       "disks = [{ size = \"64M\", id = \"scratch\" },\n"
+                       "         { path = \"img/base.qcow2\", format = \"qcow2\", readonly = true },\n"
+                       "         { path = \"/abs/data.raw\", persist = true, id = \"data\" },\n"
+                       "         { template = \"t.img\", id = \"tpl\" }]\n";
+    pv_config c;
+    char err[512];
+    if (CHECKF(parse(text, &c, err, sizeof(err)) == 0, "config_parse failed: %s", err)) {
+        const pv_profile *p = config_profile(&c, "d");
+        if (CHECK(p && p->ndisks == 4)) {
+            CHECK_STR(p->disks[0].id, "scratch");
+            CHECK(p->disks[0].size == 64LL << 20);
+            CHECK(p->disks[0].path == NULL);
+            CHECK_STR(p->disks[1].id, "disk1"); /* unnamed: disk<index> */
+            CHECK_STR(p->disks[1].path, "/some/dir/img/base.qcow2");
+            CHECK_STR(p->disks[1].format, "qcow2");
+            CHECK(p->disks[1].readonly && !p->disks[1].persist);
+            CHECK_STR(p->disks[2].path, "/abs/data.raw");
+            CHECK(p->disks[2].persist && !p->disks[2].readonly);
+            CHECK(p->disks[3].copy);
+            pv_profile copy;
+            profile_copy(&copy, p);
+            CHECK(copy.ndisks == 4 && copy.disks[1].path != p->disks[1].path);
+            CHECK_STR(copy.disks[1].path, p->disks[1].path);
+            profile_free(&copy);
+        }
+        config_free(&c);
+    }
+    EXPECT_ERROR("disks not an array", "[profiles.x]\nkernel = \"k\"\ndisks = \"a.img\"\n", 3,
+                 "disks must be an array of tables");
+    EXPECT_ERROR("disk not a table", "[profiles.x]\nkernel = \"k\"\ndisks = [\"a.img\"]\n", 3,
+                 "disks[1] must be a table");
+    EXPECT_ERROR("disk with two sources", "[profiles.x]\nkernel = \"k\"\ndisks = [{ path = \"a\", size = 4096 }]\n", 0,
+                 "names both path and scratch/size: a disk takes exactly one source");
+    EXPECT_ERROR("disk with no source", "[profiles.x]\nkernel = \"k\"\ndisks = [{ id = \"a\" }]\n", 0,
+                 "profile 'x' disks[1] names no source");
+    EXPECT_ERROR("disk format", "[profiles.x]\nkernel = \"k\"\ndisks = [{ path = \"a\", format = \"vmdk\" }]\n", 0,
+                 "format must be \"raw\" or \"qcow2\", not \"vmdk\"");
+    EXPECT_ERROR("disk size", "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = \"12Q\" }]\n", 3,
+                 "disks: size must be a positive byte count");
+    EXPECT_ERROR("disk size not sectors", "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = 1000 }]\n", 0,
+                 "not a whole number of 512-byte sectors");
+    EXPECT_ERROR("disk persist and readonly",
+                 "[profiles.x]\nkernel = \"k\"\ndisks = [{ path = \"a\", persist = true, readonly = true }]\n", 0,
+                 "persist (write through to the image) contradicts readonly");
+    EXPECT_ERROR("scratch persist", "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = 4096, persist = true }]\n", 0,
+                 "a scratch disk is a blank raw file; persist needs a path");
+    EXPECT_ERROR("disk bad id", "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = 4096, id = \"a b\" }]\n", 0,
+                 "id \"a b\" must be 1 to 20 letters");
+    EXPECT_ERROR("disk duplicate id",
+                 "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = 4096, id = \"a\" }, { size = 4096, id = \"a\" }]\n", 3,
+                 "two disks have the id 'a' (disks[1] and disks[2])");
+    EXPECT_ERROR("disk unknown key", "[profiles.x]\nkernel = \"k\"\ndisks = [{ size = 4096, sise = 1 }]\n", 3,
+                 "unknown key 'sise' in disks[1] of profile 'x'");
+    EXPECT_ERROR("disk readonly type", "[profiles.x]\nkernel = \"k\"\ndisks = [{ path = \"a\", readonly = 1 }]\n", 3,
+                 "disks: readonly must be true or false");
+}
+
 CHECK_MAIN()

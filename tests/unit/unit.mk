@@ -35,7 +35,7 @@ $(B)/check/test_scan: tests/unit/test_scan.c host/runner/scan.c host/fixtures/lu
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/runner -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
 
 UNIT_TESTS += $(B)/check/test_config
-$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/toml.c $(UNIT_SUPPORT) \
+$(B)/check/test_config: tests/unit/test_config.c host/config/config.c host/config/disk_spec.c host/config/toml.c $(UNIT_SUPPORT) \
 		host/config/config.h host/config/toml.h host/util/util.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/config -Ihost/util $(filter %.c,$^) -lcrypto -lm -o $@
@@ -86,3 +86,27 @@ $(B)/check/test_rootfs: tests/unit/test_rootfs.c host/vmm/rootfs.c host/tools/ex
 		$(UNIT_SUPPORT) host/vmm/rootfs.h host/tools/ext4_image.h host/util/run_tool.h tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -g $(SAN) $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The user-space switch through real unix sockets (fake QEMU ports); the
+# uplink case starts the slirp helper QEMU, the capture case runs tcpdump -r if present.
+NETSW_SRCS := $(wildcard host/net/*.c)
+UNIT_TESTS += $(B)/check/test_netsw
+$(B)/check/test_netsw: tests/unit/test_netsw.c $(NETSW_SRCS) $(UNIT_SUPPORT) $(wildcard host/net/*.h) host/util/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Ihost/net $(filter %.c,$^) -lcrypto -lm -o $@
+
+# The agent's spawn helper and small helpers, linked alone (glibc, sanitized).
+UNIT_TESTS += $(B)/check/test_agent_spawn
+$(B)/check/test_agent_spawn: tests/unit/test_agent_spawn.c agent/spawn.c agent/util.c agent/spawn.h agent/util.h \
+		tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Iagent $(filter %.c,$^) -lpthread -o $@
+
+# The real agent at its limits (every slot in use, out of memory); like
+# test_agent_local, only the driver is sanitized.
+UNIT_TESTS += $(B)/check/test_agent_limits
+$(B)/check/test_agent_limits: tests/unit/test_agent_limits.c common/proto.c common/proto.h tests/unit/check.h \
+		$(B)/provium-agent
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -g $(SAN) -Icommon $(filter %.c,$^) -o $@
