@@ -205,10 +205,13 @@ int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
 
 int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen)
 {
+    int fd = connect_when_ready(vm, "qmp.sock", now_ms() + QMP_TIMEOUT_MS, err, errlen);
+    return fd < 0 ? -1 : vm_launch_connected(vm, fd, incoming, ram_file, err, errlen);
+}
+
+int vm_launch_connected(pv_vm *vm, int fd, bool incoming, bool ram_file, char *err, size_t errlen)
+{
     int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
-    int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
-    if (fd < 0)
-        return -1;
     if (qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0) {
         quote_qemu_death(vm, err, errlen);
         return -1;

@@ -44,6 +44,7 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ typedef struct {
     int cpus;
     bool charged;
     char *state; /* the migration stream it loads */
+    int qmp_fd;  /* connected to its QMP socket, greeting not read yet (-1: not yet) */
     enum { STARTED, LOADING, GREETING } phase;
 } spare;
 
@@ -133,6 +135,8 @@ static void drop(int i, const char *why)
     free(s->key);
     free(s->profile);
     free(s->state);
+    if (s->qmp_fd >= 0)
+        close(s->qmp_fd);
     memmove(&spares[i], &spares[i + 1], (size_t)(nspares - i - 1) * sizeof(spare));
     nspares--;
 }
@@ -212,13 +216,20 @@ static void spare_status(spare *s, char *status, size_t len, char *err, size_t e
 static bool step(spare *s, char *err, size_t errlen)
 {
     if (s->phase == STARTED) {
-        char *sock = xasprintf("%s/qmp.sock", s->vm->dir);
-        bool up = file_exists(sock); /* made after the other sockets: all listen */
-        free(sock);
-        if (!up)
+        if (s->qmp_fd < 0) {
+            /* the QMP socket is made after the others: then all listen */
+            char *sock = xasprintf("%s/qmp.sock", s->vm->dir);
+            s->qmp_fd = connect_unix(sock);
+            free(sock);
+        }
+        /* QEMU greets once its main loop runs: until then, do not wait for it */
+        struct pollfd p = {s->qmp_fd, POLLIN, 0};
+        if (s->qmp_fd < 0 || poll(&p, 1, 0) <= 0)
             return !qemu_exited(s->vm, NULL) || (snprintf(err, errlen, "its QEMU exited"), false);
+        int fd = s->qmp_fd;
+        s->qmp_fd = -1;
         char *uri = restore_incoming_uri(s->state);
-        int rc = vm_launch_connect(s->vm, true, true, err, errlen);
+        int rc = vm_launch_connected(s->vm, fd, true, true, err, errlen);
         if (rc == 0)
             rc = vm_qmp(s->vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
         free(uri);
@@ -263,8 +274,13 @@ static void tick(void)
 /* Brings the spare being adopted as far as the restore can use it. */
 static int finish_spare(spare *s, const restore_plan *pl, char *err, size_t errlen)
 {
-    if (s->phase == STARTED)
-        return vm_launch_connect(s->vm, true, pl->ram != NULL, err, errlen) == 0 ? QPOOL_LAUNCHED : QPOOL_NONE;
+    if (s->phase == STARTED) {
+        int fd = s->qmp_fd;
+        s->qmp_fd = -1;
+        int rc = fd >= 0 ? vm_launch_connected(s->vm, fd, true, pl->ram != NULL, err, errlen)
+                         : vm_launch_connect(s->vm, true, pl->ram != NULL, err, errlen);
+        return rc == 0 ? QPOOL_LAUNCHED : QPOOL_NONE;
+    }
     int64_t deadline = now_ms() + QMP_TIMEOUT_MS;
     while (s->phase == LOADING) {
         if (!step(s, err, errlen))
@@ -389,6 +405,8 @@ int qpool_adopt(pv_vm *vm, const restore_plan *pl)
     adopted += ok;
     trace("%s %s pid=%d%s%s", ok ? "use" : "unusable", vm->profile.name, (int)(ok ? vm->qemu_pid : -1),
           ok ? "" : ": ", ok ? "" : err);
+    if (s.qmp_fd >= 0)
+        close(s.qmp_fd);
     vm_free(s.vm);
     free(s.key);
     free(s.profile);
@@ -437,7 +455,7 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
     while (nspares >= cap)
         drop(0, "the pool is full: the oldest spare goes");
     spare s = {t, key, xstrdup(vm->profile.name), pl.o.memory, pl.o.cpus ? pl.o.cpus : vm->profile.cpus, false,
-               xstrdup(pl.state), false};
+               xstrdup(pl.state), -1, STARTED};
     if (charger && charger(s.mem, true) != 0) {
         trace("refused %s (no room in the resource pool)", vm->profile.name);
         free(s.profile);

@@ -58,6 +58,8 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
 int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
                     const char *ram_file, const char *fill_ram_from, bool incoming, char *err, size_t errlen);
 int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen);
+/* vm_launch_connect once its QMP socket is connected (fd, taken over). */
+int vm_launch_connected(pv_vm *vm, int fd, bool incoming, bool ram_file, char *err, size_t errlen);
 /* qemu_argv.c: the VM's fields a launch sets (memory, CPUs, command line,
  * initrd, accelerator), without starting anything. */
 int vm_launch_settings(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, char *err,
