@@ -60,7 +60,7 @@ static void die(const char *what, const char *err)
  * socket, and time the first byte the guest writes. */
 static double raw_first_byte(const pv_profile *p, const char *scratch)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new("raw", p, scratch);
     vm_boot_opts none = {0};
     char *initrd = shim_prepare_initrd(&vm->profile, NULL, 0, err, sizeof(err));
@@ -110,7 +110,7 @@ static double raw_first_byte(const pv_profile *p, const char *scratch)
 
 static void call(pv_vm *vm, vm_reply *r)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (vm_call(vm, r, 60000, NULL, err, sizeof(err)) != 0)
         die("request", err);
 }
@@ -280,7 +280,7 @@ static void first_op(pv_vm *vm)
 /* A restore of dir until the first op. */
 static double time_restore(const pv_profile *p, const char *tmpl, const char *dir)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *r = vm_new("restored", p, tmpl);
     double t0 = now_s();
     if (vm_restore(r, dir, err, sizeof(err)) != 0)
@@ -297,7 +297,7 @@ static double time_restore(const pv_profile *p, const char *tmpl, const char *di
  * uncompressed, as before compression, restored alternately */
 static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int iters, double cold_m)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     char *snapdir = xasprintf("%s/bench.snap", tmpl), *rawdir = xasprintf("%s/bench.raw", tmpl);
     double *snap_t = xcalloc((size_t)iters, sizeof(double)), *rest_t = xcalloc((size_t)iters, sizeof(double)),
            *raw_t = xcalloc((size_t)iters, sizeof(double));
@@ -348,7 +348,7 @@ static void bench_snapshot(pv_vm *vm, const pv_profile *p, const char *tmpl, int
  * boot) against a cold boot, alternately */
 static void bench_boot_cache(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_config c = *cfg;
     c.cache_dir = xasprintf("%s/cache", tmpl);
     double *cold = xcalloc((size_t)iters, sizeof(double)), *hit = xcalloc((size_t)iters, sizeof(double));
@@ -430,7 +430,7 @@ static void guest_sh(pv_vm *vm, const char *cmd)
  * the debug kernel (KASAN, lockdep) against the default one. */
 static void bench_health(const pv_config *cfg, const pv_profile *p, const char *tmpl, int iters)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     const char *ko = "build/kmod-faulty/provium_faulty.ko";
     size_t kolen = 0;
     char *kodata = read_whole_file(ko, &kolen);
@@ -497,7 +497,7 @@ static void bench_health(const pv_config *cfg, const pv_profile *p, const char *
 static void bench_disks(const pv_profile *p, const char *tmpl, int iters)
 {
     enum { MIB = 64 };
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_disk_spec spec = {.id = "bench", .size = (int64_t)MIB << 20};
     double *with = xcalloc((size_t)iters, sizeof(double)), *without = xcalloc((size_t)iters, sizeof(double));
     double *guest = xcalloc((size_t)iters, sizeof(double)), *host = xcalloc((size_t)iters, sizeof(double));
@@ -561,7 +561,7 @@ int main(int argc, char **argv)
     if (iters < 1)
         iters = 1;
     pv_config cfg;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
         die("config", err);
     const pv_profile *p = config_profile(&cfg, "default");

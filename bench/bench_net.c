@@ -205,7 +205,7 @@ void bench_switch(const char *scratch, int iters)
 /* A guest shell command's stdout (new string); dies when it fails. */
 static char *guest_out(pv_vm *vm, const char *cmd)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     vm_begin(vm, PV_MSG_EXEC);
     pv_put_str(&vm->out, PV_T_SHELL, cmd);
     vm_reply r;
@@ -222,7 +222,7 @@ static char *guest_out(pv_vm *vm, const char *cmd)
 static pv_vm *boot_with_nic(const pv_profile *p, const char *scratch, const char *name, const char *netdev,
                             int last_octet)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new(name, p, scratch);
     char mac[32], cmd[200];
     snprintf(mac, sizeof(mac), "52:54:00:99:00:%02x", last_octet);
@@ -245,11 +245,24 @@ static void measure(pv_vm *a, pv_vm *b, double *rtt_ms, double *bps)
     if (n < 10)
         fail("ping", "fewer than 10 of 21 echo replies between the guests");
     *rtt_ms = bench_median(v, n);
+    const long total = 16L * 1024 * 1024;
     free(guest_out(a, "dd if=/dev/zero of=/tmp/blob bs=1M count=16 2>/dev/null"));
-    free(guest_out(b, "(nc -l -p 5001 > /dev/null &) ; sleep 0.5"));
+    /* The listener outlives the exec that starts it (setsid), and its stdin
+     * stays open: busybox nc ends the connection at EOF on stdin. */
+    free(guest_out(b, "rm -f /tmp/got; setsid sh -c 'sleep 900 | nc -l -p 5001 > /tmp/got' < /dev/null > /dev/null 2>&1 &"
+                      " for i in 1 2 3 4 5 6 7 8 9 10; do netstat -ltn | grep -q :5001 && break; sleep 0.2; done"));
     double t0 = now_s();
-    free(guest_out(a, "nc 10.99.0.2 5001 < /tmp/blob"));
-    *bps = 16.0 * 1024 * 1024 * 8 / (now_s() - t0);
+    free(guest_out(a, "nc -w 5 10.99.0.2 5001 < /tmp/blob"));
+    /* done when every byte is on b, not when a's socket took the last one */
+    long got = 0;
+    while (got < total && now_s() - t0 < 300) {
+        char *out = guest_out(b, "wc -c < /tmp/got");
+        got = atol(out);
+        free(out);
+    }
+    if (got < total)
+        fail("tcp", "the receiving guest did not get all 16 MiB within 300 s");
+    *bps = (double)total * 8 / (now_s() - t0);
 }
 
 void bench_guests(const pv_profile *p, const char *scratch)

@@ -26,10 +26,17 @@ local function where(level)
 end
 
 -- Tracebacks end in the framework's own frames; users need only theirs.
+-- The message itself is always kept whole: it may quote where the framework
+-- re-raised it ("provium/framework.lua:N: "), which says nothing to a user
+-- and is cut, but the rest of such a line is the cause.
 local function user_traceback(msg, level)
   local tb = debug.traceback(msg, level + 1)
+  local head, frames = tb:match("^(.-)\n(stack traceback:\n.*)$")
+  if not head then head, frames = tb, "" end
+  head = head:gsub("provium/framework%.lua:%d+: ", "")
   local keep = {}
-  for line in tb:gmatch("[^\n]+") do
+  if head ~= "" then keep[1] = head end
+  for line in frames:gmatch("[^\n]+") do
     if not line:find("provium/framework.lua", 1, true) and not line:find("in function 'xpcall'", 1, true)
       and not line:find("^%s*%[C%]: in %?$") then
       keep[#keep + 1] = line

@@ -97,7 +97,7 @@ static void parse_spec(lua_State *L, int idx, pv_disk_spec *d, size_t index, con
         free(joined);
         free(dir);
     }
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (disk_spec_check(d, index, where, err, sizeof(err)) != 0) {
         disk_spec_free(d);
         lua_pushstring(L, err);
@@ -264,7 +264,7 @@ static int l_disk_read_sectors(lua_State *L)
     check_range(L, d, vm, "read_sectors", off, n * DISK_SECTOR);
     size_t len = (size_t)n * DISK_SECTOR;
     char *buf = xmalloc(len ? len : 1);
-    char err[2048];
+    char err[PV_ERR_MAX];
     if (disk_host_read(vm, d, off * DISK_SECTOR, buf, len, err, sizeof(err)) != 0) {
         free(buf);
         lua_pushstring(L, err);
@@ -283,7 +283,7 @@ static int l_disk_write_sectors(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     check_range(L, d, vm, "write_sectors", off, (lua_Integer)len);
-    char err[2048];
+    char err[PV_ERR_MAX];
     if (disk_host_write(vm, d, off * DISK_SECTOR, data, len, err, sizeof(err)) != 0) {
         lua_pushstring(L, err);
         return lua_error(L);
@@ -421,7 +421,7 @@ static int add_rule(lua_State *L, const char *method, const char *op, int opts_i
         json_object_set_new(r, "delay_ms", json_integer(delay_ms));
     json_t *rules = d->rules ? json_deep_copy(d->rules) : json_array();
     json_array_append_new(rules, r);
-    char err[2048];
+    char err[PV_ERR_MAX];
     if (disk_set_rules(vm, d, rules, err, sizeof(err)) != 0) {
         lua_pushstring(L, err);
         return lua_error(L);
@@ -458,7 +458,7 @@ static int l_disk_clear_faults(lua_State *L)
     vm_disk *d = check_disk(L, 1, &vm);
     d->host_faults = 0;
     if (d->rules && json_array_size(d->rules) && (vm->state == VM_BOOTED || vm->state == VM_PAUSED)) {
-        char err[2048];
+        char err[PV_ERR_MAX];
         if (disk_set_rules(vm, d, NULL, err, sizeof(err)) != 0) {
             lua_pushstring(L, err);
             return lua_error(L);
@@ -501,7 +501,7 @@ static int l_disk_power_cut(lua_State *L)
         return luaL_error(L, "disk '%s' of VM '%s': disk:power_cut: the VM is %s; there is no power to cut", d->id,
                           vm->name, vm_state_name(vm->state));
     long lost, kept;
-    char err[2048];
+    char err[PV_ERR_MAX];
     if (disk_power_cut(vm, &lost, &kept, err, sizeof(err)) != 0) {
         lua_pushstring(L, err);
         return lua_error(L);
@@ -575,7 +575,7 @@ static int l_disk_detach(lua_State *L)
         free(script);
         lua_pop(L, 1);
     }
-    char err[2048];
+    char err[PV_ERR_MAX];
     if (disk_detach(vm, d, timeout, err, sizeof(err)) != 0) {
         lua_pushstring(L, err);
         return lua_error(L);
@@ -683,7 +683,7 @@ static int l_vm_attach_disk(lua_State *L)
     parse_spec(L, -1, &spec, 0, where);
     if (!has_image)
         modeled_size = spec.size;
-    char err[2048];
+    char err[PV_ERR_MAX];
     vm_disk *d = disk_attach(vm, &spec, modeled, err, sizeof(err));
     disk_spec_free(&spec);
     if (!d) {

@@ -95,7 +95,7 @@ static int build_child(const pv_lua_env *parent_env, const char *name, const cha
     char *snapdir = xasprintf("%s/snapshot", out_dir);
     pv_lua_forget_vms();
     pv_lua_env env = {parent_env->config, parent_env->scratch_root, path};
-    char err[8192];
+    char err[PV_ERR_MAX];
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L) {
         write_text(errpath, err);
@@ -152,7 +152,7 @@ out:
 static int build(const pv_config *cfg, const char *name, const char *key, char **dir_out, char *why_out,
                  size_t why_len)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     char *path = fixture_find(cfg, name, err, sizeof(err));
     if (!path) {
         snprintf(why_out, why_len, "%s", err);
@@ -248,7 +248,7 @@ static int l_fixture_dir(lua_State *L)
             sb_free(&chain);
             return lua_error(L);
         }
-    char err[8192];
+    char err[PV_ERR_MAX];
     char *key = fixture_key(cfg, name, err, sizeof(err));
     if (!key)
         return luaL_error(L, "%s", err);

@@ -114,7 +114,7 @@ static int check_vm(lua_State *L, lvm *v, int reports, int logs)
     pv_vm *vm = v->vm;
     vm_begin(vm, PV_MSG_KMSG_READ); /* the VM's own agent, whichever object asked */
     vm_reply r;
-    char err[1024];
+    char err[PV_ERR_MAX];
     int gerr = 0;
     if (vm_call(vm, &r, KMSG_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0)
         return -1;

@@ -60,7 +60,7 @@ static int l_ext4_image(lua_State *L)
     o.dir = dir;
     o.path = path;
     o.label = label;
-    char err[3000];
+    char err[PV_ERR_MAX];
     int rc = ext4_image_build(&o, err, sizeof(err));
     free(dir);
     free(label);

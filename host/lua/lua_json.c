@@ -307,7 +307,7 @@ static void push_json(lua_State *L, json_t *v)
 static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
-    char err[256];
+    char err[PV_ERR_MAX];
     char *s = pv_lua_to_json(L, 1, err, sizeof(err));
     if (!s)
         return luaL_error(L, "%s", err);

@@ -274,7 +274,7 @@ static int l_random_seed(lua_State *L)
 static int l_vm_nic_add(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    char err[512];
+    char err[PV_ERR_MAX];
     if (vm_nic_add(v->vm, luaL_checkstring(L, 2), luaL_checkstring(L, 3), luaL_checkstring(L, 4), err, sizeof(err)))
         return luaL_error(L, "%s", err);
     return 0;
@@ -283,7 +283,7 @@ static int l_vm_nic_add(lua_State *L)
 static int l_vm_nic_hotplug(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    char err[512];
+    char err[PV_ERR_MAX];
     if (vm_nic_hotplug(v->vm, luaL_checkstring(L, 2), luaL_checkstring(L, 3), luaL_checkstring(L, 4), err,
                        sizeof(err)))
         return luaL_error(L, "%s", err);
@@ -293,7 +293,7 @@ static int l_vm_nic_hotplug(lua_State *L)
 static int l_vm_nic_unplug(lua_State *L)
 {
     lvm *v = pv_check_vm(L, 1);
-    char err[512];
+    char err[PV_ERR_MAX];
     if (vm_nic_unplug(v->vm, luaL_checkstring(L, 2), err, sizeof(err)))
         return luaL_error(L, "%s", err);
     return 0;
@@ -318,7 +318,7 @@ static int l_vm_set_link(lua_State *L)
     lvm *v = pv_check_vm(L, 1);
     if (v->vm->state != VM_BOOTED && v->vm->state != VM_PAUSED)
         return 0; /* takes effect as the port's state; QEMU starts with the link up */
-    char err[512];
+    char err[PV_ERR_MAX];
     if (vm_nic_set_link(v->vm, luaL_checkstring(L, 2), lua_toboolean(L, 3), err, sizeof(err)))
         return luaL_error(L, "%s", err);
     return 0;

@@ -45,7 +45,7 @@ static lvm *owner_vm(lua_State *L, int idx)
 
 static void pump_or_raise(lua_State *L, lvm *v, int64_t deadline)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_pump(v->vm, deadline, err, sizeof(err)) < 0)
         luaL_error(L, "%s", err);
 }
@@ -115,7 +115,7 @@ static int l_run_async(lua_State *L)
     uint32_t chan = vm_chan_open(v->vm, v->chan_base, true)->id;
     pv_build_exec(L, v, chan, true);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);
@@ -156,7 +156,7 @@ static int send_signal(lua_State *L, lvm *v, lproc *p, int sig, bool raise)
     pv_put_u64(&v->vm->out, PV_T_CHAN, p->chan);
     pv_put_u64(&v->vm->out, PV_T_SIGNAL, (uint64_t)sig);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr;
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0)
         return raise ? luaL_error(L, "%s", err) : 0;
@@ -233,7 +233,7 @@ static int l_proc_status(lua_State *L)
     lvm *v;
     const vm_chan *ch = proc_chan(L, p, &v);
     while (ch && !ch->done && v->vm->state == VM_BOOTED) {
-        char err[256];
+        char err[PV_ERR_MAX];
         if (vm_pump(v->vm, now_ms(), err, sizeof(err)) != 1)
             break;
         ch = vm_chan_find(v->vm, p->chan);
@@ -306,7 +306,7 @@ static int l_proc_close(lua_State *L)
     if (!ch || ch->done || v->vm->state != VM_BOOTED)
         return 0;
     send_signal(L, v, p, SIGTERM, false);
-    char err[256];
+    char err[PV_ERR_MAX];
     int64_t deadline = now_ms() + 2000;
     while ((ch = vm_chan_find(v->vm, p->chan)) && !ch->done && v->vm->state == VM_BOOTED &&
            vm_pump(v->vm, deadline, err, sizeof(err)) == 1) {
@@ -416,7 +416,7 @@ static const vm_chan *await_more(lua_State *L, lstream *s, size_t have, int64_t 
     const vm_chan *ch = stream_chan(L, s, &v);
     while (ch && !s->closed && pending(ch, s) <= have && !ch->eof[s->idx] && v->vm->state == VM_BOOTED &&
            now_ms() < deadline) {
-        char err[8192];
+        char err[PV_ERR_MAX];
         if (vm_pump(v->vm, deadline, err, sizeof(err)) < 0)
             break;
         ch = vm_chan_find(v->vm, s->chan);
@@ -523,7 +523,7 @@ static int l_stream_close(lua_State *L)
         if (v->vm->state == VM_BOOTED && s->generation == v->vm->generation) {
             vm_begin_on(v->vm, PV_MSG_STREAM_CLOSE, s->chan);
             vm_reply r;
-            char err[256];
+            char err[PV_ERR_MAX];
             if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) == 0)
                 vm_reply_free(&r);
         }
@@ -585,7 +585,7 @@ static int open_tail(lua_State *L, lvm *v, int vm_idx, const char *path, int64_t
     pv_put_u64(&v->vm->out, PV_T_START, start);
     pv_put_i64(&v->vm->out, PV_T_OFFSET, off);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_call(v->vm, &r, OP_TIMEOUT_MS, NULL, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);

@@ -73,7 +73,7 @@ static int l_event(lua_State *L)
     long long ts = lua_isinteger(L, 3) ? (long long)lua_tointeger(L, 3) : (long long)wall_ns();
     if (ctl < 0)
         return 0;
-    char err[256];
+    char err[PV_ERR_MAX];
     char *payload = lua_isnoneornil(L, 2) ? xstrdup("{}") : pv_lua_to_json_lossy(L, 2, err, sizeof(err));
     if (!payload)
         return 0;
@@ -174,7 +174,7 @@ static int l_claim(lua_State *L)
     if (ctl < 0 || the_mode == CHILD_LIST)
         return 0;
     char *msg = xasprintf("{\"t\":\"claim\",\"memory\":%lld,\"cpus\":%.17g}", (long long)mem, cpus);
-    char err[4096];
+    char err[PV_ERR_MAX];
     int rc = ask_runner(msg, err, sizeof(err));
     free(msg);
     if (rc != 0)
@@ -326,7 +326,7 @@ static int l_vm_charge(lua_State *L)
                             cpus);
     char *msg = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    char err[4096];
+    char err[PV_ERR_MAX];
     int rc = ask_runner(msg, err, sizeof(err));
     free(msg);
     if (rc != 0)

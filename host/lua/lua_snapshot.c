@@ -86,7 +86,7 @@ static int l_snapshot(lua_State *L)
         free(path);
         return lua_error(L);
     }
-    char err[8192];
+    char err[PV_ERR_MAX];
     if ((paused ? vm_snapshot_paused(v->vm, path, err, sizeof(err)) : vm_snapshot(v->vm, path, err, sizeof(err))) !=
         0) {
         if (existed) {
@@ -125,7 +125,7 @@ static int l_restore(lua_State *L)
     if (v->vm->state != VM_CREATED && v->vm->state != VM_SHUTDOWN)
         return luaL_error(L, "vm '%s': cannot restore: the VM is %s (restore needs a created or shut down VM)",
                           v->vm->name, vm_state_name(v->vm->state));
-    char err[8192];
+    char err[PV_ERR_MAX];
     char *abs = path_absolute(path);
     pv_forget_open(v);
     int rc = vm_restore(v->vm, abs, err, sizeof(err));

@@ -401,7 +401,7 @@ static int l_vm_boot(lua_State *L)
         o.ndisks = per.ndisks;
     }
     o.no_boot_cache |= per.no_boot_cache;
-    char err[8192];
+    char err[PV_ERR_MAX];
     /* a local profile has no guest kernel: its memory only counts in the pool */
     if (o.memory && !v->vm->profile.local && config_check_memory(o.memory, err, sizeof(err)) != 0) {
         free_opts(&per);
@@ -429,7 +429,7 @@ static int l_vm_shutdown(lua_State *L)
     lvm *v = check_vm(L, 1);
     if (v->vm->state == VM_CREATED)
         return luaL_error(L, "vm '%s': cannot shutdown: the VM is not booted (it is created; it was never booted)", v->vm->name);
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (v->vm->state != VM_SHUTDOWN && v->vm->state != VM_DEAD && vm_shutdown(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -439,7 +439,7 @@ static int l_vm_shutdown(lua_State *L)
 static int l_vm_close(lua_State *L)
 {
     lvm *v = check_vm(L, 1);
-    char err[4096];
+    char err[PV_ERR_MAX];
     if (v->vm->state == VM_BOOTED || v->vm->state == VM_PAUSED)
         vm_shutdown(v->vm, err, sizeof(err));
     else
@@ -455,7 +455,7 @@ static int lifecycle(lua_State *L, const char *op, vm_state need, int (*fn)(pv_v
     if (v->vm->state != need)
         return luaL_error(L, "vm '%s': cannot %s: the VM is %s (%s needs a %s VM)", v->vm->name, op,
                           vm_state_name(v->vm->state), op, vm_state_name(need));
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (fn(v->vm, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -527,7 +527,7 @@ static int l_vm_console_write(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    char err[1024];
+    char err[PV_ERR_MAX];
     if (vm_console_write(v->vm, data, len, timeout_ms, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return 0;
@@ -623,7 +623,7 @@ void pv_lua_kill_all_vms(void)
 /* Performs a call and raises on failure. */
 void pv_call(lua_State *L, lvm *v, vm_reply *r, int64_t timeout_ms)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr;
     if (vm_call(v->vm, r, timeout_ms, &gerr, err, sizeof(err)) != 0)
         luaL_error(L, "%s", err);

@@ -97,7 +97,7 @@ static void who_fn(pv_vm *vm, uint32_t worker_chan, bool refresh, char *buf, siz
         vm_begin_on(vm, PV_MSG_SYSCALL, w->base.chan_base);
         pv_put_i64(&vm->out, PV_T_NR, SYS_geteuid);
         vm_reply r;
-        char err[512];
+        char err[PV_ERR_MAX];
         if (vm_call(vm, &r, UID_ASK_MS, NULL, err, sizeof(err)) == 0) {
             w->uid = pv_msg_i64(&r.msg, PV_T_RET, -1);
             vm_reply_free(&r);
@@ -197,7 +197,7 @@ static int l_spawn_worker(lua_State *L)
 /* Pumps until the worker's WORKER_EXIT arrives or the deadline passes. */
 static bool wait_ended(lua_State *L, lworker *w, int64_t deadline)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     while (!worker_ended(w)) {
         int r = vm_pump(w->base.vm, deadline, err, sizeof(err));
         if (r < 0) {
@@ -228,7 +228,7 @@ static int do_kill(lua_State *L, lworker *w, bool raise)
     vm_begin(vm, PV_MSG_WORKER_KILL); /* a VM request: the worker's channel is closing */
     pv_put_u64(&vm->out, PV_T_WORKER, w->id);
     vm_reply r;
-    char err[8192];
+    char err[PV_ERR_MAX];
     int gerr = 0;
     if (vm_call(vm, &r, OP_TIMEOUT_MS, &gerr, err, sizeof(err)) != 0) {
         if (gerr == ESRCH) { /* it had already gone */
@@ -282,7 +282,7 @@ static int signal_procs(lua_State *L, lworker *w, int sig)
     uint32_t *ids = xcalloc(n + 1, sizeof(uint32_t));
     in_flight(w, true, ids, n);
     int sent = 0;
-    char err[8192];
+    char err[PV_ERR_MAX];
     for (size_t i = 0; i < n; i++) {
         vm_begin_on(vm, PV_MSG_PROC_SIGNAL, w->base.chan_base);
         pv_put_u64(&vm->out, PV_T_CHAN, ids[i]);
@@ -332,7 +332,7 @@ static int l_worker_join(lua_State *L)
     int64_t ms = lua_isnoneornil(L, 2) ? JOIN_DEFAULT_MS : pv_lua_duration_ms(L, 2, "join timeout");
     int64_t deadline = now_ms() + ms;
     size_t waited = worker_ended(w) ? 0 : in_flight(w, false, NULL, 0);
-    char err[8192];
+    char err[PV_ERR_MAX];
     while (!worker_ended(w) && in_flight(w, false, NULL, 0) > 0) {
         int r = vm_pump(w->base.vm, deadline, err, sizeof(err));
         if (r < 0)
@@ -380,7 +380,7 @@ static int l_worker_alive(lua_State *L)
 {
     lworker *w = check_worker(L, 1);
     /* take what the agent has pushed meanwhile */
-    char err[256];
+    char err[PV_ERR_MAX];
     if (!worker_ended(w) && w->base.vm->state == VM_BOOTED)
         while (vm_pump(w->base.vm, now_ms(), err, sizeof(err)) == 1 && !worker_ended(w)) {
         }
@@ -456,7 +456,7 @@ static int l_syscall_async(lua_State *L)
     size_t nbufs = 0;
     for (int i = 3; i <= top; i++)
         pv_put_syscall_arg(L, b, i, i - 3, &nbufs);
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (vm_send(v->vm, err, sizeof(err)) != 0) {
         vm_chan_free(v->vm, chan);
         return luaL_error(L, "%s", err);
@@ -482,7 +482,7 @@ static int l_async_await(lua_State *L)
     lvm *v = pv_check_vm(L, -1);
     lua_pop(L, 1);
     int64_t deadline = now_ms() + ms;
-    char err[8192];
+    char err[PV_ERR_MAX];
     const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done) {
         if (v->vm->state != VM_BOOTED)
@@ -526,7 +526,7 @@ static int l_async_done(lua_State *L)
     }
     lua_getiuservalue(L, 1, 1);
     lvm *v = pv_check_vm(L, -1);
-    char err[256];
+    char err[PV_ERR_MAX];
     const vm_chan *ch;
     while ((ch = vm_chan_find(v->vm, a->chan)) && !ch->done && v->vm->state == VM_BOOTED &&
            vm_pump(v->vm, now_ms(), err, sizeof(err)) == 1) {

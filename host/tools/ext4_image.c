@@ -151,7 +151,7 @@ int mkimage_cli(int argc, char **argv)
     }
     if (!o.dir || !o.path)
         return mkimage_usage(stderr, 2);
-    char err[3000];
+    char err[PV_ERR_MAX];
     if (ext4_image_build(&o, err, sizeof(err)) != 0) {
         fprintf(stderr, "provium mkimage: %s\n", err);
         return 1;

@@ -232,7 +232,7 @@ static void print_results(lua_State *L, int base)
     for (int i = 1; i <= n; i++) {
         int idx = base + i;
         if (lua_istable(L, idx) && luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL) {
-            char err[256];
+            char err[PV_ERR_MAX];
             char *js = pv_lua_to_json_lossy(L, idx, err, sizeof(err));
             if (js) {
                 printf("%s%s", i > 1 ? "\t" : "", js);
@@ -349,7 +349,7 @@ int repl_main(const pv_config *cfg, const char *profile, const char *name)
         return 2;
     }
     pv_lua_env env = {cfg, tmpl, NULL};
-    char err[4096];
+    char err[PV_ERR_MAX];
     lua_State *L = pv_lua_new(&env, err, sizeof(err));
     if (!L) {
         fprintf(stderr, "provium repl: %s\n", err);

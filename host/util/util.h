@@ -9,8 +9,10 @@
 
 /* The size of every buffer an error message is written into: one size, so
  * a message that fits one caller fits them all (a Lua traceback, a path and
- * the cause can run long; 4 KiB holds them without truncation). */
-#define PV_ERR_MAX 4096
+ * the cause, and the console lines a boot error quotes, can run long; 8 KiB
+ * holds them without truncation). Inner "why" buffers that are quoted into
+ * one of these may be smaller. */
+#define PV_ERR_MAX 8192
 
 int64_t now_ms(void);
 double now_s(void);

@@ -135,7 +135,7 @@ static int restore_entry(pv_vm *vm, const char *entry, char *err, size_t errlen)
  * failure leaves the boot as it is: the VM runs, the next boot tries again. */
 static int store(pv_vm *vm, const pv_config *cfg, const char *key)
 {
-    char err[4096];
+    char err[PV_ERR_MAX];
     char *dir = xasprintf("%s/%s.build-%d", fixture_cache_dir(cfg), key, (int)getpid());
     rm_rf(dir);
     char *profile = xstrdup(vm->profile.name);

@@ -531,6 +531,8 @@ expect_out 'test timed out after 0.5s'
 expect_out 'ok   the file continues after a timed-out test'
 expect_out 'deliberate'
 expect_out "console-evidence-line"
+expect_out "the cause survives the report"
+expect_no_out "provium/framework.lua:99"
 expect_faster_than 60
 expect_no_qemu "$TD" 2
 end_check
