@@ -40,7 +40,7 @@ static void die(const char *what, const char *err)
  * sleep of IDLE_MS) and shuts down. */
 static double boot_to_first_op(const pv_config *cfg, const pv_profile *p, const char *tmpl, bool *cached)
 {
-    char err[8192];
+    char err[PV_ERR_MAX];
     pv_vm *vm = vm_new("bench", p, tmpl);
     vm_boot_opts o = {0};
     double t0 = now_s();
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     if (iters < 1)
         iters = 1;
     pv_config cfg;
-    char err[8192];
+    char err[PV_ERR_MAX];
     if (config_load(NULL, &cfg, err, sizeof(err)) != 0)
         die("config", err);
     const pv_profile *p = config_profile(&cfg, "default");

@@ -343,7 +343,7 @@ static int charge_spare(int64_t memory, bool take)
 {
     char *msg = xasprintf("{\"t\":\"%s\",\"memory\":%lld,\"cpus\":0}", take ? "spare" : "release",
                           (long long)memory);
-    char err[1024];
+    char err[PV_ERR_MAX];
     int rc = take ? ask_runner(msg, err, sizeof(err)) : send_msg(msg);
     free(msg);
     return rc;

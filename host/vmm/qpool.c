@@ -261,7 +261,7 @@ static void tick(void)
 {
     bool more = false;
     for (int i = mine() ? nspares - 1 : -1; i >= 0; i--) {
-        char err[4096];
+        char err[PV_ERR_MAX];
         if (!step(&spares[i], err, sizeof(err)))
             drop(i, err);
         else
@@ -354,7 +354,7 @@ int qpool_adopt(pv_vm *vm, const restore_plan *pl)
     memmove(&spares[i], &spares[i + 1], (size_t)(nspares - i - 1) * sizeof(spare));
     nspares--;
     uncharge(&s); /* the VM that adopts it is charged for itself */
-    char err[4096] = "its QEMU has exited";
+    char err[PV_ERR_MAX] = "its QEMU has exited";
     /* QEMU must have made its sockets (connected: it listens on all of
      * them) before they can be moved */
     int got = qemu_exited(s.vm, NULL) ? QPOOL_NONE : finish_spare(&s, pl, err, sizeof(err));
@@ -432,7 +432,7 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
     free(root);
     t->ram_copy = true;
     t->console_append = true;
-    char err[4096];
+    char err[PV_ERR_MAX];
     restore_plan pl;
     char *key = NULL;
     if (restore_plan_make(t, entry, &pl, err, sizeof(err)) != 0) {
