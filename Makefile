@@ -123,6 +123,7 @@ cli-tests: all image kmod kmod-faulty
 	tests/cli/run.sh
 	tests/cli/fixture_cache.sh
 	tests/cli/boot_cache.sh
+	tests/cli/qpool.sh
 	tests/cli/rootfs.sh
 	tests/cli/accel.sh
 	tests/cli/kernel_health.sh

@@ -9,6 +9,11 @@ BENCH_SRCS := $(wildcard bench/*.c)
 $(B)/bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BENCH_OBJS) $(HEADERS)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) $(BENCH_SRCS) $(BENCH_OBJS) $(HOST_LIBS) -o $@
 
+# The QEMU pool's rows (restore with a spare QEMU against without one).
+$(B)/bench_qpool: bench/bench_qpool.c $(BENCH_OBJS) $(HEADERS)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) bench/bench_qpool.c $(BENCH_OBJS) $(HOST_LIBS) -o $@
+
 .PHONY: bench
-bench: all image $(B)/bench
+bench: all image $(B)/bench $(B)/bench_qpool
 	$(B)/bench $(BENCH_ITERATIONS)
+	$(B)/bench_qpool $(BENCH_ITERATIONS)

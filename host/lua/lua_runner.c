@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "../runner/runner.h"
+#include "../vmm/qpool.h"
 #include "../vmm/vm.h"
 #include "../util/util.h"
 #include "lua_api.h"
@@ -320,6 +321,7 @@ static int l_vm_charge(lua_State *L)
     if (ctl < 0 || the_mode == CHILD_LIST)
         return 0;
     lvm *v = luaL_checkudata(L, 1, VM_MT);
+    qpool_before_boot(v->vm->profile.name, mem, cpus); /* spares give their room back first */
     json_t *req = json_pack("{s:s,s:s,s:I,s:i}", "t", "boot", "vm", v->vm->name, "memory", (json_int_t)mem, "cpus",
                             cpus);
     char *msg = json_dumps(req, JSON_COMPACT);
@@ -332,6 +334,19 @@ static int l_vm_charge(lua_State *L)
     lua_pushinteger(L, mem);
     lua_pushinteger(L, cpus);
     return 2;
+}
+
+/* The QEMU pool's spares count in the pool like VMs of their memory, with
+ * no vCPUs (they do not run); the runner grants one only from free room
+ * and answers at once. */
+static int charge_spare(int64_t memory, bool take)
+{
+    char *msg = xasprintf("{\"t\":\"%s\",\"memory\":%lld,\"cpus\":0}", take ? "spare" : "release",
+                          (long long)memory);
+    char err[PV_ERR_MAX];
+    int rc = take ? ask_runner(msg, err, sizeof(err)) : send_msg(msg);
+    free(msg);
+    return rc;
 }
 
 /* P.__vm_memory(vm): the guest RAM the running VM was started with. */
@@ -476,6 +491,8 @@ void pv_lua_runner_install(lua_State *L, int ctl_fd, child_mode mode, const test
     ctl = ctl_fd;
     if (ctl >= 0)
         vm_wait_hook = tell_wait;
+    if (ctl >= 0 && mode != CHILD_LIST)
+        qpool_install(charge_spare); /* spares need the runner to count them */
     the_mode = mode;
     the_sel = sel;
     int top = lua_gettop(L);

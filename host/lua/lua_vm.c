@@ -9,6 +9,7 @@
 
 #include "../util/util.h"
 #include "../vmm/boot_cache.h"
+#include "../vmm/qpool.h"
 #include "../vmm/vm.h"
 #include "../vmm/vm_buffers.h"
 #include "lua_api.h"
@@ -413,6 +414,7 @@ static int l_vm_boot(lua_State *L)
     }
     pv_forget_open(v);
     int rc = boot_cache_boot(v->vm, &o, pv_lua_env_get()->config, err, sizeof(err));
+    qpool_settle(); /* spares this boot did not use are no longer counted */
     free_opts(&per);
     if (v->vm->boot_warning)
         pv_fixture_note_warning(L, "boot cache", v->vm->boot_warning);
@@ -616,6 +618,7 @@ void pv_lua_kill_all_vms(void)
     for (lvm *v = all_vms; v; v = v->next)
         if (v->vm)
             vm_kill(v->vm);
+    qpool_drain();
 }
 
 /* Performs a call and raises on failure. */

@@ -110,7 +110,7 @@ static void forward_event(file_run *f, json_t *m)
  * failure messages, which stay far below it. */
 #define CTL_MSG_MAX (256 * 1024)
 
-/* Messages from a child: {"t":"claim"|"boot"|"release"|"event"|"wait",...}. */
+/* Messages from a child: {"t":"claim"|"boot"|"spare"|"release"|"event"|"wait",...}. */
 static void drain_ctl(file_run *f, pool_state *pool)
 {
     if (f->ctl_fd < 0)
@@ -142,6 +142,8 @@ static void drain_ctl(file_run *f, pool_state *pool)
         } else if (strcmp(t, "boot") == 0) {
             const char *name = json_string_value(json_object_get(m, "vm"));
             pool_boot_request(f, pool, name ? name : "?", amount_of(m));
+        } else if (strcmp(t, "spare") == 0) {
+            pool_spare_request(f, pool, amount_of(m));
         } else if (strcmp(t, "release") == 0) {
             pool_boot_release(f, pool, amount_of(m));
         } else if (strcmp(t, "claim") == 0) {

@@ -6,7 +6,9 @@
  * request that does not fit waits, in FIFO order, and waiting for the pool
  * does not count against the file's timeout. When every running file waits
  * and one of them holds booted VMs while it waits, nothing would ever be
- * given back: the newest waiting boot then fails (break_deadlock).
+ * given back: the newest waiting boot then fails (break_deadlock). A
+ * file's spare QEMUs (host/vmm/qpool.c) count like VMs of their memory but
+ * are only granted from free room, at once or not at all.
  *
  * The pool is sized from the host (memory, CPUs) and the options; CPU
  * pressure (PSI) can hold back new files. Answers go to the child over its
@@ -233,6 +235,31 @@ void pool_boot_release(file_run *f, pool_state *pool, pool_amount vm)
     }
 }
 
+/* A spare is charged like a VM (pool_boot_release gives it back), but only
+ * from room that is free: within a claim, or in an unclaimed file's hold if
+ * the pool still has room for one more file at its default reservation
+ * afterwards and no boot of this file waits. */
+void pool_spare_request(file_run *f, pool_state *pool, pool_amount spare)
+{
+    pool_amount after = amount_add(f->live, spare);
+    bool ok;
+    if (f->claimed)
+        ok = amount_within(after, f->want);
+    else if (f->claim_pending || f->boot_pending)
+        ok = false;
+    else {
+        pool_amount held = unclaimed_hold(pool, after);
+        pool_amount with_next = {held.mem + pool->deflt.mem, held.cpus};
+        ok = held.mem <= pool->total.mem && fits_instead(pool, f, with_next);
+        if (ok)
+            hold(pool, f, held);
+    }
+    if (ok) {
+        f->live = after;
+        pool_emit(pool);
+    }
+    child_reply(f, ok ? "ok" : "err no room for a spare QEMU");
+}
 
 /* A claim replaces the default reservation; it waits for room in
  * pool_grant_waiting, or is refused at once when it can never fit. */

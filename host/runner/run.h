@@ -86,6 +86,9 @@ void pool_give_back(pool_state *p, file_run *f);
 void pool_claim_request(file_run *f, pool_state *p, pool_amount want);
 void pool_boot_request(file_run *f, pool_state *p, const char *name, pool_amount vm);
 void pool_boot_release(file_run *f, pool_state *p, pool_amount vm);
+/* A pre-started QEMU (host/vmm/qpool.c) asks for room: granted at once
+ * from room nobody waits for, else refused; never waits. */
+void pool_spare_request(file_run *f, pool_state *p, pool_amount spare);
 /* Grants waiting boots, then waiting claims in dispatch order, and breaks a
  * hold-and-wait deadlock. *changed is set when the pool changed; returns
  * true when new files must wait (FIFO: a waiting boot or claim goes first). */

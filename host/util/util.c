@@ -473,7 +473,9 @@ char *find_in_path(const char *name)
     return NULL;
 }
 
-pid_t spawn_tied(char *const argv[], int in, int out, int err)
+pid_t spawn_tied(char *const argv[], int in, int out, int err) { return spawn_tied_after(argv, in, out, err, NULL, NULL); }
+
+pid_t spawn_tied_after(char *const argv[], int in, int out, int err, int (*before)(void *), void *arg)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -485,6 +487,8 @@ pid_t spawn_tied(char *const argv[], int in, int out, int err)
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
+    if (before && before(arg) != 0)
+        _exit(127);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

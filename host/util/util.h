@@ -81,6 +81,9 @@ void sha256_hex(const void *data, size_t len, char out[65]);
  * Returns the pid, or -1 with errno set when fork fails; an exec failure
  * makes the child print "cannot run NAME: why" on err and exit 127. */
 pid_t spawn_tied(char *const argv[], int in, int out, int err);
+/* spawn_tied that runs before(arg) in the child first; it returning
+ * non-zero ends the child with status 127 instead of the exec. */
+pid_t spawn_tied_after(char *const argv[], int in, int out, int err, int (*before)(void *), void *arg);
 
 /* The first executable file called name in $PATH (new string), or NULL. */
 char *find_in_path(const char *name);

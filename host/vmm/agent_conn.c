@@ -20,6 +20,7 @@
  * reports a signal) before the wait ends as "kernel oops". */
 #define OOPS_GRACE_MS 1000
 #define PORT_GRACE_MS 300
+#define IDLE_LOOK_MS 5
 #define AGENT_DIED "the guest closed its virtio-serial port: the agent was killed or crashed"
 /* read_frame's results besides 1 (a frame), 0 (deadline) and -1 (gone) */
 #define FRAME_OOPS (-2)
@@ -57,6 +58,7 @@ int64_t vm_cap_deadline(const pv_vm *vm, int64_t deadline)
 }
 
 void (*vm_wait_hook)(const char *what);
+void (*vm_idle_hook)(void);
 
 /* "exec" for PV_MSG_EXEC: the protocol name, lower case, spaces */
 static void op_name(uint16_t type, char *buf, size_t len)
@@ -164,7 +166,15 @@ static int read_frame_inner(pv_vm *vm, pv_hdr *hdr, int64_t deadline, char *err,
         int np = vm->pidfd >= 0 ? 2 : 1;
         if (watch_port)
             p[np++] = (struct pollfd){vm->qmp.fd, POLLIN, 0};
-        int r = poll(p, (nfds_t)np, left < 0 || left > 100 ? 100 : (int)left);
+        int slice = left < 0 || left > 100 ? 100 : (int)left;
+        /* a short first look: when the guest takes longer, the idle time
+         * serves the QEMU pool (qpool.c) */
+        int r = poll(p, (nfds_t)np, vm_idle_hook && slice > IDLE_LOOK_MS ? IDLE_LOOK_MS : slice);
+        if (r == 0 && vm_idle_hook && slice > IDLE_LOOK_MS) {
+            vm_idle_hook();
+            int64_t rest = deadline < 0 ? slice : deadline - now_ms();
+            r = poll(p, (nfds_t)np, rest <= 0 ? 0 : rest > 100 ? 100 : (int)rest);
+        }
         if (r < 0 && errno != EINTR) {
             snprintf(err, errlen, "VM '%s': poll: %s", vm->name, strerror(errno));
             return -1;
@@ -264,11 +274,18 @@ int vm_wait_ready(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
 
 /* After a restore the agent believes its host never left: ask it to say
  * hello again, which also proves the channel works. */
-int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
+int vm_hello_send(pv_vm *vm, char *err, size_t errlen)
 {
     vm_begin(vm, PV_MSG_HELLO);
     pv_put_u64(&vm->out, PV_T_PROTO_VERSION, PV_PROTO_VERSION);
     if (pv_frame_end(&vm->out) != 0 || send_all(vm, vm->out.buf, vm->out.len, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+int vm_hello(pv_vm *vm, int64_t deadline, char *err, size_t errlen)
+{
+    if (vm_hello_send(vm, err, errlen) != 0)
         return -1;
     return vm_wait_ready(vm, deadline, err, errlen);
 }

@@ -24,6 +24,7 @@
 #include "accel.h"
 #include "boot_cache.h"
 #include "disk.h"
+#include "qpool.h"
 #include "rootfs.h"
 #include "vm_internal.h"
 #include "vm_nic.h"
@@ -133,7 +134,7 @@ static int restore_entry(pv_vm *vm, const char *entry, char *err, size_t errlen)
 
 /* Snapshots the VM that just booted cold into the cache entry for key. A
  * failure leaves the boot as it is: the VM runs, the next boot tries again. */
-static void store(pv_vm *vm, const pv_config *cfg, const char *key)
+static int store(pv_vm *vm, const pv_config *cfg, const char *key)
 {
     char err[PV_ERR_MAX];
     char *dir = xasprintf("%s/%s.build-%d", fixture_cache_dir(cfg), key, (int)getpid());
@@ -163,6 +164,7 @@ static void store(pv_vm *vm, const pv_config *cfg, const char *key)
     free(name);
     free(profile);
     free(dir);
+    return rc;
 }
 
 int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, char *err, size_t errlen)
@@ -172,15 +174,19 @@ int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, c
         opts = &none;
     free(vm->boot_warning);
     vm->boot_warning = NULL;
-    if (boot_cache_bypass(vm, opts, cfg))
+    if (boot_cache_bypass(vm, opts, cfg)) {
+        qpool_settle(); /* no restore: no spare will be used */
         return vm_boot(vm, opts, err, errlen);
+    }
     double t0 = now_s();
     char why[4096];
     char *initrd = shim_prepare_initrd(&vm->profile, opts->files, opts->nfiles, why, sizeof(why));
     char *key = initrd ? boot_key(vm, opts, initrd, why, sizeof(why)) : NULL;
     free(initrd);
-    if (!key) /* vm_boot reports the problem in its own words */
+    if (!key) { /* vm_boot reports the problem in its own words */
+        qpool_settle();
         return vm_boot(vm, opts, err, errlen);
+    }
     int lock_ms = (int)vm->profile.boot_timeout_ms + 60000;
     int lock = -1;
     char *entry = fixture_lookup(cfg, key);
@@ -191,6 +197,7 @@ int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, c
     }
     if (entry) {
         if (restore_entry(vm, entry, why, sizeof(why)) == 0) {
+            qpool_prepare(vm, entry); /* for the next boot like this one */
             free(entry);
             free(key);
             if (lock >= 0)
@@ -209,12 +216,15 @@ int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, c
             lock = fixture_lock(cfg, key, lock_ms, why, sizeof(why));
     }
     /* without the lock (it timed out) the VM still boots, uncached */
+    qpool_settle(); /* spares do not wait, uncounted, through a cold boot */
     vm_boot_opts cold = *opts;
     cold.initial_time = 0; /* the entry holds the boot as it comes up, finish() pins the clock */
     int rc = vm_boot(vm, &cold, err, errlen);
     vm->boot_cached = false;
-    if (rc == 0 && lock >= 0)
-        store(vm, cfg, key);
+    if (rc == 0 && lock >= 0 && store(vm, cfg, key) == 0 && (entry = fixture_lookup(cfg, key))) {
+        qpool_prepare(vm, entry);
+        free(entry);
+    }
     if (lock >= 0)
         fixture_unlock(lock);
     free(key);

@@ -240,20 +240,16 @@ static int make_ram_file(pv_vm *vm, int64_t bytes, char *err, size_t errlen)
     return 0;
 }
 
-char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
-                    const char *ram_file, bool incoming, char *err, size_t errlen)
+int vm_launch_settings(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, char *err,
+                       size_t errlen)
 {
-    if (mkdir_p(vm->dir, 0700) != 0) {
-        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
-        return NULL;
-    }
     vm->mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
     vm->cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
     char why[1024];
     /* before QEMU starts (a local profile's memory is only a pool charge) */
     if (config_check_memory(vm->mem_bytes, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "VM '%s': boot option %s", vm->name, why);
-        return NULL;
+        return -1;
     }
     vm->has_rng_seed = opts->has_rng_seed;
     vm->rng_seed = opts->rng_seed;
@@ -261,6 +257,23 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
     vm->cmdline = xstrdup(cmdline);
     free(vm->initrd_path);
     vm->initrd_path = xstrdup(initrd);
+    if (accel_decide(&vm->profile, vm_machine(&vm->profile), &vm->kvm, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
+        return -1;
+    }
+    return 0;
+}
+
+char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                    const char *ram_file, bool incoming, char *err, size_t errlen)
+{
+    if (mkdir_p(vm->dir, 0700) != 0) {
+        snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
+        return NULL;
+    }
+    if (vm_launch_settings(vm, opts, initrd, cmdline, err, errlen) != 0)
+        return NULL;
+    char why[1024];
     if (ram_file && !vm->ram_copy) {
         free(vm->ram_path);
         vm->ram_path = xstrdup(ram_file);
@@ -275,10 +288,6 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
         unlink(vm->ram_path);
         return NULL;
     }
-    if (accel_decide(&vm->profile, vm_machine(&vm->profile), &vm->kvm, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "VM '%s': %s", vm->name, why);
-        return NULL;
-    }
     argv_list a = {0};
     build_argv(vm, opts, initrd, cmdline, &a);
     if (incoming) {
@@ -286,6 +295,41 @@ char **vm_qemu_argv(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, con
         arg(&a, "defer");
     }
     return a.v;
+}
+
+/* The argv vm_qemu_argv would build, without its side effects, with the
+ * parts every VM has its own of (scratch directory, console log, RAM file)
+ * written as placeholders: two launches with equal shapes differ only in
+ * where their files are. */
+char *vm_qemu_argv_shape(const pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                         const char *ram_file, bool incoming)
+{
+    if (opts->has_rng_seed)
+        return NULL; /* its device reads a file written per launch */
+    pv_vm shape = *vm; /* shallow: only read by build_argv */
+    shape.dir = "@DIR@";
+    shape.console_path = "@CONSOLE@";
+    shape.ram_path = ram_file && !vm->ram_copy ? (char *)ram_file : "@RAM@";
+    shape.ram_shared = !ram_file || vm->ram_copy;
+    shape.mem_bytes = opts->memory ? opts->memory : vm->profile.memory;
+    shape.cpus = opts->cpus ? opts->cpus : vm->profile.cpus;
+    char why[1024];
+    if (accel_decide(&vm->profile, vm_machine(&vm->profile), &shape.kvm, why, sizeof(why)) != 0)
+        return NULL;
+    argv_list a = {0};
+    build_argv(&shape, opts, initrd, cmdline, &a);
+    if (incoming) {
+        arg(&a, "-incoming");
+        arg(&a, "defer");
+    }
+    strbuf b;
+    sb_init(&b);
+    for (size_t i = 0; i < a.n; i++) {
+        sb_adds(&b, a.v[i]);
+        sb_add(&b, "\n", 1);
+    }
+    vm_argv_free(a.v);
+    return sb_take(&b);
 }
 
 void vm_argv_free(char **argv)

@@ -19,14 +19,32 @@
 #include "embedded.h"
 #include "vm_internal.h"
 
-static pid_t spawn_qemu(pv_vm *vm, char **argv, char *err, size_t errlen)
+/* In the child, before QEMU: copy the saved guest RAM into the VM's fresh
+ * RAM file, off the critical path of the process that drives the VM. */
+typedef struct {
+    const char *from;
+    int to;
+} ram_fill;
+
+static int fill_ram(void *arg)
+{
+    const ram_fill *f = arg;
+    char why[1024];
+    if (ram_copy_into(f->from, f->to, why, sizeof(why)) == 0)
+        return 0;
+    dprintf(2, "%s\n", why); /* qemu.stderr: the spare is dead and says why */
+    return -1;
+}
+
+static pid_t spawn_qemu(pv_vm *vm, char **argv, const char *fill_from, char *err, size_t errlen)
 {
     char *errpath = xasprintf("%s/qemu.stderr", vm->dir);
     int errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     free(errpath);
     int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
     /* QEMU must never outlive the process that drives it. */
-    pid_t pid = spawn_tied(argv, nullfd, nullfd, errfd >= 0 ? errfd : nullfd);
+    ram_fill fill = {fill_from, vm->ram_fd};
+    pid_t pid = spawn_tied_after(argv, nullfd, nullfd, errfd >= 0 ? errfd : nullfd, fill_from ? fill_ram : NULL, &fill);
     if (errfd >= 0)
         close(errfd);
     if (nullfd >= 0)
@@ -157,8 +175,8 @@ static void quote_qemu_death(pv_vm *vm, char *err, size_t errlen)
     }
 }
 
-int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
-              bool incoming, char *err, size_t errlen)
+int vm_launch_start(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline,
+                    const char *ram_file, const char *fill_ram_from, bool incoming, char *err, size_t errlen)
 {
     /* QEMU starts the console log afresh, or after the boot log the boot
      * cache wrote (already looked at when that boot ran) */
@@ -168,15 +186,32 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     char **argv = vm_qemu_argv(vm, opts, initrd, cmdline, ram_file, incoming, err, errlen);
     if (!argv)
         return -1;
-    vm->qemu_pid = spawn_qemu(vm, argv, err, errlen);
+    if (fill_ram_from) {
+        /* a spare: paused once its state is loaded, until it is handed over */
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        argv = xrealloc(argv, (n + 2) * sizeof(char *));
+        argv[n] = xstrdup("-S");
+        argv[n + 1] = NULL;
+    }
+    vm->qemu_pid = spawn_qemu(vm, argv, fill_ram_from, err, errlen);
     vm_argv_free(argv);
     if (vm->qemu_pid < 0)
         return -1;
     vm->pidfd = (int)syscall(SYS_pidfd_open, vm->qemu_pid, 0);
+    return 0;
+}
+
+int vm_launch_connect(pv_vm *vm, bool incoming, bool ram_file, char *err, size_t errlen)
+{
+    int fd = connect_when_ready(vm, "qmp.sock", now_ms() + QMP_TIMEOUT_MS, err, errlen);
+    return fd < 0 ? -1 : vm_launch_connected(vm, fd, incoming, ram_file, err, errlen);
+}
+
+int vm_launch_connected(pv_vm *vm, int fd, bool incoming, bool ram_file, char *err, size_t errlen)
+{
     int64_t qmp_deadline = now_ms() + QMP_TIMEOUT_MS;
-    int fd = connect_when_ready(vm, "qmp.sock", qmp_deadline, err, errlen);
-    if (fd < 0)
-        return -1;
     if (qmp_open(&vm->qmp, fd, qmp_deadline, err, errlen) != 0) {
         quote_qemu_death(vm, err, errlen);
         return -1;
@@ -204,6 +239,14 @@ int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const cha
     if (vm->agent_fd < 0)
         return -1;
     return 0;
+}
+
+int vm_launch(pv_vm *vm, const vm_boot_opts *opts, const char *initrd, const char *cmdline, const char *ram_file,
+              bool incoming, char *err, size_t errlen)
+{
+    if (vm_launch_start(vm, opts, initrd, cmdline, ram_file, NULL, incoming, err, errlen) != 0)
+        return -1;
+    return vm_launch_connect(vm, incoming, ram_file != NULL, err, errlen);
 }
 
 /* A local profile: the agent binary runs on the host over a socketpair, in

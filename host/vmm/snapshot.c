@@ -212,6 +212,14 @@ static char *shell_quote(const char *s)
     return sb_take(&b);
 }
 
+char *restore_incoming_uri(const char *state)
+{
+    char *q = shell_quote(state);
+    char *uri = xasprintf("exec:cat %s", q);
+    free(q);
+    return uri;
+}
+
 static int snapshot(pv_vm *vm, const char *dir, bool resume, char *err, size_t errlen);
 
 int vm_snapshot(pv_vm *vm, const char *dir, char *err, size_t errlen) { return snapshot(vm, dir, true, err, errlen); }
@@ -323,15 +331,29 @@ static const char *meta_str(json_t *m, const char *k)
     return s ? s : "";
 }
 
-int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
+void restore_plan_free(restore_plan *pl)
 {
+    if (pl->ram_copy)
+        unlink(pl->ram_copy); /* QEMU has it mapped (or failed) */
+    free(pl->ram_copy);
+    free(pl->ram);
+    free(pl->state);
+    json_decref(pl->meta);
+    *pl = (restore_plan){0};
+}
+
+const char *restore_plan_initrd(const restore_plan *pl) { return meta_str(pl->meta, "initrd"); }
+const char *restore_plan_cmdline(const restore_plan *pl) { return meta_str(pl->meta, "cmdline"); }
+const char *restore_plan_ram(const restore_plan *pl) { return pl->ram_copy ? pl->ram_copy : pl->ram; }
+
+int restore_plan_make(pv_vm *vm, const char *dir, restore_plan *pl, char *err, size_t errlen)
+{
+    *pl = (restore_plan){0};
     if (vm->profile.local) {
         snprintf(err, errlen, "VM '%s': restore needs a real VM; profile '%s' runs the agent as a host process",
                  vm->name, vm->profile.name);
         return -1;
     }
-    double t0 = now_s();
-    vm->boot_cached = false;
     char *meta_path = xasprintf("%s/meta.json", dir), *state = xasprintf("%s/state", dir),
          *ram = xasprintf("%s/ram", dir);
     json_error_t je;
@@ -442,20 +464,54 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
         }
         close(src);
     }
-    if (disk_load(vm, dir, m, err, errlen) != 0)
+    if (disk_load(vm, dir, m, err, errlen) != 0) {
+        if (ram_copy) {
+            unlink(ram_copy);
+            free(ram_copy);
+        }
         goto out;
-    vm_boot_opts o = {0};
-    o.memory = mem;
-    o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
-    if (json_is_integer(json_object_get(m, "rng_seed"))) {
-        o.has_rng_seed = true; /* the device is part of the saved machine */
-        o.rng_seed = (uint64_t)json_integer_value(json_object_get(m, "rng_seed"));
     }
-    int launched = vm_launch(vm, &o, initrd, meta_str(m, "cmdline"), has_ram ? (ram_copy ? ram_copy : ram) : NULL,
-                             true, err, errlen);
-    if (ram_copy) {
-        unlink(ram_copy); /* QEMU has it mapped (or failed) */
-        free(ram_copy);
+    pl->o.memory = mem;
+    pl->o.cpus = (int)json_integer_value(json_object_get(m, "cpus"));
+    if (json_is_integer(json_object_get(m, "rng_seed"))) {
+        pl->o.has_rng_seed = true; /* the device is part of the saved machine */
+        pl->o.rng_seed = (uint64_t)json_integer_value(json_object_get(m, "rng_seed"));
+    }
+    pl->meta = m;
+    pl->state = state;
+    pl->ram = has_ram ? ram : NULL;
+    pl->ram_copy = ram_copy;
+    if (!has_ram)
+        free(ram);
+    free(meta_path);
+    return 0;
+out:
+    json_decref(m);
+    free(meta_path);
+    free(state);
+    free(ram);
+    return rc;
+}
+
+int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
+{
+    double t0 = now_s();
+    vm->boot_cached = false;
+    restore_plan pl;
+    if (restore_plan_make(vm, dir, &pl, err, errlen) != 0)
+        return -1;
+    int rc = -1;
+    json_t *m = pl.meta;
+    const char *state = pl.state;
+    /* a QEMU started in advance for exactly this launch, or a new one */
+    int spare = qpool_adopt(vm, &pl);
+    int launched = spare != QPOOL_NONE ? 0
+                                       : vm_launch(vm, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl),
+                                                   restore_plan_ram(&pl), true, err, errlen);
+    if (pl.ram_copy) {
+        unlink(pl.ram_copy);
+        free(pl.ram_copy);
+        pl.ram_copy = NULL;
     }
     if (launched != 0)
         goto fail;
@@ -465,16 +521,15 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                  vm->qemu_version);
         goto fail;
     }
-    char *q = shell_quote(state);
-    char *uri = xasprintf("exec:cat %s", q);
-    free(q);
-    int r = vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
+    char *uri = restore_incoming_uri(state);
+    /* a spare has loaded it already */
+    int r = spare >= QPOOL_LOADED ? 0 : vm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err, errlen);
     free(uri);
     if (r != 0)
         goto fail;
     /* wait until the incoming migration is applied and the guest runs */
     int64_t deadline = now_ms() + MIGRATE_TIMEOUT_MS;
-    for (;;) {
+    while (spare != QPOOL_GREETED) {
         json_t *st = NULL;
         if (vm_qmp(vm, "query-status", NULL, &st, err, errlen) != 0)
             goto fail;
@@ -489,15 +544,18 @@ int vm_restore(pv_vm *vm, const char *dir, char *err, size_t errlen)
                      state);
             goto fail;
         }
-        if (strcmp(status, "paused") == 0 && vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
-            goto fail;
+        if (strcmp(status, "paused") == 0) {
+            if (vm_qmp(vm, "cont", NULL, NULL, err, errlen) != 0)
+                goto fail;
+            continue; /* running now, normally */
+        }
         if (now_ms() > deadline) {
             snprintf(err, errlen, "restore: loading %s did not finish within %d s", state, MIGRATE_TIMEOUT_MS / 1000);
             goto fail;
         }
         sleep_ms(2);
     }
-    if (vm_hello(vm, now_ms() + 30000, err, errlen) != 0)
+    if (spare != QPOOL_GREETED && vm_hello(vm, now_ms() + 30000, err, errlen) != 0)
         goto fail;
     vm->state = VM_BOOTED;
     /* the guest clock stood still inside the snapshot */
@@ -526,9 +584,6 @@ fail:
     vm_launch_failed(vm, err, errlen);
     vm->state = VM_CREATED;
 out:
-    json_decref(m);
-    free(meta_path);
-    free(state);
-    free(ram);
+    restore_plan_free(&pl);
     return rc;
 }
