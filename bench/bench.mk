@@ -4,7 +4,7 @@
 # snapshot bootcache pool disks memory scaling peer). Sections with files of their
 # own are listed in bench/bench.h.
 BENCH_OBJS := $(filter-out $(B)/obj/host/main.o,$(HOST_OBJS)) $(EMBED_OBJS)
-BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_SRCS := $(filter-out bench/bench_qpool.c,$(wildcard bench/*.c))
 
 $(B)/bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BENCH_OBJS) $(HEADERS)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(LUA_CFLAGS) $(BENCH_SRCS) $(BENCH_OBJS) $(HOST_LIBS) -o $@
