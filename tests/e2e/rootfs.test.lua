@@ -76,6 +76,7 @@ test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
   -- / is the disk itself; no initramfs is left under it
   local mounts = vm:read_file("/proc/mounts")
   local overlay = vm:run("grep -qw overlay /proc/filesystems"):ok()
+  t:assert(overlay, "the default kernel has overlayfs (image/kernel.fragment)")
   if overlay then
     t:assert(mounts:find("\noverlay / overlay ", 1, true) or mounts:find("^overlay / overlay "), mounts)
   else
@@ -91,6 +92,10 @@ test("rootfs only: the kernel boots the disk with init=, read-only", function(t)
   -- the disk's read-only attachment holds even against the guest's root
   local r = vm:run("echo x > /etc/hosts")
   t:assert(overlay or not r:ok(), "a read-only root without overlayfs refuses writes")
+  if overlay then -- the tmpfs layer takes writes anywhere under /
+    vm:write_file("/etc/on-the-layer", "tmpfs layer")
+    t:assert_eq(vm:run("cat /etc/on-the-layer").stdout, "tmpfs layer")
+  end
   if not overlay then t:assert_contains(r.stderr, "Read-only file system") end
   r = vm:run("dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync")
   t:assert(not r:ok(), "QEMU attached the image read-only: " .. r.stdout .. r.stderr)
