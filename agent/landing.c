@@ -124,6 +124,7 @@ bool land_begin(agent_conn *c)
     l->stage_at = PV_HDR_SIZE + prefix + PV_FIELD_HDR_SIZE;
     l->got = c->in_len - l->stage_at;
     l->active = true;
+    c->in_len = l->stage_at; /* the head frame stays incomplete until finish() */
     return true;
 }
 
