@@ -331,6 +331,7 @@ int agent_main(int argc, char **argv)
         /* commands must not inherit the protocol connection */
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         conn_init(&c, fd, false);
+        c.land_policy = LAND_LOCAL_CHANNELS;
         return agent_serve(&c);
     }
     if (argc != 1) {
@@ -349,6 +350,7 @@ int agent_main(int argc, char **argv)
         return 1;
     }
     conn_init(&c, fd, true);
+    c.land_policy = LAND_LOCAL_CHANNELS;
     int rc = agent_serve(&c);
     if (getpid() == 1)
         for (;;)

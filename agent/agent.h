@@ -37,6 +37,28 @@ const char *rootfs_init_path(void);
  * timeout_ms for the device to appear. Returns fd or -1. */
 int port_open(int timeout_ms);
 
+/* landing.c: a large write written into its file as it arrives (see there). */
+#define LAND_MIN_BYTES (256u * 1024u)
+#define LAND_PREFIX_MAX 8192 /* room for the fields before DATA */
+#define LAND_STAGE_BYTES (64u * 1024u)
+typedef enum {
+    LAND_NEVER,          /* the default: e.g. the relay's reader of worker replies */
+    LAND_LOCAL_CHANNELS, /* the agent: not for frames it relays to workers */
+    LAND_ALL             /* a worker's end: every frame is its own */
+} land_policy;
+typedef struct {
+    bool active;
+    pv_hdr hdr;       /* the request's */
+    int fd;           /* the target (for FD_WRITE a duplicate of the handle) */
+    int user_fd;      /* FD_WRITE: the handle whose offset moves; else -1 */
+    char *path;       /* WRITE_FILE: the target's path */
+    off_t off;        /* where in the file the data goes */
+    size_t stage_at;  /* the stage: c->in from here, LAND_STAGE_BYTES */
+    size_t len, got;  /* bytes of DATA, and received so far */
+    size_t written, dropped; /* of those: in the file, thrown away after err */
+    int err;          /* the write error that ended the writing */
+} conn_landing;
+
 /* conn.c: the transport; frames in, frames out. */
 typedef struct {
     int fd;
@@ -48,7 +70,16 @@ typedef struct {
     pv_buf *capture;   /* batch: replies are collected here instead of sent */
     size_t skip;       /* bytes of a frame still to discard (no memory for it) */
     pv_hdr dropped;    /* that frame's header */
+    land_policy land_policy;
+    conn_landing land;
 } agent_conn;
+
+/* landing.c: true when the incomplete frame at the head of c->in now lands
+ * in its file as it arrives; land_fill then reads the rest (conn_fill's
+ * result); land_abandon drops a landing whose host went away. */
+bool land_begin(agent_conn *c);
+int land_fill(agent_conn *c);
+void land_abandon(agent_conn *c);
 
 void conn_init(agent_conn *c, int fd, bool is_port);
 /* Reads what is available. Returns 1 if bytes arrived, 0 on host

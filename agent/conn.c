@@ -17,38 +17,55 @@ void conn_init(agent_conn *c, int fd, bool is_port)
     c->fd = fd;
     c->is_port = is_port;
     c->connected = true;
+    c->land.fd = c->land.user_fd = -1;
     pv_buf_init(&c->out);
+}
+
+/* Reads without blocking until c->in holds upto bytes or nothing more is
+ * there (EAGAIN: the main poll waits for the rest; EOF: it sees it again). */
+static void read_until(agent_conn *c, size_t upto)
+{
+    int flags = fcntl(c->fd, F_GETFL);
+    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) != 0)
+        return;
+    while (c->in_len < upto) {
+        ssize_t n = read(c->fd, c->in + c->in_len, upto - c->in_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        c->in_len += (size_t)n;
+    }
+    fcntl(c->fd, F_SETFL, flags);
 }
 
 /* A virtio-serial read returns one 4 KiB buffer at most: while a large frame
  * is arriving, read on without going back to the main poll for every 4 KiB.
  * The reads are non-blocking so that a host that stalls mid-frame leaves the
- * agent free to serve everything else. */
-static void fill_frame(agent_conn *c)
+ * agent free to serve everything else. A large write first gets only its
+ * leading fields read, to see whether it can land in its file as it arrives
+ * (landing.c): true when it now does. */
+static bool fill_frame(agent_conn *c)
 {
     pv_hdr hdr;
     if (c->in_len < PV_HDR_SIZE || pv_hdr_decode(c->in, &hdr) != 0 || c->in_len >= PV_HDR_SIZE + (size_t)hdr.len)
-        return;
+        return false;
     size_t need = PV_HDR_SIZE + (size_t)hdr.len;
     if (need > c->in_cap) {
         uint8_t *n = realloc(c->in, need);
         if (!n)
-            return;
+            return false;
         c->in = n;
         c->in_cap = need;
     }
-    int flags = fcntl(c->fd, F_GETFL);
-    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) != 0)
-        return;
-    while (c->in_len < need) {
-        ssize_t n = read(c->fd, c->in + c->in_len, need - c->in_len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* EAGAIN: the main poll waits for the rest; EOF: it sees it again */
-        c->in_len += (size_t)n;
+    if (c->land_policy != LAND_NEVER && hdr.len >= LAND_MIN_BYTES &&
+        (hdr.type == PV_MSG_WRITE_FILE || hdr.type == PV_MSG_FD_WRITE)) {
+        read_until(c, PV_HDR_SIZE + LAND_PREFIX_MAX + PV_FIELD_HDR_SIZE);
+        if (land_begin(c))
+            return true;
     }
-    fcntl(c->fd, F_SETFL, flags);
+    read_until(c, need);
+    return false;
 }
 
 /* Reads and throws away the rest of a frame that did not fit in memory;
@@ -107,6 +124,8 @@ int conn_fill(agent_conn *c)
 {
     if (c->skip)
         return skip_input(c);
+    if (c->land.active)
+        return land_fill(c);
     if (!make_room(c))
         return drop_frame(c);
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
@@ -115,7 +134,8 @@ int conn_fill(agent_conn *c)
     if (n == 0)
         return 0;
     c->in_len += (size_t)n;
-    fill_frame(c);
+    if (fill_frame(c))
+        return land_fill(c);
     return 1;
 }
 

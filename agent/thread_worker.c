@@ -257,6 +257,7 @@ void *thread_worker_main(void *arg)
     atomic_store(&ts->tid, (int)syscall(SYS_gettid)); /* ts belongs to the parent from here */
     agent_conn wc;
     conn_init(&wc, fd, false);
+    wc.land_policy = LAND_ALL;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, -1) < 0) {

@@ -275,6 +275,7 @@ static void fork_child(agent_conn *host, int fd, int parent_end)
     worker_unblock_wake();
     agent_conn wc;
     conn_init(&wc, fd, false);
+    wc.land_policy = LAND_ALL;
     agent_serve(&wc);
     /* EOF: the host killed us. Our commands die with us. */
     exec_abandon_all();

@@ -935,9 +935,10 @@ static int l_vm_write_file(lua_State *L)
     }
     vm_begin_on(v->vm, PV_MSG_WRITE_FILE, v->chan_base);
     pv_put_str(&v->vm->out, PV_T_PATH, path);
-    pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     if (mode >= 0)
         pv_put_u64(&v->vm->out, PV_T_MODE, (uint64_t)mode);
+    /* DATA last: the agent can then read it straight into the file */
+    pv_put_bytes(&v->vm->out, PV_T_DATA, data, len);
     vm_reply r;
     pv_call(L, v, &r, OP_TIMEOUT_MS);
     vm_reply_free(&r);

@@ -914,6 +914,43 @@ TEST(files)
         frame_free(&f);
     }
 
+    set_case("WRITE_FILE with DATA last lands as it arrives: sent in pieces, over a longer file");
+    /* the agent writes such a request's data into the file while it is
+     * still arriving (agent/landing.c); pauses between the pieces make it
+     * wait for more in the middle of the header, the fields and the data */
+    for (size_t i = 0; i < n; i++)
+        data[i] = (uint8_t)(i * 7 % 253);
+    size_t part = n - 1000; /* above the agent's LAND_MIN_BYTES */
+    req = next_req++;
+    pv_frame_begin(&b, PV_MSG_WRITE_FILE, 0, req);
+    pv_put_str(&b, PV_T_PATH, path);
+    pv_put_u64(&b, PV_T_MODE, 0640);
+    pv_put_bytes(&b, PV_T_DATA, data, part);
+    if (CHECK(pv_frame_end(&b) == 0)) {
+        size_t cuts[] = {0, 7, PV_HDR_SIZE + 10, PV_HDR_SIZE + 200, 100000, b.len};
+        bool sent = true;
+        for (size_t k = 0; k + 1 < sizeof(cuts) / sizeof(cuts[0]) && sent; k++) {
+            sent = send_bytes(b.buf + cuts[k], cuts[k + 1] - cuts[k]);
+            sleep_ms(30);
+        }
+        pv_buf_reset(&b);
+        if (sent && CHECK(wait_reply(0, req, REPLY_MS, &f))) {
+            expect_type(__LINE__, &f, PV_MSG_OK);
+            frame_free(&f);
+        }
+    }
+    if (CHECKF(stat(path, &st) == 0, "stat %s: %s", path, strerror(errno)))
+        CHECKF(st.st_size == (off_t)(part), "size %lld, expected %zu", (long long)st.st_size, part);
+    fp = fopen(path, "rb");
+    if (CHECK(fp != NULL)) {
+        uint8_t *disk = malloc(n);
+        size_t got = fread(disk, 1, n, fp);
+        CHECKF(got == part && memcmp(disk, data, part) == 0, "file content differs (%zu bytes)", got);
+        free(disk);
+        fclose(fp);
+    }
+    CHECK(ping_ok("after a landed WRITE_FILE"));
+
     set_case("WRITE_FILE truncates, default mode 0644");
     snprintf(path, sizeof(path), "%s/text.txt", tmpdir);
     for (int round = 0; round < 2; round++) {
