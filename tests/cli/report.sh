@@ -52,7 +52,9 @@ test("a restored VM answers", function(t)
   t:assert_eq(vm:run("echo back").stdout, "back\n")
 end)
 LUA
-run --timeout 3s --save-events "$T/events.jsonl" --html "$T/report.html" \
+# the timeout only has to end the hang fixture; it is long enough for the
+# restore file's cold boot and restore on a busy host too
+run --timeout 10s --save-events "$T/events.jsonl" --html "$T/report.html" \
     tests/runner/fixtures/basic tests/runner/fixtures/hang "$T/h" tests/runner/fixtures/vm/a_claims_two.test.lua
 begin "--html writes the report of a run with passes, failures, skips and a timeout"
 expect_rc 1
