@@ -110,19 +110,23 @@ static int finish(pv_vm *vm, const vm_boot_opts *opts, double t0, char *err, siz
     return 0;
 }
 
+void boot_cache_seed_console(const char *entry, const char *console_path)
+{
+    char *log = xasprintf("%s/console.log", entry);
+    size_t len = 0;
+    char *text = read_whole_file(log, &len);
+    free(log);
+    write_whole_file(console_path, text ? text : "", text ? len : 0, 0600);
+    free(text);
+}
+
 static int restore_entry(pv_vm *vm, const char *entry, char *err, size_t errlen)
 {
     if (mkdir_p(vm->dir, 0700) != 0) {
         snprintf(err, errlen, "VM '%s': cannot create %s: %s", vm->name, vm->dir, strerror(errno));
         return -1;
     }
-    char *log = xasprintf("%s/console.log", entry);
-    size_t len = 0;
-    char *text = read_whole_file(log, &len);
-    free(log);
-    /* the restored VM's console log starts with the boot it stands for */
-    write_whole_file(vm->console_path, text ? text : "", text ? len : 0, 0600);
-    free(text);
+    boot_cache_seed_console(entry, vm->console_path);
     vm->ram_copy = true;
     vm->console_append = true;
     vm->time_pinned = false; /* vm_restore sets the host's time; finish() applies initial_time */

@@ -13,4 +13,7 @@
 int boot_cache_boot(pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg, char *err, size_t errlen);
 /* Why a boot of vm with opts would not use the cache, or NULL if it would. */
 const char *boot_cache_bypass(const pv_vm *vm, const vm_boot_opts *opts, const pv_config *cfg);
+/* Starts console_path with the console log saved in the boot-cache entry:
+ * a restored VM's console begins with the boot it stands for. */
+void boot_cache_seed_console(const char *entry, const char *console_path);
 #endif

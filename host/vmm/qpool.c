@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "../util/util.h"
+#include "boot_cache.h"
 #include "disk.h"
 #include "vm_internal.h"
 #include "vm_nic.h"
@@ -463,13 +464,7 @@ void qpool_prepare(const pv_vm *vm, const char *entry)
         goto discard;
     }
     s.charged = charger != NULL;
-    /* the restored VM's console log starts with the boot it stands for */
-    char *log = xasprintf("%s/console.log", entry);
-    size_t len = 0;
-    char *text = read_whole_file(log, &len);
-    free(log);
-    write_whole_file(t->console_path, text ? text : "", text ? len : 0, 0600);
-    free(text);
+    boot_cache_seed_console(entry, t->console_path);
     /* the RAM file is made here, filled by the new process before it execs QEMU */
     if (vm_launch_start(t, &pl.o, restore_plan_initrd(&pl), restore_plan_cmdline(&pl), NULL, pl.ram, true, err,
                         sizeof(err)) != 0) {
