@@ -241,6 +241,21 @@ int write_whole_file(const char *path, const void *data, size_t len, int mode)
     return close(fd);
 }
 
+int write_file_atomic(const char *path, const void *data, size_t len, int mode)
+{
+    char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
+    int rc = write_whole_file(tmp, data, len, mode);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -1;
+    if (rc != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+    }
+    free(tmp);
+    return rc;
+}
+
 bool file_exists(const char *path) { return access(path, F_OK) == 0; }
 
 bool is_dir(const char *path)
@@ -495,4 +510,76 @@ pid_t spawn_tied_after(char *const argv[], int in, int out, int err, int (*befor
     execvp(argv[0], argv);
     dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
+}
+
+/* Closes fd keeping errno (the cause of a failed copy) intact. */
+static int close_failed(int fd)
+{
+    int e = errno ? errno : EIO;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* Copies only the allocated parts of src (guest RAM and disk overlays are
+ * mostly holes). On
+ * failure errno says why (ENOSPC for a full disk, never 0). */
+int copy_sparse(int src, const char *dst_path, off_t size)
+{
+    int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (dst < 0)
+        return -1;
+    if (ftruncate(dst, size) != 0)
+        return close_failed(dst);
+    off_t pos = 0;
+    while (pos < size) {
+        off_t data = lseek(src, pos, SEEK_DATA);
+        if (data < 0)
+            break; /* ENXIO: only holes remain */
+        off_t hole = lseek(src, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = size;
+        /* pread/pwrite: copy_file_range cannot cross from tmpfs to disk */
+        static char buf[1 << 20];
+        for (off_t off = data; off < hole;) {
+            size_t want = (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off) : sizeof(buf);
+            ssize_t n = pread(src, buf, want, off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (n == 0)
+                    errno = EIO; /* the source is shorter than it said */
+                return close_failed(dst);
+            }
+            for (ssize_t w = 0; w < n;) {
+                errno = 0;
+                ssize_t k = pwrite(dst, buf + w, (size_t)(n - w), off + w);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0) {
+                    if (k == 0 || !errno)
+                        errno = ENOSPC;
+                    return close_failed(dst);
+                }
+                w += k;
+            }
+            off += n;
+        }
+        pos = hole;
+    }
+    if (close(dst) != 0)
+        return -1; /* e.g. a quota or NFS error on the final flush */
+    return 0;
+}
+
+int copy_file(const char *src_path, const char *dst_path)
+{
+    int src = open(src_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int rc = src >= 0 && fstat(src, &st) == 0 ? copy_sparse(src, dst_path, st.st_size) : -1;
+    int e = errno;
+    if (src >= 0)
+        close(src);
+    errno = e;
+    return rc;
 }

@@ -48,6 +48,14 @@ int open_regular_file(const char *path, struct stat *st);
 const char *read_error_text(int e);
 const char *file_type_name(mode_t mode);
 int write_whole_file(const char *path, const void *data, size_t len, int mode);
+/* Like write_whole_file, through a temporary file renamed over path, so a
+ * concurrent reader sees the old file or the new one, never half of one. */
+int write_file_atomic(const char *path, const void *data, size_t len, int mode);
+/* Copies the allocated parts of src (size bytes) into a new file dst_path
+ * (mode 0600), leaving holes as holes; on failure errno says why. */
+int copy_sparse(int src, const char *dst_path, off_t size);
+/* The same for the file at src_path. */
+int copy_file(const char *src_path, const char *dst_path);
 bool file_exists(const char *path);
 bool is_dir(const char *path);
 int mkdir_p(const char *path, int mode);

@@ -82,13 +82,10 @@ static void write_verdict(const char *path, const accel_verdict *v)
     char *dir = path_dirname(path);
     mkdir_p(dir, 0755);
     free(dir);
-    char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
     char *text = xasprintf("%s\n%s\n", v->kvm ? "kvm" : "tcg", v->reason);
-    /* rename: concurrent probes from parallel test files never see half a file */
-    if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, path) != 0)
-        unlink(tmp);
+    /* concurrent probes from parallel test files never see half a file */
+    write_file_atomic(path, text, strlen(text), 0644);
     free(text);
-    free(tmp);
 }
 
 /* QEMU's own words: the first line of its stderr that says "error" (the MSR

@@ -105,19 +105,6 @@ static int image_info(const char *path, char *fmt, size_t fmtlen, int64_t *size,
     return 0;
 }
 
-/* Copies the file at src_path into dst_path (sparse); errno on failure. */
-int disk_copy_file(const char *src_path, const char *dst_path)
-{
-    int src = open(src_path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    int rc = src >= 0 && fstat(src, &st) == 0 ? vm_copy_sparse(src, dst_path, st.st_size) : -1;
-    int e = errno;
-    if (src >= 0)
-        close(src);
-    errno = e;
-    return rc;
-}
-
 static int machine_max_disks(const pv_vm *vm, bool rng)
 {
     const char *m = vm_machine(&vm->profile);
@@ -221,7 +208,7 @@ static vm_disk *make_disk(pv_vm *vm, const pv_disk_spec *s, char *err, size_t er
         }
         d->file = xasprintf("%s/%s.raw", ds->dir, s->id);
         d->format = "raw";
-        if (disk_copy_file(s->path, d->file) != 0) {
+        if (copy_file(s->path, d->file) != 0) {
             snprintf(err, errlen, "disk '%s' of VM '%s': cannot copy image %s: %s", s->id, vm->name, s->path,
                      strerror(errno));
             disk_free(d);
@@ -341,7 +328,7 @@ static int arm_power_cut(const pv_vm *vm, const vm_disk *d, char *why, size_t wh
 {
     char *log = xasprintf("%s/%s.wlog", vm->disks->dir, d->id);
     char *base = xasprintf("%s/%s.base", vm->disks->dir, d->id);
-    int rc = write_whole_file(log, "", 0, 0600) == 0 ? disk_copy_file(d->file, base) : -1;
+    int rc = write_whole_file(log, "", 0, 0600) == 0 ? copy_file(d->file, base) : -1;
     if (rc != 0)
         snprintf(why, whylen, "cannot prepare the power-cut log of disk '%s': %s", d->id, strerror(errno));
     free(log);

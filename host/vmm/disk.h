@@ -106,8 +106,6 @@ void disk_drop_exports(struct pv_vm *vm);
 vm_disks *disk_set(struct pv_vm *vm); /* vm->disks, made on first use */
 void disk_add(vm_disks *ds, vm_disk *d);
 void disk_free(vm_disk *d);
-/* Copies the file at src_path into dst_path (sparse); errno on failure. */
-int disk_copy_file(const char *src_path, const char *dst_path);
 void disk_forget_export(struct pv_vm *vm, vm_disk *d);
 void disk_close_nbd(vm_disk *d);
 /* Deletes the swapped-in filter node of d (and its throttle group), if any. */

@@ -42,7 +42,7 @@ int disk_save(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         if (!private_file(d))
             continue; /* the user's own image is not the VM's to copy */
         char *dst = xasprintf("%s/disk-%s", dir, d->id);
-        int rc = disk_copy_file(d->file, dst);
+        int rc = copy_file(d->file, dst);
         free(dst);
         if (rc != 0) {
             snprintf(err, errlen, "snapshot of VM '%s': cannot copy disk '%s' (%s): %s", vm->name, d->id, d->file,
@@ -97,7 +97,7 @@ int disk_load(pv_vm *vm, const char *dir, json_t *meta, char *err, size_t errlen
         }
         d->file = xasprintf("%s/%s.%s", ds->dir, id, d->format);
         char *srcp = xasprintf("%s/disk-%s", dir, id);
-        if (disk_copy_file(srcp, d->file) != 0) {
+        if (copy_file(srcp, d->file) != 0) {
             snprintf(err, errlen, "restore of VM '%s': the snapshot has no usable copy of disk '%s' (%s): %s",
                      vm->name, id, srcp, strerror(errno));
             free(srcp);

@@ -197,30 +197,6 @@ void rootfs_quote_wrapper_error(const char *console_path, strbuf *msg)
 
 #define SNAP_ID_NAME "rootfs.id"
 
-/* dst gets src's bytes (copy_file_range: reflinks or in-kernel copies). */
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return -1;
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) {
-        close(in);
-        return -1;
-    }
-    ssize_t n;
-    while ((n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0)) > 0)
-        ;
-    int e = errno;
-    close(in);
-    if (close(out) != 0 && n == 0) {
-        n = -1;
-        e = errno;
-    }
-    errno = e;
-    return n == 0 ? 0 : -1;
-}
-
 int rootfs_snapshot_save(const pv_vm *vm, const char *dir, char *err, size_t errlen)
 {
     const pv_profile *p = &vm->profile;

@@ -51,12 +51,9 @@ static bool persisted_identity(const char *path, const struct stat *st, char hex
         }
         free(text);
     } else if (mkdir_p(dir, 0755) == 0) {
-        char *tmp = xasprintf("%s.%d.tmp", rec, (int)getpid());
         char *text = xasprintf("%s%s", stamp, hex);
-        if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, rec) != 0)
-            unlink(tmp);
+        write_file_atomic(rec, text, strlen(text), 0644);
         free(text);
-        free(tmp);
     }
     free(stamp);
     free(rec);
@@ -101,65 +98,6 @@ const char *vm_file_identity(const char *path)
     free(data);
     persisted_identity(path, &st, cache[slot].hex);
     return cache[slot].hex;
-}
-
-/* Closes fd keeping errno (the cause of a failed copy) intact. */
-static int close_failed(int fd)
-{
-    int e = errno ? errno : EIO;
-    close(fd);
-    errno = e;
-    return -1;
-}
-
-/* Copies only the allocated parts of src: guest RAM is mostly holes. On
- * failure errno says why (ENOSPC for a full disk, never 0). */
-int vm_copy_sparse(int src, const char *dst_path, off_t size)
-{
-    int dst = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (dst < 0)
-        return -1;
-    if (ftruncate(dst, size) != 0)
-        return close_failed(dst);
-    off_t pos = 0;
-    while (pos < size) {
-        off_t data = lseek(src, pos, SEEK_DATA);
-        if (data < 0)
-            break; /* ENXIO: only holes remain */
-        off_t hole = lseek(src, data, SEEK_HOLE);
-        if (hole < 0)
-            hole = size;
-        /* pread/pwrite: copy_file_range cannot cross from tmpfs to disk */
-        static char buf[1 << 20];
-        for (off_t off = data; off < hole;) {
-            size_t want = (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off) : sizeof(buf);
-            ssize_t n = pread(src, buf, want, off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                if (n == 0)
-                    errno = EIO; /* the source is shorter than it said */
-                return close_failed(dst);
-            }
-            for (ssize_t w = 0; w < n;) {
-                errno = 0;
-                ssize_t k = pwrite(dst, buf + w, (size_t)(n - w), off + w);
-                if (k < 0 && errno == EINTR)
-                    continue;
-                if (k <= 0) {
-                    if (k == 0 || !errno)
-                        errno = ENOSPC;
-                    return close_failed(dst);
-                }
-                w += k;
-            }
-            off += n;
-        }
-        pos = hole;
-    }
-    if (close(dst) != 0)
-        return -1; /* e.g. a quota or NFS error on the final flush */
-    return 0;
 }
 
 /* Polls query-migrate until the migration ends. */
@@ -453,7 +391,7 @@ int restore_plan_make(pv_vm *vm, const char *dir, restore_plan *pl, char *err, s
     if (has_ram && access(ram, W_OK) != 0) {
         int src = open(ram, O_RDONLY | O_CLOEXEC);
         ram_copy = xasprintf("%s/ram.copy", vm->dir);
-        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || vm_copy_sparse(src, ram_copy, mem) != 0) {
+        if (src < 0 || mkdir_p(vm->dir, 0700) != 0 || copy_sparse(src, ram_copy, mem) != 0) {
             snprintf(err, errlen, "restore: snapshot %s: its RAM file is read-only and cannot be copied to %s: %s",
                      dir, ram_copy, strerror(errno));
             if (src >= 0)

@@ -40,12 +40,9 @@ long host_tsc_khz(void)
         khz = measure_tsc_khz();
         if (boot) {
             mkdir_p(cache_root(), 0755);
-            char *tmp = xasprintf("%s.%d", path, (int)getpid());
             char *text = xasprintf("%s %ld\n", boot, khz);
-            if (write_whole_file(tmp, text, strlen(text), 0644) != 0 || rename(tmp, path) != 0)
-                unlink(tmp);
+            write_file_atomic(path, text, strlen(text), 0644);
             free(text);
-            free(tmp);
         }
     }
     free(saved);

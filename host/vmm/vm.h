@@ -174,9 +174,6 @@ const char *vm_file_identity(const char *path);
  * on /dev/shm of a RAM file stored by a snapshot, unpacked on first use
  * (callers free the path). */
 char *ram_unpacked(const char *zst_path, char *err, size_t errlen);
-/* Copies the allocated parts of src (size bytes) into a new file dst_path;
- * on failure errno says why. */
-int vm_copy_sparse(int src, const char *dst_path, off_t size);
 
 /* Writes data to the serial console within timeout_ms (<= 0: no limit of
  * its own; the per-test deadline still applies). */
